@@ -1,0 +1,95 @@
+"""The TFF runtime tffprune starts must end with it, whatever way it ends."""
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+SCRIPT = textwrap.dedent(
+    """
+    import os, sys, time
+    import numpy as np
+    import tensorflow_federated as tff
+    from tffprune.fl.runtime import ensure_runtime
+
+    runtime = ensure_runtime()
+
+    @tff.federated_computation(tff.FederatedType(np.float32, tff.CLIENTS))
+    def total_and_values(values):
+        return tff.federated_sum(values), values
+
+    total, values = total_and_values([2.0, 4.0, 6.0, 8.0])
+    worker_pid = runtime._started[0].process.pid
+    print(f"RESULT {total} {values} WORKER {worker_pid}", flush=True)
+    if "--hang" in sys.argv:
+        time.sleep(600)
+    """
+)
+
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie child of a dead parent is reaped by init quickly; treat it as gone.
+    with open(f"/proc/{pid}/stat") as handle:
+        return handle.read().split()[2] != "Z"
+
+
+def _wait_gone(pid, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if not _alive(pid):
+                return True
+        except FileNotFoundError:
+            return True
+        time.sleep(0.1)
+    return False
+
+
+@pytest.mark.slow
+def test_pipe_closes_and_worker_ends_on_normal_exit():
+    # stdout is a pipe: if the worker inherited it, communicate() would hang.
+    completed = subprocess.run(
+        [sys.executable, "-c", SCRIPT], capture_output=True, text=True, timeout=120
+    )
+
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    line = next(
+        row for row in completed.stdout.splitlines() if row.startswith("RESULT")
+    )
+    assert line.startswith("RESULT 20.0 [2.0, 4.0, 6.0, 8.0]")
+    assert _wait_gone(int(line.split()[-1]))
+
+
+@pytest.mark.slow
+def test_worker_dies_when_parent_is_killed_hard():
+    process = subprocess.Popen(
+        [sys.executable, "-c", SCRIPT, "--hang"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        line = ""
+        deadline = time.monotonic() + 120
+        while not line.startswith("RESULT") and time.monotonic() < deadline:
+            line = process.stdout.readline()
+        worker_pid = int(line.split()[-1])
+        assert _alive(worker_pid)
+
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=10)
+
+        assert _wait_gone(worker_pid)
+        # The pipe reaches end-of-file: nobody else holds it.
+        assert process.stdout.read() == ""
+    finally:
+        process.kill()
+        process.stdout.close()

@@ -1,0 +1,72 @@
+import subprocess
+import sys
+
+from click.testing import CliRunner
+
+from tffprune import __version__
+from tffprune.cli import cli
+
+
+def test_version_and_help():
+    runner = CliRunner()
+
+    assert runner.invoke(cli, ["--version"]).output.strip().endswith(__version__)
+    result = runner.invoke(cli, ["--help"])
+    assert result.exit_code == 0
+    assert "Sub-FedAvg" in result.output
+
+
+def test_console_script_is_installed():
+    completed = subprocess.run(
+        [sys.executable, "-m", "tffprune.cli", "--version"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert completed.returncode == 0
+    assert __version__ in completed.stdout
+
+
+def test_data_command_prints_split(tmp_path):
+    result = CliRunner().invoke(
+        cli,
+        [
+            "data",
+            "--dataset",
+            "digits",
+            "--partition",
+            "shards",
+            "--num-clients",
+            "10",
+            "--output",
+            str(tmp_path / "split.csv"),
+        ],
+    )
+
+    assert result.exit_code == 0, result.output
+    assert "digits, shards: 10 clients" in result.output
+    assert len((tmp_path / "split.csv").read_text().splitlines()) == 11
+
+
+def test_bad_input_is_one_line_exit_2():
+    result = CliRunner().invoke(
+        cli,
+        [
+            "data",
+            "--dataset",
+            "digits",
+            "--partition",
+            "shards",
+            "--num-clients",
+            "2",
+            "--shards-per-client",
+            "1",
+        ],
+    )
+
+    assert result.exit_code == 2
+    assert "Traceback" not in result.output
+    assert result.output.splitlines()[-1] == (
+        "Error: 2 shards cannot hold 10 labels; use more clients or more shards "
+        "per client"
+    )

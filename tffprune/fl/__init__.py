@@ -1,0 +1,1 @@
+"""Federated training: client work, Sub-FedAvg aggregation, TFF orchestration."""

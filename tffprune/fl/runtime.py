@@ -1,0 +1,269 @@
+"""The TFF runtime: C++ workers whose lifetime tffprune owns.
+
+Importing TFF installs a default context that, on the first computation,
+starts the C++ ``worker_binary`` shipped in the TFF wheel with the parent's
+stdout/stderr and stops it only from a ``__del__`` that does not run reliably
+at interpreter exit. The orphaned worker keeps the parent's pipes open, so
+``tffprune train ... | tail`` never returns.
+
+This module builds the same execution context from the same pieces, but starts
+the worker itself:
+
+* its output goes to a log file (or nowhere), never to the parent's pipes;
+* it is started with ``PR_SET_PDEATHSIG`` so the kernel kills it if the parent
+  dies, even by ``kill -9``;
+* `LocalRuntime.stop` (also run at exit) sends SIGINT, then SIGKILL.
+
+Remote workers (``tffprune worker`` on other hosts) are reached with the same
+context built over their addresses.
+"""
+
+from __future__ import annotations
+
+import atexit
+import ctypes
+import dataclasses
+import signal
+import subprocess
+from collections.abc import Sequence
+from pathlib import Path
+
+import grpc
+import portpicker
+import tensorflow_federated as tff
+
+GRPC_MAX_MESSAGE_BYTES = 2 * 1000 * 1000 * 1000
+GRPC_CHANNEL_OPTIONS = (
+    ("grpc.max_message_length", GRPC_MAX_MESSAGE_BYTES),
+    ("grpc.max_receive_message_length", GRPC_MAX_MESSAGE_BYTES),
+    ("grpc.max_send_message_length", GRPC_MAX_MESSAGE_BYTES),
+)
+_PR_SET_PDEATHSIG = 1
+
+
+class RuntimeStartError(RuntimeError):
+    """A TFF worker could not be started or reached."""
+
+
+def worker_binary_path() -> Path:
+    """Path of the C++ worker shipped inside the installed TFF wheel.
+
+    Raises:
+        RuntimeStartError: If the installed TFF has no worker binary.
+    """
+    path = Path(tff.__file__).parent / "data" / "worker_binary"
+    if not path.is_file():
+        raise RuntimeStartError(f"TFF worker binary not found at {path}")
+    return path
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child
+    """Asks the kernel to SIGKILL this process when its parent dies."""
+    libc = ctypes.CDLL("libc.so.6", use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+@dataclasses.dataclass
+class WorkerProcess:
+    """A ``worker_binary`` child process listening on ``port``."""
+
+    process: subprocess.Popen
+    port: int
+    log_path: Path | None
+
+    @property
+    def address(self) -> str:
+        """``host:port`` to connect to."""
+        return f"127.0.0.1:{self.port}"
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stops the worker: SIGINT, then SIGKILL after ``timeout`` seconds."""
+        if self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGINT)
+        try:
+            self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+def start_worker(
+    port: int | None = None,
+    log_path: str | Path | None = None,
+    max_concurrent_computation_calls: int = -1,
+    die_with_parent: bool = True,
+) -> WorkerProcess:
+    """Starts a TFF C++ worker as a child of this process.
+
+    Args:
+        port: Port to listen on; a free one when ``None``.
+        log_path: File for the worker's output; discarded when ``None``.
+        max_concurrent_computation_calls: Passed to the worker; non-positive
+            means no limit.
+        die_with_parent: Whether the kernel should kill the worker when this
+            process dies (Linux ``PR_SET_PDEATHSIG``).
+
+    Returns:
+        The running worker (not yet known to be ready; see `connect`).
+    """
+    port = port or portpicker.pick_unused_port()
+    arguments = [
+        str(worker_binary_path()),
+        f"--port={port}",
+        f"--max_concurrent_computation_calls={max_concurrent_computation_calls}",
+    ]
+    if log_path is None:
+        output = subprocess.DEVNULL
+    else:
+        log_path = Path(log_path)
+        output = log_path.open("ab")
+    try:
+        process = subprocess.Popen(
+            arguments,
+            stdin=subprocess.DEVNULL,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            preexec_fn=_die_with_parent if die_with_parent else None,
+            close_fds=True,
+        )
+    finally:
+        if log_path is not None:
+            output.close()
+    return WorkerProcess(process=process, port=port, log_path=log_path)
+
+
+def connect(address: str, timeout: float = 30.0) -> grpc.Channel:
+    """Opens a gRPC channel to a worker and waits until it is ready.
+
+    Raises:
+        RuntimeStartError: If the worker does not answer within ``timeout``.
+    """
+    channel = grpc.insecure_channel(address, options=list(GRPC_CHANNEL_OPTIONS))
+    try:
+        grpc.channel_ready_future(channel).result(timeout=timeout)
+    except grpc.FutureTimeoutError as error:
+        channel.close()
+        raise RuntimeStartError(
+            f"TFF worker at {address} did not answer within {timeout:.0f} s"
+        ) from error
+    return channel
+
+
+def _executor_factory(channel: grpc.Channel) -> tff.framework.ExecutorFactory:
+    stub = tff.framework.RemoteExecutorGrpcStub(channel)
+
+    def executor_fn(cardinalities):
+        if cardinalities.get(tff.CLIENTS) is None:
+            cardinalities[tff.CLIENTS] = 0
+        executor = tff.framework.RemoteExecutor(stub)
+        executor.set_cardinalities(cardinalities)
+        return executor
+
+    return tff.framework.ResourceManagingExecutorFactory(executor_fn)
+
+
+def _sync_context(channel: grpc.Channel):
+    return tff.framework.SyncExecutionContext(
+        executor_fn=_executor_factory(channel),
+        compiler_fn=tff.backends.native.desugar_and_transform_to_native,
+        transform_args=tff.tensorflow.transform_args,
+        transform_result=tff.tensorflow.transform_result,
+    )
+
+
+def _async_context(channel: grpc.Channel):
+    return tff.framework.AsyncExecutionContext(
+        executor_fn=_executor_factory(channel),
+        compiler_fn=tff.backends.native.desugar_and_transform_to_native,
+        transform_args=tff.tensorflow.transform_args,
+        transform_result=tff.tensorflow.transform_result,
+    )
+
+
+class LocalRuntime:
+    """TFF execution on workers this object starts (local) or reaches (remote).
+
+    Use as a context manager; on exit (and at interpreter exit) every worker it
+    started is stopped and TFF's default context is put back.
+
+    Args:
+        workers: ``host:port`` addresses of running workers; when empty, one
+            local worker is started.
+        log_path: File for a local worker's output.
+        connect_timeout: Seconds to wait for each worker to answer.
+    """
+
+    def __init__(
+        self,
+        workers: Sequence[str] = (),
+        log_path: str | Path | None = None,
+        connect_timeout: float = 30.0,
+    ) -> None:
+        self._addresses = list(workers)
+        self._log_path = log_path
+        self._connect_timeout = connect_timeout
+        self._started: list[WorkerProcess] = []
+        self._channels: list[grpc.Channel] = []
+        self._previous_context = None
+
+    @property
+    def addresses(self) -> list[str]:
+        """The workers' addresses."""
+        return list(self._addresses)
+
+    def start(self) -> LocalRuntime:
+        """Starts or connects to the workers and installs the TFF context."""
+        atexit.register(self.stop)
+        if not self._addresses:
+            worker = start_worker(log_path=self._log_path)
+            self._started.append(worker)
+            self._addresses = [worker.address]
+        try:
+            for address in self._addresses:
+                self._channels.append(connect(address, self._connect_timeout))
+        except BaseException:
+            self.stop()
+            raise
+        stack = tff.framework.get_context_stack()
+        self._previous_context = stack.current
+        if len(self._channels) == 1:
+            context = _sync_context(self._channels[0])
+        else:
+            context = tff.backends.native.create_mergeable_comp_execution_context(
+                [_async_context(channel) for channel in self._channels]
+            )
+        tff.framework.set_default_context(context)
+        return self
+
+    def stop(self) -> None:
+        """Stops every worker this runtime started; idempotent."""
+        if self._previous_context is not None:
+            tff.framework.set_default_context(self._previous_context)
+            self._previous_context = None
+        # Channels are dropped, not closed: TFF's stub polls their connectivity
+        # from a thread that raises if the channel is closed under it.
+        self._channels.clear()
+        while self._started:
+            self._started.pop().stop()
+
+    def __enter__(self) -> LocalRuntime:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+
+_default_runtime: LocalRuntime | None = None
+
+
+def ensure_runtime() -> LocalRuntime:
+    """Starts one process-wide local runtime if none is running.
+
+    Library entry points call this so that TFF's own self-orphaning default
+    worker is never started. The runtime is stopped at interpreter exit.
+    """
+    global _default_runtime
+    if _default_runtime is None:
+        _default_runtime = LocalRuntime().start()
+    return _default_runtime

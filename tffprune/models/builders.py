@@ -1,0 +1,181 @@
+"""Keras functional models of the papers, built by name.
+
+Every builder takes the input shape (height, width, channels) and the number of
+classes, and returns an uncompiled model whose last layer outputs logits (no
+softmax; losses use ``from_logits=True``). Layer names are stable so masks and
+checkpoints can refer to them.
+
+* ``fc``: 784-1000-1000-500-200-10 ReLU, the network of Singh & Raj (2023)'s
+  sparsity sweep; 2,388,710 parameters on 28x28 inputs.
+* ``tfmot_cnn``: the TensorFlow Model Optimization pruning tutorial's CNN
+  (Conv2D 12 3x3 -> MaxPool 2x2 -> Flatten -> Dense 10; 20,410 parameters on
+  28x28), which is the model behind Singh & Raj's Tables 1-2 sizes.
+* ``simple_cnn``: two 5x5 convolutions (32, 64 filters) with 2x2 max pooling and a
+  512-unit hidden layer, the "SimpleCNN" (2 conv + pool + FC) of Jeurkar et al.
+  (2024), as in the FedAvg paper's CNN (McMahan et al., 2017).
+* ``lenet5``: Sub-FedAvg's LeNet-5 (conv 6 5x5, pool, conv 16 5x5, pool,
+  120-84-classes).
+* ``resnet12``: four residual stages of three 3x3 conv + BatchNorm + ReLU with a
+  1x1 projection shortcut and 2x2 max pooling, widths (64, 128, 256, 512),
+  global average pooling and a linear classifier (the ResNet-12 of
+  few-shot learning, used by Jeurkar et al.). ``width_multiplier`` scales the
+  widths for runs on small machines.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import tensorflow as tf
+
+MODEL_NAMES = ("fc", "tfmot_cnn", "simple_cnn", "lenet5", "resnet12")
+FC_HIDDEN_UNITS = (1000, 1000, 500, 200)
+
+_layers = tf.keras.layers
+
+
+def _input(input_shape: Sequence[int]) -> tf.Tensor:
+    return tf.keras.Input(shape=tuple(input_shape), name="image")
+
+
+def build_fc(
+    input_shape: Sequence[int],
+    num_classes: int,
+    hidden_units: Sequence[int] = FC_HIDDEN_UNITS,
+) -> tf.keras.Model:
+    """Fully connected ReLU network (default 784-1000-1000-500-200-10)."""
+    inputs = _input(input_shape)
+    x = _layers.Flatten(name="flatten")(inputs)
+    for index, units in enumerate(hidden_units, start=1):
+        x = _layers.Dense(units, activation="relu", name=f"dense_{index}")(x)
+    outputs = _layers.Dense(num_classes, name="logits")(x)
+    return tf.keras.Model(inputs, outputs, name="fc")
+
+
+def build_tfmot_cnn(input_shape: Sequence[int], num_classes: int) -> tf.keras.Model:
+    """The tfmot pruning tutorial's CNN: Conv2D(12, 3x3) -> MaxPool -> Dense."""
+    inputs = _input(input_shape)
+    x = _layers.Conv2D(12, 3, activation="relu", name="conv_1")(inputs)
+    x = _layers.MaxPooling2D(2, name="pool_1")(x)
+    x = _layers.Flatten(name="flatten")(x)
+    outputs = _layers.Dense(num_classes, name="logits")(x)
+    return tf.keras.Model(inputs, outputs, name="tfmot_cnn")
+
+
+def build_simple_cnn(input_shape: Sequence[int], num_classes: int) -> tf.keras.Model:
+    """Two 5x5 conv layers (32, 64) with max pooling, then Dense 512."""
+    inputs = _input(input_shape)
+    x = _layers.Conv2D(32, 5, padding="same", activation="relu", name="conv_1")(inputs)
+    x = _layers.MaxPooling2D(2, name="pool_1")(x)
+    x = _layers.Conv2D(64, 5, padding="same", activation="relu", name="conv_2")(x)
+    x = _layers.MaxPooling2D(2, name="pool_2")(x)
+    x = _layers.Flatten(name="flatten")(x)
+    x = _layers.Dense(512, activation="relu", name="dense_1")(x)
+    outputs = _layers.Dense(num_classes, name="logits")(x)
+    return tf.keras.Model(inputs, outputs, name="simple_cnn")
+
+
+def build_lenet5(input_shape: Sequence[int], num_classes: int) -> tf.keras.Model:
+    """Sub-FedAvg's LeNet-5: conv 6 5x5, pool, conv 16 5x5, pool, 120-84-out."""
+    inputs = _input(input_shape)
+    x = _layers.Conv2D(6, 5, activation="relu", name="conv_1")(inputs)
+    x = _layers.MaxPooling2D(2, name="pool_1")(x)
+    x = _layers.Conv2D(16, 5, activation="relu", name="conv_2")(x)
+    x = _layers.MaxPooling2D(2, name="pool_2")(x)
+    x = _layers.Flatten(name="flatten")(x)
+    x = _layers.Dense(120, activation="relu", name="dense_1")(x)
+    x = _layers.Dense(84, activation="relu", name="dense_2")(x)
+    outputs = _layers.Dense(num_classes, name="logits")(x)
+    return tf.keras.Model(inputs, outputs, name="lenet5")
+
+
+def _residual_stage(x: tf.Tensor, filters: int, stage: int) -> tf.Tensor:
+    shortcut = _layers.Conv2D(
+        filters, 1, use_bias=False, name=f"stage_{stage}_shortcut_conv"
+    )(x)
+    shortcut = _layers.BatchNormalization(name=f"stage_{stage}_shortcut_bn")(shortcut)
+    for index in (1, 2, 3):
+        x = _layers.Conv2D(
+            filters,
+            3,
+            padding="same",
+            use_bias=False,
+            name=f"stage_{stage}_conv_{index}",
+        )(x)
+        x = _layers.BatchNormalization(name=f"stage_{stage}_bn_{index}")(x)
+        if index < 3:
+            x = _layers.ReLU(name=f"stage_{stage}_relu_{index}")(x)
+    x = _layers.Add(name=f"stage_{stage}_add")([x, shortcut])
+    x = _layers.ReLU(name=f"stage_{stage}_relu_out")(x)
+    return _layers.MaxPooling2D(2, padding="same", name=f"stage_{stage}_pool")(x)
+
+
+def build_resnet12(
+    input_shape: Sequence[int],
+    num_classes: int,
+    width_multiplier: float = 1.0,
+) -> tf.keras.Model:
+    """ResNet-12: four residual stages, widths (64, 128, 256, 512) x multiplier."""
+    if not width_multiplier > 0:
+        raise ValueError(f"width_multiplier must be > 0, got {width_multiplier}")
+    inputs = _input(input_shape)
+    x = inputs
+    for stage, base in enumerate((64, 128, 256, 512), start=1):
+        x = _residual_stage(x, max(1, int(round(base * width_multiplier))), stage)
+    x = _layers.GlobalAveragePooling2D(name="global_pool")(x)
+    outputs = _layers.Dense(num_classes, name="logits")(x)
+    return tf.keras.Model(inputs, outputs, name="resnet12")
+
+
+_BUILDERS: dict[str, Callable[..., tf.keras.Model]] = {
+    "fc": build_fc,
+    "tfmot_cnn": build_tfmot_cnn,
+    "simple_cnn": build_simple_cnn,
+    "lenet5": build_lenet5,
+    "resnet12": build_resnet12,
+}
+
+
+def build_model(
+    name: str,
+    input_shape: Sequence[int],
+    num_classes: int,
+    seed: int | None = None,
+    **options: object,
+) -> tf.keras.Model:
+    """Builds a model by name.
+
+    Args:
+        name: One of `MODEL_NAMES`.
+        input_shape: Shape of one image, (height, width, channels).
+        num_classes: Number of output logits.
+        seed: If given, seeds TensorFlow's global generator first, so the same
+            seed gives the same initial weights.
+        **options: Builder-specific options (``hidden_units`` for ``fc``,
+            ``width_multiplier`` for ``resnet12``).
+
+    Returns:
+        An uncompiled Keras model with a logits output.
+
+    Raises:
+        ValueError: If the name is unknown, or the input is too small for the
+            model's convolutions and pooling.
+    """
+    if name not in _BUILDERS:
+        raise ValueError(
+            f"unknown model {name!r}; expected one of {', '.join(MODEL_NAMES)}"
+        )
+    if len(tuple(input_shape)) != 3:
+        raise ValueError(
+            f"input_shape must be (height, width, channels), got {tuple(input_shape)}"
+        )
+    if seed is not None:
+        tf.keras.utils.set_random_seed(seed)
+    try:
+        return _BUILDERS[name](input_shape, num_classes, **options)
+    except ValueError as error:
+        first_line = str(error).splitlines()[0]
+        raise ValueError(
+            f"model {name!r} cannot take inputs of shape {tuple(input_shape)}: "
+            f"{first_line}"
+        ) from error
