@@ -70,3 +70,56 @@ def test_bad_input_is_one_line_exit_2():
         "Error: 2 shards cannot hold 10 labels; use more clients or more shards "
         "per client"
     )
+
+
+def test_centralized_from_scratch_writes_model_and_summary(tmp_path):
+    import json
+
+    result = CliRunner().invoke(
+        cli,
+        [
+            "centralized",
+            "--workflow",
+            "from-scratch",
+            "--dataset",
+            "digits",
+            "--model",
+            "tfmot_cnn",
+            "--sparsity",
+            "0.5",
+            "--epochs",
+            "3",
+            "--prune-logits",
+            "--output-dir",
+            str(tmp_path / "run"),
+        ],
+    )
+
+    assert result.exit_code == 0, result.output
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert abs(summary["sparsity"]["prunable_sparsity"] - 0.5) < 0.01
+    assert 0.0 <= summary["test_accuracy"] <= 1.0
+    assert (tmp_path / "run" / "model.keras").stat().st_size > 0
+
+
+def test_centralized_refuses_existing_results(tmp_path):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "summary.json").write_text("{}")
+
+    result = CliRunner().invoke(
+        cli,
+        ["centralized", "--dataset", "digits", "--output-dir", str(tmp_path / "run")],
+    )
+
+    assert result.exit_code == 2
+    assert "already holds results" in result.output
+    assert (tmp_path / "run" / "summary.json").read_text() == "{}"
+
+
+def test_centralized_rejects_bad_sparsity():
+    result = CliRunner().invoke(
+        cli, ["centralized", "--sparsity", "1.5", "--output-dir", "unused"]
+    )
+
+    assert result.exit_code == 2
+    assert "Invalid value for '--sparsity'" in result.output

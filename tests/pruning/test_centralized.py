@@ -1,0 +1,56 @@
+import numpy as np
+import pytest
+
+from tffprune.data import load_dataset
+from tffprune.models import build_model
+from tffprune.pruning import PruningPolicy
+from tffprune.pruning.centralized import prune_trained, train_dense, train_from_scratch
+
+
+@pytest.fixture(scope="module")
+def subset():
+    data = load_dataset("fashion_mnist", download=False)
+    return (
+        data.x_train[:6000],
+        data.y_train[:6000],
+        data.x_test[:2000],
+        data.y_test[:2000],
+    )
+
+
+@pytest.mark.slow
+def test_prune_trained_reaches_target_and_keeps_baseline(subset):
+    x, y, x_test, y_test = subset
+    baseline = train_dense(
+        build_model("lenet5", (28, 28, 1), 10, seed=0), x, y, x_test, y_test, epochs=2
+    )
+    before = [w.copy() for w in baseline.model.get_weights()]
+
+    result = prune_trained(baseline.model, x, y, x_test, y_test, 0.8, epochs=2)
+
+    print(f"baseline {baseline.test_accuracy:.4f} pruned {result.test_accuracy:.4f}")
+    assert result.sparsity.prunable_sparsity == pytest.approx(0.8, abs=0.01)
+    assert result.test_accuracy > 0.6
+    for a, b in zip(before, baseline.model.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)  # the caller's model is untouched
+    assert not any("prune" in layer.name for layer in result.model.layers)
+
+
+@pytest.mark.slow
+def test_from_scratch_reaches_target_including_logits(subset):
+    x, y, x_test, y_test = subset
+
+    result = train_from_scratch(
+        build_model("tfmot_cnn", (28, 28, 1), 10, seed=0),
+        x,
+        y,
+        x_test,
+        y_test,
+        0.5,
+        epochs=2,
+        policy=PruningPolicy(prune_logits=True),
+    )
+
+    print(f"from scratch {result.test_accuracy:.4f}")
+    assert result.sparsity.prunable_sparsity == pytest.approx(0.5, abs=0.01)
+    assert result.test_accuracy > 0.6

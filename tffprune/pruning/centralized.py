@@ -1,0 +1,274 @@
+"""Centralized tfmot workflows: Singh & Raj (2023), section 4.
+
+Two ways to obtain a pruned model on one machine, both with
+``tfmot.sparsity.keras.prune_low_magnitude`` and the ``UpdatePruningStep``
+callback, ending with ``strip_pruning`` so the result is a plain Keras model
+with zeros in place:
+
+* `prune_trained`: fine-tune an already trained model while pruning it to the
+  target at once (``ConstantSparsity``), as the tfmot pruning tutorial does;
+* `train_from_scratch`: train from random initialization with a
+  ``PolynomialDecay`` schedule from 0 to the target, reached after 80% of the
+  training steps so the last steps recover accuracy.
+
+Only the layers a `PruningPolicy` selects are wrapped (by default every Dense
+and Conv2D layer except the logits), so the stripped model's sparsity over
+those kernels equals the target.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+
+import numpy as np
+import tensorflow as tf
+import tensorflow_model_optimization as tfmot
+
+from tffprune.pruning.masks import check_sparsity
+from tffprune.pruning.policy import PruningPolicy, SparsityReport, model_sparsity
+
+WORKFLOWS = ("prune-trained", "from-scratch")
+
+
+@dataclasses.dataclass
+class CentralizedResult:
+    """Outcome of a centralized workflow.
+
+    Attributes:
+        model: The trained model, pruning stripped (zeros in place).
+        test_accuracy: Accuracy on the test set.
+        test_loss: Loss on the test set.
+        sparsity: Sparsity report of the stripped model.
+        seconds: Wall-clock time of the training.
+        history: Keras ``History.history`` of the training.
+    """
+
+    model: tf.keras.Model
+    test_accuracy: float
+    test_loss: float
+    sparsity: SparsityReport
+    seconds: float
+    history: dict[str, list[float]]
+
+
+def compile_for_classification(model: tf.keras.Model, learning_rate: float) -> None:
+    """Compiles with Adam and sparse categorical cross-entropy on logits."""
+    model.compile(
+        optimizer=tf.keras.optimizers.Adam(learning_rate),
+        loss=tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
+
+
+def _wrap_prunable_layers(
+    model: tf.keras.Model,
+    schedule: tfmot.sparsity.keras.PruningSchedule,
+    policy: PruningPolicy,
+) -> tf.keras.Model:
+    prunable = {target.layer for target in policy.select(model)}
+
+    def clone(layer: tf.keras.layers.Layer) -> tf.keras.layers.Layer:
+        fresh = layer.__class__.from_config(layer.get_config())
+        if layer.name in prunable:
+            return tfmot.sparsity.keras.prune_low_magnitude(
+                fresh, pruning_schedule=schedule
+            )
+        return fresh
+
+    pruned = tf.keras.models.clone_model(model, clone_function=clone)
+    # Every layer was rebuilt from its config (the caller's model is left
+    # untouched); copy the weights it had.
+    for original, copy in zip(model.layers, pruned.layers, strict=True):
+        if original.weights:
+            target = copy.layer if original.name in prunable else copy
+            target.set_weights(original.get_weights())
+    return pruned
+
+
+def _fit_with_pruning(
+    model: tf.keras.Model,
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    x_test: np.ndarray,
+    y_test: np.ndarray,
+    epochs: int,
+    batch_size: int,
+    learning_rate: float,
+    verbose: int,
+    policy: PruningPolicy,
+) -> CentralizedResult:
+    compile_for_classification(model, learning_rate)
+    started = time.perf_counter()
+    history = model.fit(
+        x_train,
+        y_train,
+        epochs=epochs,
+        batch_size=batch_size,
+        callbacks=[tfmot.sparsity.keras.UpdatePruningStep()],
+        verbose=verbose,
+    )
+    seconds = time.perf_counter() - started
+    stripped = tfmot.sparsity.keras.strip_pruning(model)
+    compile_for_classification(stripped, learning_rate)
+    loss, accuracy = stripped.evaluate(x_test, y_test, verbose=0, batch_size=1024)
+    return CentralizedResult(
+        model=stripped,
+        test_accuracy=float(accuracy),
+        test_loss=float(loss),
+        sparsity=model_sparsity(stripped, policy),
+        seconds=seconds,
+        history={k: [float(v) for v in vs] for k, vs in history.history.items()},
+    )
+
+
+def _check_training(epochs: int, batch_size: int) -> None:
+    if epochs < 1:
+        raise ValueError(f"epochs must be >= 1, got {epochs}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+
+
+def train_dense(
+    model: tf.keras.Model,
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    x_test: np.ndarray,
+    y_test: np.ndarray,
+    epochs: int = 4,
+    batch_size: int = 128,
+    learning_rate: float = 1e-3,
+    verbose: int = 0,
+) -> CentralizedResult:
+    """Trains the dense baseline (no pruning)."""
+    _check_training(epochs, batch_size)
+    compile_for_classification(model, learning_rate)
+    started = time.perf_counter()
+    history = model.fit(
+        x_train, y_train, epochs=epochs, batch_size=batch_size, verbose=verbose
+    )
+    seconds = time.perf_counter() - started
+    loss, accuracy = model.evaluate(x_test, y_test, verbose=0, batch_size=1024)
+    return CentralizedResult(
+        model=model,
+        test_accuracy=float(accuracy),
+        test_loss=float(loss),
+        sparsity=model_sparsity(model),
+        seconds=seconds,
+        history={k: [float(v) for v in vs] for k, vs in history.history.items()},
+    )
+
+
+def prune_trained(
+    model: tf.keras.Model,
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    x_test: np.ndarray,
+    y_test: np.ndarray,
+    sparsity: float,
+    epochs: int = 2,
+    batch_size: int = 128,
+    learning_rate: float = 1e-3,
+    policy: PruningPolicy | None = None,
+    verbose: int = 0,
+) -> CentralizedResult:
+    """Prunes a trained model to ``sparsity`` while fine-tuning it.
+
+    Args:
+        model: A trained Keras model (its weights are the starting point).
+        x_train: Training images.
+        y_train: Training labels.
+        x_test: Test images.
+        y_test: Test labels.
+        sparsity: Target sparsity of each prunable kernel, in [0, 1).
+        epochs: Fine-tuning epochs (>= 1).
+        batch_size: Batch size.
+        learning_rate: Adam learning rate for fine-tuning.
+        policy: Which layers are pruned.
+        verbose: Keras verbosity.
+
+    Returns:
+        The stripped model and its figures.
+
+    Raises:
+        ValueError: On invalid sparsity, epochs or batch size.
+    """
+    sparsity = check_sparsity(sparsity)
+    _check_training(epochs, batch_size)
+    policy = policy or PruningPolicy()
+    # Masks are recomputed every `frequency` steps (tfmot's default 100, fewer
+    # on short runs so that at least a few updates happen).
+    total_steps = epochs * math.ceil(len(y_train) / batch_size)
+    frequency = max(1, min(100, total_steps // 4))
+    schedule = tfmot.sparsity.keras.ConstantSparsity(
+        sparsity, begin_step=0, frequency=frequency
+    )
+    pruned = _wrap_prunable_layers(model, schedule, policy)
+    return _fit_with_pruning(
+        pruned,
+        x_train,
+        y_train,
+        x_test,
+        y_test,
+        epochs,
+        batch_size,
+        learning_rate,
+        verbose,
+        policy,
+    )
+
+
+def train_from_scratch(
+    model: tf.keras.Model,
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    x_test: np.ndarray,
+    y_test: np.ndarray,
+    sparsity: float,
+    epochs: int = 4,
+    batch_size: int = 128,
+    learning_rate: float = 1e-3,
+    policy: PruningPolicy | None = None,
+    verbose: int = 0,
+) -> CentralizedResult:
+    """Trains a freshly initialized model with a polynomial pruning schedule.
+
+    The schedule rises from 0 to ``sparsity`` (tfmot ``PolynomialDecay``,
+    power 3) and reaches it after 80% of the training steps; masks are updated
+    every ``frequency = clamp(total_steps // 20, 1, 100)`` steps.
+
+    Args: as `prune_trained`, with ``model`` freshly initialized.
+
+    Returns:
+        The stripped model and its figures.
+
+    Raises:
+        ValueError: On invalid sparsity, epochs or batch size.
+    """
+    sparsity = check_sparsity(sparsity)
+    _check_training(epochs, batch_size)
+    policy = policy or PruningPolicy()
+    total_steps = epochs * math.ceil(len(y_train) / batch_size)
+    frequency = max(1, min(100, total_steps // 20))
+    end_step = max(frequency, frequency * int(0.8 * total_steps / frequency))
+    schedule = tfmot.sparsity.keras.PolynomialDecay(
+        initial_sparsity=0.0,
+        final_sparsity=sparsity,
+        begin_step=0,
+        end_step=end_step,
+        frequency=frequency,
+    )
+    pruned = _wrap_prunable_layers(model, schedule, policy)
+    return _fit_with_pruning(
+        pruned,
+        x_train,
+        y_train,
+        x_test,
+        y_test,
+        epochs,
+        batch_size,
+        learning_rate,
+        verbose,
+        policy,
+    )

@@ -1,0 +1,334 @@
+"""Pruning masks as pure NumPy functions.
+
+A mask is a boolean array of the weights' shape: ``True`` keeps a weight,
+``False`` prunes it. Every function here takes arrays and returns arrays; none
+needs TensorFlow.
+
+Counting and tie-breaking, the same everywhere:
+
+* The number of pruned entries (or units, or channels) is
+  ``round(sparsity * n)`` with Python's ``round`` (half to even), so
+  ``weight_mask(np.linspace(1, 100, 100), 0.5)`` prunes exactly 1..50.
+* Candidates are ranked by score (magnitude, or column / filter norm) and the
+  lowest go first; equal scores are broken by position, lower flat index
+  pruned first. The result is deterministic.
+* An optional ``mask`` marks entries already pruned: they are pruned first and
+  count toward the total, so masks nest (pruning further never revives a weight).
+
+Methods (Singh & Raj 2023; Jeurkar et al. 2024):
+
+* weight pruning: per tensor, zero the smallest ``|w|``;
+* global weight pruning: one magnitude threshold over several tensors;
+* unit pruning: zero whole columns of a Dense kernel (inputs, units) with the
+  smallest L2 norm, and the matching bias entries;
+* channel pruning: zero whole output filters of a Conv2D kernel
+  (height, width, in, out) with the smallest Ln norm;
+* hybrid: structured (units or channels) first, then weight pruning among the
+  survivors.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+
+def check_sparsity(sparsity: float) -> float:
+    """Validates a sparsity: a real number in [0, 1).
+
+    Raises:
+        ValueError: If the sparsity is not in [0, 1).
+    """
+    try:
+        value = float(sparsity)
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"sparsity must be a number in [0, 1), got {sparsity!r}"
+        ) from None
+    if not 0.0 <= value < 1.0:
+        raise ValueError(f"sparsity must be in [0, 1), got {sparsity}")
+    return value
+
+
+def _check_weights(weights: np.ndarray, name: str = "weights") -> np.ndarray:
+    array = np.asarray(weights)
+    if not np.issubdtype(array.dtype, np.number):
+        raise ValueError(f"{name} must be numeric, got dtype {array.dtype}")
+    if not np.all(np.isfinite(array)):
+        bad = int(np.size(array) - np.count_nonzero(np.isfinite(array)))
+        raise ValueError(f"{name} must be finite, got {bad} NaN or infinite entries")
+    return array
+
+
+def _check_mask(mask: np.ndarray | None, shape: tuple[int, ...]) -> np.ndarray:
+    if mask is None:
+        return np.ones(shape, dtype=bool)
+    mask = np.asarray(mask)
+    if mask.shape != shape:
+        raise ValueError(f"mask shape {mask.shape} does not match weights {shape}")
+    return mask.astype(bool)
+
+
+def num_to_prune(sparsity: float, count: int) -> int:
+    """How many of ``count`` items a sparsity prunes: ``round(sparsity * count)``."""
+    return int(round(check_sparsity(sparsity) * count))
+
+
+def _prune_lowest(scores: np.ndarray, alive: np.ndarray, num_pruned: int) -> np.ndarray:
+    """Keep-vector over flat candidates: dead first, then lowest score, then index."""
+    # lexsort sorts by the last key first: alive (dead=0 first), then score; the
+    # stable sort keeps index order among equals.
+    order = np.lexsort((scores, alive.astype(np.int8)))
+    keep = np.ones(scores.size, dtype=bool)
+    keep[order[: max(num_pruned, int(np.count_nonzero(~alive)))]] = False
+    return keep
+
+
+def weight_mask(
+    weights: np.ndarray, sparsity: float, mask: np.ndarray | None = None
+) -> np.ndarray:
+    """Magnitude pruning of one tensor.
+
+    Args:
+        weights: Any-shaped numeric array.
+        sparsity: Fraction of entries to prune, in [0, 1).
+        mask: Entries already pruned (``False``); they are pruned first. If they
+            already exceed ``round(sparsity * size)``, the mask is returned
+            unchanged (pruning never revives a weight).
+
+    Returns:
+        Boolean array of the weights' shape with exactly
+        ``max(round(sparsity * size), already pruned)`` ``False`` entries.
+
+    Raises:
+        ValueError: If the sparsity is outside [0, 1), the weights are not
+            finite, or the mask's shape differs.
+    """
+    sparsity = check_sparsity(sparsity)
+    weights = _check_weights(weights)
+    alive = _check_mask(mask, weights.shape)
+    keep = _prune_lowest(
+        np.abs(weights).ravel(), alive.ravel(), num_to_prune(sparsity, weights.size)
+    )
+    return keep.reshape(weights.shape)
+
+
+def global_weight_masks(
+    weights_list: Sequence[np.ndarray],
+    sparsity: float,
+    masks: Sequence[np.ndarray] | None = None,
+) -> list[np.ndarray]:
+    """Magnitude pruning with one threshold across several tensors.
+
+    The smallest ``round(sparsity * total)`` magnitudes over all tensors are
+    pruned (global L1 unstructured pruning, as ``torch.nn.utils.prune.
+    global_unstructured`` does); a tensor may end up sparser or denser than the
+    target. Ties: earlier tensor first, then lower flat index.
+
+    Args:
+        weights_list: The tensors.
+        sparsity: Overall fraction to prune, in [0, 1).
+        masks: Optional existing masks, one per tensor.
+
+    Returns:
+        One boolean mask per tensor.
+
+    Raises:
+        ValueError: On invalid sparsity, non-finite weights or mismatched masks.
+    """
+    sparsity = check_sparsity(sparsity)
+    arrays = [
+        _check_weights(w, f"weights_list[{i}]") for i, w in enumerate(weights_list)
+    ]
+    if masks is not None and len(masks) != len(arrays):
+        raise ValueError(f"got {len(masks)} masks for {len(arrays)} tensors")
+    alive = [
+        _check_mask(None if masks is None else masks[i], a.shape)
+        for i, a in enumerate(arrays)
+    ]
+    if not arrays:
+        return []
+    scores = np.concatenate([np.abs(a).ravel() for a in arrays])
+    alive_flat = np.concatenate([m.ravel() for m in alive])
+    keep = _prune_lowest(scores, alive_flat, num_to_prune(sparsity, scores.size))
+    sizes = np.cumsum([a.size for a in arrays])[:-1]
+    return [
+        part.reshape(a.shape)
+        for part, a in zip(np.split(keep, sizes), arrays, strict=True)
+    ]
+
+
+def structured_mask(
+    kernel: np.ndarray,
+    sparsity: float,
+    norm: float = 2,
+    mask: np.ndarray | None = None,
+) -> np.ndarray:
+    """Drops whole output slices (the last axis) with the lowest Ln norm.
+
+    The common core of `unit_mask` (Dense) and `channel_mask` (Conv2D), for any
+    kernel whose last axis is its outputs.
+
+    Args:
+        kernel: Kernel with at least 2 dimensions, outputs last.
+        sparsity: Fraction of outputs to drop, in [0, 1).
+        norm: The n of the Ln norm over each output's entries.
+        mask: Optional existing mask; outputs with no kept entry count as
+            dropped, and norms are taken over kept entries only.
+
+    Returns:
+        Boolean mask of the kernel's shape with whole output slices ``False``.
+
+    Raises:
+        ValueError: On a kernel with fewer than 2 dimensions, invalid sparsity
+            or non-finite weights.
+    """
+    sparsity = check_sparsity(sparsity)
+    kernel = _check_weights(kernel, "kernel")
+    if kernel.ndim < 2:
+        raise ValueError(
+            f"structured pruning needs a kernel with outputs on its last axis "
+            f"(>= 2 dimensions), got shape {kernel.shape}"
+        )
+    alive = _check_mask(mask, kernel.shape)
+    outputs = kernel.shape[-1]
+    flat = (kernel * alive).reshape(-1, outputs)
+    if flat.shape[0]:
+        scores = np.linalg.norm(flat, ord=norm, axis=0)
+    else:
+        scores = np.zeros(outputs)
+    output_alive = alive.reshape(-1, outputs).any(axis=0)
+    keep = _prune_lowest(scores, output_alive, num_to_prune(sparsity, outputs))
+    return alive & keep
+
+
+def unit_mask(
+    kernel: np.ndarray, sparsity: float, mask: np.ndarray | None = None
+) -> np.ndarray:
+    """Neuron pruning of a Dense kernel: drop the lowest-L2-norm columns.
+
+    Args:
+        kernel: Dense kernel of shape (inputs, units).
+        sparsity: Fraction of units to drop, in [0, 1); exactly
+            ``round(sparsity * units)`` columns are zeroed.
+        mask: Optional existing mask; columns with no kept entry count as
+            dropped, and norms are taken over kept entries only.
+
+    Returns:
+        Boolean mask of the kernel's shape with whole columns ``False``. Use
+        `bias_mask_for` for the matching bias entries.
+
+    Raises:
+        ValueError: If the kernel is not 2-D, or on invalid sparsity or weights.
+    """
+    sparsity = check_sparsity(sparsity)
+    kernel = _check_weights(kernel, "kernel")
+    if kernel.ndim != 2:
+        raise ValueError(
+            f"unit_mask expects a 2-D Dense kernel (inputs, units), got shape "
+            f"{kernel.shape}"
+        )
+    return structured_mask(kernel, sparsity, norm=2, mask=mask)
+
+
+def channel_mask(
+    kernel: np.ndarray,
+    sparsity: float,
+    norm: float = 2,
+    mask: np.ndarray | None = None,
+) -> np.ndarray:
+    """Filter pruning of a Conv2D kernel: drop the lowest-Ln-norm output filters.
+
+    Args:
+        kernel: Conv2D kernel of shape (height, width, in_channels, filters).
+        sparsity: Fraction of filters to drop, in [0, 1); exactly
+            ``round(sparsity * filters)``.
+        norm: The n of the Ln norm (1, 2, ``np.inf``); the second paper's
+            ``ln_structured`` uses n = 2 by default.
+        mask: Optional existing mask.
+
+    Returns:
+        Boolean mask of the kernel's shape with whole filters ``False``.
+
+    Raises:
+        ValueError: If the kernel is not 4-D, or on invalid sparsity or weights.
+    """
+    sparsity = check_sparsity(sparsity)
+    kernel = _check_weights(kernel, "kernel")
+    if kernel.ndim != 4:
+        raise ValueError(
+            f"channel_mask expects a 4-D Conv2D kernel (height, width, in, out), "
+            f"got shape {kernel.shape}"
+        )
+    return structured_mask(kernel, sparsity, norm=norm, mask=mask)
+
+
+def bias_mask_for(kernel_mask: np.ndarray) -> np.ndarray:
+    """Bias mask matching a structured kernel mask.
+
+    A unit's (or filter's) bias is kept when any of its kernel entries is kept,
+    so after `unit_mask` or `channel_mask` dropped units lose their bias too.
+
+    Args:
+        kernel_mask: Mask of a kernel whose last axis is the output units.
+
+    Returns:
+        Boolean vector of length ``kernel_mask.shape[-1]``.
+    """
+    kernel_mask = np.asarray(kernel_mask, dtype=bool)
+    return kernel_mask.reshape(-1, kernel_mask.shape[-1]).any(axis=0)
+
+
+def hybrid_mask(
+    kernel: np.ndarray,
+    sparsity: float,
+    structured_share: float = 0.5,
+    norm: float = 2,
+    mask: np.ndarray | None = None,
+) -> np.ndarray:
+    """Structured pruning first, then weight pruning among the survivors.
+
+    With overall sparsity ``s`` and share ``a``, whole units/filters are
+    dropped at structured sparsity ``a * s``; then magnitude pruning among the
+    remaining weights brings the tensor to exactly ``round(s * size)`` pruned
+    entries. The overall sparsity is ``1 - (1 - a s)(1 - s_w)`` with the weight
+    step's ``s_w = 1 - (1 - s) / (1 - a s)``.
+
+    Args:
+        kernel: Dense (2-D) or Conv2D (4-D) kernel; other ranks are weight-pruned.
+        sparsity: Overall fraction to prune, in [0, 1).
+        structured_share: ``a`` in [0, 1]: 0 is pure weight pruning, 1 is
+            structured pruning as far as whole units allow.
+        norm: Ln norm for the structured step.
+        mask: Optional existing mask.
+
+    Returns:
+        Boolean mask of the kernel's shape.
+
+    Raises:
+        ValueError: On an invalid sparsity, share or weights.
+    """
+    sparsity = check_sparsity(sparsity)
+    if not 0.0 <= structured_share <= 1.0:
+        raise ValueError(f"structured_share must be in [0, 1], got {structured_share}")
+    kernel = _check_weights(kernel, "kernel")
+    structured = _check_mask(mask, kernel.shape)
+    if kernel.ndim in (2, 4):
+        structured = structured_mask(
+            kernel, structured_share * sparsity, norm=norm, mask=structured
+        )
+    return weight_mask(kernel, sparsity, structured)
+
+
+def apply_mask(weights: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Zeroes the pruned entries: ``weights * mask`` in the weights' dtype."""
+    weights = np.asarray(weights)
+    mask = _check_mask(mask, weights.shape)
+    return np.where(mask, weights, np.zeros((), weights.dtype))
+
+
+def mask_sparsity(mask: np.ndarray) -> float:
+    """Fraction of pruned (``False``) entries; 0 for an empty mask."""
+    mask = np.asarray(mask, dtype=bool)
+    return 0.0 if mask.size == 0 else 1.0 - np.count_nonzero(mask) / mask.size

@@ -1,0 +1,338 @@
+"""What is prunable in a model, and masks lifted over a whole model.
+
+Weights are handled as the list of a Keras model's ``trainable_weights`` (as
+NumPy arrays, in that order), the same list TFF's ``ModelWeights.trainable``
+holds. A `PruningPolicy` picks the prunable kernels in that list:
+
+* Dense and Conv2D kernels are prunable;
+* biases, BatchNorm parameters and every other weight are never weight-pruned;
+  structured methods (unit, channel, hybrid) drop the bias entries of the units
+  or filters they remove;
+* the final logits layer is left whole by default, as Singh & Raj (2023) do.
+
+Methods (``METHODS``): ``none``, ``weight`` (per-tensor magnitude),
+``global-weight`` (one magnitude threshold over all prunable kernels),
+``unit`` (Dense kernels by column L2 norm, Conv2D kernels by filter L2 norm),
+``channel`` (the same structure with the Ln norm of ``norm``, Jeurkar et al.'s
+``ln_structured``), and ``hybrid`` (structured, then weight).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+
+import numpy as np
+
+from tffprune.pruning import masks as mask_math
+
+METHODS = ("none", "weight", "global-weight", "unit", "channel", "hybrid")
+STRUCTURED_METHODS = ("unit", "channel", "hybrid")
+
+
+@dataclasses.dataclass(frozen=True)
+class PrunableWeight:
+    """One prunable kernel in a model's trainable weights.
+
+    Attributes:
+        index: Position of the kernel in ``model.trainable_weights``.
+        layer: Name of its layer.
+        kind: ``dense`` or ``conv``.
+        bias_index: Position of the layer's bias, or ``None`` when it has none.
+    """
+
+    index: int
+    layer: str
+    kind: str
+    bias_index: int | None
+
+
+@dataclasses.dataclass(frozen=True)
+class PruningPolicy:
+    """Which weights of a model may be pruned.
+
+    Attributes:
+        prune_logits: Whether the last Dense layer (the logits) is prunable.
+    """
+
+    prune_logits: bool = False
+
+    def select(self, model) -> list[PrunableWeight]:
+        """Lists the prunable kernels of a Keras model.
+
+        Args:
+            model: A built ``tf.keras.Model``.
+
+        Returns:
+            The prunable kernels in ``trainable_weights`` order.
+        """
+        import tensorflow as tf
+
+        positions = {id(v): i for i, v in enumerate(model.trainable_weights)}
+        candidates: list[PrunableWeight] = []
+        for layer in _flatten_layers(model):
+            if isinstance(layer, tf.keras.layers.Dense):
+                kind = "dense"
+            elif isinstance(layer, tf.keras.layers.Conv2D) and not isinstance(
+                layer, tf.keras.layers.DepthwiseConv2D
+            ):
+                kind = "conv"
+            else:
+                continue
+            if not layer.trainable or id(layer.kernel) not in positions:
+                continue
+            bias = getattr(layer, "bias", None)
+            candidates.append(
+                PrunableWeight(
+                    index=positions[id(layer.kernel)],
+                    layer=layer.name,
+                    kind=kind,
+                    bias_index=None if bias is None else positions.get(id(bias)),
+                )
+            )
+        if not self.prune_logits:
+            dense = [c for c in candidates if c.kind == "dense"]
+            if dense:
+                logits = max(dense, key=lambda c: c.index)
+                candidates = [c for c in candidates if c is not logits]
+        return sorted(candidates, key=lambda c: c.index)
+
+
+def _flatten_layers(model):
+    for layer in model.layers:
+        if hasattr(layer, "layers") and layer.layers:
+            yield from _flatten_layers(layer)
+        else:
+            yield layer
+
+
+def check_method(method: str) -> str:
+    """Validates a pruning method name.
+
+    Raises:
+        ValueError: If the method is not one of `METHODS`.
+    """
+    if method not in METHODS:
+        raise ValueError(
+            f"unknown pruning method {method!r}; expected one of {', '.join(METHODS)}"
+        )
+    return method
+
+
+def build_masks(
+    weights: Sequence[np.ndarray],
+    targets: Sequence[PrunableWeight],
+    method: str,
+    sparsity: float,
+    masks: Sequence[np.ndarray] | None = None,
+    structured_share: float = 0.5,
+    norm: float = 2,
+) -> list[np.ndarray]:
+    """Builds a mask for every weight of a model.
+
+    Args:
+        weights: All trainable weights (NumPy arrays), in model order.
+        targets: The prunable kernels (from `PruningPolicy.select`).
+        method: One of `METHODS`.
+        sparsity: Target sparsity of each prunable kernel (``global-weight``:
+            of all of them together), in [0, 1).
+        masks: Current masks (same structure); pruned entries stay pruned.
+        structured_share: For ``hybrid``: share of the sparsity reached by
+            dropping whole units/filters.
+        norm: Ln norm for ``channel`` and ``hybrid``.
+
+    Returns:
+        One boolean mask per weight; weights that are not pruned get all-True
+        masks (or their current mask).
+
+    Raises:
+        ValueError: On an unknown method, invalid sparsity, or a mask list that
+            does not match the weights.
+    """
+    check_method(method)
+    sparsity = mask_math.check_sparsity(sparsity)
+    if masks is not None and len(masks) != len(weights):
+        raise ValueError(f"got {len(masks)} masks for {len(weights)} weights")
+    result = [
+        np.ones(np.shape(w), bool) if masks is None else np.asarray(masks[i], bool)
+        for i, w in enumerate(weights)
+    ]
+    if method == "none" or not targets:
+        return result
+    if method == "global-weight":
+        kernels = global_weight_masks_for(weights, targets, sparsity, result)
+        for target, kernel_mask in zip(targets, kernels, strict=True):
+            result[target.index] = kernel_mask
+        return result
+    for target in targets:
+        kernel = np.asarray(weights[target.index])
+        current = result[target.index]
+        if method == "weight":
+            new = mask_math.weight_mask(kernel, sparsity, current)
+        elif method in ("unit", "channel"):
+            structured_norm = 2 if method == "unit" else norm
+            new = mask_math.structured_mask(
+                kernel, sparsity, norm=structured_norm, mask=current
+            )
+        else:  # hybrid
+            new = mask_math.hybrid_mask(
+                kernel, sparsity, structured_share, norm, current
+            )
+        result[target.index] = new
+        if method in STRUCTURED_METHODS and target.bias_index is not None:
+            result[target.bias_index] = result[
+                target.bias_index
+            ] & mask_math.bias_mask_for(new)
+    return result
+
+
+def global_weight_masks_for(
+    weights: Sequence[np.ndarray],
+    targets: Sequence[PrunableWeight],
+    sparsity: float,
+    masks: Sequence[np.ndarray],
+) -> list[np.ndarray]:
+    """Global magnitude masks for the target kernels only."""
+    return mask_math.global_weight_masks(
+        [weights[t.index] for t in targets],
+        sparsity,
+        [masks[t.index] for t in targets],
+    )
+
+
+def apply_masks(
+    weights: Sequence[np.ndarray], masks: Sequence[np.ndarray]
+) -> list[np.ndarray]:
+    """Zeroes the pruned entries of every weight."""
+    if len(masks) != len(weights):
+        raise ValueError(f"got {len(masks)} masks for {len(weights)} weights")
+    return [mask_math.apply_mask(w, m) for w, m in zip(weights, masks, strict=True)]
+
+
+@dataclasses.dataclass(frozen=True)
+class LayerSparsity:
+    """Sparsity of one weight tensor."""
+
+    name: str
+    size: int
+    nonzero: int
+    prunable: bool
+
+    @property
+    def sparsity(self) -> float:
+        """Fraction of zero entries."""
+        return 0.0 if self.size == 0 else 1.0 - self.nonzero / self.size
+
+
+@dataclasses.dataclass(frozen=True)
+class SparsityReport:
+    """Per-tensor and overall sparsity of a model's weights."""
+
+    layers: tuple[LayerSparsity, ...]
+
+    @property
+    def prunable_sparsity(self) -> float:
+        """Fraction of zeros over the prunable kernels only."""
+        return _fraction_zero([layer for layer in self.layers if layer.prunable])
+
+    @property
+    def overall_sparsity(self) -> float:
+        """Fraction of zeros over all trainable parameters."""
+        return _fraction_zero(self.layers)
+
+    @property
+    def num_parameters(self) -> int:
+        """Number of trainable parameters."""
+        return sum(layer.size for layer in self.layers)
+
+    @property
+    def num_nonzero(self) -> int:
+        """Number of nonzero trainable parameters."""
+        return sum(layer.nonzero for layer in self.layers)
+
+    def as_dict(self) -> dict[str, object]:
+        """A JSON-ready form."""
+        return {
+            "prunable_sparsity": self.prunable_sparsity,
+            "overall_sparsity": self.overall_sparsity,
+            "num_parameters": self.num_parameters,
+            "num_nonzero": self.num_nonzero,
+            "layers": [
+                {**dataclasses.asdict(layer), "sparsity": layer.sparsity}
+                for layer in self.layers
+            ],
+        }
+
+
+def _fraction_zero(layers: Sequence[LayerSparsity]) -> float:
+    size = sum(layer.size for layer in layers)
+    return 0.0 if size == 0 else 1.0 - sum(layer.nonzero for layer in layers) / size
+
+
+def sparsity_report(
+    weights: Sequence[np.ndarray],
+    targets: Sequence[PrunableWeight],
+    names: Sequence[str] | None = None,
+) -> SparsityReport:
+    """Measures zeros in every weight tensor.
+
+    Args:
+        weights: All trainable weights (or masks: ``False`` counts as zero).
+        targets: The prunable kernels.
+        names: Optional tensor names (default ``weight_<i>``).
+
+    Returns:
+        The report.
+    """
+    prunable = {t.index for t in targets}
+    layers = []
+    for index, tensor in enumerate(weights):
+        array = np.asarray(tensor)
+        layers.append(
+            LayerSparsity(
+                name=names[index] if names is not None else f"weight_{index}",
+                size=int(array.size),
+                nonzero=int(np.count_nonzero(array)),
+                prunable=index in prunable,
+            )
+        )
+    return SparsityReport(tuple(layers))
+
+
+def model_sparsity(model, policy: PruningPolicy | None = None) -> SparsityReport:
+    """Sparsity report of a Keras model's trainable weights."""
+    policy = policy or PruningPolicy()
+    return sparsity_report(
+        [w.numpy() for w in model.trainable_weights],
+        policy.select(model),
+        [w.name for w in model.trainable_weights],
+    )
+
+
+def prune_model(
+    model,
+    method: str,
+    sparsity: float,
+    policy: PruningPolicy | None = None,
+    **options: float,
+) -> list[np.ndarray]:
+    """Prunes a Keras model in place and returns the masks it applied.
+
+    Args:
+        model: A built Keras model.
+        method: One of `METHODS`.
+        sparsity: Target sparsity.
+        policy: Which weights are prunable (default: `PruningPolicy()`).
+        **options: ``structured_share`` and ``norm`` for `build_masks`.
+
+    Returns:
+        The masks, one per trainable weight.
+    """
+    policy = policy or PruningPolicy()
+    weights = [w.numpy() for w in model.trainable_weights]
+    masks = build_masks(weights, policy.select(model), method, sparsity, **options)
+    for variable, value in zip(
+        model.trainable_weights, apply_masks(weights, masks), strict=True
+    ):
+        variable.assign(value)
+    return masks

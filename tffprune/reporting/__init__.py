@@ -1,0 +1,1 @@
+"""Results on disk: output directories, atomic writes, metrics, plots."""

@@ -1,0 +1,114 @@
+"""Output directories and atomic file writes.
+
+Results are never half-written: every file is written to a temporary name in
+the same directory and renamed into place (``os.replace`` is atomic on POSIX).
+An existing, non-empty output directory is refused unless the caller resumes or
+overwrites on purpose.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+class OutputDirectoryError(ValueError):
+    """The output directory cannot be used as asked."""
+
+
+def prepare_output_dir(
+    path: str | Path, resume: bool = False, overwrite: bool = False
+) -> Path:
+    """Creates or checks an output directory.
+
+    Args:
+        path: The directory.
+        resume: Reuse an existing directory (its contents are kept).
+        overwrite: Allow writing into an existing non-empty directory (files
+            are replaced one by one as they are written).
+
+    Returns:
+        The directory path.
+
+    Raises:
+        OutputDirectoryError: If it exists, is not empty and neither flag is
+            set, or if it cannot be created or written.
+    """
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise OutputDirectoryError(f"output path {path} exists and is not a directory")
+    if path.is_dir() and any(path.iterdir()) and not (resume or overwrite):
+        raise OutputDirectoryError(
+            f"output directory {path} already holds results; pass --resume to "
+            "continue it or --overwrite to replace it"
+        )
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".write-test-"):
+            pass
+    except OSError as error:
+        raise OutputDirectoryError(
+            f"cannot write to output directory {path}: {error.strerror}"
+        ) from None
+    return path
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yields a temporary path next to ``path``; renames it into place on success.
+
+    The temporary name keeps the final suffix (Keras picks the format by it).
+    On an exception the temporary file is removed and ``path`` is untouched.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(
+        dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix
+    )
+    os.close(handle)
+    temporary_path = Path(temporary)
+    try:
+        yield temporary_path
+        os.replace(temporary_path, path)
+    finally:
+        if temporary_path.exists():
+            temporary_path.unlink()
+
+
+def write_bytes_atomic(path: str | Path, data: bytes) -> None:
+    """Writes bytes atomically."""
+    with atomic_path(path) as temporary:
+        temporary.write_bytes(data)
+
+
+def write_text_atomic(path: str | Path, text: str) -> None:
+    """Writes text atomically."""
+    write_bytes_atomic(path, text.encode())
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"cannot write {type(value).__name__} as JSON")
+
+
+def write_json_atomic(path: str | Path, data: Any) -> None:
+    """Writes JSON (indented, NumPy values converted) atomically."""
+    write_text_atomic(path, json.dumps(data, indent=2, default=_json_default) + "\n")
+
+
+def save_keras_model_atomic(model, path: str | Path) -> None:
+    """Saves a Keras model (format by suffix, e.g. ``.keras``) atomically."""
+    with atomic_path(path) as temporary:
+        model.save(temporary)
