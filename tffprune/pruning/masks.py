@@ -76,12 +76,23 @@ def num_to_prune(sparsity: float, count: int) -> int:
 
 
 def _prune_lowest(scores: np.ndarray, alive: np.ndarray, num_pruned: int) -> np.ndarray:
-    """Keep-vector over flat candidates: dead first, then lowest score, then index."""
-    # lexsort sorts by the last key first: alive (dead=0 first), then score; the
-    # stable sort keeps index order among equals.
-    order = np.lexsort((scores, alive.astype(np.int8)))
-    keep = np.ones(scores.size, dtype=bool)
-    keep[order[: max(num_pruned, int(np.count_nonzero(~alive)))]] = False
+    """Keep-vector over flat candidates: dead first, then lowest score, then index.
+
+    Equivalent to a stable sort on ``(alive, score)`` but O(n): the cut value is
+    found with ``np.partition`` and ties at the cut are broken by position.
+    """
+    scores = np.asarray(scores, np.float64)
+    # Scores are magnitudes or norms (>= 0); dead entries rank below all of them.
+    key = np.where(alive, scores, -1.0)
+    count = max(num_pruned, int(np.count_nonzero(~alive)))
+    keep = np.ones(key.size, dtype=bool)
+    if count == 0:
+        return keep
+    cut = np.partition(key, count - 1)[count - 1]
+    below = key < cut
+    keep[below] = False
+    needed = count - int(np.count_nonzero(below))
+    keep[np.flatnonzero(key == cut)[:needed]] = False
     return keep
 
 

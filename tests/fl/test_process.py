@@ -1,0 +1,149 @@
+"""The federated process against TFF's own FedAvg, and its mask invariants."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tffprune.config import TrainConfig
+from tffprune.data import build_federated_data, load_dataset
+from tffprune.data.pipeline import batched_dataset
+from tffprune.fl.client import ClientOptimizerConfig
+from tffprune.fl.process import ClientUpload, FederatedProcess
+from tffprune.fl.runtime import ensure_runtime
+from tffprune.fl.training import Trainer
+from tffprune.models import build_model
+
+pytestmark = pytest.mark.slow
+
+INPUT_SHAPE = (8, 8, 1)
+ELEMENT_SPEC = (
+    tf.TensorSpec([None, *INPUT_SHAPE], tf.float32),
+    tf.TensorSpec([None], tf.int32),
+)
+
+
+def model_fn():
+    return build_model("tfmot_cnn", INPUT_SHAPE, 10)
+
+
+@pytest.fixture(scope="module")
+def digits_clients():
+    ensure_runtime()
+    data = build_federated_data(load_dataset("digits"), 4, "iid", seed=0)
+    # Unequal client sizes, so example weighting matters.
+    return [
+        (data.client_train(c)[0][: 40 + 30 * c], data.client_train(c)[1][: 40 + 30 * c])
+        for c in range(4)
+    ]
+
+
+def _initial_weights():
+    model = build_model("tfmot_cnn", INPUT_SHAPE, 10, seed=3)
+    return [w.numpy() for w in model.trainable_weights + model.non_trainable_weights]
+
+
+def _our_fedavg(clients, rounds, learning_rate, momentum):
+    process = FederatedProcess(
+        model_fn, ELEMENT_SPEC, ClientOptimizerConfig(learning_rate, momentum)
+    )
+    weights = _initial_weights()
+    ones = [np.ones(w.shape, bool) for w in weights]
+    for _ in range(rounds):
+        datasets = [batched_dataset(x, y, 16) for x, y in clients]
+        outputs = process.client_work(weights, [ones] * len(clients), datasets)
+        uploads = [
+            ClientUpload(o.trainable, ones, float(o.num_examples)) for o in outputs
+        ]
+        weights = process.aggregate(weights, uploads)
+    return weights
+
+
+def test_fedavg_matches_tff_build_weighted_fed_avg(digits_clients):
+    import tensorflow_federated as tff
+
+    def tff_model_fn():
+        return tff.learning.models.from_keras_model(
+            model_fn(),
+            loss=tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+            input_spec=ELEMENT_SPEC,
+        )
+
+    process = tff.learning.algorithms.build_weighted_fed_avg(
+        tff_model_fn,
+        client_optimizer_fn=tff.learning.optimizers.build_sgdm(0.1, momentum=0.5),
+    )
+    state = process.initialize()
+    initial = _initial_weights()
+    state = process.set_model_weights(
+        state, tff.learning.models.ModelWeights(trainable=initial, non_trainable=[])
+    )
+    for _ in range(2):
+        datasets = [batched_dataset(x, y, 16) for x, y in digits_clients]
+        state = process.next(state, datasets).state
+    theirs = process.get_model_weights(state).trainable
+
+    ours = _our_fedavg(digits_clients, rounds=2, learning_rate=0.1, momentum=0.5)
+
+    assert len(ours) == len(theirs)
+    for a, b in zip(ours, theirs, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    assert not np.allclose(ours[0], initial[0])  # training did move the weights
+
+
+def test_pruned_weights_stay_exactly_zero(digits_clients):
+    process = FederatedProcess(model_fn, ELEMENT_SPEC, ClientOptimizerConfig(0.5, 0.9))
+    weights = _initial_weights()
+    rng = np.random.default_rng(0)
+    masks = [rng.random(w.shape) > 0.5 for w in weights]
+
+    outputs = process.client_work(
+        weights, [masks], [batched_dataset(*digits_clients[3], 8, epochs=3)]
+    )
+
+    for trained, mask, start in zip(outputs[0].trainable, masks, weights, strict=True):
+        assert np.all(trained[~mask] == 0.0)
+        assert not np.allclose(trained[mask], start[mask])
+
+
+def _trainer_run(aggregation, method, weighting):
+    config = TrainConfig(
+        dataset="digits",
+        model="tfmot_cnn",
+        method=method,
+        aggregation=aggregation,
+        client_weighting=weighting,
+        num_clients=6,
+        clients_per_round=3,
+        rounds=2,
+        batch_size=16,
+        seed=5,
+    )
+    data = build_federated_data(load_dataset("digits"), 6, "shards", seed=5)
+    trainer = Trainer(config, data)
+    for _ in range(config.rounds):
+        trainer.run_round()
+    return trainer
+
+
+@pytest.mark.parametrize("weighting", ["uniform", "num_examples"])
+def test_subfedavg_with_all_ones_masks_equals_fedavg(weighting):
+    sub = _trainer_run("subfedavg", "none", weighting)
+    plain = _trainer_run("fedavg", "none", weighting)
+
+    for a, b in zip(sub.state.server_weights, plain.state.server_weights, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+
+
+def test_subfedavg_keeps_personal_masks_for_unsampled_clients():
+    trainer = _trainer_run("subfedavg", "weight", None)
+
+    participated = [c for c in trainer.state.clients if c.rounds_participated]
+    untouched = [c for c in trainer.state.clients if not c.rounds_participated]
+    assert participated and all(c.mask is not None for c in participated)
+    assert all(abs(c.sparsity - 0.5) < 0.01 for c in participated)
+    assert all(c.mask is None and c.sparsity == 0.0 for c in untouched)
+    # Two different clients pruned differently: masks are personal.
+    first, second = participated[:2]
+    assert any(
+        not np.array_equal(a, b) for a, b in zip(first.mask, second.mask, strict=True)
+    )

@@ -1,0 +1,51 @@
+import pytest
+
+from tffprune.config import (
+    ConfigError,
+    TrainConfig,
+    config_from_mapping,
+    load_toml,
+    to_toml,
+)
+
+
+def test_toml_round_trip(tmp_path):
+    config = TrainConfig(
+        model="lenet5", sparsity=0.8, partition="shards", data_dir="/d"
+    )
+    path = tmp_path / "run.toml"
+    path.write_text(to_toml(config))
+
+    assert load_toml(path) == config
+
+
+def test_command_line_overrides_toml(tmp_path):
+    path = tmp_path / "run.toml"
+    path.write_text('[train]\nmodel = "lenet5"\nrounds = 7\n')
+
+    resolved = config_from_mapping({"rounds": 3}, load_toml(path))
+
+    assert (resolved.model, resolved.rounds) == ("lenet5", 3)
+
+
+@pytest.mark.parametrize(
+    "text,message",
+    [
+        ("rounds = 5\nspeed = 2\n", "unknown key 'speed'"),
+        ('rounds = "five"\n', "rounds must be a whole number, got 'five'"),
+        ("sparsity = 1.5\n", r"sparsity must be in \[0, 1\), got 1.5"),
+        ('partition = "random"\n', "unknown partition 'random'"),
+        ("rounds = [\n", "is not valid TOML"),
+    ],
+)
+def test_invalid_toml_names_the_problem(tmp_path, text, message):
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+
+    with pytest.raises(ConfigError, match=message):
+        load_toml(path)
+
+
+def test_default_weighting_follows_the_papers():
+    assert TrainConfig(aggregation="fedavg").resolved_client_weighting == "num_examples"
+    assert TrainConfig(aggregation="subfedavg").resolved_client_weighting == "uniform"

@@ -1,0 +1,21 @@
+"""Upload encoding: sparse, quantized client updates with exact byte counts."""
+
+from tffprune.compression.wire import (
+    POSITION_CODINGS,
+    VALUE_FORMATS,
+    PayloadError,
+    decode,
+    dense_size,
+    encode,
+    quantization_step,
+)
+
+__all__ = [
+    "POSITION_CODINGS",
+    "VALUE_FORMATS",
+    "PayloadError",
+    "decode",
+    "dense_size",
+    "encode",
+    "quantization_step",
+]

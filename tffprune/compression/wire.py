@@ -1,0 +1,290 @@
+"""The upload format: a client's pruned update as bytes, and back.
+
+``encode(tensors, masks) -> bytes`` and ``decode(bytes) -> (tensors, masks)``
+are real serializations; every byte count tffprune reports is ``len()`` of
+what `encode` produced.
+
+Layout (all integers little-endian)::
+
+    magic  b"TFP" | version u8 | value format u8 | tensor count u32
+    per tensor:
+      rank u8 | dims u32 x rank | encoding u8
+      encoding DENSE : values of all entries
+      encoding SPARSE: kept count u32 | position coding u8 | positions bytes
+                       length u32 | positions | values of the kept entries
+    crc32 of everything above, u32
+
+Values are ``float32``, ``float16`` or ``int8``. ``int8`` is per-tensor affine
+quantization: ``scale = (max - min) / 255``, ``q = round((x - min) / scale) - 128``,
+decoded as ``(q + 128) * scale + min`` (error at most half a step,
+``scale / 2``), with min and scale sent as float32.
+
+Positions are coded as a bitmap (one bit per entry) or as Golomb-Rice coded gaps
+between kept entries, whichever is smaller (``positions="auto"``). A tensor is
+sent dense when that is no larger than sparse (always, with ``positions`` and
+values both counted), so the codec never sends more than dense for any tensor.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from collections.abc import Sequence
+
+import numpy as np
+
+from tffprune.compression import rice
+
+MAGIC = b"TFP"
+VERSION = 1
+VALUE_FORMATS = ("float32", "float16", "int8")
+POSITION_CODINGS = ("auto", "bitmap", "gaps")
+
+_DENSE, _SPARSE = 0, 1
+_BITMAP, _GAPS = 0, 1
+_VALUE_CODES = {name: code for code, name in enumerate(VALUE_FORMATS)}
+
+
+class PayloadError(ValueError):
+    """A payload is truncated, corrupted, or does not match what was expected."""
+
+
+def _encode_values(values: np.ndarray, value_format: str) -> bytes:
+    values = np.asarray(values, np.float32).ravel()
+    if value_format == "float32":
+        return values.astype("<f4").tobytes()
+    if value_format == "float16":
+        return values.astype("<f2").tobytes()
+    if values.size == 0:
+        return struct.pack("<ff", 0.0, 0.0)
+    low, high = float(values.min()), float(values.max())
+    scale = (high - low) / 255.0
+    if scale == 0.0:
+        quantized = np.zeros(values.size, np.int8)
+    else:
+        quantized = (
+            (np.round((values - low) / scale) - 128).clip(-128, 127).astype(np.int8)
+        )
+    return struct.pack("<ff", low, scale) + quantized.tobytes()
+
+
+def _values_size(count: int, value_format: str) -> int:
+    if value_format == "float32":
+        return 4 * count
+    if value_format == "float16":
+        return 2 * count
+    return 8 + count
+
+
+def _decode_values(data: bytes, count: int, value_format: str) -> np.ndarray:
+    if value_format == "float32":
+        return np.frombuffer(data, "<f4", count).astype(np.float32)
+    if value_format == "float16":
+        return np.frombuffer(data, "<f2", count).astype(np.float32)
+    low, scale = struct.unpack_from("<ff", data)
+    quantized = np.frombuffer(data, np.int8, count, offset=8).astype(np.float32)
+    return ((quantized + 128.0) * np.float32(scale) + np.float32(low)).astype(
+        np.float32
+    )
+
+
+def quantization_step(values: np.ndarray) -> float:
+    """The int8 step ``(max - min) / 255`` the codec uses for these values."""
+    values = np.asarray(values, np.float32)
+    return 0.0 if values.size == 0 else float((values.max() - values.min()) / 255.0)
+
+
+def _encode_positions(mask: np.ndarray, coding: str) -> tuple[int, bytes]:
+    flat = mask.ravel()
+    candidates = []
+    if coding in ("auto", "bitmap"):
+        candidates.append((_BITMAP, np.packbits(flat, bitorder="little").tobytes()))
+    if coding in ("auto", "gaps"):
+        candidates.append(
+            (_GAPS, rice.encode_positions(np.flatnonzero(flat), flat.size))
+        )
+    return min(candidates, key=lambda item: len(item[1]))
+
+
+def _decode_positions(code: int, data: bytes, size: int, count: int) -> np.ndarray:
+    if code == _BITMAP:
+        if len(data) != (size + 7) // 8:
+            raise PayloadError(f"bitmap of {len(data)} bytes for {size} entries")
+        return np.unpackbits(
+            np.frombuffer(data, np.uint8), count=size, bitorder="little"
+        ).astype(bool)
+    if code == _GAPS:
+        indices = rice.decode_positions(data, count, size)
+        mask = np.zeros(size, bool)
+        mask[indices] = True
+        return mask
+    raise PayloadError(f"unknown position coding {code}")
+
+
+def encode(
+    tensors: Sequence[np.ndarray],
+    masks: Sequence[np.ndarray] | None = None,
+    value_format: str = "float32",
+    positions: str = "auto",
+) -> bytes:
+    """Serializes a (pruned) update.
+
+    Args:
+        tensors: The tensors (any shapes; sent as float32/16 or int8).
+        masks: One boolean mask per tensor (True kept); ``None`` sends all.
+            Entries outside the mask are not sent and decode as 0.
+        value_format: ``float32``, ``float16`` or ``int8``.
+        positions: ``auto`` (smaller of the two), ``bitmap`` or ``gaps``.
+
+    Returns:
+        The payload.
+
+    Raises:
+        ValueError: On an unknown format, mismatched masks, non-finite values,
+            or a tensor of more than 255 dimensions or 2**32 entries.
+    """
+    if value_format not in VALUE_FORMATS:
+        raise ValueError(
+            f"unknown value format {value_format!r}; expected one of "
+            f"{', '.join(VALUE_FORMATS)}"
+        )
+    if positions not in POSITION_CODINGS:
+        raise ValueError(
+            f"unknown position coding {positions!r}; expected one of "
+            f"{', '.join(POSITION_CODINGS)}"
+        )
+    if masks is not None and len(masks) != len(tensors):
+        raise ValueError(f"got {len(masks)} masks for {len(tensors)} tensors")
+    parts = [
+        MAGIC,
+        struct.pack("<BBI", VERSION, _VALUE_CODES[value_format], len(tensors)),
+    ]
+    for index, tensor in enumerate(tensors):
+        array = np.asarray(tensor, np.float32)
+        if not np.all(np.isfinite(array)):
+            raise ValueError(f"tensor {index} has NaN or infinite values")
+        if array.ndim > 255 or array.size >= 2**32:
+            raise ValueError(f"tensor {index} of shape {array.shape} is too large")
+        mask = (
+            np.ones(array.shape, bool)
+            if masks is None
+            else np.asarray(masks[index], bool)
+        )
+        if mask.shape != array.shape:
+            raise ValueError(
+                f"mask {index} has shape {mask.shape}, tensor has {array.shape}"
+            )
+        parts.append(struct.pack(f"<B{array.ndim}I", array.ndim, *array.shape))
+        kept = int(np.count_nonzero(mask))
+        dense_size = _values_size(array.size, value_format)
+        sparse_size = None
+        if kept < array.size:
+            coding, position_bytes = _encode_positions(mask, positions)
+            sparse_size = 9 + len(position_bytes) + _values_size(kept, value_format)
+        if sparse_size is None or dense_size <= sparse_size:
+            parts.append(struct.pack("<B", _DENSE))
+            parts.append(_encode_values(np.where(mask, array, 0.0), value_format))
+        else:
+            parts.append(
+                struct.pack("<BIBI", _SPARSE, kept, coding, len(position_bytes))
+            )
+            parts.append(position_bytes)
+            parts.append(_encode_values(array[mask], value_format))
+    body = b"".join(parts)
+    return body + struct.pack("<I", zlib.crc32(body))
+
+
+class _Reader:
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.offset = 0
+
+    def take(self, count: int) -> bytes:
+        if count < 0 or self.offset + count > len(self.data):
+            raise PayloadError(
+                f"payload truncated: needed {count} bytes at offset {self.offset}, "
+                f"{len(self.data) - self.offset} left"
+            )
+        chunk = self.data[self.offset : self.offset + count]
+        self.offset += count
+        return chunk
+
+    def unpack(self, fmt: str) -> tuple:
+        return struct.unpack(fmt, self.take(struct.calcsize(fmt)))
+
+
+def decode(
+    payload: bytes, expected_shapes: Sequence[tuple[int, ...]] | None = None
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Parses a payload written by `encode`.
+
+    Args:
+        payload: The bytes.
+        expected_shapes: If given, the tensor shapes the receiver expects.
+
+    Returns:
+        ``(tensors, masks)``: float32 tensors (0 where not sent) and their masks.
+
+    Raises:
+        PayloadError: On a wrong magic or version, a checksum mismatch, a
+            truncated payload, inconsistent counts, or shapes that differ from
+            ``expected_shapes``.
+    """
+    if len(payload) < 4 + len(MAGIC) + 6:
+        raise PayloadError(f"payload of {len(payload)} bytes is too short")
+    body, (checksum,) = payload[:-4], struct.unpack("<I", payload[-4:])
+    if payload[: len(MAGIC)] != MAGIC:
+        raise PayloadError("not a tffprune payload (bad magic)")
+    if zlib.crc32(body) != checksum:
+        raise PayloadError("checksum mismatch: payload corrupted in transit")
+    reader = _Reader(body)
+    reader.take(len(MAGIC))
+    version, value_code, count = reader.unpack("<BBI")
+    if version != VERSION:
+        raise PayloadError(f"payload version {version}, this decoder reads {VERSION}")
+    if value_code >= len(VALUE_FORMATS):
+        raise PayloadError(f"unknown value format code {value_code}")
+    value_format = VALUE_FORMATS[value_code]
+    if expected_shapes is not None and count != len(expected_shapes):
+        raise PayloadError(
+            f"payload has {count} tensors, expected {len(expected_shapes)}"
+        )
+    tensors, masks = [], []
+    for index in range(count):
+        (rank,) = reader.unpack("<B")
+        shape = tuple(reader.unpack(f"<{rank}I")) if rank else ()
+        if expected_shapes is not None and tuple(expected_shapes[index]) != shape:
+            expected = tuple(expected_shapes[index])
+            raise PayloadError(f"tensor {index} has shape {shape}, expected {expected}")
+        size = int(np.prod(shape, dtype=np.int64))
+        (encoding,) = reader.unpack("<B")
+        if encoding == _DENSE:
+            values = _decode_values(
+                reader.take(_values_size(size, value_format)), size, value_format
+            )
+            tensors.append(values.reshape(shape))
+            masks.append(np.ones(shape, bool))
+        elif encoding == _SPARSE:
+            kept, coding, length = reader.unpack("<IBI")
+            if kept > size:
+                raise PayloadError(f"tensor {index}: {kept} kept of {size} entries")
+            mask = _decode_positions(coding, reader.take(length), size, kept)
+            if int(np.count_nonzero(mask)) != kept:
+                raise PayloadError(f"tensor {index}: positions do not match count")
+            values = _decode_values(
+                reader.take(_values_size(kept, value_format)), kept, value_format
+            )
+            dense = np.zeros(size, np.float32)
+            dense[mask] = values
+            tensors.append(dense.reshape(shape))
+            masks.append(mask.reshape(shape))
+        else:
+            raise PayloadError(f"tensor {index}: unknown encoding {encoding}")
+    if reader.offset != len(body):
+        raise PayloadError(f"{len(body) - reader.offset} unexpected trailing bytes")
+    return tensors, masks
+
+
+def dense_size(tensors: Sequence[np.ndarray]) -> int:
+    """Bytes of the same tensors sent as raw float32 (no header)."""
+    return 4 * sum(int(np.size(t)) for t in tensors)

@@ -1,0 +1,159 @@
+"""A whole training run: output directory, rounds with progress, files.
+
+Output directory contract (relied on by the experiments and users):
+
+* ``metrics.csv``: one row per round (`tffprune.fl.training.METRIC_COLUMNS`),
+  rewritten atomically after every round;
+* ``summary.json``: the resolved configuration and the final figures;
+* ``config.toml``: the configuration, rerunnable with ``--config``;
+* ``global_model.keras``: the final global model (no pruning wrappers, zeros
+  in place);
+* ``accuracy.png``, ``bytes.png``: plots per round;
+* ``clients.csv``: the partition (examples and labels per client);
+* ``checkpoint.npz``: the state for ``--resume``;
+* ``worker.log``: the TFF worker's output.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from tqdm import tqdm
+
+from tffprune.config import TrainConfig, to_toml
+from tffprune.data import build_federated_data, load_dataset
+from tffprune.fl.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
+from tffprune.fl.runtime import LocalRuntime
+from tffprune.fl.training import METRIC_COLUMNS, Trainer
+from tffprune.reporting.files import (
+    prepare_output_dir,
+    save_keras_model_atomic,
+    write_json_atomic,
+    write_text_atomic,
+)
+from tffprune.reporting.metrics import write_metrics_csv
+from tffprune.reporting.plots import plot_run
+
+
+def _checkpoint_config(config: TrainConfig) -> dict:
+    # The data directory is where the files are, not what they are.
+    return {k: v for k, v in config.to_dict().items() if k != "data_dir"}
+
+
+def run_training(
+    config: TrainConfig,
+    output_dir: str | Path,
+    resume: bool = False,
+    overwrite: bool = False,
+    progress: bool = True,
+    workers: tuple[str, ...] = (),
+) -> dict:
+    """Trains, writing every output file; returns the summary.
+
+    Args:
+        config: The configuration.
+        output_dir: Results directory (see the module docstring).
+        resume: Continue from the directory's checkpoint.
+        overwrite: Replace results in an existing directory.
+        progress: Show a progress bar.
+        workers: Remote TFF worker addresses (empty: one local worker).
+
+    Returns:
+        The summary written to ``summary.json``.
+
+    Raises:
+        ValueError: For invalid input (data, directory, checkpoint).
+    """
+    started = time.perf_counter()
+    output_dir = prepare_output_dir(output_dir, resume=resume, overwrite=overwrite)
+    state = None
+    if resume:
+        state = load_checkpoint(
+            output_dir / CHECKPOINT_NAME, _checkpoint_config(config)
+        )
+    dataset = load_dataset(config.dataset, config.data_dir)
+    data = build_federated_data(
+        dataset,
+        config.num_clients,
+        config.partition,
+        seed=config.seed,
+        shards_per_client=config.shards_per_client,
+        alpha=config.alpha,
+        max_examples=config.max_examples,
+    )
+    data.write_summary(output_dir / "clients.csv")
+    write_text_atomic(output_dir / "config.toml", to_toml(config))
+    with LocalRuntime(workers, log_path=output_dir / "worker.log"):
+        trainer = Trainer(config, data, state)
+        startup_seconds = time.perf_counter() - started
+        bar = tqdm(
+            total=config.rounds,
+            initial=trainer.state.round,
+            desc="rounds",
+            unit="round",
+            disable=not progress,
+            dynamic_ncols=True,
+        )
+        first_round_seconds = None
+        with bar:
+            while trainer.state.round < config.rounds:
+                row = trainer.run_round()
+                if first_round_seconds is None:
+                    first_round_seconds = time.perf_counter() - started
+                write_metrics_csv(
+                    output_dir / "metrics.csv", trainer.state.metrics, METRIC_COLUMNS
+                )
+                if (
+                    trainer.state.round % config.checkpoint_every == 0
+                    or trainer.state.round == config.rounds
+                ):
+                    save_checkpoint(
+                        output_dir / CHECKPOINT_NAME,
+                        trainer.state,
+                        _checkpoint_config(config),
+                        trainer.shapes,
+                    )
+                postfix = {
+                    "sparsity": f"{row['sparsity']:.2f}",
+                    "upload": f"{row['upload_bytes'] / 1e6:.2f}MB",
+                }
+                if "central_accuracy" in row:
+                    postfix["acc"] = f"{row['central_accuracy']:.3f}"
+                    postfix["pers"] = f"{row['personalized_accuracy']:.3f}"
+                bar.set_postfix(postfix)
+                bar.update(1)
+        metrics = trainer.state.metrics
+        if metrics and "central_accuracy" not in metrics[-1]:
+            metrics[-1].update(trainer.evaluate())
+            write_metrics_csv(output_dir / "metrics.csv", metrics, METRIC_COLUMNS)
+        save_keras_model_atomic(
+            trainer.global_model(), output_dir / "global_model.keras"
+        )
+    final = metrics[-1] if metrics else {}
+    summary = {
+        "config": config.to_dict(),
+        "client_weighting": config.resolved_client_weighting,
+        "rounds_completed": trainer.state.round,
+        "final": final,
+        "total_upload_bytes": sum(r["upload_bytes"] for r in metrics),
+        "total_upload_bytes_dense": sum(r["upload_bytes_dense"] for r in metrics),
+        "total_download_bytes": sum(r["download_bytes"] for r in metrics),
+        "final_client_sparsity": {
+            "mean": sum(c.sparsity for c in trainer.state.clients) / data.num_clients,
+            "min": min(c.sparsity for c in trainer.state.clients),
+            "max": max(c.sparsity for c in trainer.state.clients),
+        },
+        "startup_seconds": startup_seconds,
+        "first_round_end_seconds": first_round_seconds,
+        "total_seconds": time.perf_counter() - started,
+        "data_source": dataset.source,
+    }
+    write_json_atomic(output_dir / "summary.json", summary)
+    plot_run(
+        metrics,
+        output_dir,
+        f"{config.aggregation} {config.method} "
+        f"s={config.sparsity} {config.model} {config.dataset} {config.partition}",
+    )
+    return summary

@@ -1,0 +1,70 @@
+"""Plots of a run's metrics (matplotlib, headless)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from tffprune.reporting.files import atomic_path  # noqa: E402
+
+
+def _series(rows: Sequence[dict], column: str) -> tuple[list[float], list[float]]:
+    points = [(r["round"], r[column]) for r in rows if r.get(column) is not None]
+    return [p[0] for p in points], [p[1] for p in points]
+
+
+def plot_run(rows: Sequence[dict], output_dir: str | Path, title: str) -> list[Path]:
+    """Writes ``accuracy.png`` and ``bytes.png`` for a run's metrics rows.
+
+    Returns:
+        The paths written.
+    """
+    output_dir = Path(output_dir)
+    written = []
+    figure, axes = plt.subplots(figsize=(6, 4))
+    for column, label in (
+        ("central_accuracy", "central (global model)"),
+        ("personalized_accuracy", "personalized (own test split)"),
+        ("finetuned_personalized_accuracy", "global + 1 epoch fine-tuning"),
+    ):
+        x, y = _series(rows, column)
+        if x:
+            axes.plot(x, y, marker="o", markersize=3, label=label)
+    axes.set_xlabel("round")
+    axes.set_ylabel("accuracy")
+    axes.set_title(title, fontsize=9)
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize=8)
+    figure.tight_layout()
+    path = output_dir / "accuracy.png"
+    with atomic_path(path) as temporary:
+        figure.savefig(temporary, dpi=100)
+    plt.close(figure)
+    written.append(path)
+
+    figure, axes = plt.subplots(figsize=(6, 4))
+    for column, label in (
+        ("upload_bytes", "upload (encoded)"),
+        ("upload_bytes_dense", "upload if dense float32"),
+        ("download_bytes", "download (broadcast)"),
+    ):
+        x, y = _series(rows, column)
+        if x:
+            axes.plot(x, [v / 1e6 for v in y], marker="o", markersize=3, label=label)
+    axes.set_xlabel("round")
+    axes.set_ylabel("MB per round (all sampled clients)")
+    axes.set_title(title, fontsize=9)
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize=8)
+    figure.tight_layout()
+    path = output_dir / "bytes.png"
+    with atomic_path(path) as temporary:
+        figure.savefig(temporary, dpi=100)
+    plt.close(figure)
+    written.append(path)
+    return written
