@@ -12,6 +12,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
+from tffprune.compression.wire import POSITION_CODINGS, VALUE_FORMATS
 from tffprune.data.datasets import DATASET_NAMES
 from tffprune.data.partition import PARTITION_NAMES
 from tffprune.models.builders import MODEL_NAMES
@@ -59,6 +60,11 @@ class TrainConfig:
             if its pruned model's accuracy on its own training data is at least
             this (0 disables).
         prune_logits: Whether the logits layer is prunable.
+        upload_values: How uploaded values are sent: ``float32``, ``float16``
+            or ``int8`` (per-tensor affine); the server aggregates the decoded
+            values, so quantization error is part of training.
+        positions: How kept positions are sent: ``auto`` (smaller per
+            tensor), ``bitmap`` or ``gaps`` (Golomb-Rice).
         max_examples: Partition only a random subset of this many training
             examples (quick runs).
         eval_every: Evaluate every this many rounds (and always the last).
@@ -90,6 +96,8 @@ class TrainConfig:
     step_fraction: float = 0.1
     accuracy_threshold: float = 0.0
     prune_logits: bool = False
+    upload_values: str = "float32"
+    positions: str = "auto"
     max_examples: int | None = None
     eval_every: int = 1
     finetune_baseline: bool = False
@@ -103,6 +111,8 @@ class TrainConfig:
         _choice("schedule", self.schedule, tuple(SCHEDULES))
         _choice("aggregation", self.aggregation, AGGREGATIONS)
         _choice("partition", self.partition, PARTITION_NAMES)
+        _choice("upload_values", self.upload_values, VALUE_FORMATS)
+        _choice("positions", self.positions, POSITION_CODINGS)
         if self.client_weighting is not None:
             _choice("client_weighting", self.client_weighting, CLIENT_WEIGHTINGS)
         if not 0.0 <= self.sparsity < 1.0:
@@ -156,6 +166,8 @@ class TrainConfig:
     @property
     def resolved_client_weighting(self) -> str:
         """The weighting in effect (FedAvg: example counts; Sub-FedAvg: uniform)."""
+        _choice("upload_values", self.upload_values, VALUE_FORMATS)
+        _choice("positions", self.positions, POSITION_CODINGS)
         if self.client_weighting is not None:
             return self.client_weighting
         return "num_examples" if self.aggregation == "fedavg" else "uniform"

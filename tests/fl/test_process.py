@@ -147,3 +147,57 @@ def test_subfedavg_keeps_personal_masks_for_unsampled_clients():
     assert any(
         not np.array_equal(a, b) for a, b in zip(first.mask, second.mask, strict=True)
     )
+
+
+class _CorruptingTrainer(Trainer):
+    """Flips one byte of the payloads of the clients listed in `bad`."""
+
+    bad: set = set()
+
+    def corrupt_payload(self, payload):
+        self._calls = getattr(self, "_calls", 0) + 1
+        if self._calls in self.bad:
+            return payload[:30] + bytes([payload[30] ^ 0x55]) + payload[31:]
+        return payload
+
+
+def _digits_config(**changes):
+    settings = dict(
+        dataset="digits",
+        model="tfmot_cnn",
+        num_clients=6,
+        clients_per_round=3,
+        rounds=2,
+        batch_size=16,
+        seed=5,
+    )
+    settings.update(changes)
+    return TrainConfig(**settings)
+
+
+def test_corrupted_upload_is_dropped_and_counted():
+    config = _digits_config(upload_values="int8", positions="gaps")
+    data = build_federated_data(load_dataset("digits"), 6, "iid", seed=5)
+    trainer = _CorruptingTrainer(config, data)
+    trainer.bad = {2}
+
+    row = trainer.run_round()
+
+    assert row["clients_rejected"] == 1
+    assert row["clients_participating"] == 2
+    assert row["round_skipped"] == 0
+    assert "checksum mismatch" in trainer.rejections[0][2]
+
+
+def test_round_with_every_upload_corrupted_is_skipped():
+    config = _digits_config()
+    data = build_federated_data(load_dataset("digits"), 6, "iid", seed=5)
+    trainer = _CorruptingTrainer(config, data)
+    trainer.bad = {1, 2, 3}
+    before = [w.copy() for w in trainer.state.server_weights]
+
+    row = trainer.run_round()
+
+    assert (row["clients_rejected"], row["round_skipped"]) == (3, 1)
+    for a, b in zip(before, trainer.state.server_weights, strict=True):
+        np.testing.assert_array_equal(a, b)

@@ -20,9 +20,16 @@ decoded as ``(q + 128) * scale + min`` (error at most half a step,
 ``scale / 2``), with min and scale sent as float32.
 
 Positions are coded as a bitmap (one bit per entry) or as Golomb-Rice coded gaps
-between kept entries, whichever is smaller (``positions="auto"``). A tensor is
-sent dense when that is no larger than sparse (always, with ``positions`` and
-values both counted), so the codec never sends more than dense for any tensor.
+between the rarer kind of entry (kept ones below 50% density, pruned ones
+above), whichever is smaller (``positions="auto"``). Encodings per tensor:
+
+* DENSE: every entry kept, values only;
+* SPARSE: kept count, positions, values of the kept entries;
+* DENSE_ZEROS_PRUNED (float32 only, when no kept value is exactly 0): all
+  values, the mask being "nonzero"; chosen when it is no larger than SPARSE.
+
+So with float32 values a tensor never costs more than dense float32 (plus its
+small header), and float16/int8 are far below it.
 """
 
 from __future__ import annotations
@@ -40,8 +47,8 @@ VERSION = 1
 VALUE_FORMATS = ("float32", "float16", "int8")
 POSITION_CODINGS = ("auto", "bitmap", "gaps")
 
-_DENSE, _SPARSE = 0, 1
-_BITMAP, _GAPS = 0, 1
+_DENSE, _SPARSE, _DENSE_ZEROS_PRUNED = 0, 1, 2
+_BITMAP, _GAPS, _GAPS_PRUNED = 0, 1, 2
 _VALUE_CODES = {name: code for code, name in enumerate(VALUE_FORMATS)}
 
 
@@ -100,9 +107,15 @@ def _encode_positions(mask: np.ndarray, coding: str) -> tuple[int, bytes]:
     if coding in ("auto", "bitmap"):
         candidates.append((_BITMAP, np.packbits(flat, bitorder="little").tobytes()))
     if coding in ("auto", "gaps"):
-        candidates.append(
-            (_GAPS, rice.encode_positions(np.flatnonzero(flat), flat.size))
-        )
+        # Code whichever side is rarer: kept positions, or pruned ones.
+        if np.count_nonzero(flat) <= flat.size // 2:
+            candidates.append(
+                (_GAPS, rice.encode_positions(np.flatnonzero(flat), flat.size))
+            )
+        else:
+            candidates.append(
+                (_GAPS_PRUNED, rice.encode_positions(np.flatnonzero(~flat), flat.size))
+            )
     return min(candidates, key=lambda item: len(item[1]))
 
 
@@ -113,10 +126,16 @@ def _decode_positions(code: int, data: bytes, size: int, count: int) -> np.ndarr
         return np.unpackbits(
             np.frombuffer(data, np.uint8), count=size, bitorder="little"
         ).astype(bool)
-    if code == _GAPS:
-        indices = rice.decode_positions(data, count, size)
-        mask = np.zeros(size, bool)
-        mask[indices] = True
+    if code in (_GAPS, _GAPS_PRUNED):
+        try:
+            if code == _GAPS:
+                mask = np.zeros(size, bool)
+                mask[rice.decode_positions(data, count, size)] = True
+            else:
+                mask = np.ones(size, bool)
+                mask[rice.decode_positions(data, size - count, size)] = False
+        except rice.RiceError as error:
+            raise PayloadError(str(error)) from None
         return mask
     raise PayloadError(f"unknown position coding {code}")
 
@@ -176,13 +195,17 @@ def encode(
             )
         parts.append(struct.pack(f"<B{array.ndim}I", array.ndim, *array.shape))
         kept = int(np.count_nonzero(mask))
-        dense_size = _values_size(array.size, value_format)
-        sparse_size = None
-        if kept < array.size:
-            coding, position_bytes = _encode_positions(mask, positions)
-            sparse_size = 9 + len(position_bytes) + _values_size(kept, value_format)
-        if sparse_size is None or dense_size <= sparse_size:
+        if kept == array.size:
             parts.append(struct.pack("<B", _DENSE))
+            parts.append(_encode_values(array, value_format))
+            continue
+        coding, position_bytes = _encode_positions(mask, positions)
+        sparse_size = 9 + len(position_bytes) + _values_size(kept, value_format)
+        # float32 keeps exact zeros, so when no kept value is 0 the mask can
+        # travel implicitly as "zero means pruned" at dense cost.
+        implicit = value_format == "float32" and not np.any(array[mask] == 0)
+        if implicit and _values_size(array.size, value_format) <= sparse_size:
+            parts.append(struct.pack("<B", _DENSE_ZEROS_PRUNED))
             parts.append(_encode_values(np.where(mask, array, 0.0), value_format))
         else:
             parts.append(
@@ -258,12 +281,15 @@ def decode(
             raise PayloadError(f"tensor {index} has shape {shape}, expected {expected}")
         size = int(np.prod(shape, dtype=np.int64))
         (encoding,) = reader.unpack("<B")
-        if encoding == _DENSE:
+        if encoding in (_DENSE, _DENSE_ZEROS_PRUNED):
             values = _decode_values(
                 reader.take(_values_size(size, value_format)), size, value_format
             )
             tensors.append(values.reshape(shape))
-            masks.append(np.ones(shape, bool))
+            if encoding == _DENSE:
+                masks.append(np.ones(shape, bool))
+            else:
+                masks.append((values != 0).reshape(shape))
         elif encoding == _SPARSE:
             kept, coding, length = reader.unpack("<IBI")
             if kept > size:

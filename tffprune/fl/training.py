@@ -32,7 +32,7 @@ from collections.abc import Callable
 import numpy as np
 import tensorflow as tf
 
-from tffprune.compression import wire
+from tffprune.compression import baselines, wire
 from tffprune.config import TrainConfig
 from tffprune.data.partition import FederatedData
 from tffprune.data.pipeline import batched_dataset
@@ -61,10 +61,14 @@ METRIC_COLUMNS = (
     "global_sparsity",
     "upload_bytes",
     "upload_bytes_dense",
+    "upload_bytes_csr",
+    "upload_bytes_tff_8bit",
+    "upload_bound_ratio",
     "download_bytes",
     "train_loss",
     "clients_participating",
     "clients_rejected",
+    "round_skipped",
     "round_seconds",
 )
 
@@ -100,12 +104,12 @@ class Evaluator:
     """Evaluates weight lists with one compiled Keras model (plain TF)."""
 
     def __init__(self, model_fn: Callable[[], tf.keras.Model]) -> None:
-        self.model = model_fn()
+        self.model = model = model_fn()
         self._loss = classification_loss()
 
         @tf.function(reduce_retracing=True)
         def logits(images):
-            return self.model(images, training=False)
+            return model(images, training=False)
 
         self._logits = logits
 
@@ -179,6 +183,7 @@ class Trainer:
         if isinstance(self.schedule, IterativeSchedule):
             self.schedule = IterativeSchedule(config.sparsity, config.step_fraction)
         self._finetune_fn = None
+        self.rejections: list[tuple[int, int, str]] = []
         if state is None:
             state = TrainerState(
                 round=0,
@@ -195,6 +200,34 @@ class Trainer:
         self.rng.bit_generator.state = state.sampler_state
 
     # ----------------------------------------------------------------- helpers
+
+    def _transmit(
+        self, values: list[np.ndarray], masks: list[np.ndarray]
+    ) -> tuple[bytes, list[np.ndarray], list[np.ndarray]] | str:
+        """Encodes a client's upload and decodes it as the server does.
+
+        Returns:
+            ``(payload, values, masks)`` as decoded, or the reason the server
+            rejected the update (non-finite values, undecodable payload).
+        """
+        try:
+            payload = wire.encode(
+                values, masks, self.config.upload_values, self.config.positions
+            )
+        except ValueError as error:
+            return f"client could not encode its update: {error}"
+        payload = self.corrupt_payload(payload)
+        try:
+            decoded_values, decoded_masks = wire.decode(payload, self.shapes)
+        except wire.PayloadError as error:
+            return f"payload rejected: {error}"
+        if not all(np.all(np.isfinite(v)) for v in decoded_values):
+            return "payload rejected: non-finite values"
+        return payload, decoded_values, decoded_masks
+
+    def corrupt_payload(self, payload: bytes) -> bytes:
+        """Hook between client and server (identity; tests inject faults here)."""
+        return payload
 
     @property
     def model_bytes_dense(self) -> int:
@@ -293,7 +326,8 @@ class Trainer:
         )
 
         uploads: list[ClientUpload] = []
-        upload_bytes, sparsities, losses = 0, [], []
+        upload_bytes, csr_bytes, bound_ratios = 0, 0, []
+        sparsities, losses, rejected = [], [], 0
         for client, mask, output in zip(sampled, start_masks, outputs, strict=True):
             client = int(client)
             new_mask, sparsity = self._prune_client(
@@ -303,9 +337,18 @@ class Trainer:
             masks = new_mask + [
                 np.ones(s, bool) for s in self.shapes[self.num_trainable :]
             ]
-            payload = wire.encode(values, masks)
+            upload = self._transmit(values, masks)
+            state = self.state.clients[client]
+            state.rounds_participated += 1
+            if isinstance(upload, str):
+                rejected += 1
+                self.rejections.append((self.state.round + 1, client, upload))
+                continue
+            payload, decoded_values, decoded_masks = upload
             upload_bytes += len(payload)
-            decoded_values, decoded_masks = wire.decode(payload, self.shapes)
+            csr_bytes += baselines.csr_bytes(values, masks)
+            bound = baselines.information_bound_bits(masks, config.upload_values)
+            bound_ratios.append(8 * len(payload) / bound if bound else float("nan"))
             weight = (
                 float(output.num_examples)
                 if config.resolved_client_weighting == "num_examples"
@@ -317,29 +360,44 @@ class Trainer:
             uploads.append(ClientUpload(decoded_values, decoded_masks, weight))
             sparsities.append(sparsity)
             losses.append(output.mean_loss)
-            state = self.state.clients[client]
-            state.rounds_participated += 1
             if config.aggregation == "subfedavg":
                 state.mask = new_mask
                 state.sparsity = sparsity
 
-        self.state.server_weights = self.process.aggregate(
-            self.state.server_weights, uploads
+        download = len(
+            wire.encode(
+                self.state.server_weights,
+                [w != 0 for w in self.state.server_weights],
+                "float32",
+                config.positions,
+            )
         )
+        if uploads:
+            self.state.server_weights = self.process.aggregate(
+                self.state.server_weights, uploads
+            )
         self.state.round += 1
         self.state.sampler_state = self.rng.bit_generator.state
+        participating = len(uploads)
         row: dict[str, float] = {
             "round": self.state.round,
-            "sparsity": float(np.mean(sparsities)),
+            "sparsity": float(np.mean(sparsities)) if sparsities else float("nan"),
             "global_sparsity": sparsity_report(
                 self.state.server_weights[: self.num_trainable], self.targets
             ).prunable_sparsity,
             "upload_bytes": upload_bytes,
-            "upload_bytes_dense": self.model_bytes_dense * len(sampled),
-            "download_bytes": self.model_bytes_dense * len(sampled),
-            "train_loss": float(np.mean(losses)),
-            "clients_participating": len(sampled),
-            "clients_rejected": 0,
+            "upload_bytes_dense": self.model_bytes_dense * participating,
+            "upload_bytes_csr": csr_bytes,
+            "upload_bytes_tff_8bit": baselines.tff_8bit_bytes(self.shapes)
+            * participating,
+            "upload_bound_ratio": (
+                float(np.mean(bound_ratios)) if bound_ratios else float("nan")
+            ),
+            "download_bytes": download * len(sampled),
+            "train_loss": float(np.mean(losses)) if losses else float("nan"),
+            "clients_participating": participating,
+            "clients_rejected": rejected,
+            "round_skipped": int(participating == 0),
         }
         is_last = self.state.round == config.rounds
         if self.state.round % config.eval_every == 0 or is_last:

@@ -1,0 +1,166 @@
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tffprune.compression import PayloadError, decode, encode, quantization_step
+from tffprune.compression.baselines import (
+    binary_entropy,
+    csr_bytes,
+    information_bound_bits,
+    tff_8bit_bytes,
+)
+
+
+def _random_update(rng, shapes, density):
+    tensors = [rng.normal(size=s).astype(np.float32) for s in shapes]
+    masks = [rng.random(s) < density for s in shapes]
+    return tensors, masks
+
+
+def test_float32_round_trip_is_exact():
+    rng = np.random.default_rng(0)
+    tensors, masks = _random_update(rng, [(30, 20), (20,), (3, 3, 2, 4)], 0.3)
+
+    values, decoded_masks = decode(encode(tensors, masks))
+
+    for original, mask, value, decoded in zip(
+        tensors, masks, values, decoded_masks, strict=True
+    ):
+        np.testing.assert_array_equal(decoded, mask)
+        np.testing.assert_array_equal(value, np.where(mask, original, 0.0))
+
+
+def test_int8_error_at_most_half_a_step():
+    rng = np.random.default_rng(1)
+    tensor = rng.normal(size=(200, 50)).astype(np.float32)
+    mask = rng.random(tensor.shape) < 0.2
+
+    (value,), _ = decode(encode([tensor], [mask], "int8"))
+
+    step = quantization_step(tensor[mask])
+    assert np.max(np.abs(value[mask] - tensor[mask])) <= step / 2 + 1e-6
+
+
+def test_float16_round_trip_within_half_precision():
+    tensor = np.linspace(-3, 3, 100, dtype=np.float32)
+
+    (value,), _ = decode(encode([tensor], None, "float16"))
+
+    np.testing.assert_allclose(value, tensor, rtol=1e-3)
+
+
+@pytest.mark.parametrize("positions", ["bitmap", "gaps", "auto"])
+def test_positions_exact_for_each_coding(positions):
+    rng = np.random.default_rng(2)
+    tensors, masks = _random_update(rng, [(64, 64)], 0.05)
+
+    _, decoded = decode(encode(tensors, masks, positions=positions))
+
+    np.testing.assert_array_equal(decoded[0], masks[0])
+
+
+def test_edge_tensors_empty_all_zero_all_kept():
+    tensors = [np.zeros((0, 3), np.float32), np.zeros((4, 4), np.float32), np.ones(5)]
+    masks = [np.zeros((0, 3), bool), np.zeros((4, 4), bool), np.ones(5, bool)]
+
+    for value_format in ("float32", "float16", "int8"):
+        values, decoded = decode(encode(tensors, masks, value_format))
+        assert values[0].shape == (0, 3)
+        assert not decoded[1].any() and np.all(values[1] == 0)
+        assert decoded[2].all()
+        np.testing.assert_allclose(values[2], 1.0)
+
+
+def test_low_sparsity_falls_back_to_dense():
+    rng = np.random.default_rng(3)
+    tensors, masks = _random_update(rng, [(100, 100)], 1.0)
+    masks[0][3, 7] = False  # one pruned entry: sparse would cost more than dense
+
+    payload = encode(tensors, masks)
+
+    # Header (3 magic + 6) + rank/dims (9) + encoding (1) + crc (4) + 4 bytes/entry:
+    # the mask travels implicitly as "zero means pruned".
+    assert len(payload) == 3 + 6 + 9 + 1 + 40_000 + 4
+    _, decoded = decode(payload)
+    np.testing.assert_array_equal(decoded[0], masks[0])
+
+
+@given(
+    rows=st.integers(1, 60),
+    columns=st.integers(1, 60),
+    density=st.floats(0.0, 1.0),
+    seed=st.integers(0, 2**16),
+    value_format=st.sampled_from(["float32", "float16", "int8"]),
+)
+@settings(max_examples=60, deadline=None)
+def test_property_round_trip_never_larger_than_dense(
+    rows, columns, density, seed, value_format
+):
+    rng = np.random.default_rng(seed)
+    tensors, masks = _random_update(rng, [(rows, columns)], density)
+
+    payload = encode(tensors, masks, value_format)
+    values, decoded = decode(payload, [(rows, columns)])
+
+    np.testing.assert_array_equal(decoded[0], masks[0])
+    # Never more than dense float32 plus fixed headers: payload 13 bytes
+    # (magic, version, format, count, crc), per tensor rank/dims 9, encoding 1,
+    # a sparse header 9 and, for int8, min and scale 8.
+    assert len(payload) <= 4 * rows * columns + 13 + 9 + 1 + 9 + 8
+
+
+def test_sparse_size_within_bound_factor():
+    rng = np.random.default_rng(4)
+    tensors, masks = _random_update(rng, [(1000, 500)], 0.1)
+
+    payload = encode(tensors, masks, "int8")
+
+    bound_bytes = information_bound_bits(masks, "int8") / 8
+    assert len(payload) / bound_bytes < 1.05
+
+
+@pytest.mark.parametrize(
+    "damage,message",
+    [
+        (lambda p: p[:-10], "checksum mismatch|too short|truncated"),
+        (lambda p: p[:20] + bytes([p[20] ^ 0xFF]) + p[21:], "checksum mismatch"),
+        (lambda p: b"XYZ" + p[3:], "bad magic"),
+    ],
+)
+def test_corrupted_payloads_are_rejected(damage, message):
+    tensors, masks = _random_update(np.random.default_rng(5), [(50, 40)], 0.1)
+
+    with pytest.raises(PayloadError, match=message):
+        decode(damage(encode(tensors, masks)))
+
+
+def test_wrong_version_and_shapes_are_rejected():
+    import struct
+    import zlib
+
+    tensors, masks = _random_update(np.random.default_rng(6), [(5, 4)], 0.5)
+    payload = encode(tensors, masks)
+    body = payload[:3] + bytes([9]) + payload[4:-4]
+    other_version = body + struct.pack("<I", zlib.crc32(body))
+
+    with pytest.raises(PayloadError, match="version 9"):
+        decode(other_version)
+    with pytest.raises(PayloadError, match=r"shape \(5, 4\), expected \(4, 5\)"):
+        decode(payload, [(4, 5)])
+
+
+def test_non_finite_values_cannot_be_encoded():
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        encode([np.array([1.0, np.nan])])
+
+
+def test_baseline_sizes_by_hand():
+    # 2x3 with 2 kept: CSR data 2*4 + indices 2*4 + indptr 3*4 = 28 bytes.
+    values = [np.arange(6, dtype=np.float32).reshape(2, 3)]
+    masks = [np.array([[True, False, False], [False, False, True]])]
+
+    assert csr_bytes(values, masks) == 28
+    assert tff_8bit_bytes([(100, 300), (10,)]) == 30_000 + 8 + 40
+    assert binary_entropy(0.5) == 1.0
+    assert information_bound_bits([np.array([True, False])], "int8") == 2 * 1.0 + 8

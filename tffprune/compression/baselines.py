@@ -1,0 +1,87 @@
+"""What other schemes would send for the same update, and the information bound.
+
+* SciPy CSR / COO (Jeurkar et al., 2024 upload a SciPy sparse matrix): each
+  tensor reshaped to 2-D ``(-1, last_dim)``; bytes are ``data.nbytes +
+  indices.nbytes + indptr.nbytes`` (CSR) or ``data + row + col`` (COO) with
+  SciPy's own dtypes (float32 values, int32 indices).
+* TFF's ``tff.learning.compression_aggregator``: 8-bit uniform quantization of
+  every tensor with more than 20,000 entries (its ``quantize_above_threshold(
+  quantization_bits=8, threshold=20000)``), plus a float32 min and max each;
+  smaller tensors as float32. No sparsity is exploited.
+* The information bound of a sparse update with ``n`` entries, density ``d``
+  and ``b``-bit values: ``n H(d) + d n b`` bits, ``H`` the binary entropy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import scipy.sparse
+
+TFF_QUANTIZATION_THRESHOLD = 20_000
+VALUE_BITS = {"float32": 32, "float16": 16, "int8": 8}
+
+
+def _as_matrix(values: np.ndarray, mask: np.ndarray) -> scipy.sparse.csr_matrix:
+    values = np.asarray(values, np.float32)
+    mask = np.asarray(mask, bool)
+    columns = values.shape[-1] if values.ndim else 1
+    kept = np.where(mask, values, 0.0).reshape(-1, columns)
+    # Keep explicit entries where the mask keeps a value that happens to be 0.
+    rows, cols = np.nonzero(mask.reshape(-1, columns))
+    return scipy.sparse.csr_matrix(
+        (kept[rows, cols], (rows, cols)), shape=kept.shape, dtype=np.float32
+    )
+
+
+def csr_bytes(values: Sequence[np.ndarray], masks: Sequence[np.ndarray]) -> int:
+    """Bytes of the update as SciPy CSR matrices (data + indices + indptr)."""
+    total = 0
+    for value, mask in zip(values, masks, strict=True):
+        matrix = _as_matrix(value, mask)
+        total += matrix.data.nbytes + matrix.indices.nbytes + matrix.indptr.nbytes
+    return total
+
+
+def coo_bytes(values: Sequence[np.ndarray], masks: Sequence[np.ndarray]) -> int:
+    """Bytes of the update as SciPy COO matrices (data + row + col)."""
+    total = 0
+    for value, mask in zip(values, masks, strict=True):
+        matrix = _as_matrix(value, mask).tocoo()
+        total += matrix.data.nbytes + matrix.row.nbytes + matrix.col.nbytes
+    return total
+
+
+def tff_8bit_bytes(shapes: Sequence[tuple[int, ...]]) -> int:
+    """Bytes TFF's ``compression_aggregator`` would send for dense tensors."""
+    total = 0
+    for shape in shapes:
+        size = int(np.prod(shape, dtype=np.int64))
+        if size > TFF_QUANTIZATION_THRESHOLD:
+            total += size + 8
+        else:
+            total += 4 * size
+    return total
+
+
+def binary_entropy(density: float) -> float:
+    """``H(d) = -d log2 d - (1 - d) log2 (1 - d)`` (0 at d = 0 or 1)."""
+    if density <= 0.0 or density >= 1.0:
+        return 0.0
+    return float(-density * np.log2(density) - (1 - density) * np.log2(1 - density))
+
+
+def information_bound_bits(
+    masks: Sequence[np.ndarray], value_format: str = "float32"
+) -> float:
+    """``sum over tensors of n H(d) + d n b`` bits for these masks."""
+    bits = VALUE_BITS[value_format]
+    total = 0.0
+    for mask in masks:
+        size = int(np.size(mask))
+        if size == 0:
+            continue
+        density = int(np.count_nonzero(mask)) / size
+        total += size * binary_entropy(density) + density * size * bits
+    return total
