@@ -522,6 +522,77 @@ def train(
     )
 
 
+@cli.command(name="export")
+@click.argument("source", type=click.Path(path_type=Path))
+@click.option(
+    "--quantize",
+    type=click.Choice(["float32", "float16", "dynamic", "int8"]),
+    default="int8",
+    show_default=True,
+    help="int8 is full-integer (int8 inputs/outputs) for TensorFlow Lite Micro.",
+)
+@click.option(
+    "--sparse", is_flag=True, help="Store sparse tensors (EXPERIMENTAL_SPARSITY)."
+)
+@click.option(
+    "--dataset",
+    type=click.Choice(["fashion_mnist", "mnist", "cifar10", "digits"]),
+    default=None,
+    help="Data set for representative data and accuracy "
+    "(default: the one the run was trained on).",
+)
+@_DATA_DIR
+@click.option(
+    "--eval-examples",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Evaluate on the first N test examples (default: all).",
+)
+@_output_dir_options
+def export_command(
+    source: Path,
+    quantize: str,
+    sparse: bool,
+    dataset: str | None,
+    data_dir: Path | None,
+    eval_examples: int | None,
+    output_dir: Path,
+    overwrite: bool,
+) -> None:
+    """Convert SOURCE (a .keras file or a run directory) for the edge.
+
+    Writes model.tflite, model_data.cc/.h (C array for firmware) and
+    export.json (sizes, ratios, accuracies in Keras, TFLite and TFLite Micro).
+    """
+    from tffprune.export.pipeline import export_model
+
+    result = export_model(
+        source,
+        output_dir,
+        quantize=quantize,
+        sparse=sparse,
+        dataset=dataset,
+        data_dir=data_dir,
+        eval_examples=eval_examples,
+        overwrite=overwrite,
+    )
+    click.echo(
+        f"{result['quantize']}{' sparse' if sparse else ''}: "
+        f"{result['tflite_bytes']:,} bytes .tflite ({result['tflite_zipped_bytes']:,} zipped), "
+        f"{result['ratio_tflite_zipped_vs_baseline_zipped']:.1f}x smaller than the "
+        f"zipped dense baseline; accuracy Keras {result['keras_accuracy']:.4f}, "
+        f"TFLite {result['tflite_accuracy']:.4f}"
+        + (
+            f", TFLite Micro {result['tflm_accuracy']:.4f} "
+            f"(arena {result['tflm_arena_bytes']:,} bytes)"
+            if "tflm_accuracy" in result
+            else ""
+        )
+        + (f"; {result['tflm_error']}" if "tflm_error" in result else "")
+        + f"; wrote {output_dir}"
+    )
+
+
 def main() -> None:
     """Console-script entry point."""
     cli(prog_name="tffprune")

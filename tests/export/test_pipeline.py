@@ -1,0 +1,92 @@
+"""Export of a real trained model, checked in TFLite and TFLite Micro."""
+
+import json
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tffprune.data import load_dataset
+from tffprune.export import tflite, verify
+from tffprune.export.pipeline import export_model
+from tffprune.models import build_model
+from tffprune.pruning import PruningPolicy
+from tffprune.pruning.centralized import train_from_scratch
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    data = load_dataset("fashion_mnist", download=False)
+    result = train_from_scratch(
+        build_model("tfmot_cnn", (28, 28, 1), 10, seed=0),
+        data.x_train[:8000],
+        data.y_train[:8000],
+        data.x_test[:1000],
+        data.y_test[:1000],
+        0.8,
+        epochs=2,
+        policy=PruningPolicy(prune_logits=True),
+    )
+    run = tmp_path_factory.mktemp("run")
+    result.model.save(run / "model.keras")
+    (run / "summary.json").write_text(json.dumps({"dataset": "fashion_mnist"}))
+    return run
+
+
+def test_int8_export_verified_in_tflite_and_micro(trained_run, tmp_path):
+    result = export_model(trained_run, tmp_path / "out", "int8", eval_examples=1000)
+
+    print(json.dumps(result, indent=1))
+    assert result["tflm_tflite_outputs_within_one_step"] >= 0.99
+    assert abs(result["tflite_accuracy"] - result["keras_accuracy"]) <= 0.01
+    assert abs(result["tflm_accuracy"] - result["keras_accuracy"]) <= 0.01
+    assert result["tflm_arena_bytes"] > 0
+    assert result["prunable_sparsity"] == pytest.approx(0.8, abs=0.01)
+    files = {p.name: p.stat().st_size for p in (tmp_path / "out").iterdir()}
+    assert result["tflite_bytes"] == files["model.tflite"] == result["c_array_bytes"]
+    on_disk = json.loads((tmp_path / "out" / "export.json").read_text())
+    assert on_disk == result
+    assert (
+        f"g_model_len = {files['model.tflite']};"
+        in (tmp_path / "out" / "model_data.cc").read_text()
+    )
+
+
+def test_refuses_existing_output_and_bad_sources(trained_run, tmp_path):
+    export_model(trained_run, tmp_path / "out", "dynamic", eval_examples=50)
+
+    with pytest.raises(ValueError, match="already has model.tflite"):
+        export_model(trained_run, tmp_path / "out", "dynamic")
+    with pytest.raises(ValueError, match="does not exist"):
+        export_model(tmp_path / "missing", tmp_path / "o2", "int8")
+    (tmp_path / "notes.txt").write_text("not a model")
+    with pytest.raises(ValueError, match="is not a Keras model file"):
+        export_model(tmp_path / "notes.txt", tmp_path / "o3", "int8")
+    with pytest.raises(ValueError, match="unknown quantize mode 'int4'"):
+        export_model(trained_run, tmp_path / "o4", "int4")
+    with pytest.raises(ValueError, match="digits images have shape"):
+        export_model(trained_run, tmp_path / "o5", "int8", dataset="digits")
+
+
+def test_int8_needs_representative_data():
+    model = build_model("tfmot_cnn", (28, 28, 1), 10)
+
+    with pytest.raises(ValueError, match="needs representative data"):
+        tflite.convert(model, "int8", representative_images=None)
+
+
+def test_sparse_flag_shrinks_a_pruned_float_model(trained_run):
+    model = tf.keras.models.load_model(trained_run / "model.keras", compile=False)
+
+    dense = tflite.convert(model, "float32")
+    sparse = tflite.convert(model, "float32", sparse=True)
+
+    assert len(sparse) < len(dense)
+    images = np.random.default_rng(0).random((4, 28, 28, 1), np.float32)
+    np.testing.assert_allclose(
+        verify.tflite_outputs(sparse, images),
+        verify.tflite_outputs(dense, images),
+        atol=1e-4,
+    )

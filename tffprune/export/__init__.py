@@ -1,0 +1,1 @@
+"""Edge export: TFLite conversion, C arrays, sizes, TFLite/TFLM verification."""

@@ -1,0 +1,208 @@
+"""``tffprune export``: from a trained model to verified edge files.
+
+Writes into the output directory (each file atomically; existing files are
+refused unless ``overwrite``):
+
+* ``model.tflite``: the converted model;
+* ``model_data.cc`` / ``model_data.h``: the model as a C array for firmware;
+* ``export.json``: parameters, nonzeros, sparsity, sizes (Keras HDF5 zipped as
+  the tfmot tutorial measures, ``.tflite`` raw and zipped), ratios against the
+  dense float32 baseline, the TFLite Micro arena size, and the test accuracy of
+  the Keras model, of the ``.tflite`` model in the TFLite interpreter and, for
+  int8, in the TFLite Micro interpreter.
+
+The dense float32 baseline is ``baseline.keras`` when the run directory has one
+(``tffprune centralized --workflow prune-trained`` writes it), else the same
+architecture with freshly initialized dense weights; its size is what the
+unpruned model costs, ``4 x parameters`` bytes raw.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+
+from tffprune.data import load_dataset
+from tffprune.export import c_array, sizes, tflite, verify
+from tffprune.pruning.policy import model_sparsity
+from tffprune.reporting.files import (
+    prepare_output_dir,
+    write_bytes_atomic,
+    write_json_atomic,
+    write_text_atomic,
+)
+
+MODEL_FILES = ("global_model.keras", "model.keras")
+OUTPUT_FILES = ("model.tflite", "model_data.cc", "model_data.h", "export.json")
+
+
+def resolve_model(path: str | Path) -> tuple[Path, dict]:
+    """Finds the model file and what its run says about it.
+
+    Args:
+        path: A ``.keras``/``.h5`` file, or a run directory of ``tffprune train``
+            or ``tffprune centralized``.
+
+    Returns:
+        The model file and the run's summary (empty if there is none).
+
+    Raises:
+        ValueError: If nothing usable is there.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise ValueError(f"{path} does not exist")
+    summary: dict = {}
+    if path.is_dir():
+        summary_path = path / "summary.json"
+        if summary_path.is_file():
+            summary = json.loads(summary_path.read_text())
+        for name in MODEL_FILES:
+            if (path / name).is_file():
+                return path / name, summary
+        raise ValueError(
+            f"{path} holds no model: expected one of {', '.join(MODEL_FILES)}"
+        )
+    if path.suffix not in (".keras", ".h5"):
+        raise ValueError(f"{path} is not a Keras model file (.keras or .h5)")
+    sibling = path.parent / "summary.json"
+    if sibling.is_file():
+        summary = json.loads(sibling.read_text())
+    return path, summary
+
+
+def _load(path: Path) -> tf.keras.Model:
+    try:
+        return tf.keras.models.load_model(path, compile=False)
+    except (OSError, ValueError) as error:
+        first = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise ValueError(f"{path} is not a loadable Keras model: {first}") from None
+
+
+def _dataset_name(summary: dict, dataset: str | None) -> str:
+    if dataset:
+        return dataset
+    if "config" in summary and "dataset" in summary["config"]:
+        return summary["config"]["dataset"]
+    if "dataset" in summary:
+        return summary["dataset"]
+    raise ValueError(
+        "cannot tell which data set the model was trained on; pass --dataset"
+    )
+
+
+def export_model(
+    source: str | Path,
+    output_dir: str | Path,
+    quantize: str = "int8",
+    sparse: bool = False,
+    dataset: str | None = None,
+    data_dir: str | None = None,
+    eval_examples: int | None = None,
+    representative_examples: int = 300,
+    overwrite: bool = False,
+    seed: int = 0,
+) -> dict:
+    """Converts, writes and verifies; returns what ``export.json`` holds.
+
+    Raises:
+        ValueError: On a missing or non-model path, an unknown mode, data that
+            does not fit the model, or existing output files.
+    """
+    if quantize not in tflite.QUANTIZE_MODES:
+        raise ValueError(
+            f"unknown quantize mode {quantize!r}; expected one of "
+            f"{', '.join(tflite.QUANTIZE_MODES)}"
+        )
+    model_path, summary = resolve_model(source)
+    output_dir = Path(output_dir)
+    existing = [n for n in OUTPUT_FILES if (output_dir / n).exists()]
+    if existing and not overwrite:
+        raise ValueError(
+            f"{output_dir} already has {', '.join(existing)}; pass --overwrite"
+        )
+    output_dir = prepare_output_dir(output_dir, overwrite=True)
+    model = _load(model_path)
+    data = load_dataset(_dataset_name(summary, dataset), data_dir)
+    model_input = tuple(model.input_shape[1:])
+    if model_input != data.input_shape:
+        raise ValueError(
+            f"{data.name} images have shape {data.input_shape}, the model takes "
+            f"{model_input}"
+        )
+    rng = np.random.default_rng(seed)
+    chosen = rng.choice(
+        len(data.y_train), min(representative_examples, len(data.y_train)), False
+    )
+    representative = data.x_train[np.sort(chosen)]
+    x_test, y_test = data.x_test, data.y_test
+    if eval_examples is not None and eval_examples < len(y_test):
+        x_test, y_test = x_test[:eval_examples], y_test[:eval_examples]
+
+    model_bytes = tflite.convert(model, quantize, sparse, representative)
+    write_bytes_atomic(output_dir / "model.tflite", model_bytes)
+    write_text_atomic(output_dir / "model_data.h", c_array.c_header())
+    write_text_atomic(output_dir / "model_data.cc", c_array.c_source(model_bytes))
+
+    baseline_path = model_path.parent / "baseline.keras"
+    if baseline_path.is_file():
+        baseline, baseline_source = _load(baseline_path), str(baseline_path)
+    else:
+        # clone_model builds the same layers with freshly initialized weights.
+        baseline = tf.keras.models.clone_model(model)
+        baseline_source = "same architecture, dense random weights"
+    baseline_raw, baseline_zipped = sizes.keras_zipped_size(baseline)
+    keras_raw, keras_zipped = sizes.keras_zipped_size(model)
+    tflite_zipped = sizes.zipped_bytes_size(model_bytes)
+    report = model_sparsity(model)
+
+    logits = model.predict(x_test, batch_size=1024, verbose=0)
+    tflite_out = verify.tflite_outputs(model_bytes, x_test)
+    result = {
+        "source": str(model_path),
+        "dataset": data.name,
+        "quantize": quantize,
+        "sparse": sparse,
+        "parameters": int(model.count_params()),
+        "nonzero_parameters": report.num_nonzero,
+        "sparsity": report.overall_sparsity,
+        "prunable_sparsity": report.prunable_sparsity,
+        "dense_float32_bytes": 4 * int(model.count_params()),
+        "baseline": baseline_source,
+        "baseline_keras_bytes": baseline_raw,
+        "baseline_keras_zipped_bytes": baseline_zipped,
+        "keras_bytes": keras_raw,
+        "keras_zipped_bytes": keras_zipped,
+        "tflite_bytes": len(model_bytes),
+        "tflite_zipped_bytes": tflite_zipped,
+        "ratio_keras_zipped_vs_baseline_zipped": baseline_zipped / keras_zipped,
+        "ratio_tflite_vs_baseline_zipped": baseline_zipped / len(model_bytes),
+        "ratio_tflite_zipped_vs_baseline_zipped": baseline_zipped / tflite_zipped,
+        "ratio_tflite_zipped_vs_dense_float32": 4
+        * model.count_params()
+        / tflite_zipped,
+        "c_array_bytes": len(model_bytes),
+        "eval_examples": int(len(y_test)),
+        "keras_accuracy": verify.accuracy(logits, y_test),
+        "tflite_accuracy": verify.accuracy(tflite_out, y_test),
+    }
+    if quantize == "int8":
+        try:
+            micro = verify.tflm_outputs(model_bytes, x_test)
+        except verify.MicroError as error:
+            result["tflm_error"] = str(error)
+        else:
+            difference = np.abs(
+                micro.outputs.astype(np.int32)
+                - tflite_out.reshape(micro.outputs.shape).astype(np.int32)
+            )
+            result["tflm_accuracy"] = verify.accuracy(micro.outputs, y_test)
+            result["tflm_arena_bytes"] = micro.arena_bytes
+            result["tflm_tflite_outputs_within_one_step"] = float(
+                np.mean(difference <= 1)
+            )
+    write_json_atomic(output_dir / "export.json", result)
+    return result
