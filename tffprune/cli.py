@@ -576,21 +576,22 @@ def export_command(
         eval_examples=eval_examples,
         overwrite=overwrite,
     )
-    click.echo(
-        f"{result['quantize']}{' sparse' if sparse else ''}: "
-        f"{result['tflite_bytes']:,} bytes .tflite ({result['tflite_zipped_bytes']:,} zipped), "
+    parts = [
+        f"{quantize}{' sparse' if sparse else ''}: {result['tflite_bytes']:,} bytes "
+        f".tflite ({result['tflite_zipped_bytes']:,} zipped)",
         f"{result['ratio_tflite_zipped_vs_baseline_zipped']:.1f}x smaller than the "
-        f"zipped dense baseline; accuracy Keras {result['keras_accuracy']:.4f}, "
-        f"TFLite {result['tflite_accuracy']:.4f}"
-        + (
-            f", TFLite Micro {result['tflm_accuracy']:.4f} "
+        "zipped dense baseline",
+        f"accuracy Keras {result['keras_accuracy']:.4f}, "
+        f"TFLite {result['tflite_accuracy']:.4f}",
+    ]
+    if "tflm_accuracy" in result:
+        parts.append(
+            f"TFLite Micro {result['tflm_accuracy']:.4f} "
             f"(arena {result['tflm_arena_bytes']:,} bytes)"
-            if "tflm_accuracy" in result
-            else ""
         )
-        + (f"; {result['tflm_error']}" if "tflm_error" in result else "")
-        + f"; wrote {output_dir}"
-    )
+    if "tflm_error" in result:
+        parts.append(result["tflm_error"])
+    click.echo("; ".join(parts) + f"; wrote {output_dir}")
 
 
 def main() -> None:
