@@ -36,6 +36,12 @@ class _Group(click.Group):
 
         try:
             return super().invoke(ctx)
+        except RuntimeError as error:
+            from tffprune.fl.runtime import RuntimeStartError, WorkerLostError
+
+            if isinstance(error, RuntimeStartError | WorkerLostError):
+                raise click.ClickException(str(error)) from None
+            raise
         except (DataError, ValueError, FileNotFoundError) as error:
             raise BadInput(
                 str(error).splitlines()[0] if "\n" not in str(error) else str(error)
@@ -477,12 +483,20 @@ def _train_options(function):
     "--overwrite", is_flag=True, help="Replace results in an existing --output-dir."
 )
 @click.option("--quiet", is_flag=True, help="No progress bar.")
+@click.option(
+    "--workers",
+    default=None,
+    metavar="HOST:PORT[,HOST:PORT...]",
+    help="Run the rounds on these TFF workers (started with `tffprune worker`) "
+    "instead of a local one; several split each round's clients.",
+)
 def train(
     output_dir: Path,
     resume: bool,
     overwrite: bool,
     quiet: bool,
     config: Path | None,
+    workers: str | None,
     **options: object,
 ) -> None:
     """Federated training with pruned clients (FedAvg or Sub-FedAvg) on TFF.
@@ -507,8 +521,14 @@ def train(
         f"-> {output_dir}",
         err=True,
     )
+    addresses = _parse_workers(workers)
     summary = run_training(
-        resolved, output_dir, resume=resume, overwrite=overwrite, progress=not quiet
+        resolved,
+        output_dir,
+        resume=resume,
+        overwrite=overwrite,
+        progress=not quiet,
+        workers=addresses,
     )
     final = summary["final"]
     saving = summary["total_upload_bytes_dense"] / max(summary["total_upload_bytes"], 1)
@@ -592,6 +612,41 @@ def export_command(
     if "tflm_error" in result:
         parts.append(result["tflm_error"])
     click.echo("; ".join(parts) + f"; wrote {output_dir}")
+
+
+def _parse_workers(text: str | None) -> tuple[str, ...]:
+    if not text:
+        return ()
+    addresses = []
+    for item in text.split(","):
+        host, _, port = item.strip().rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise BadInput(f"--workers expects HOST:PORT[,HOST:PORT...], got {item!r}")
+        addresses.append(f"{host}:{int(port)}")
+    return tuple(addresses)
+
+
+@cli.command()
+@click.option(
+    "--port", type=click.IntRange(1, 65535), required=True, help="Port to listen on."
+)
+@click.option(
+    "--log",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="File for the worker's own output (default: this terminal).",
+)
+def worker(port: int, log: Path | None) -> None:
+    """Run a TFF worker that `tffprune train --workers` can use.
+
+    Starts the C++ worker_binary shipped in the TFF wheel and stops it on
+    Ctrl-C or SIGTERM. The worker listens on EVERY interface of this host and
+    its gRPC has no authentication or encryption: keep the port reachable only
+    by the driver (private network, firewall rule, or SSH tunnel).
+    """
+    from tffprune.fl.runtime import serve_worker
+
+    serve_worker(port, log_path=log)
 
 
 def main() -> None:

@@ -37,6 +37,7 @@ import tensorflow as tf
 import tensorflow_federated as tff
 
 from tffprune.fl.client import ClientOptimizerConfig, build_client_train_fn
+from tffprune.fl.runtime import ensure_runtime
 from tffprune.fl.tff_aggregation import MaskedMeanFactory
 
 
@@ -96,6 +97,8 @@ class FederatedProcess:
         element_spec: tuple[tf.TensorSpec, tf.TensorSpec],
         optimizer: ClientOptimizerConfig,
     ) -> None:
+        # Never let TFF start its own (self-orphaning) default worker.
+        ensure_runtime()
         reference = model_fn()
         self.trainable_shapes = [tuple(w.shape) for w in reference.trainable_weights]
         self.non_trainable_shapes = [
@@ -174,6 +177,7 @@ class FederatedProcess:
         Returns:
             One `ClientOutput` per client, in order.
         """
+        ensure_runtime()
         masks = [[np.asarray(m, np.bool_) for m in ms] for ms in client_masks]
         results = self._client_work(list(server_weights), masks, list(datasets))
         outputs = []
@@ -203,6 +207,7 @@ class FederatedProcess:
         """
         if not uploads:
             raise ValueError("no client uploads to aggregate")
+        ensure_runtime()
         values = [
             (
                 [np.asarray(v, np.float32) for v in upload.values],

@@ -23,8 +23,13 @@ from __future__ import annotations
 import atexit
 import ctypes
 import dataclasses
+import os
 import signal
+import socket
 import subprocess
+import sys
+import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -43,6 +48,10 @@ _PR_SET_PDEATHSIG = 1
 
 class RuntimeStartError(RuntimeError):
     """A TFF worker could not be started or reached."""
+
+
+class WorkerLostError(RuntimeError):
+    """A remote TFF worker stopped answering in the middle of a run."""
 
 
 def worker_binary_path() -> Path:
@@ -93,6 +102,7 @@ def start_worker(
     log_path: str | Path | None = None,
     max_concurrent_computation_calls: int = -1,
     die_with_parent: bool = True,
+    inherit_output: bool = False,
 ) -> WorkerProcess:
     """Starts a TFF C++ worker as a child of this process.
 
@@ -103,6 +113,8 @@ def start_worker(
             means no limit.
         die_with_parent: Whether the kernel should kill the worker when this
             process dies (Linux ``PR_SET_PDEATHSIG``).
+        inherit_output: Write to this process's stdout/stderr instead (for a
+            foreground ``tffprune worker``; never for library use).
 
     Returns:
         The running worker (not yet known to be ready; see `connect`).
@@ -113,7 +125,9 @@ def start_worker(
         f"--port={port}",
         f"--max_concurrent_computation_calls={max_concurrent_computation_calls}",
     ]
-    if log_path is None:
+    if inherit_output:
+        output = None
+    elif log_path is None:
         output = subprocess.DEVNULL
     else:
         log_path = Path(log_path)
@@ -123,12 +137,12 @@ def start_worker(
             arguments,
             stdin=subprocess.DEVNULL,
             stdout=output,
-            stderr=subprocess.STDOUT,
+            stderr=None if inherit_output else subprocess.STDOUT,
             preexec_fn=_die_with_parent if die_with_parent else None,
             close_fds=True,
         )
     finally:
-        if log_path is not None:
+        if log_path is not None and not inherit_output:
             output.close()
     return WorkerProcess(process=process, port=port, log_path=log_path)
 
@@ -206,6 +220,11 @@ class LocalRuntime:
         self._started: list[WorkerProcess] = []
         self._channels: list[grpc.Channel] = []
         self._previous_context = None
+        self._context = None
+        self._watchdog: threading.Thread | None = None
+        self._watching = threading.Event()
+        self._lost: str | None = None
+        self._previous_handler = None
 
     @property
     def addresses(self) -> list[str]:
@@ -234,10 +253,64 @@ class LocalRuntime:
                 [_async_context(channel) for channel in self._channels]
             )
         tff.framework.set_default_context(context)
+        _MANAGED_CONTEXTS.add(id(context))
+        self._context = context
+        if not self._started:
+            self._start_watchdog()
         return self
+
+    # A TFF call to a worker that died blocks forever inside TFF's event loop.
+    # For remote workers a watchdog thread probes each address; when one stops
+    # accepting connections it signals the main thread, whose handler raises
+    # `WorkerLostError` out of the blocked call.
+    _PROBE_SECONDS = 2.0
+    _FAILURES_BEFORE_LOST = 3
+
+    def _start_watchdog(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+        self._previous_handler = signal.signal(signal.SIGUSR1, self._on_lost)
+        self._watching.set()
+        self._watchdog = threading.Thread(
+            target=self._watch, name="tffprune-worker-watchdog", daemon=True
+        )
+        self._watchdog.start()
+
+    def _on_lost(self, signum: int, frame: object) -> None:
+        raise WorkerLostError(
+            f"TFF worker {self._lost} stopped answering; the run was stopped. The "
+            "last checkpoint is intact: restart the worker and rerun with --resume"
+        )
+
+    def _watch(self) -> None:
+        failures = dict.fromkeys(self._addresses, 0)
+        while self._watching.is_set():
+            for address in self._addresses:
+                host, _, port = address.rpartition(":")
+                try:
+                    with socket.create_connection((host, int(port)), timeout=2.0):
+                        failures[address] = 0
+                except OSError:
+                    failures[address] += 1
+                if (
+                    failures[address] >= self._FAILURES_BEFORE_LOST
+                    and self._watching.is_set()
+                ):
+                    self._lost = address
+                    self._watching.clear()
+                    os.kill(os.getpid(), signal.SIGUSR1)
+                    return
+            self._watching.wait(self._PROBE_SECONDS)
 
     def stop(self) -> None:
         """Stops every worker this runtime started; idempotent."""
+        self._watching.clear()
+        if self._previous_handler is not None:
+            signal.signal(signal.SIGUSR1, self._previous_handler)
+            self._previous_handler = None
+        if self._context is not None:
+            _MANAGED_CONTEXTS.discard(id(self._context))
+            self._context = None
         if self._previous_context is not None:
             tff.framework.set_default_context(self._previous_context)
             self._previous_context = None
@@ -255,15 +328,72 @@ class LocalRuntime:
 
 
 _default_runtime: LocalRuntime | None = None
+_MANAGED_CONTEXTS: set[int] = set()
 
 
-def ensure_runtime() -> LocalRuntime:
-    """Starts one process-wide local runtime if none is running.
+def managed_context_installed() -> bool:
+    """Whether TFF's current context is one this module built."""
+    return id(tff.framework.get_context_stack().current) in _MANAGED_CONTEXTS
 
-    Library entry points call this so that TFF's own self-orphaning default
-    worker is never started. The runtime is stopped at interpreter exit.
+
+def ensure_runtime() -> LocalRuntime | None:
+    """Makes sure TFF computations run on a worker tffprune owns.
+
+    If a `LocalRuntime` context is already installed, nothing changes (and
+    ``None`` is returned). Otherwise one process-wide local runtime is started
+    (once) and installed, so that TFF's own self-orphaning default worker is
+    never started. Library entry points call this; the runtime is stopped at
+    interpreter exit.
     """
     global _default_runtime
-    if _default_runtime is None:
+    if managed_context_installed():
+        return _default_runtime
+    if _default_runtime is None or _default_runtime._context is None:
         _default_runtime = LocalRuntime().start()
+    else:
+        tff.framework.set_default_context(_default_runtime._context)
     return _default_runtime
+
+
+SECURITY_NOTE = (
+    "WARNING: the TFF worker listens on every interface and its gRPC has no "
+    "authentication or encryption. Anyone who can reach this port can run "
+    "computations here: keep it reachable only by your driver (private network, "
+    "firewall rule, or an SSH tunnel), never from the internet."
+)
+
+
+def serve_worker(port: int, log_path: str | Path | None = None) -> int:
+    """Runs a worker in the foreground until SIGINT/SIGTERM; returns its exit code.
+
+    Args:
+        port: Port to listen on (every interface).
+        log_path: File for the worker's output; the terminal when ``None``.
+
+    Raises:
+        RuntimeStartError: If the port is taken or the worker does not come up.
+    """
+    if not portpicker.is_port_free(port):
+        raise RuntimeStartError(f"port {port} is already in use")
+    worker = start_worker(port=port, log_path=log_path, inherit_output=log_path is None)
+    stopping = False
+
+    def stop(signum: int, frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    previous = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        connect(f"127.0.0.1:{port}", timeout=30.0)
+        print(
+            f"TFF worker {worker.process.pid} listening on 0.0.0.0:{port}", flush=True
+        )
+        print(SECURITY_NOTE, file=sys.stderr, flush=True)
+        while not stopping and worker.process.poll() is None:
+            time.sleep(0.2)
+    finally:
+        worker.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    print("TFF worker stopped", flush=True)
+    return 0

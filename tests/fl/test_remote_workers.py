@@ -1,0 +1,175 @@
+"""`tffprune worker` + `tffprune train --workers` on 127.0.0.1."""
+
+import csv
+import signal
+import subprocess
+import sys
+import time
+
+import portpicker
+import pytest
+
+pytestmark = pytest.mark.slow
+
+
+def _start_worker(tmp_path, port):
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "tffprune.cli",
+            "worker",
+            "--port",
+            str(port),
+            "--log",
+            str(tmp_path / f"worker_{port}.log"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    line = process.stdout.readline()
+    assert f"listening on 0.0.0.0:{port}" in line, process.stderr.read()
+    return process
+
+
+def _stop(process):
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        assert "TFF worker stopped" in process.communicate(timeout=30)[0]
+
+
+def _train(output_dir, *extra, rounds=2):
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tffprune.cli",
+            "train",
+            "--quiet",
+            "--dataset",
+            "digits",
+            "--model",
+            "tfmot_cnn",
+            "--method",
+            "none",
+            "--aggregation",
+            "fedavg",
+            "--num-clients",
+            "6",
+            "--clients-per-round",
+            "4",
+            "--rounds",
+            str(rounds),
+            "--seed",
+            "4",
+            "--output-dir",
+            str(output_dir),
+            *extra,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+def _metrics(path):
+    with (path / "metrics.csv").open() as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_two_workers_give_the_local_result(tmp_path):
+    ports = portpicker.pick_unused_port(), portpicker.pick_unused_port()
+    workers = [_start_worker(tmp_path, port) for port in ports]
+    try:
+        remote = _train(
+            tmp_path / "remote", "--workers", ",".join(f"127.0.0.1:{p}" for p in ports)
+        )
+    finally:
+        for worker in workers:
+            _stop(worker)
+    local = _train(tmp_path / "local")
+
+    assert remote.returncode == 0, remote.stderr[-2000:]
+    assert local.returncode == 0, local.stderr[-2000:]
+    for want, got in zip(
+        _metrics(tmp_path / "local"), _metrics(tmp_path / "remote"), strict=True
+    ):
+        for column in (
+            "central_accuracy",
+            "central_loss",
+            "train_loss",
+            "upload_bytes",
+        ):
+            assert float(got[column]) == pytest.approx(float(want[column]), rel=1e-4)
+
+
+def test_unreachable_worker_is_a_clear_error(tmp_path):
+    port = portpicker.pick_unused_port()
+    started = time.monotonic()
+
+    result = _train(tmp_path / "run", "--workers", f"127.0.0.1:{port}")
+
+    assert result.returncode == 1
+    assert f"TFF worker at 127.0.0.1:{port} did not answer" in result.stderr
+    assert time.monotonic() - started < 90  # 30 s connect timeout plus start-up
+
+
+def test_worker_killed_mid_run_stops_cleanly_then_resume(tmp_path):
+    port = portpicker.pick_unused_port()
+    worker = _start_worker(tmp_path, port)
+    output = tmp_path / "run"
+    command = [
+        sys.executable,
+        "-m",
+        "tffprune.cli",
+        "train",
+        "--quiet",
+        "--dataset",
+        "fashion_mnist",
+        "--model",
+        "lenet5",
+        "--num-clients",
+        "8",
+        "--clients-per-round",
+        "4",
+        "--rounds",
+        "40",
+        "--max-examples",
+        "4000",
+        "--workers",
+        f"127.0.0.1:{port}",
+        "--output-dir",
+        str(output),
+    ]
+    training = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        deadline = time.monotonic() + 300
+        while not (output / "checkpoint.npz").exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert (output / "checkpoint.npz").exists()
+        worker.send_signal(signal.SIGKILL)  # its worker_binary dies with it
+        killed_at = time.monotonic()
+        _, stderr = training.communicate(timeout=60)
+        assert time.monotonic() - killed_at < 30
+    finally:
+        training.kill()
+        worker.kill()
+    assert training.returncode == 1
+    assert f"TFF worker 127.0.0.1:{port} stopped answering" in stderr
+    done = len(_metrics(output))
+
+    worker = _start_worker(tmp_path, port)
+    try:
+        resumed = subprocess.run(
+            [*command[:-1], str(output), "--resume", "--rounds", str(done + 1)],
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+    finally:
+        _stop(worker)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert len(_metrics(output)) == done + 1

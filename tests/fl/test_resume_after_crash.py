@@ -1,0 +1,122 @@
+"""kill -9 in the middle of training, then --resume: same result as no crash."""
+
+import csv
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+TIMING_COLUMNS = {"round_seconds"}
+
+
+def _command(output_dir, *extra):
+    return [
+        sys.executable,
+        "-m",
+        "tffprune.cli",
+        "train",
+        "--quiet",
+        "--dataset",
+        "fashion_mnist",
+        "--model",
+        "lenet5",
+        "--method",
+        "weight",
+        "--sparsity",
+        "0.5",
+        "--schedule",
+        "polynomial",
+        "--partition",
+        "shards",
+        "--num-clients",
+        "8",
+        "--clients-per-round",
+        "4",
+        "--rounds",
+        "6",
+        "--max-examples",
+        "4000",
+        "--batch-size",
+        "16",
+        "--eval-every",
+        "2",
+        "--seed",
+        "11",
+        "--output-dir",
+        str(output_dir),
+        *extra,
+    ]
+
+
+def _rows(path):
+    with path.open() as handle:
+        return [
+            {k: v for k, v in row.items() if k not in TIMING_COLUMNS}
+            for row in csv.DictReader(handle)
+        ]
+
+
+def _worker_pids():
+    pids = set()
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/cmdline", "rb") as handle:
+                    if b"worker_binary" in handle.read():
+                        pids.add(int(entry))
+            except OSError:
+                pass
+    return pids
+
+
+@pytest.mark.slow
+def test_kill_9_then_resume_equals_uninterrupted_run(tmp_path):
+    workers_before = _worker_pids()
+    reference = subprocess.run(
+        _command(tmp_path / "reference"), capture_output=True, text=True, timeout=900
+    )
+    assert reference.returncode == 0, reference.stderr[-2000:]
+
+    crashed = tmp_path / "crashed"
+    process = subprocess.Popen(
+        _command(crashed), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    metrics = crashed / "metrics.csv"
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:
+        if metrics.exists() and len(metrics.read_text().splitlines()) >= 3:
+            break  # two rounds recorded: the third is under way
+        if process.poll() is not None:
+            pytest.fail("training finished before it could be killed")
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=30)
+    assert len(_rows(metrics)) < 6
+
+    resumed = subprocess.run(
+        _command(crashed, "--resume"), capture_output=True, text=True, timeout=900
+    )
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+
+    expected, actual = _rows(tmp_path / "reference" / "metrics.csv"), _rows(metrics)
+    assert [r["round"] for r in actual] == ["1", "2", "3", "4", "5", "6"]
+    for want, got in zip(expected, actual, strict=True):
+        for column, value in want.items():
+            if value == "":
+                assert got[column] == ""
+            else:
+                assert float(got[column]) == pytest.approx(
+                    float(value), rel=1e-4, abs=1e-6
+                )
+    first = tf.keras.models.load_model(tmp_path / "reference" / "global_model.keras")
+    second = tf.keras.models.load_model(crashed / "global_model.keras")
+    for a, b in zip(first.get_weights(), second.get_weights(), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+    # The killed run's worker died with it (PR_SET_PDEATHSIG); none are left.
+    time.sleep(0.5)
+    assert _worker_pids() <= workers_before
