@@ -80,7 +80,7 @@ class ClientState:
     Attributes:
         mask: One boolean mask per trainable weight; ``None`` until the client
             first prunes (all kept).
-        sparsity: Sparsity of its prunable kernels.
+        sparsity: Sparsity of its prunable kernels in its last upload.
         rounds_participated: Rounds it was sampled in.
     """
 
@@ -360,9 +360,9 @@ class Trainer:
             uploads.append(ClientUpload(decoded_values, decoded_masks, weight))
             sparsities.append(sparsity)
             losses.append(output.mean_loss)
+            state.sparsity = sparsity  # of its last upload
             if config.aggregation == "subfedavg":
                 state.mask = new_mask
-                state.sparsity = sparsity
 
         download = len(
             wire.encode(
