@@ -4,6 +4,11 @@ import os
 import time
 
 import pytest
+import tensorflow_federated
+
+# Workers of this checkout's environment only (a second checkout's test run
+# on the same machine has its own).
+TFF_DIRECTORY = os.path.dirname(tensorflow_federated.__file__).encode()
 
 
 def _worker_pids():
@@ -22,7 +27,7 @@ def _worker_pids():
             continue
         # Only workers started by this test session (they inherit pytest's
         # environment), not those of other jobs on a shared machine.
-        if b"worker_binary" in command and state != "Z" and from_tests:
+        if TFF_DIRECTORY in command and state != "Z" and from_tests:
             pids.add(int(entry))
     return pids
 

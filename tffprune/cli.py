@@ -433,6 +433,28 @@ _TRAIN_OPTIONS = [
         dict(default=None, help="Prune the logits layer too."),
     ),
     (
+        "--upload-values",
+        dict(
+            type=click.Choice(["float32", "float16", "int8"]),
+            help="How uploaded values are encoded (int8: per-tensor affine).",
+        ),
+    ),
+    (
+        "--positions",
+        dict(
+            type=click.Choice(["auto", "bitmap", "gaps"]),
+            help="How the positions of kept entries are encoded.",
+        ),
+    ),
+    (
+        "--dropout-rate",
+        dict(
+            type=float,
+            help="Probability that a sampled client vanishes mid-round "
+            "(simulated device failure).",
+        ),
+    ),
+    (
         "--max-examples",
         dict(
             type=int,

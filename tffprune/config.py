@@ -65,6 +65,9 @@ class TrainConfig:
             values, so quantization error is part of training.
         positions: How kept positions are sent: ``auto`` (smaller per
             tensor), ``bitmap`` or ``gaps`` (Golomb-Rice).
+        dropout_rate: Probability that a sampled client vanishes mid-round
+            (after training, before its upload arrives); simulates unreliable
+            devices.
         max_examples: Partition only a random subset of this many training
             examples (quick runs).
         eval_every: Evaluate every this many rounds (and always the last).
@@ -98,6 +101,7 @@ class TrainConfig:
     prune_logits: bool = False
     upload_values: str = "float32"
     positions: str = "auto"
+    dropout_rate: float = 0.0
     max_examples: int | None = None
     eval_every: int = 1
     finetune_baseline: bool = False
@@ -152,6 +156,10 @@ class TrainConfig:
         if not 0.0 < self.step_fraction <= 1.0:
             raise ConfigError(
                 f"step_fraction must be in (0, 1], got {self.step_fraction}"
+            )
+        if not 0.0 <= self.dropout_rate < 1.0:
+            raise ConfigError(
+                f"dropout_rate must be in [0, 1), got {self.dropout_rate}"
             )
         if not 0.0 <= self.accuracy_threshold <= 1.0:
             raise ConfigError(

@@ -201,3 +201,15 @@ def test_round_with_every_upload_corrupted_is_skipped():
     assert (row["clients_rejected"], row["round_skipped"]) == (3, 1)
     for a, b in zip(before, trainer.state.server_weights, strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+def test_dropout_rounds_finish_with_survivors():
+    config = _digits_config(dropout_rate=0.5, clients_per_round=6, rounds=3)
+    data = build_federated_data(load_dataset("digits"), 6, "iid", seed=5)
+    trainer = Trainer(config, data)
+
+    rows = [trainer.run_round() for _ in range(3)]
+
+    for row in rows:
+        assert row["clients_participating"] + row["clients_dropped"] == 6
+    assert 0 < sum(r["clients_dropped"] for r in rows) < 18

@@ -10,6 +10,10 @@ import time
 import numpy as np
 import pytest
 import tensorflow as tf
+import tensorflow_federated
+
+# Workers of this environment only, not of other jobs on a shared machine.
+TFF_DIRECTORY = os.path.dirname(tensorflow_federated.__file__).encode() + b"/"
 
 TIMING_COLUMNS = {"round_seconds"}
 
@@ -67,7 +71,7 @@ def _worker_pids():
         if entry.isdigit():
             try:
                 with open(f"/proc/{entry}/cmdline", "rb") as handle:
-                    if b"worker_binary" in handle.read():
+                    if TFF_DIRECTORY in handle.read():
                         pids.add(int(entry))
             except OSError:
                 pass
@@ -118,5 +122,25 @@ def test_kill_9_then_resume_equals_uninterrupted_run(tmp_path):
     for a, b in zip(first.get_weights(), second.get_weights(), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
     # The killed run's worker died with it (PR_SET_PDEATHSIG); none are left.
+    time.sleep(0.5)
+    assert _worker_pids() <= workers_before
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_cleanly_and_keeps_the_checkpoint(tmp_path):
+    workers_before = _worker_pids()
+    output = tmp_path / "run"
+    process = subprocess.Popen(
+        _command(output), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    deadline = time.monotonic() + 600
+    while not (output / "checkpoint.npz").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)  # returns: no pipe held open
+
+    assert process.returncode == 130, stderr[-2000:]
+    assert "interrupted" in stderr and "Traceback" not in stderr
+    assert (output / "checkpoint.npz").exists()
     time.sleep(0.5)
     assert _worker_pids() <= workers_before

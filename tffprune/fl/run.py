@@ -26,7 +26,9 @@ from tffprune.data import build_federated_data, load_dataset
 from tffprune.fl.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
 from tffprune.fl.runtime import LocalRuntime
 from tffprune.fl.training import METRIC_COLUMNS, Trainer
+from tffprune.models import build_model
 from tffprune.reporting.files import (
+    check_output_dir,
     prepare_output_dir,
     save_keras_model_atomic,
     write_json_atomic,
@@ -66,13 +68,17 @@ def run_training(
         ValueError: For invalid input (data, directory, checkpoint).
     """
     started = time.perf_counter()
-    output_dir = prepare_output_dir(output_dir, resume=resume, overwrite=overwrite)
+    output_dir = Path(output_dir)
+    check_output_dir(output_dir, resume=resume, overwrite=overwrite)
     state = None
     if resume:
         state = load_checkpoint(
             output_dir / CHECKPOINT_NAME, _checkpoint_config(config)
         )
+    # Everything that can be wrong with the input is checked before the
+    # directory is created or anything is written into it.
     dataset = load_dataset(config.dataset, config.data_dir)
+    build_model(config.model, dataset.input_shape, dataset.num_classes)
     data = build_federated_data(
         dataset,
         config.num_clients,
@@ -82,6 +88,7 @@ def run_training(
         alpha=config.alpha,
         max_examples=config.max_examples,
     )
+    output_dir = prepare_output_dir(output_dir, resume=resume, overwrite=overwrite)
     data.write_summary(output_dir / "clients.csv")
     write_text_atomic(output_dir / "config.toml", to_toml(config))
     with LocalRuntime(workers, log_path=output_dir / "worker.log"):

@@ -68,6 +68,7 @@ METRIC_COLUMNS = (
     "train_loss",
     "clients_participating",
     "clients_rejected",
+    "clients_dropped",
     "round_skipped",
     "round_seconds",
 )
@@ -328,8 +329,13 @@ class Trainer:
         uploads: list[ClientUpload] = []
         upload_bytes, csr_bytes, bound_ratios = 0, 0, []
         sparsities, losses, rejected = [], [], 0
-        for client, mask, output in zip(sampled, start_masks, outputs, strict=True):
+        vanished = self.rng.random(len(sampled)) < config.dropout_rate
+        for client, mask, output, gone in zip(
+            sampled, start_masks, outputs, vanished, strict=True
+        ):
             client = int(client)
+            if gone:
+                continue  # the device vanished before its upload arrived
             new_mask, sparsity = self._prune_client(
                 client, output.trainable, mask, round_number
             )
@@ -397,6 +403,7 @@ class Trainer:
             "train_loss": float(np.mean(losses)) if losses else float("nan"),
             "clients_participating": participating,
             "clients_rejected": rejected,
+            "clients_dropped": int(np.count_nonzero(vanished)),
             "round_skipped": int(participating == 0),
         }
         is_last = self.state.round == config.rounds

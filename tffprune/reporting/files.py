@@ -23,6 +23,26 @@ class OutputDirectoryError(ValueError):
     """The output directory cannot be used as asked."""
 
 
+def check_output_dir(
+    path: str | Path, resume: bool = False, overwrite: bool = False
+) -> None:
+    """Checks that an output directory may be used, without creating it.
+
+    Raises:
+        OutputDirectoryError: As `prepare_output_dir`, for an existing path.
+    """
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise OutputDirectoryError(f"output path {path} exists and is not a directory")
+    if path.is_dir() and any(path.iterdir()) and not (resume or overwrite):
+        raise OutputDirectoryError(
+            f"output directory {path} already holds results; pass --resume to "
+            "continue it or --overwrite to replace it"
+        )
+    if resume and not path.is_dir():
+        raise OutputDirectoryError(f"cannot resume: {path} does not exist")
+
+
 def prepare_output_dir(
     path: str | Path, resume: bool = False, overwrite: bool = False
 ) -> Path:
@@ -42,13 +62,7 @@ def prepare_output_dir(
             set, or if it cannot be created or written.
     """
     path = Path(path)
-    if path.exists() and not path.is_dir():
-        raise OutputDirectoryError(f"output path {path} exists and is not a directory")
-    if path.is_dir() and any(path.iterdir()) and not (resume or overwrite):
-        raise OutputDirectoryError(
-            f"output directory {path} already holds results; pass --resume to "
-            "continue it or --overwrite to replace it"
-        )
+    check_output_dir(path, resume=resume, overwrite=overwrite)
     try:
         path.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=path, prefix=".write-test-"):
