@@ -160,6 +160,24 @@ def test_bad_input_table(tmp_path):
     assert not failures, failures
 
 
+def test_export_rejects_unknown_quantize_mode(tmp_path):
+    result = CliRunner().invoke(
+        cli,
+        [
+            "export",
+            str(tmp_path),
+            "--quantize",
+            "int4",
+            "--output-dir",
+            str(tmp_path / "o"),
+        ],
+    )
+
+    assert result.exit_code == 2
+    assert "Invalid value for '--quantize'" in result.output
+    assert not (tmp_path / "o").exists()
+
+
 def test_existing_results_are_never_overwritten(tmp_path):
     output_dir = tmp_path / "run"
     output_dir.mkdir()

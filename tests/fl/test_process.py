@@ -213,3 +213,27 @@ def test_dropout_rounds_finish_with_survivors():
     for row in rows:
         assert row["clients_participating"] + row["clients_dropped"] == 6
     assert 0 < sum(r["clients_dropped"] for r in rows) < 18
+
+
+def test_client_with_nan_weights_is_rejected():
+    config = _digits_config()
+    data = build_federated_data(load_dataset("digits"), 6, "iid", seed=5)
+    trainer = Trainer(config, data)
+    real_client_work = trainer.process.client_work
+
+    def poisoned(*arguments):
+        outputs = real_client_work(*arguments)
+        diverged = outputs[0].trainable[0].copy()
+        diverged[0] = np.nan  # a client whose training diverged
+        outputs[0].trainable[0] = diverged
+        return outputs
+
+    trainer.process.client_work = poisoned
+    before = trainer.state.server_weights[0].copy()
+
+    row = trainer.run_round()
+
+    assert row["clients_rejected"] == 1 and row["clients_participating"] == 2
+    assert "NaN" in trainer.rejections[0][2]
+    assert np.all(np.isfinite(trainer.state.server_weights[0]))
+    assert not np.array_equal(before, trainer.state.server_weights[0])

@@ -336,6 +336,14 @@ class Trainer:
             client = int(client)
             if gone:
                 continue  # the device vanished before its upload arrived
+            if not all(
+                np.all(np.isfinite(w)) for w in output.trainable + output.non_trainable
+            ):
+                rejected += 1
+                self.rejections.append(
+                    (round_number + 1, client, "update rejected: NaN or Inf values")
+                )
+                continue
             new_mask, sparsity = self._prune_client(
                 client, output.trainable, mask, round_number
             )
