@@ -98,7 +98,9 @@ def _fit_with_pruning(
     learning_rate: float,
     verbose: int,
     policy: PruningPolicy,
+    pruning: bool = True,
 ) -> CentralizedResult:
+    """Fits (with tfmot's step callback when ``pruning``), strips, evaluates."""
     compile_for_classification(model, learning_rate)
     started = time.perf_counter()
     history = model.fit(
@@ -106,18 +108,19 @@ def _fit_with_pruning(
         y_train,
         epochs=epochs,
         batch_size=batch_size,
-        callbacks=[tfmot.sparsity.keras.UpdatePruningStep()],
+        callbacks=[tfmot.sparsity.keras.UpdatePruningStep()] if pruning else [],
         verbose=verbose,
     )
     seconds = time.perf_counter() - started
-    stripped = tfmot.sparsity.keras.strip_pruning(model)
-    compile_for_classification(stripped, learning_rate)
-    loss, accuracy = stripped.evaluate(x_test, y_test, verbose=0, batch_size=1024)
+    if pruning:
+        model = tfmot.sparsity.keras.strip_pruning(model)
+        compile_for_classification(model, learning_rate)
+    loss, accuracy = model.evaluate(x_test, y_test, verbose=0, batch_size=1024)
     return CentralizedResult(
-        model=stripped,
+        model=model,
         test_accuracy=float(accuracy),
         test_loss=float(loss),
-        sparsity=model_sparsity(stripped, policy),
+        sparsity=model_sparsity(model, policy),
         seconds=seconds,
         history={k: [float(v) for v in vs] for k, vs in history.history.items()},
     )
@@ -143,20 +146,18 @@ def train_dense(
 ) -> CentralizedResult:
     """Trains the dense baseline (no pruning)."""
     _check_training(epochs, batch_size)
-    compile_for_classification(model, learning_rate)
-    started = time.perf_counter()
-    history = model.fit(
-        x_train, y_train, epochs=epochs, batch_size=batch_size, verbose=verbose
-    )
-    seconds = time.perf_counter() - started
-    loss, accuracy = model.evaluate(x_test, y_test, verbose=0, batch_size=1024)
-    return CentralizedResult(
-        model=model,
-        test_accuracy=float(accuracy),
-        test_loss=float(loss),
-        sparsity=model_sparsity(model),
-        seconds=seconds,
-        history={k: [float(v) for v in vs] for k, vs in history.history.items()},
+    return _fit_with_pruning(
+        model,
+        x_train,
+        y_train,
+        x_test,
+        y_test,
+        epochs,
+        batch_size,
+        learning_rate,
+        verbose,
+        PruningPolicy(),
+        pruning=False,
     )
 
 

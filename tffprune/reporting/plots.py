@@ -18,6 +18,31 @@ def _series(rows: Sequence[dict], column: str) -> tuple[list[float], list[float]
     return [p[0] for p in points], [p[1] for p in points]
 
 
+def _plot(
+    rows: Sequence[dict],
+    series: Sequence[tuple[str, str]],
+    ylabel: str,
+    title: str,
+    path: Path,
+    scale: float = 1.0,
+) -> Path:
+    figure, axes = plt.subplots(figsize=(6, 4))
+    for column, label in series:
+        x, y = _series(rows, column)
+        if x:
+            axes.plot(x, [v * scale for v in y], marker="o", markersize=3, label=label)
+    axes.set_xlabel("round")
+    axes.set_ylabel(ylabel)
+    axes.set_title(title, fontsize=9)
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize=8)
+    figure.tight_layout()
+    with atomic_path(path) as temporary:
+        figure.savefig(temporary, dpi=100)
+    plt.close(figure)
+    return path
+
+
 def plot_run(rows: Sequence[dict], output_dir: str | Path, title: str) -> list[Path]:
     """Writes ``accuracy.png`` and ``bytes.png`` for a run's metrics rows.
 
@@ -25,46 +50,25 @@ def plot_run(rows: Sequence[dict], output_dir: str | Path, title: str) -> list[P
         The paths written.
     """
     output_dir = Path(output_dir)
-    written = []
-    figure, axes = plt.subplots(figsize=(6, 4))
-    for column, label in (
+    accuracy = [
         ("central_accuracy", "central (global model)"),
         ("personalized_accuracy", "personalized (own test split)"),
         ("finetuned_personalized_accuracy", "global + 1 epoch fine-tuning"),
-    ):
-        x, y = _series(rows, column)
-        if x:
-            axes.plot(x, y, marker="o", markersize=3, label=label)
-    axes.set_xlabel("round")
-    axes.set_ylabel("accuracy")
-    axes.set_title(title, fontsize=9)
-    axes.grid(alpha=0.3)
-    axes.legend(fontsize=8)
-    figure.tight_layout()
-    path = output_dir / "accuracy.png"
-    with atomic_path(path) as temporary:
-        figure.savefig(temporary, dpi=100)
-    plt.close(figure)
-    written.append(path)
-
-    figure, axes = plt.subplots(figsize=(6, 4))
-    for column, label in (
+    ]
+    traffic = [
         ("upload_bytes", "upload (encoded)"),
         ("upload_bytes_dense", "upload if dense float32"),
+        ("upload_bytes_csr", "upload as SciPy CSR"),
         ("download_bytes", "download (broadcast)"),
-    ):
-        x, y = _series(rows, column)
-        if x:
-            axes.plot(x, [v / 1e6 for v in y], marker="o", markersize=3, label=label)
-    axes.set_xlabel("round")
-    axes.set_ylabel("MB per round (all sampled clients)")
-    axes.set_title(title, fontsize=9)
-    axes.grid(alpha=0.3)
-    axes.legend(fontsize=8)
-    figure.tight_layout()
-    path = output_dir / "bytes.png"
-    with atomic_path(path) as temporary:
-        figure.savefig(temporary, dpi=100)
-    plt.close(figure)
-    written.append(path)
-    return written
+    ]
+    return [
+        _plot(rows, accuracy, "accuracy", title, output_dir / "accuracy.png"),
+        _plot(
+            rows,
+            traffic,
+            "MB per round (all sampled clients)",
+            title,
+            output_dir / "bytes.png",
+            scale=1e-6,
+        ),
+    ]
