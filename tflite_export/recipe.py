@@ -24,7 +24,7 @@ import sys
 from pathlib import Path
 
 STEPS = [
-    ("tfmot_cnn", 0.8, ["--epochs", "4", "--fine-tune-epochs", "2"]),
+    ("tfmot_cnn", 0.8, ["--epochs", "4", "--fine-tune-epochs", "4"]),
     ("fc", 0.9, ["--epochs", "4", "--fine-tune-epochs", "2"]),
 ]
 EXPORTS = {
