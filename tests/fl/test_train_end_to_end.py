@@ -52,6 +52,7 @@ def test_train_three_rounds_writes_every_file(tmp_path):
 
     assert completed.returncode == 0, completed.stderr[-3000:]
     assert "round 3: central accuracy" in completed.stdout
+    assert "Traceback" not in completed.stderr  # not even at interpreter exit
     expected = {
         "metrics.csv",
         "summary.json",

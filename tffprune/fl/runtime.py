@@ -46,6 +46,28 @@ GRPC_CHANNEL_OPTIONS = (
 _PR_SET_PDEATHSIG = 1
 
 
+def _release_tff_default_context() -> None:
+    """Drops TFF's import-time default context while the interpreter is whole.
+
+    That context's service manager has a ``__del__`` that, if it only runs
+    during interpreter teardown, fails on the already-unloaded ``subprocess``
+    module and prints a traceback at exit. Releasing it from an ``atexit``
+    handler lets it be collected cleanly first.
+    """
+    import gc
+
+    from tensorflow_federated.python.core.impl.context_stack import (
+        set_default_context as tff_default_context,
+    )
+
+    tff_default_context.set_no_default_context()
+    gc.collect()
+
+
+# Registered at import, so it runs after every runtime's own atexit stop().
+atexit.register(_release_tff_default_context)
+
+
 class RuntimeStartError(RuntimeError):
     """A TFF worker could not be started or reached."""
 
@@ -314,6 +336,7 @@ class LocalRuntime:
         if self._previous_context is not None:
             tff.framework.set_default_context(self._previous_context)
             self._previous_context = None
+        self._channels.clear()
         # Channels are dropped, not closed: TFF's stub polls their connectivity
         # from a thread that raises if the channel is closed under it.
         self._channels.clear()
