@@ -1,0 +1,126 @@
+"""What a federated round costs beyond the training inside it.
+
+Times, in one process, the same rounds three ways and prints median seconds per
+round (after warm-up) and ratios:
+
+* plain TensorFlow: the same clients' training (`build_client_train_fn`, the
+  same batches and SGD-momentum) called directly, and FedAvg in NumPy;
+* tffprune `fedavg` (dense) on the TFF runtime;
+* tffprune `subfedavg` with 50% weight pruning and int8 uploads.
+
+Usage:
+    uv run python experiments/benchmarks/round_overhead.py [--model fc] [--rounds 5]
+
+Targets (issue: speed): fedavg / plain <= 1.15, subfedavg / plain <= 1.25.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import numpy as np
+import tensorflow as tf
+
+from tffprune.config import TrainConfig
+from tffprune.data import build_federated_data, load_dataset
+from tffprune.fl.aggregation import fedavg
+from tffprune.fl.client import ClientOptimizerConfig, build_client_train_fn
+from tffprune.fl.runtime import LocalRuntime
+from tffprune.fl.training import Trainer
+
+
+def plain_round_seconds(trainer: Trainer, rounds: int, warmup: int) -> float:
+    """Plain TF: same sampled clients and batches, NumPy FedAvg."""
+    config = trainer.config
+    train = build_client_train_fn(
+        trainer.model_fn,
+        ClientOptimizerConfig(config.client_learning_rate, config.client_momentum),
+    )
+    weights = list(trainer.state.server_weights)
+    ones = [
+        tf.constant(np.ones(s, np.float32))
+        for s in trainer.shapes[: trainer.num_trainable]
+    ]
+    rng = np.random.default_rng(config.seed)
+    seconds = []
+    for round_number in range(warmup + rounds):
+        started = time.perf_counter()
+        sampled = np.sort(
+            rng.choice(config.num_clients, config.clients_per_round, False)
+        )
+        results, counts = [], []
+        for client in sampled:
+            dataset = trainer._client_dataset(int(client), round_number)
+            trainable, non_trainable, count, _ = train(
+                [tf.constant(w) for w in weights[: trainer.num_trainable]],
+                [tf.constant(w) for w in weights[trainer.num_trainable :]],
+                ones,
+                dataset,
+            )
+            results.append(
+                [w.numpy() for w in trainable] + [w.numpy() for w in non_trainable]
+            )
+            counts.append(int(count))
+        weights = fedavg(weights, results, counts)
+        if round_number >= warmup:
+            seconds.append(time.perf_counter() - started)
+    return statistics.median(seconds)
+
+
+def tffprune_round_seconds(
+    config: TrainConfig, data, rounds: int, warmup: int
+) -> float:
+    trainer = Trainer(config, data)
+    seconds = []
+    for index in range(warmup + rounds):
+        started = time.perf_counter()
+        trainer.run_round()
+        if index >= warmup:
+            seconds.append(time.perf_counter() - started)
+    return statistics.median(seconds)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="fc")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--warmup", type=int, default=2)
+    arguments = parser.parse_args()
+    data = build_federated_data(load_dataset("fashion_mnist"), 100, "iid", seed=0)
+    common = dict(
+        model=arguments.model,
+        num_clients=100,
+        clients_per_round=10,
+        rounds=10_000,
+        eval_every=10_000,
+        batch_size=32,
+    )
+    dense = TrainConfig(**common, aggregation="fedavg", method="none")
+    pruned = TrainConfig(
+        **common,
+        aggregation="subfedavg",
+        method="weight",
+        sparsity=0.5,
+        upload_values="int8",
+    )
+    with LocalRuntime():
+        plain = plain_round_seconds(
+            Trainer(dense, data), arguments.rounds, arguments.warmup
+        )
+        fed = tffprune_round_seconds(dense, data, arguments.rounds, arguments.warmup)
+        sub = tffprune_round_seconds(pruned, data, arguments.rounds, arguments.warmup)
+    print(
+        f"{arguments.model}, 10 clients x 480 examples, 1 epoch, batch 32; median of "
+        f"{arguments.rounds} rounds after {arguments.warmup} warm-up"
+    )
+    print(f"{'plain TensorFlow + NumPy FedAvg':<40} {plain:6.2f} s/round  1.00x")
+    print(f"{'tffprune fedavg (TFF)':<40} {fed:6.2f} s/round  {fed / plain:.2f}x")
+    print(
+        f"{'tffprune subfedavg 50% int8 (TFF)':<40} {sub:6.2f} s/round  {sub / plain:.2f}x"
+    )
+
+
+if __name__ == "__main__":
+    main()
