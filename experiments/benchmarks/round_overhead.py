@@ -115,11 +115,12 @@ def main() -> None:
         f"{arguments.model}, 10 clients x 480 examples, 1 epoch, batch 32; median of "
         f"{arguments.rounds} rounds after {arguments.warmup} warm-up"
     )
-    print(f"{'plain TensorFlow + NumPy FedAvg':<40} {plain:6.2f} s/round  1.00x")
-    print(f"{'tffprune fedavg (TFF)':<40} {fed:6.2f} s/round  {fed / plain:.2f}x")
-    print(
-        f"{'tffprune subfedavg 50% int8 (TFF)':<40} {sub:6.2f} s/round  {sub / plain:.2f}x"
-    )
+    for name, seconds in (
+        ("plain TensorFlow + NumPy FedAvg", plain),
+        ("tffprune fedavg (TFF)", fed),
+        ("tffprune subfedavg 50% int8 (TFF)", sub),
+    ):
+        print(f"{name:<40} {seconds:6.2f} s/round  {seconds / plain:.2f}x")
 
 
 if __name__ == "__main__":
