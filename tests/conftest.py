@@ -32,6 +32,12 @@ def _worker_pids():
     return pids
 
 
+@pytest.fixture
+def worker_pids():
+    """Returns a function listing live TFF workers started by this test session."""
+    return _worker_pids
+
+
 @pytest.fixture(scope="session", autouse=True)
 def no_orphaned_tff_workers():
     before = _worker_pids()

@@ -1,7 +1,6 @@
 """kill -9 in the middle of training, then --resume: same result as no crash."""
 
 import csv
-import os
 import signal
 import subprocess
 import sys
@@ -10,10 +9,6 @@ import time
 import numpy as np
 import pytest
 import tensorflow as tf
-import tensorflow_federated
-
-# Workers of this environment only, not of other jobs on a shared machine.
-TFF_DIRECTORY = os.path.dirname(tensorflow_federated.__file__).encode() + b"/"
 
 TIMING_COLUMNS = {"round_seconds"}
 
@@ -65,22 +60,9 @@ def _rows(path):
         ]
 
 
-def _worker_pids():
-    pids = set()
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/cmdline", "rb") as handle:
-                    if TFF_DIRECTORY in handle.read():
-                        pids.add(int(entry))
-            except OSError:
-                pass
-    return pids
-
-
 @pytest.mark.slow
-def test_kill_9_then_resume_equals_uninterrupted_run(tmp_path):
-    workers_before = _worker_pids()
+def test_kill_9_then_resume_equals_uninterrupted_run(tmp_path, worker_pids):
+    workers_before = worker_pids()
     reference = subprocess.run(
         _command(tmp_path / "reference"), capture_output=True, text=True, timeout=900
     )
@@ -123,12 +105,12 @@ def test_kill_9_then_resume_equals_uninterrupted_run(tmp_path):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
     # The killed run's worker died with it (PR_SET_PDEATHSIG); none are left.
     time.sleep(0.5)
-    assert _worker_pids() <= workers_before
+    assert worker_pids() <= workers_before
 
 
 @pytest.mark.slow
-def test_ctrl_c_stops_cleanly_and_keeps_the_checkpoint(tmp_path):
-    workers_before = _worker_pids()
+def test_ctrl_c_stops_cleanly_and_keeps_the_checkpoint(tmp_path, worker_pids):
+    workers_before = worker_pids()
     output = tmp_path / "run"
     process = subprocess.Popen(
         _command(output), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
@@ -143,4 +125,4 @@ def test_ctrl_c_stops_cleanly_and_keeps_the_checkpoint(tmp_path):
     assert "interrupted" in stderr and "Traceback" not in stderr
     assert (output / "checkpoint.npz").exists()
     time.sleep(0.5)
-    assert _worker_pids() <= workers_before
+    assert worker_pids() <= workers_before
