@@ -71,9 +71,9 @@ def append(path: Path, row: dict) -> None:
     print(row, flush=True)
 
 
-def federated(args, dataset_name, method, sparsity, output: Path) -> None:
+def federated(args, data, method, sparsity, output: Path) -> None:
     config = TrainConfig(
-        dataset=dataset_name,
+        dataset=data.name,
         model="fc",
         method=method,
         sparsity=sparsity,
@@ -97,7 +97,6 @@ def federated(args, dataset_name, method, sparsity, output: Path) -> None:
     # The exported global model keeps the average of the clients' subnetworks;
     # prune it to the target with the same method before measuring its size.
     prune_model(model, method, sparsity)
-    data = load_dataset(dataset_name)
     logits = model.predict(data.x_test, batch_size=1024, verbose=0)
     pruned_accuracy = float(np.mean(np.argmax(logits, axis=1) == data.y_test))
     append(
@@ -242,7 +241,7 @@ def main() -> None:
     if args.only in (None, "federated"):
         for method in METHODS:
             for sparsity in sparsities:
-                federated(args, args.dataset, method, sparsity, output)
+                federated(args, data, method, sparsity, output)
 
 
 if __name__ == "__main__":

@@ -12,17 +12,15 @@ from __future__ import annotations
 
 import argparse
 import signal
-import statistics
 import subprocess
 import sys
-import time
 
 import portpicker
+from round_overhead import tffprune_round_seconds  # same directory
 
 from tffprune.config import TrainConfig
 from tffprune.data import build_federated_data, load_dataset
 from tffprune.fl.runtime import LocalRuntime
-from tffprune.fl.training import Trainer
 
 
 def start_worker(port: int) -> subprocess.Popen:
@@ -47,14 +45,7 @@ def start_worker(port: int) -> subprocess.Popen:
 
 def time_rounds(config, data, workers, rounds, warmup):
     with LocalRuntime(workers):
-        trainer = Trainer(config, data)
-        seconds = []
-        for index in range(warmup + rounds):
-            started = time.perf_counter()
-            trainer.run_round()
-            if index >= warmup:
-                seconds.append(time.perf_counter() - started)
-    return statistics.median(seconds)
+        return tffprune_round_seconds(config, data, rounds, warmup)
 
 
 def main() -> None:

@@ -164,3 +164,20 @@ def test_baseline_sizes_by_hand():
     assert tff_8bit_bytes([(100, 300), (10,)]) == 30_000 + 8 + 40
     assert binary_entropy(0.5) == 1.0
     assert information_bound_bits([np.array([True, False])], "int8") == 2 * 1.0 + 8
+
+
+def test_csr_and_coo_sizes_equal_real_scipy_matrices():
+    from tffprune.compression.baselines import as_scipy_csr, coo_bytes
+
+    rng = np.random.default_rng(7)
+    tensors, masks = _random_update(rng, [(30, 20), (20,), (3, 3, 2, 4)], 0.3)
+
+    matrices = as_scipy_csr(tensors, masks)
+
+    assert csr_bytes(tensors, masks) == sum(
+        m.data.nbytes + m.indices.nbytes + m.indptr.nbytes for m in matrices
+    )
+    coo = [m.tocoo() for m in matrices]
+    assert coo_bytes(tensors, masks) == sum(
+        m.data.nbytes + m.row.nbytes + m.col.nbytes for m in coo
+    )

@@ -98,9 +98,12 @@ def _fit_with_pruning(
     learning_rate: float,
     verbose: int,
     policy: PruningPolicy,
-    pruning: bool = True,
+    schedule: tfmot.sparsity.keras.PruningSchedule | None,
 ) -> CentralizedResult:
-    """Fits (with tfmot's step callback when ``pruning``), strips, evaluates."""
+    """Fits, pruning by ``schedule`` when one is given; strips; evaluates."""
+    pruning = schedule is not None
+    if pruning:
+        model = _wrap_prunable_layers(model, schedule, policy)
     compile_for_classification(model, learning_rate)
     started = time.perf_counter()
     history = model.fit(
@@ -157,7 +160,7 @@ def train_dense(
         learning_rate,
         verbose,
         PruningPolicy(),
-        pruning=False,
+        schedule=None,
     )
 
 
@@ -205,9 +208,8 @@ def prune_trained(
     schedule = tfmot.sparsity.keras.ConstantSparsity(
         sparsity, begin_step=0, frequency=frequency
     )
-    pruned = _wrap_prunable_layers(model, schedule, policy)
     return _fit_with_pruning(
-        pruned,
+        model,
         x_train,
         y_train,
         x_test,
@@ -217,6 +219,7 @@ def prune_trained(
         learning_rate,
         verbose,
         policy,
+        schedule,
     )
 
 
@@ -260,9 +263,8 @@ def train_from_scratch(
         end_step=end_step,
         frequency=frequency,
     )
-    pruned = _wrap_prunable_layers(model, schedule, policy)
     return _fit_with_pruning(
-        pruned,
+        model,
         x_train,
         y_train,
         x_test,
@@ -272,4 +274,5 @@ def train_from_scratch(
         learning_rate,
         verbose,
         policy,
+        schedule,
     )
