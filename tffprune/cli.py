@@ -46,8 +46,9 @@ class _Group(click.Group):
             raise BadInput(
                 str(error).splitlines()[0] if "\n" not in str(error) else str(error)
             ) from None
-        except KeyboardInterrupt:
-            click.echo("interrupted", err=True)
+        except KeyboardInterrupt as interrupt:
+            reason = f": {interrupt}" if str(interrupt) else ""
+            click.echo(f"interrupted{reason}", err=True)
             sys.exit(130)
 
 

@@ -16,6 +16,9 @@ Output directory contract (relied on by the experiments and users):
 
 from __future__ import annotations
 
+import signal
+import sys
+import threading
 import time
 from pathlib import Path
 
@@ -36,6 +39,38 @@ from tffprune.reporting.files import (
 )
 from tffprune.reporting.metrics import write_metrics_csv
 from tffprune.reporting.plots import plot_run
+
+
+class _StopAfterRound:
+    """Ctrl-C during a round: finish it, checkpoint, then stop.
+
+    A KeyboardInterrupt raised at an arbitrary point can land inside TensorFlow
+    or TFF code that swallows it; a flag checked between rounds cannot be lost.
+    A second Ctrl-C stops at once.
+    """
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous = None
+
+    def _handle(self, signum: int, frame: object) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        print(
+            "\nstopping after this round (Ctrl-C again to stop now)",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    def __enter__(self) -> _StopAfterRound:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
 
 
 def _checkpoint_config(config: TrainConfig) -> dict:
@@ -105,7 +140,8 @@ def run_training(
         first_round_seconds = None
         with bar:
             while trainer.state.round < config.rounds:
-                row = trainer.run_round()
+                with _StopAfterRound() as stop:
+                    row = trainer.run_round()
                 if first_round_seconds is None:
                     first_round_seconds = time.perf_counter() - started
                 write_metrics_csv(
@@ -114,6 +150,7 @@ def run_training(
                 if (
                     trainer.state.round % config.checkpoint_every == 0
                     or trainer.state.round == config.rounds
+                    or stop.requested
                 ):
                     save_checkpoint(
                         output_dir / CHECKPOINT_NAME,
@@ -130,6 +167,11 @@ def run_training(
                     postfix["pers"] = f"{row['personalized_accuracy']:.3f}"
                 bar.set_postfix(postfix)
                 bar.update(1)
+                if stop.requested:
+                    raise KeyboardInterrupt(
+                        f"stopped after round {trainer.state.round}; continue with "
+                        "--resume"
+                    )
         metrics = trainer.state.metrics
         if metrics and "central_accuracy" not in metrics[-1]:
             metrics[-1].update(trainer.evaluate())
