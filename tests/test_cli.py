@@ -72,8 +72,11 @@ def test_bad_input_is_one_line_exit_2():
     )
 
 
-def test_centralized_from_scratch_writes_model_and_summary(tmp_path):
+def test_centralized_from_scratch_clustered_writes_model_and_summary(tmp_path):
     import json
+
+    import numpy as np
+    import tensorflow as tf
 
     result = CliRunner().invoke(
         cli,
@@ -90,6 +93,8 @@ def test_centralized_from_scratch_writes_model_and_summary(tmp_path):
             "--epochs",
             "3",
             "--prune-logits",
+            "--clusters",
+            "4",
             "--output-dir",
             str(tmp_path / "run"),
         ],
@@ -99,7 +104,10 @@ def test_centralized_from_scratch_writes_model_and_summary(tmp_path):
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert abs(summary["sparsity"]["prunable_sparsity"] - 0.5) < 0.01
     assert 0.0 <= summary["test_accuracy"] <= 1.0
-    assert (tmp_path / "run" / "model.keras").stat().st_size > 0
+    assert summary["clusters"] == 4
+    model = tf.keras.models.load_model(tmp_path / "run" / "model.keras")
+    kernels = [w for w in model.get_weights() if w.ndim > 1]
+    assert [np.unique(k[k != 0]).size <= 4 for k in kernels] == [True, True]
 
 
 def test_centralized_refuses_existing_results(tmp_path):

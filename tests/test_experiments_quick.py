@@ -69,4 +69,5 @@ def test_sparsity_sweep_quick(tmp_path):
 
 def test_export_recipe_quick(tmp_path):
     output = _run(["tflite_export/recipe.py", "--quick", "--work-dir", str(tmp_path)])
-    assert "| tfmot_cnn | 80% | int8 |" in output
+    assert "| tfmot_cnn_80 | 80% | int8 |" in output
+    assert "| tfmot_cnn_80_clustered | 80% | int8 |" in output

@@ -220,6 +220,21 @@ def _output_dir_options(function):
     "it; Singh & Raj keep it).",
 )
 @click.option(
+    "--clusters",
+    type=click.IntRange(min=2),
+    default=None,
+    help="After pruning, cluster each pruned kernel's nonzero weights into this "
+    "many shared values, keeping the zeros (tfmot sparsity-preserving clustering; "
+    "16 is a good start). Off by default.",
+)
+@click.option(
+    "--cluster-epochs",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Fine-tuning epochs while clustering (Adam, learning rate / 10).",
+)
+@click.option(
     "--max-examples",
     type=click.IntRange(min=1),
     default=None,
@@ -238,6 +253,8 @@ def centralized(
     batch_size: int,
     learning_rate: float,
     prune_logits: bool,
+    clusters: int | None,
+    cluster_epochs: int,
     max_examples: int | None,
     seed: int,
     output_dir: Path,
@@ -245,8 +262,9 @@ def centralized(
 ) -> None:
     """Prune on one machine with tfmot (Singh & Raj 2023, section 4).
 
-    Writes model.keras (pruning stripped, zeros in place), baseline.keras
-    (prune-trained only) and summary.json with accuracy and sparsity.
+    Writes model.keras (pruning stripped, zeros in place; clustered too with
+    --clusters), baseline.keras (prune-trained only) and summary.json with
+    accuracy and sparsity.
     """
     import numpy as np
 
@@ -322,6 +340,26 @@ def centralized(
             policy=policy,
             verbose=2,
         )
+    if clusters is not None:
+        summary["pruned_test_accuracy"] = result.test_accuracy
+        click.echo(
+            f"pruned test accuracy {result.test_accuracy:.4f}; clustering into "
+            f"{clusters} values over {cluster_epochs} epochs ..."
+        )
+        result = workflows.cluster_preserving_sparsity(
+            result.model,
+            x_train,
+            y_train,
+            data.x_test,
+            data.y_test,
+            clusters,
+            epochs=cluster_epochs,
+            batch_size=batch_size,
+            learning_rate=learning_rate / 10,
+            policy=policy,
+            verbose=2,
+        )
+    summary["clusters"] = clusters
     save_keras_model_atomic(result.model, output_dir / "model.keras")
     summary.update(
         test_accuracy=result.test_accuracy,

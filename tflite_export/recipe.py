@@ -6,7 +6,9 @@ Each step is a tffprune command (printed before it runs, so you can copy it):
          --sparsity 0.8 --prune-logits        (dense baseline, then 80% pruning)
   2. tffprune export RUN --quantize dynamic   (tfmot tutorial's quantized model)
   3. tffprune export RUN --quantize int8      (full integer: TFLite Micro)
-  4. the same for `fc` at 90% sparsity, int8 and --sparse
+  4. the same with --clusters 16: tfmot's sparsity-preserving clustering after
+     pruning (prune, cluster, quantize: tfmot's collaborative optimization)
+  5. the same for `fc` at 90% sparsity, int8 and --sparse
 
 and a table of the numbers in the export.json files is printed at the end.
 
@@ -23,13 +25,29 @@ import subprocess
 import sys
 from pathlib import Path
 
+# (run directory, model, sparsity, training options, clustering options)
 STEPS = [
-    ("tfmot_cnn", 0.8, ["--epochs", "4", "--fine-tune-epochs", "4"]),
-    ("fc", 0.9, ["--epochs", "4", "--fine-tune-epochs", "2"]),
+    (
+        "tfmot_cnn_80",
+        "tfmot_cnn",
+        0.8,
+        ["--epochs", "4", "--fine-tune-epochs", "4"],
+        [],
+    ),
+    (
+        "tfmot_cnn_80_clustered",
+        "tfmot_cnn",
+        0.8,
+        ["--epochs", "4", "--fine-tune-epochs", "4"],
+        ["--clusters", "16"],
+    ),
+    ("fc_90", "fc", 0.9, ["--epochs", "4", "--fine-tune-epochs", "2"], []),
 ]
+QUICK = ["--max-examples", "3000", "--epochs", "1", "--fine-tune-epochs", "1"]
 EXPORTS = {
-    "tfmot_cnn": [("dynamic", False), ("int8", False)],
-    "fc": [("dynamic", False), ("int8", False), ("int8", True)],
+    "tfmot_cnn_80": [("dynamic", False), ("int8", False)],
+    "tfmot_cnn_80_clustered": [("int8", False)],
+    "fc_90": [("dynamic", False), ("int8", False), ("int8", True)],
 }
 
 
@@ -44,13 +62,9 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="small data, 1 epoch")
     arguments = parser.parse_args()
     rows = []
-    for model, sparsity, training in STEPS:
-        run_dir = arguments.work_dir / f"{model}_{int(sparsity * 100)}"
-        extra = (
-            ["--max-examples", "3000", "--epochs", "1", "--fine-tune-epochs", "1"]
-            if arguments.quick
-            else training
-        )
+    for step, model, sparsity, training, clustering in STEPS:
+        run_dir = arguments.work_dir / step
+        extra = (QUICK if arguments.quick else training) + clustering
         run(
             [
                 "centralized",
@@ -87,10 +101,10 @@ def main() -> None:
                 ]
             )
             result = json.loads((out / "export.json").read_text())
-            rows.append((model, sparsity, name, baseline_accuracy, result))
+            rows.append((step, sparsity, name, baseline_accuracy, result))
 
     header = [
-        "model",
+        "run",
         "sparsity",
         "export",
         "zipped dense baseline",
@@ -101,14 +115,15 @@ def main() -> None:
         "Keras acc.",
         "TFLite acc.",
         "TFLM acc.",
+        "loss (points, TFLite vs dense)",
         "TFLM arena",
     ]
     print()
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))
-    for model, sparsity, name, baseline_accuracy, r in rows:
+    for step, sparsity, name, baseline_accuracy, r in rows:
         cells = [
-            model,
+            step,
             f"{sparsity:.0%}",
             name,
             f"{r['baseline_keras_zipped_bytes']:,}",
@@ -119,11 +134,12 @@ def main() -> None:
             f"{r['keras_accuracy']:.4f}",
             f"{r['tflite_accuracy']:.4f}",
             f"{r['tflm_accuracy']:.4f}" if "tflm_accuracy" in r else "-",
+            f"{100 * (baseline_accuracy - r['tflite_accuracy']):.2f}",
             f"{r['tflm_arena_bytes']:,}" if "tflm_arena_bytes" in r else "-",
         ]
         print("| " + " | ".join(cells) + " |")
         if "tflm_error" in r:
-            print(f"  ({model} {name}: {r['tflm_error']})")
+            print(f"  ({step} {name}: {r['tflm_error']})")
 
 
 if __name__ == "__main__":

@@ -4,7 +4,12 @@ import pytest
 from tffprune.data import load_dataset
 from tffprune.models import build_model
 from tffprune.pruning import PruningPolicy
-from tffprune.pruning.centralized import prune_trained, train_dense, train_from_scratch
+from tffprune.pruning.centralized import (
+    cluster_preserving_sparsity,
+    prune_trained,
+    train_dense,
+    train_from_scratch,
+)
 
 
 @pytest.fixture(scope="module")
@@ -54,3 +59,47 @@ def test_from_scratch_reaches_target_including_logits(subset):
     print(f"from scratch {result.test_accuracy:.4f}")
     assert result.sparsity.prunable_sparsity == pytest.approx(0.5, abs=0.01)
     assert result.test_accuracy > 0.6
+
+
+@pytest.mark.slow
+def test_clustering_keeps_zeros_and_limits_distinct_values(subset):
+    x, y, x_test, y_test = subset
+    pruned = train_from_scratch(
+        build_model("tfmot_cnn", (28, 28, 1), 10, seed=0),
+        x,
+        y,
+        x_test,
+        y_test,
+        0.8,
+        epochs=1,
+        policy=PruningPolicy(prune_logits=True),
+    )
+    before = [w.copy() for w in pruned.model.get_weights()]
+
+    result = cluster_preserving_sparsity(
+        pruned.model,
+        x,
+        y,
+        x_test,
+        y_test,
+        number_of_clusters=8,
+        policy=PruningPolicy(prune_logits=True),
+    )
+
+    print(f"pruned {pruned.test_accuracy:.4f} clustered {result.test_accuracy:.4f}")
+    after = result.model.get_weights()
+    for original, clustered in zip(before, after, strict=True):
+        if original.ndim > 1:  # kernels: same zeros, at most 8 nonzero values
+            np.testing.assert_array_equal(clustered == 0, original == 0)
+            assert np.unique(clustered[clustered != 0]).size <= 8
+    for a, b in zip(before, pruned.model.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)  # the caller's model is untouched
+    assert result.test_accuracy > pruned.test_accuracy - 0.05
+    assert not any("cluster" in layer.name for layer in result.model.layers)
+
+
+def test_clustering_rejects_fewer_than_two_clusters(subset):
+    x, y, x_test, y_test = subset
+    model = build_model("tfmot_cnn", (28, 28, 1), 10, seed=0)
+    with pytest.raises(ValueError, match="number_of_clusters"):
+        cluster_preserving_sparsity(model, x, y, x_test, y_test, number_of_clusters=1)

@@ -11,6 +11,11 @@ with zeros in place:
   ``PolynomialDecay`` schedule from 0 to the target, reached after 80% of the
   training steps so the last steps recover accuracy.
 
+and, after either, `cluster_preserving_sparsity`: tfmot's sparsity-preserving
+weight clustering (the first step of its "collaborative optimization"
+pipeline), which leaves every pruned weight at zero and the others on a few
+shared values, so that the quantized model zips much smaller.
+
 Only the layers a `PruningPolicy` selects are wrapped (by default every Dense
 and Conv2D layer except the logits), so the stripped model's sparsity over
 those kernels equals the target.
@@ -30,6 +35,7 @@ from tffprune.pruning.masks import check_sparsity
 from tffprune.pruning.policy import PruningPolicy, SparsityReport, model_sparsity
 
 WORKFLOWS = ("prune-trained", "from-scratch")
+CENTROID_INITIALIZATION = tfmot.clustering.keras.CentroidInitialization
 
 
 @dataclasses.dataclass
@@ -275,4 +281,87 @@ def train_from_scratch(
         verbose,
         policy,
         schedule,
+    )
+
+
+def cluster_preserving_sparsity(
+    model: tf.keras.Model,
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    x_test: np.ndarray,
+    y_test: np.ndarray,
+    number_of_clusters: int,
+    epochs: int = 1,
+    batch_size: int = 128,
+    learning_rate: float = 1e-4,
+    policy: PruningPolicy | None = None,
+    verbose: int = 0,
+) -> CentralizedResult:
+    """Clusters the kernels of a (pruned) model while keeping its zeros.
+
+    Every kernel the policy selects is wrapped with tfmot's ``cluster_weights``
+    (k-means++ initialization, ``preserve_sparsity=True``), fine-tuned, and the
+    clustering is stripped: each kernel then holds zeros exactly where it did
+    before and at most ``number_of_clusters`` distinct nonzero values.
+
+    Args:
+        model: A trained, usually pruned, Keras model; it is left untouched.
+        x_train: Training images.
+        y_train: Training labels.
+        x_test: Test images.
+        y_test: Test labels.
+        number_of_clusters: Distinct values per kernel (>= 2).
+        epochs: Fine-tuning epochs (>= 1).
+        batch_size: Batch size.
+        learning_rate: Adam learning rate for fine-tuning (small: the
+            centroids only need to move a little).
+        policy: Which layers are clustered (the pruned ones).
+        verbose: Keras verbosity.
+
+    Returns:
+        The stripped model and its figures.
+
+    Raises:
+        ValueError: On fewer than 2 clusters, invalid epochs or batch size.
+    """
+    if number_of_clusters < 2:
+        raise ValueError(f"number_of_clusters must be >= 2, got {number_of_clusters}")
+    _check_training(epochs, batch_size)
+    policy = policy or PruningPolicy()
+    selected = {target.layer for target in policy.select(model)}
+
+    # Weights must be in place before wrapping: the centroids and the sparsity
+    # mask are computed from them when the wrapper is built. Fresh copies leave
+    # the caller's model untouched.
+    def clone_with_weights(layer: tf.keras.layers.Layer) -> tf.keras.layers.Layer:
+        fresh = layer.__class__.from_config(layer.get_config())
+        if layer.weights:
+            fresh.build(layer.input_shape)
+            fresh.set_weights(layer.get_weights())
+        if layer.name in selected:
+            return tfmot.clustering.keras.cluster_weights(
+                fresh,
+                number_of_clusters=number_of_clusters,
+                cluster_centroids_init=CENTROID_INITIALIZATION.KMEANS_PLUS_PLUS,
+                preserve_sparsity=True,
+            )
+        return fresh
+
+    clustered = tf.keras.models.clone_model(model, clone_function=clone_with_weights)
+    compile_for_classification(clustered, learning_rate)
+    started = time.perf_counter()
+    history = clustered.fit(
+        x_train, y_train, epochs=epochs, batch_size=batch_size, verbose=verbose
+    )
+    seconds = time.perf_counter() - started
+    stripped = tfmot.clustering.keras.strip_clustering(clustered)
+    compile_for_classification(stripped, learning_rate)
+    loss, accuracy = stripped.evaluate(x_test, y_test, verbose=0, batch_size=1024)
+    return CentralizedResult(
+        model=stripped,
+        test_accuracy=float(accuracy),
+        test_loss=float(loss),
+        sparsity=model_sparsity(stripped, policy),
+        seconds=seconds,
+        history={k: [float(v) for v in vs] for k, vs in history.history.items()},
     )
