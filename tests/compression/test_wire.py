@@ -10,6 +10,7 @@ from tffprune.compression.baselines import (
     information_bound_bits,
     tff_8bit_bytes,
 )
+from tffprune.compression.wire import encoded_size
 
 
 def _random_update(rng, shapes, density):
@@ -181,3 +182,28 @@ def test_csr_and_coo_sizes_equal_real_scipy_matrices():
     assert coo_bytes(tensors, masks) == sum(
         m.data.nbytes + m.row.nbytes + m.col.nbytes for m in coo
     )
+
+
+@given(
+    shapes=st.lists(
+        st.tuples(st.integers(1, 40), st.integers(1, 40)), min_size=1, max_size=3
+    ),
+    density=st.floats(0.0, 1.0),
+    seed=st.integers(0, 2**16),
+    value_format=st.sampled_from(["float32", "float16", "int8"]),
+    positions=st.sampled_from(["auto", "bitmap", "gaps"]),
+    zero_in_kept=st.booleans(),
+)
+@settings(max_examples=80, deadline=None)
+def test_encoded_size_equals_payload_length(
+    shapes, density, seed, value_format, positions, zero_in_kept
+):
+    rng = np.random.default_rng(seed)
+    tensors, masks = _random_update(rng, shapes, density)
+    if zero_in_kept and masks[0].any():
+        tensors[0][np.unravel_index(np.flatnonzero(masks[0])[0], shapes[0])] = 0.0
+    zero_kept = [bool(np.any(t[m] == 0)) for t, m in zip(tensors, masks, strict=True)]
+
+    size = encoded_size(masks, value_format, positions, zero_kept)
+
+    assert size == len(encode(tensors, masks, value_format, positions))

@@ -82,6 +82,14 @@ def encode_positions(indices: np.ndarray, size: int) -> bytes:
     return struct.pack("<BI", k, len(unary_bytes)) + unary_bytes + remainder_bytes
 
 
+def encoded_length(indices: np.ndarray) -> int:
+    """``len(encode_positions(indices, size))`` without building the bytes."""
+    gaps = _gaps(indices)
+    k = best_parameter(gaps)
+    unary_bits = int(np.sum(gaps >> k)) + gaps.size
+    return 5 + (unary_bits + 7) // 8 + (gaps.size * k + 7) // 8
+
+
 def decode_positions(data: bytes, count: int, size: int) -> np.ndarray:
     """Inverse of `encode_positions`.
 

@@ -101,6 +101,18 @@ def quantization_step(values: np.ndarray) -> float:
     return 0.0 if values.size == 0 else float((values.max() - values.min()) / 255.0)
 
 
+def _positions_length(mask: np.ndarray, coding: str) -> int:
+    """``len()`` of the positions `_encode_positions` would choose."""
+    flat = mask.ravel()
+    candidates = []
+    if coding in ("auto", "bitmap"):
+        candidates.append((flat.size + 7) // 8)
+    if coding in ("auto", "gaps"):
+        rarer = flat if np.count_nonzero(flat) <= flat.size // 2 else ~flat
+        candidates.append(rice.encoded_length(np.flatnonzero(rarer)))
+    return min(candidates)
+
+
 def _encode_positions(mask: np.ndarray, coding: str) -> tuple[int, bytes]:
     flat = mask.ravel()
     candidates = []
@@ -215,6 +227,50 @@ def encode(
             parts.append(_encode_values(array[mask], value_format))
     body = b"".join(parts)
     return body + struct.pack("<I", zlib.crc32(body))
+
+
+def encoded_size(
+    masks: Sequence[np.ndarray],
+    value_format: str = "float32",
+    positions: str = "auto",
+    zero_kept: Sequence[bool] | None = None,
+) -> int:
+    """``len(encode(tensors, masks, value_format, positions))`` from the masks.
+
+    The payload's size depends on the values only through one fact per tensor
+    (float32: whether a kept value is exactly 0, which rules out the implicit
+    "zero means pruned" layout), so it can be counted without the values, for
+    example when the values stay inside a TFF computation.
+
+    Args:
+        masks: One boolean mask per tensor.
+        value_format: ``float32``, ``float16`` or ``int8``.
+        positions: ``auto``, ``bitmap`` or ``gaps``.
+        zero_kept: Per tensor, whether a kept value is exactly 0 (default: no).
+
+    Returns:
+        The payload size in bytes.
+    """
+    if value_format not in VALUE_FORMATS:
+        raise ValueError(f"unknown value format {value_format!r}")
+    if positions not in POSITION_CODINGS:
+        raise ValueError(f"unknown position coding {positions!r}")
+    zero_kept = [False] * len(masks) if zero_kept is None else list(zero_kept)
+    total = len(MAGIC) + 6 + 4
+    for mask, has_zero in zip(masks, zero_kept, strict=True):
+        mask = np.asarray(mask, bool)
+        total += 1 + 4 * mask.ndim + 1
+        kept = int(np.count_nonzero(mask))
+        if kept == mask.size:
+            total += _values_size(mask.size, value_format)
+            continue
+        sparse = (
+            9 + _positions_length(mask, positions) + _values_size(kept, value_format)
+        )
+        dense = _values_size(mask.size, value_format)
+        implicit = value_format == "float32" and not has_zero
+        total += dense if implicit and dense <= sparse else sparse
+    return total
 
 
 class _Reader:
