@@ -508,6 +508,15 @@ _TRAIN_OPTIONS = [
             help="Also report global model + 1 epoch of local fine-tuning.",
         ),
     ),
+    (
+        "--verify-uploads/--fused-rounds",
+        dict(
+            default=None,
+            help="Encode and decode every upload for real on the driver "
+            "(two TFF calls per round) instead of one TFF call per round with "
+            "weight pruning and quantization inside it (sizes counted exactly).",
+        ),
+    ),
     ("--checkpoint-every", dict(type=int, help="Checkpoint every N rounds.")),
     ("--seed", dict(type=int)),
 ]

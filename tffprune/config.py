@@ -68,6 +68,12 @@ class TrainConfig:
         dropout_rate: Probability that a sampled client vanishes mid-round
             (after training, before its upload arrives); simulates unreliable
             devices.
+        verify_uploads: Run each client's pruning, encoding and the server's
+            decoding (with checksum and checks) on the driver, between two TFF
+            calls, instead of the default one-call round where weight
+            pruning and the value format run in TensorFlow inside TFF and the
+            upload's size is counted exactly from its masks. Slower; the other
+            pruning methods and the accuracy guard always use it.
         max_examples: Partition only a random subset of this many training
             examples (quick runs).
         eval_every: Evaluate every this many rounds (and always the last).
@@ -102,6 +108,7 @@ class TrainConfig:
     upload_values: str = "float32"
     positions: str = "auto"
     dropout_rate: float = 0.0
+    verify_uploads: bool = False
     max_examples: int | None = None
     eval_every: int = 1
     finetune_baseline: bool = False

@@ -52,7 +52,7 @@ def main() -> None:
     for sparsity in (0.0, 0.01, 0.05, 0.1, 0.5, 0.8, 0.9, 0.95, 0.99):
         model, weights, masks, pruned = fc_update(sparsity)
         dense = 4 * sum(w.size for w in weights)
-        csr = baselines.csr_bytes(weights, masks)
+        csr = baselines.csr_bytes(masks)
         for value_format in ("float32", "int8"):
             payload = encode(weights, masks, value_format)
             whole_bound = baselines.information_bound_bits(masks, value_format) / 8

@@ -176,7 +176,7 @@ def _digits_config(**changes):
 
 
 def test_corrupted_upload_is_dropped_and_counted():
-    config = _digits_config(upload_values="int8", positions="gaps")
+    config = _digits_config(upload_values="int8", positions="gaps", verify_uploads=True)
     data = build_federated_data(load_dataset("digits"), 6, "iid", seed=5)
     trainer = _CorruptingTrainer(config, data)
     trainer.bad = {2}
@@ -190,7 +190,7 @@ def test_corrupted_upload_is_dropped_and_counted():
 
 
 def test_round_with_every_upload_corrupted_is_skipped():
-    config = _digits_config()
+    config = _digits_config(verify_uploads=True)
     data = build_federated_data(load_dataset("digits"), 6, "iid", seed=5)
     trainer = _CorruptingTrainer(config, data)
     trainer.bad = {1, 2, 3}
@@ -216,7 +216,7 @@ def test_dropout_rounds_finish_with_survivors():
 
 
 def test_client_with_nan_weights_is_rejected():
-    config = _digits_config()
+    config = _digits_config(verify_uploads=True)
     data = build_federated_data(load_dataset("digits"), 6, "iid", seed=5)
     trainer = Trainer(config, data)
     real_client_work = trainer.process.client_work
@@ -237,3 +237,65 @@ def test_client_with_nan_weights_is_rejected():
     assert "NaN" in trainer.rejections[0][2]
     assert np.all(np.isfinite(trainer.state.server_weights[0]))
     assert not np.array_equal(before, trainer.state.server_weights[0])
+
+
+def test_fused_round_rejects_diverged_clients_and_keeps_their_masks():
+    # A learning rate this large overflows every client's weights to Inf/NaN.
+    config = _digits_config(
+        aggregation="subfedavg", method="weight", client_learning_rate=1e30
+    )
+    data = build_federated_data(load_dataset("digits"), 6, "iid", seed=5)
+    trainer = Trainer(config, data)
+    assert trainer.fused
+    before = [w.copy() for w in trainer.state.server_weights]
+
+    row = trainer.run_round()
+
+    assert (row["clients_rejected"], row["round_skipped"]) == (3, 1)
+    assert all("NaN" in reason for _, _, reason in trainer.rejections)
+    for a, b in zip(before, trainer.state.server_weights, strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert all(c.mask is None for c in trainer.state.clients)
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        dict(aggregation="subfedavg", method="weight", upload_values="int8"),
+        dict(aggregation="fedavg", method="weight", upload_values="float16"),
+        dict(aggregation="subfedavg", method="weight", upload_values="float32"),
+        dict(aggregation="subfedavg", method="none", dropout_rate=0.4),
+        dict(
+            aggregation="subfedavg",
+            method="weight",
+            schedule="iterative",
+            step_fraction=0.3,
+        ),
+    ],
+    ids=["subfedavg-int8", "fedavg-float16", "float32", "dropout", "iterative"],
+)
+def test_fused_round_equals_the_verified_driver_round(changes):
+    data = build_federated_data(load_dataset("digits"), 6, "shards", seed=5)
+    fused = Trainer(_digits_config(**changes, rounds=3), data)
+    driver = Trainer(_digits_config(**changes, rounds=3, verify_uploads=True), data)
+    assert fused.fused and not driver.fused
+
+    for _ in range(3):
+        fused_row, driver_row = fused.run_round(), driver.run_round()
+        for column in (
+            "upload_bytes",
+            "upload_bytes_csr",
+            "clients_participating",
+            "clients_dropped",
+            "sparsity",
+        ):
+            np.testing.assert_equal(fused_row[column], driver_row[column], column)
+        for a, b in zip(
+            fused.state.server_weights, driver.state.server_weights, strict=True
+        ):
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    for ours, theirs in zip(fused.state.clients, driver.state.clients, strict=True):
+        assert (ours.mask is None) == (theirs.mask is None)
+        if ours.mask is not None:
+            for a, b in zip(ours.mask, theirs.mask, strict=True):
+                np.testing.assert_array_equal(a, b)

@@ -43,7 +43,7 @@ def _rows_and_kept(mask: np.ndarray) -> tuple[int, int]:
     return rows, int(np.count_nonzero(mask))
 
 
-def csr_bytes(values: Sequence[np.ndarray], masks: Sequence[np.ndarray]) -> int:
+def csr_bytes(masks: Sequence[np.ndarray]) -> int:
     """Bytes of the update as SciPy CSR matrices (data + indices + indptr).
 
     Computed from the counts, without building the matrices (this runs for
@@ -51,8 +51,6 @@ def csr_bytes(values: Sequence[np.ndarray], masks: Sequence[np.ndarray]) -> int:
     one int32 pointer per row plus one; `as_scipy_csr` builds the real thing
     and a test checks the two agree.
     """
-    if len(values) != len(masks):
-        raise ValueError(f"got {len(masks)} masks for {len(values)} tensors")
     total = 0
     for mask in masks:
         rows, kept = _rows_and_kept(mask)
@@ -60,7 +58,7 @@ def csr_bytes(values: Sequence[np.ndarray], masks: Sequence[np.ndarray]) -> int:
     return total
 
 
-def coo_bytes(values: Sequence[np.ndarray], masks: Sequence[np.ndarray]) -> int:
+def coo_bytes(masks: Sequence[np.ndarray]) -> int:
     """Bytes of the update as SciPy COO matrices (float32 data, int32 row + col)."""
     return sum(12 * _rows_and_kept(mask)[1] for mask in masks)
 

@@ -112,3 +112,89 @@ def build_client_train_fn(
         )
 
     return train
+
+
+def build_client_update_fn(
+    model_fn: Callable[[], tf.keras.Model],
+    optimizer: ClientOptimizerConfig,
+    value_format: str,
+    aggregation: str,
+    weight_by_examples: bool,
+) -> Callable[..., tuple]:
+    """Builds a client's whole round: train, prune, and what the server decodes.
+
+    The in-TensorFlow form of the driver's steps (`build_client_train_fn`,
+    `tffprune.pruning.masks.weight_mask`, `tffprune.compression.wire`), so a
+    round runs as one TFF computation and the trained weights never leave the
+    runtime. Tests check it against the NumPy path.
+
+    Args:
+        model_fn: Builds the Keras model.
+        optimizer: Local optimizer settings.
+        value_format: The upload's value format (``float32``, ``float16``,
+            ``int8``).
+        aggregation: ``subfedavg`` (the upload carries the client's mask) or
+            ``fedavg`` (the server rebuilds dense tensors: pruned entries
+            count as 0).
+        weight_by_examples: Weight the upload by the examples seen (else 1).
+
+    Returns:
+        ``update(trainable, non_trainable, masks, num_pruned, delivered,
+        dataset) -> (upload, report)``. ``masks``: the client's boolean masks
+        for the trainable weights (training starts from weights times mask);
+        ``num_pruned``: int32, per trainable weight, how many entries the new
+        mask prunes (magnitude pruning nested in ``masks``; 0 keeps it);
+        ``delivered``: bool, False if the upload is lost. ``upload = (values,
+        masks, weight)`` for `MaskedMeanFactory` (weight 0 when lost or
+        non-finite). ``report = (new_masks, num_examples, loss_sum, finite,
+        zero_kept)``, ``zero_kept`` per weight telling whether a kept value is
+        exactly 0 (for `tffprune.compression.wire.encoded_size`).
+    """
+    from tffprune.compression.tf_values import transmitted
+    from tffprune.pruning.tf_masks import weight_mask
+
+    train = build_client_train_fn(model_fn, optimizer)
+
+    @tf.function
+    def update(trainable, non_trainable, masks, num_pruned, delivered, dataset):
+        trained, buffers, num_examples, loss_sum = train(
+            trainable,
+            non_trainable,
+            [tf.cast(mask, tf.float32) for mask in masks],
+            dataset,
+        )
+        finite = tf.reduce_all(
+            [tf.reduce_all(tf.math.is_finite(w)) for w in trained + buffers]
+        )
+        # Non-finite weights are replaced before pruning; the upload is then
+        # dropped (weight 0) and the client's mask is left as it was.
+        trained = [tf.where(finite, w, tf.zeros_like(w)) for w in trained]
+        buffers = [tf.where(finite, w, tf.zeros_like(w)) for w in buffers]
+        new_masks = [
+            tf.where(finite, weight_mask(w, mask, num_pruned[index]), mask)
+            for index, (w, mask) in enumerate(zip(trained, masks, strict=True))
+        ]
+        all_kept = [tf.ones_like(w, tf.bool) for w in buffers]
+        values = [
+            transmitted(w, mask, value_format)
+            for w, mask in zip(trained, new_masks, strict=True)
+        ] + [
+            transmitted(w, kept, value_format)
+            for w, kept in zip(buffers, all_kept, strict=True)
+        ]
+        if aggregation == "subfedavg":
+            upload_masks = new_masks + all_kept
+        else:
+            upload_masks = [tf.ones_like(w, tf.bool) for w in trained] + all_kept
+        zero_kept = [
+            tf.reduce_any(tf.logical_and(mask, tf.equal(w, 0.0)))
+            for w, mask in zip(trained + buffers, new_masks + all_kept, strict=True)
+        ]
+        base = tf.cast(num_examples, tf.float32) if weight_by_examples else 1.0
+        weight = tf.where(tf.logical_and(finite, delivered), base, 0.0)
+        return (
+            (values, upload_masks, weight),
+            (new_masks, num_examples, loss_sum, finite, zero_kept),
+        )
+
+    return update

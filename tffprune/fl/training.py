@@ -41,8 +41,9 @@ from tffprune.fl.client import (
     build_client_train_fn,
     classification_loss,
 )
-from tffprune.fl.process import ClientUpload, FederatedProcess
+from tffprune.fl.process import ClientUpload, FederatedProcess, FusedRoundSettings
 from tffprune.models import build_model
+from tffprune.pruning.masks import num_to_prune
 from tffprune.pruning.policy import (
     PruningPolicy,
     apply_masks,
@@ -136,6 +137,45 @@ class Evaluator:
         return correct / labels.size, loss_sum / labels.size
 
 
+def _mean(values: list[float]) -> float:
+    return float(np.mean(values)) if values else float("nan")
+
+
+@dataclasses.dataclass
+class _RoundTally:
+    """What a round's clients sent, for its metrics row."""
+
+    upload_bytes: int = 0
+    csr_bytes: int = 0
+    bound_ratios: list[float] = dataclasses.field(default_factory=list)
+    sparsities: list[float] = dataclasses.field(default_factory=list)
+    losses: list[float] = dataclasses.field(default_factory=list)
+    rejections: list[tuple[int, int, str]] = dataclasses.field(default_factory=list)
+    dropped: int = 0
+
+    @property
+    def participating(self) -> int:
+        return len(self.sparsities)
+
+    def reject(self, round_number: int, client: int, reason: str) -> None:
+        self.rejections.append((round_number + 1, client, reason))
+
+    def add(
+        self,
+        payload_bytes: int,
+        masks: list[np.ndarray],
+        value_format: str,
+        sparsity: float,
+        loss: float,
+    ) -> None:
+        self.upload_bytes += payload_bytes
+        self.csr_bytes += baselines.csr_bytes(masks)
+        bound = baselines.information_bound_bits(masks, value_format)
+        self.bound_ratios.append(8 * payload_bytes / bound if bound else float("nan"))
+        self.sparsities.append(sparsity)
+        self.losses.append(loss)
+
+
 class Trainer:
     """Runs federated training rounds for one configuration.
 
@@ -178,7 +218,16 @@ class Trainer:
             tf.TensorSpec([None, *input_shape], tf.float32),
             tf.TensorSpec([None], tf.int32),
         )
-        self.process = FederatedProcess(model_fn, element_spec, self.optimizer)
+        self.process = FederatedProcess(
+            model_fn,
+            element_spec,
+            self.optimizer,
+            FusedRoundSettings(
+                config.upload_values,
+                config.aggregation,
+                config.resolved_client_weighting == "num_examples",
+            ),
+        )
         self.evaluator = Evaluator(model_fn)
         self.schedule = build_schedule(config.schedule, config.sparsity, config.rounds)
         if isinstance(self.schedule, IterativeSchedule):
@@ -307,6 +356,141 @@ class Trainer:
     def _non_trainable_placeholder(self) -> list[np.ndarray]:
         return self.state.server_weights[self.num_trainable :]
 
+    @property
+    def fused(self) -> bool:
+        """Whether rounds run as one TFF computation (see `FederatedProcess`)."""
+        config = self.config
+        return (
+            config.method in ("none", "weight")
+            and config.accuracy_threshold == 0
+            and not config.verify_uploads
+        )
+
+    def _num_pruned(
+        self, round_number: int, client: int, mask: list[np.ndarray]
+    ) -> list[int]:
+        """Per trainable weight, how many entries the client's new mask prunes.
+
+        The fused round's form of `_prune_client` for weight pruning: 0 for
+        every weight leaves the mask unchanged.
+        """
+        config = self.config
+        state = self.state.clients[client]
+        counts = [0] * self.num_trainable
+        target = self._round_sparsity(round_number, state)
+        if config.method == "none" or target == 0.0:
+            return counts
+        if config.aggregation == "subfedavg" and target <= state.sparsity:
+            return counts
+        for prunable in self.targets:
+            counts[prunable.index] = num_to_prune(target, mask[prunable.index].size)
+        return counts
+
+    def _fused_clients(
+        self,
+        round_number: int,
+        sampled: np.ndarray,
+        start_masks: list[list[np.ndarray]],
+        datasets: list[tf.data.Dataset],
+        tally: _RoundTally,
+    ) -> None:
+        """One TFF call: train, prune, aggregate; then the clients' accounting."""
+        config = self.config
+        vanished = self.rng.random(len(sampled)) < config.dropout_rate
+        tally.dropped = int(np.count_nonzero(vanished))
+        counts = [
+            self._num_pruned(round_number, int(c), m)
+            for c, m in zip(sampled, start_masks, strict=True)
+        ]
+        new_weights, reports = self.process.run_round(
+            self.state.server_weights, start_masks, counts, ~vanished, datasets
+        )
+        for client, report, gone in zip(sampled, reports, vanished, strict=True):
+            client = int(client)
+            if gone:
+                continue
+            if not report.finite:
+                tally.reject(round_number, client, "update rejected: NaN or Inf values")
+                self.rejections.append(tally.rejections[-1])
+                continue
+            state = self.state.clients[client]
+            state.rounds_participated += 1
+            masks = report.masks + [
+                np.ones(s, bool) for s in self.shapes[self.num_trainable :]
+            ]
+            size = wire.encoded_size(
+                masks, config.upload_values, config.positions, report.zero_kept
+            )
+            sparsity = self._prunable_sparsity(report.masks)
+            tally.add(size, masks, config.upload_values, sparsity, report.mean_loss)
+            state.sparsity = sparsity
+            if config.aggregation == "subfedavg":
+                state.mask = report.masks
+        self.state.server_weights = new_weights
+
+    def _driver_clients(
+        self,
+        round_number: int,
+        sampled: np.ndarray,
+        start_masks: list[list[np.ndarray]],
+        datasets: list[tf.data.Dataset],
+        tally: _RoundTally,
+    ) -> None:
+        """Two TFF calls with pruning and real encode/decode between them."""
+        config = self.config
+        outputs = self.process.client_work(
+            self.state.server_weights, start_masks, datasets
+        )
+        uploads: list[ClientUpload] = []
+        vanished = self.rng.random(len(sampled)) < config.dropout_rate
+        tally.dropped = int(np.count_nonzero(vanished))
+        for client, mask, output, gone in zip(
+            sampled, start_masks, outputs, vanished, strict=True
+        ):
+            client = int(client)
+            if gone:
+                continue  # the device vanished before its upload arrived
+            if not all(
+                np.all(np.isfinite(w)) for w in output.trainable + output.non_trainable
+            ):
+                tally.reject(round_number, client, "update rejected: NaN or Inf values")
+                self.rejections.append(tally.rejections[-1])
+                continue
+            new_mask, sparsity = self._prune_client(
+                client, output.trainable, mask, round_number
+            )
+            values = apply_masks(output.trainable, new_mask) + output.non_trainable
+            masks = new_mask + [
+                np.ones(s, bool) for s in self.shapes[self.num_trainable :]
+            ]
+            upload = self._transmit(values, masks)
+            state = self.state.clients[client]
+            state.rounds_participated += 1
+            if isinstance(upload, str):
+                tally.reject(round_number, client, upload)
+                self.rejections.append(tally.rejections[-1])
+                continue
+            payload, decoded_values, decoded_masks = upload
+            tally.add(
+                len(payload), masks, config.upload_values, sparsity, output.mean_loss
+            )
+            weight = (
+                float(output.num_examples)
+                if config.resolved_client_weighting == "num_examples"
+                else 1.0
+            )
+            if config.aggregation == "fedavg":
+                # The server rebuilds dense tensors: pruned entries count as 0.
+                decoded_masks = [np.ones(s, bool) for s in self.shapes]
+            uploads.append(ClientUpload(decoded_values, decoded_masks, weight))
+            state.sparsity = sparsity  # of its last upload
+            if config.aggregation == "subfedavg":
+                state.mask = new_mask
+        if uploads:
+            self.state.server_weights = self.process.aggregate(
+                self.state.server_weights, uploads
+            )
+
     def run_round(self) -> dict[str, float]:
         """Runs one round and returns its metrics row."""
         config = self.config
@@ -322,62 +506,6 @@ class Trainer:
             for c in sampled
         ]
         datasets = [self._client_dataset(int(c), round_number) for c in sampled]
-        outputs = self.process.client_work(
-            self.state.server_weights, start_masks, datasets
-        )
-
-        uploads: list[ClientUpload] = []
-        upload_bytes, csr_bytes, bound_ratios = 0, 0, []
-        sparsities, losses, rejected = [], [], 0
-        vanished = self.rng.random(len(sampled)) < config.dropout_rate
-        for client, mask, output, gone in zip(
-            sampled, start_masks, outputs, vanished, strict=True
-        ):
-            client = int(client)
-            if gone:
-                continue  # the device vanished before its upload arrived
-            if not all(
-                np.all(np.isfinite(w)) for w in output.trainable + output.non_trainable
-            ):
-                rejected += 1
-                self.rejections.append(
-                    (round_number + 1, client, "update rejected: NaN or Inf values")
-                )
-                continue
-            new_mask, sparsity = self._prune_client(
-                client, output.trainable, mask, round_number
-            )
-            values = apply_masks(output.trainable, new_mask) + output.non_trainable
-            masks = new_mask + [
-                np.ones(s, bool) for s in self.shapes[self.num_trainable :]
-            ]
-            upload = self._transmit(values, masks)
-            state = self.state.clients[client]
-            state.rounds_participated += 1
-            if isinstance(upload, str):
-                rejected += 1
-                self.rejections.append((self.state.round + 1, client, upload))
-                continue
-            payload, decoded_values, decoded_masks = upload
-            upload_bytes += len(payload)
-            csr_bytes += baselines.csr_bytes(values, masks)
-            bound = baselines.information_bound_bits(masks, config.upload_values)
-            bound_ratios.append(8 * len(payload) / bound if bound else float("nan"))
-            weight = (
-                float(output.num_examples)
-                if config.resolved_client_weighting == "num_examples"
-                else 1.0
-            )
-            if config.aggregation == "fedavg":
-                # The server rebuilds dense tensors: pruned entries count as 0.
-                decoded_masks = [np.ones(s, bool) for s in self.shapes]
-            uploads.append(ClientUpload(decoded_values, decoded_masks, weight))
-            sparsities.append(sparsity)
-            losses.append(output.mean_loss)
-            state.sparsity = sparsity  # of its last upload
-            if config.aggregation == "subfedavg":
-                state.mask = new_mask
-
         download = len(
             wire.encode(
                 self.state.server_weights,
@@ -386,32 +514,29 @@ class Trainer:
                 config.positions,
             )
         )
-        if uploads:
-            self.state.server_weights = self.process.aggregate(
-                self.state.server_weights, uploads
-            )
+        tally = _RoundTally()
+        clients = self._fused_clients if self.fused else self._driver_clients
+        clients(round_number, sampled, start_masks, datasets, tally)
         self.state.round += 1
         self.state.sampler_state = self.rng.bit_generator.state
-        participating = len(uploads)
+        participating = tally.participating
         row: dict[str, float] = {
             "round": self.state.round,
-            "sparsity": float(np.mean(sparsities)) if sparsities else float("nan"),
+            "sparsity": _mean(tally.sparsities),
             "global_sparsity": sparsity_report(
                 self.state.server_weights[: self.num_trainable], self.targets
             ).prunable_sparsity,
-            "upload_bytes": upload_bytes,
+            "upload_bytes": tally.upload_bytes,
             "upload_bytes_dense": self.model_bytes_dense * participating,
-            "upload_bytes_csr": csr_bytes,
+            "upload_bytes_csr": tally.csr_bytes,
             "upload_bytes_tff_8bit": baselines.tff_8bit_bytes(self.shapes)
             * participating,
-            "upload_bound_ratio": (
-                float(np.mean(bound_ratios)) if bound_ratios else float("nan")
-            ),
+            "upload_bound_ratio": _mean(tally.bound_ratios),
             "download_bytes": download * len(sampled),
-            "train_loss": float(np.mean(losses)) if losses else float("nan"),
+            "train_loss": _mean(tally.losses),
             "clients_participating": participating,
-            "clients_rejected": rejected,
-            "clients_dropped": int(np.count_nonzero(vanished)),
+            "clients_rejected": len(tally.rejections),
+            "clients_dropped": tally.dropped,
             "round_skipped": int(participating == 0),
         }
         is_last = self.state.round == config.rounds

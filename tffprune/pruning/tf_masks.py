@@ -44,6 +44,18 @@ def weight_mask(
     num_dead = tf.size(alive_flat) - num_alive
     needed = tf.clip_by_value(num_pruned - num_dead, 0, num_alive)
 
+    def prune() -> tf.Tensor:
+        return _prune_alive_lowest(keys, alive_flat, needed)
+
+    keep = tf.cond(needed > 0, prune, lambda: alive_flat)
+    return tf.reshape(keep, shape)
+
+
+def _prune_alive_lowest(
+    keys: tf.Tensor, alive_flat: tf.Tensor, needed: tf.Tensor
+) -> tf.Tensor:
+    """Prunes the ``needed`` alive entries with the lowest keys (ties: index)."""
+
     def count_at_most(threshold: tf.Tensor) -> tf.Tensor:
         return tf.math.count_nonzero(keys <= threshold, dtype=tf.int32)
 
@@ -60,12 +72,15 @@ def weight_mask(
         maximum_iterations=32,
     )
     below = keys < cut
-    at_cut = tf.logical_and(keys == cut, alive_flat)
+    # Not ``keys == cut``: inside a TFF computation that equality came out all
+    # False here (TF 2.14 / TFF 0.87 graph rewriting); ``<=`` and ``<`` agree.
+    at_cut = tf.logical_and(
+        tf.logical_and(keys <= cut, tf.logical_not(below)), alive_flat
+    )
     # Among the entries equal to the cut, prune the lowest positions first.
     remaining = needed - tf.math.count_nonzero(below, dtype=tf.int32)
     rank_at_cut = tf.cumsum(tf.cast(at_cut, tf.int32))
     pruned_at_cut = tf.logical_and(at_cut, rank_at_cut <= remaining)
-    keep = tf.logical_and(
+    return tf.logical_and(
         alive_flat, tf.logical_not(tf.logical_or(below, pruned_at_cut))
     )
-    return tf.reshape(keep, shape)
