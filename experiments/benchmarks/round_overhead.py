@@ -8,8 +8,12 @@ round (after warm-up) and ratios:
 * tffprune `fedavg` (dense) on the TFF runtime;
 * tffprune `subfedavg` with 50% weight pruning and int8 uploads.
 
+The rounds after warm-up must not retrace any client function: the counts
+of traces (`tffprune.fl.client.TRACES`) before and after them are printed.
+
 Usage:
-    uv run python experiments/benchmarks/round_overhead.py [--model fc] [--rounds 5]
+    uv run python experiments/benchmarks/round_overhead.py [--models fc lenet5]
+        [--rounds 5] [--warmup 2]
 
 Targets (issue: speed): fedavg / plain <= 1.15, subfedavg / plain <= 1.25.
 """
@@ -26,7 +30,7 @@ import tensorflow as tf
 from tffprune.config import TrainConfig
 from tffprune.data import build_federated_data, load_dataset
 from tffprune.fl.aggregation import fedavg
-from tffprune.fl.client import ClientOptimizerConfig, build_client_train_fn
+from tffprune.fl.client import TRACES, ClientOptimizerConfig, build_client_train_fn
 from tffprune.fl.runtime import LocalRuntime
 from tffprune.fl.training import Trainer
 
@@ -46,6 +50,8 @@ def plain_round_seconds(trainer: Trainer, rounds: int, warmup: int) -> float:
     rng = np.random.default_rng(config.seed)
     seconds = []
     for round_number in range(warmup + rounds):
+        if round_number == warmup:
+            traced = sum(TRACES.values())
         started = time.perf_counter()
         sampled = np.sort(
             rng.choice(config.num_clients, config.clients_per_round, False)
@@ -66,7 +72,14 @@ def plain_round_seconds(trainer: Trainer, rounds: int, warmup: int) -> float:
         weights = fedavg(weights, results, counts)
         if round_number >= warmup:
             seconds.append(time.perf_counter() - started)
+    _check_no_retracing(traced)
     return statistics.median(seconds)
+
+
+def _check_no_retracing(traced_before: int) -> None:
+    retraced = sum(TRACES.values()) - traced_before
+    if retraced:
+        raise SystemExit(f"client functions retraced {retraced} times after warm-up")
 
 
 def tffprune_round_seconds(
@@ -75,22 +88,19 @@ def tffprune_round_seconds(
     trainer = Trainer(config, data)
     seconds = []
     for index in range(warmup + rounds):
+        if index == warmup:
+            traced = sum(TRACES.values())
         started = time.perf_counter()
         trainer.run_round()
         if index >= warmup:
             seconds.append(time.perf_counter() - started)
+    _check_no_retracing(traced)
     return statistics.median(seconds)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="fc")
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--warmup", type=int, default=2)
-    arguments = parser.parse_args()
-    data = build_federated_data(load_dataset("fashion_mnist"), 100, "iid", seed=0)
+def measure(model: str, data, rounds: int, warmup: int) -> None:
     common = dict(
-        model=arguments.model,
+        model=model,
         num_clients=100,
         clients_per_round=10,
         rounds=10_000,
@@ -105,22 +115,32 @@ def main() -> None:
         sparsity=0.5,
         upload_values="int8",
     )
-    with LocalRuntime():
-        plain = plain_round_seconds(
-            Trainer(dense, data), arguments.rounds, arguments.warmup
-        )
-        fed = tffprune_round_seconds(dense, data, arguments.rounds, arguments.warmup)
-        sub = tffprune_round_seconds(pruned, data, arguments.rounds, arguments.warmup)
+    plain = plain_round_seconds(Trainer(dense, data), rounds, warmup)
+    fed = tffprune_round_seconds(dense, data, rounds, warmup)
+    sub = tffprune_round_seconds(pruned, data, rounds, warmup)
     print(
-        f"{arguments.model}, 10 clients x 480 examples, 1 epoch, batch 32; median of "
-        f"{arguments.rounds} rounds after {arguments.warmup} warm-up"
+        f"{model}, 10 clients x 480 examples, 1 epoch, batch 32; median of "
+        f"{rounds} rounds after {warmup} warm-up"
     )
     for name, seconds in (
         ("plain TensorFlow + NumPy FedAvg", plain),
         ("tffprune fedavg (TFF)", fed),
         ("tffprune subfedavg 50% int8 (TFF)", sub),
     ):
-        print(f"{name:<40} {seconds:6.2f} s/round  {seconds / plain:.2f}x")
+        print(f"{name:<40} {seconds:6.2f} s/round  {seconds / plain:.2f}x", flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", nargs="+", default=["fc", "lenet5"])
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--warmup", type=int, default=2)
+    arguments = parser.parse_args()
+    data = build_federated_data(load_dataset("fashion_mnist"), 100, "iid", seed=0)
+    with LocalRuntime():
+        for model in arguments.models:
+            measure(model, data, arguments.rounds, arguments.warmup)
+    print(f"client function traces in total: {dict(TRACES)}")
 
 
 if __name__ == "__main__":

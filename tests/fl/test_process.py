@@ -299,3 +299,37 @@ def test_fused_round_equals_the_verified_driver_round(changes):
         if ours.mask is not None:
             for a, b in zip(ours.mask, theirs.mask, strict=True):
                 np.testing.assert_array_equal(a, b)
+
+
+def test_central_model_is_pruned_to_the_run_sparsity():
+    trainer = _trainer_run("subfedavg", "weight", None)
+    server = trainer.state.server_weights
+    kernel = trainer.targets[0].index
+    never_kept = ~np.logical_or.reduce(
+        [c.mask[kernel] for c in trainer.state.clients if c.mask is not None]
+    )
+
+    central = trainer.central_weights()
+
+    assert trainer.central_sparsity() == 0.5
+    # Entries no client kept hold stale nonzero server values; the central
+    # model drops them first, then the smallest magnitudes, to exactly 50%.
+    assert np.count_nonzero(server[kernel][never_kept]) > 0
+    assert np.all(central[kernel][never_kept] == 0)
+    assert np.mean(central[kernel] == 0) == pytest.approx(0.5, abs=1 / 108)
+    kept = central[kernel] != 0
+    np.testing.assert_array_equal(central[kernel][kept], server[kernel][kept])
+    model_weights = [w.numpy() for w in trainer.global_model().weights]
+    assert np.mean(model_weights[kernel] == 0) == pytest.approx(0.5, abs=1 / 108)
+    row = trainer.evaluate()
+    assert row["central_sparsity"] == pytest.approx(0.5, abs=0.01)
+
+
+def test_central_model_without_pruning_is_the_server_model():
+    trainer = _trainer_run("fedavg", "none", None)
+
+    assert trainer.central_sparsity() == 0.0
+    for a, b in zip(
+        trainer.central_weights(), trainer.state.server_weights, strict=True
+    ):
+        np.testing.assert_array_equal(a, b)

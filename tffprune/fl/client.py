@@ -17,10 +17,15 @@ orchestration layer can wrap it in a ``tff.tensorflow.computation``.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 from collections.abc import Callable
 
 import tensorflow as tf
+
+# How many times each client function's Python body ran, i.e. was traced into
+# a graph (benchmarks check that rounds do not retrace).
+TRACES: collections.Counter[str] = collections.Counter()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,6 +80,7 @@ def build_client_train_fn(
 
     @tf.function
     def train(trainable, non_trainable, masks, dataset):
+        TRACES["train"] += 1
         for variable, value, mask in zip(
             model.trainable_weights, trainable, masks, strict=True
         ):
@@ -157,6 +163,7 @@ def build_client_update_fn(
 
     @tf.function
     def update(trainable, non_trainable, masks, num_pruned, delivered, dataset):
+        TRACES["update"] += 1
         trained, buffers, num_examples, loss_sum = train(
             trainable,
             non_trainable,

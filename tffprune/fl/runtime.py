@@ -253,6 +253,11 @@ class LocalRuntime:
         """The workers' addresses."""
         return list(self._addresses)
 
+    @property
+    def worker_pids(self) -> list[int]:
+        """Process ids of the workers this runtime started (not remote ones)."""
+        return [worker.process.pid for worker in self._started]
+
     def start(self) -> LocalRuntime:
         """Starts or connects to the workers and installs the TFF context."""
         atexit.register(self.stop)

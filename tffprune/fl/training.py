@@ -56,6 +56,8 @@ METRIC_COLUMNS = (
     "round",
     "central_accuracy",
     "central_loss",
+    "central_sparsity",
+    "central_accuracy_unpruned",
     "personalized_accuracy",
     "finetuned_personalized_accuracy",
     "sparsity",
@@ -555,10 +557,69 @@ class Trainer:
             trainable = apply_masks(trainable, self._client_mask(client))
         return list(trainable) + self._non_trainable_placeholder()
 
+    def central_sparsity(self) -> float:
+        """The sparsity the central model is pruned to at the current round.
+
+        The schedule's value at the last round played (for ``iterative``
+        Sub-FedAvg, where each client has its own, the mean over the clients
+        that have pruned); 0 without pruning.
+        """
+        if self.config.method == "none" or self.state.round == 0:
+            return 0.0
+        if (
+            isinstance(self.schedule, IterativeSchedule)
+            and self.config.aggregation == "subfedavg"
+        ):
+            pruned = [c.sparsity for c in self.state.clients if c.mask is not None]
+            return float(np.mean(pruned)) if pruned else 0.0
+        return float(self.schedule(self.state.round - 1))
+
+    def central_weights(self) -> list[np.ndarray]:
+        """The central model: the server weights pruned to `central_sparsity`.
+
+        A pruning run promises a sparse model, but the server's weights are
+        the union of what clients kept (and, for Sub-FedAvg, keep stale values
+        where no client ever kept an entry). The central model prunes them
+        with the run's method at the run's sparsity, for Sub-FedAvg the
+        entries in none of the pruned clients' subnetworks first, so the global model that is
+        evaluated and exported is the sparse model the run was asked for.
+        """
+        weights = self.state.server_weights
+        target = self.central_sparsity()
+        if target == 0.0:
+            return list(weights)
+        trainable = weights[: self.num_trainable]
+        union = None
+        if self.config.aggregation == "subfedavg":
+            for client in self.state.clients:
+                if client.mask is None:
+                    continue
+                if union is None:
+                    union = [m.copy() for m in client.mask]
+                    continue
+                for kept, mask in zip(union, client.mask, strict=True):
+                    np.logical_or(kept, mask, out=kept)
+        masks = build_masks(
+            trainable,
+            self.targets,
+            self.config.method,
+            target,
+            masks=union,
+            structured_share=self.config.structured_share,
+        )
+        return apply_masks(trainable, masks) + list(weights[self.num_trainable :])
+
     def evaluate(self) -> dict[str, float]:
-        """Central and personalized accuracy of the current state."""
+        """Central and personalized accuracy of the current state.
+
+        ``central_*`` measure the central model (`central_weights`), and
+        ``central_accuracy_unpruned`` the server's weights as they are.
+        """
         dataset = self.data.dataset
+        central = self.central_weights()
         self.evaluator.set_weights(self.state.server_weights)
+        unpruned_accuracy, _ = self.evaluator.evaluate(dataset.x_test, dataset.y_test)
+        self.evaluator.set_weights(central)
         central_accuracy, central_loss = self.evaluator.evaluate(
             dataset.x_test, dataset.y_test
         )
@@ -572,6 +633,10 @@ class Trainer:
         result = {
             "central_accuracy": central_accuracy,
             "central_loss": central_loss,
+            "central_sparsity": sparsity_report(
+                central[: self.num_trainable], self.targets
+            ).prunable_sparsity,
+            "central_accuracy_unpruned": unpruned_accuracy,
             "personalized_accuracy": float(np.mean(accuracies)),
         }
         if self.config.finetune_baseline:
@@ -619,13 +684,13 @@ class Trainer:
         return float(np.mean(accuracies))
 
     def global_model(self) -> tf.keras.Model:
-        """The current global model as a Keras model (zeros in place)."""
+        """The central model (`central_weights`) as a Keras model, zeros in place."""
         model = build_model(
             self.config.model,
             self.data.dataset.input_shape,
             self.data.dataset.num_classes,
         )
         variables = model.trainable_weights + model.non_trainable_weights
-        for variable, value in zip(variables, self.state.server_weights, strict=True):
+        for variable, value in zip(variables, self.central_weights(), strict=True):
             variable.assign(value)
         return model
