@@ -522,10 +522,12 @@ _TRAIN_OPTIONS = [
 ]
 
 
-def _train_options(function):
+def _train_options(function, exclude: tuple[str, ...] = ()):
     for flag, settings in reversed(_TRAIN_OPTIONS):
         settings = dict(settings)
         name = flag.split("/")[0].lstrip("-").replace("-", "_")
+        if name in exclude:
+            continue
         if name not in ("config",):
             settings.setdefault("default", None)
             settings["help"] = (
@@ -609,6 +611,112 @@ def train(
         f"{summary['final_client_sparsity']['mean']:.3f}, upload "
         f"{summary['total_upload_bytes'] / 1e6:.1f} MB "
         f"({saving:.1f}x less than dense); results in {output_dir}"
+    )
+
+
+def _sweep_train_options(function):
+    return _train_options(function, exclude=("method", "sparsity"))
+
+
+def _float_list(option: str, text: str) -> list[float]:
+    try:
+        return [float(item) for item in text.split(",") if item.strip()]
+    except ValueError:
+        raise BadInput(
+            f"{option}: expected numbers separated by commas, got {text!r}"
+        ) from None
+
+
+@cli.command()
+@click.option(
+    "--target-accuracy",
+    type=click.FloatRange(0, 1, min_open=True),
+    required=True,
+    help="Accuracy every configuration tries to reach.",
+)
+@click.option(
+    "--metric",
+    type=click.Choice(["central", "personalized"]),
+    default="central",
+    show_default=True,
+    help="central: the global model on the test set; personalized: mean of the "
+    "clients' subnetworks on their own test splits.",
+)
+@click.option(
+    "--methods",
+    default="weight,unit",
+    show_default=True,
+    help="Pruning methods to try, separated by commas.",
+)
+@click.option(
+    "--sparsities",
+    default="0.5,0.7,0.8,0.9,0.95",
+    show_default=True,
+    help="Sparsities to try for each method, separated by commas.",
+)
+@_sweep_train_options
+@click.option(
+    "--output-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("runs/sweep"),
+    show_default=True,
+    help="Directory for the sweep's table, plot, best.toml and runs.",
+)
+@click.option("--resume", is_flag=True, help="Continue the sweep in --output-dir.")
+@click.option("--overwrite", is_flag=True, help="Replace the sweep in --output-dir.")
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+def sweep(
+    target_accuracy: float,
+    metric: str,
+    methods: str,
+    sparsities: str,
+    output_dir: Path,
+    resume: bool,
+    overwrite: bool,
+    quiet: bool,
+    config: Path | None,
+    **options: object,
+) -> None:
+    """Find the method and sparsity that reach an accuracy with the fewest bytes.
+
+    Trains the dense baseline and every method at every sparsity (with the
+    other settings given here or in --config; --rounds is the budget per
+    configuration), each until it first reaches --target-accuracy, and
+    writes sweep.csv, bytes_to_target.png and best.toml (rerun the winner
+    with `tffprune train --config best.toml`). Example:
+    tffprune sweep --target-accuracy 0.8 --rounds 20
+    """
+    from tffprune.config import TrainConfig, config_from_mapping, load_toml
+    from tffprune.sweep import run_sweep
+
+    if resume and overwrite:
+        raise BadInput("--resume and --overwrite contradict each other; pick one")
+    base = load_toml(config) if config is not None else TrainConfig()
+    given = {key: value for key, value in options.items() if value is not None}
+    resolved = config_from_mapping(given, base, source="command line")
+    _, winner = run_sweep(
+        resolved,
+        target_accuracy,
+        output_dir,
+        methods=[m.strip() for m in methods.split(",") if m.strip()],
+        sparsities=_float_list("--sparsities", sparsities),
+        metric=f"{metric}_accuracy",
+        resume=resume,
+        overwrite=overwrite,
+        progress=not quiet,
+        announce=lambda line: click.echo(line, err=True),
+    )
+    if winner is None:
+        click.echo(
+            f"no configuration reached {metric} accuracy {target_accuracy:g} within "
+            f"{resolved.rounds} rounds; see {output_dir / 'sweep.csv'}"
+        )
+        return
+    click.echo(
+        f"fewest bytes to {metric} accuracy {target_accuracy:g}: {winner.method} at "
+        f"sparsity {winner.sparsity:g}, {winner.bytes_to_target / 1e6:.2f} MB in "
+        f"{winner.reached_round} rounds; rerun with tffprune train --config "
+        f"{output_dir / 'best.toml'}"
     )
 
 

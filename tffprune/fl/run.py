@@ -85,6 +85,7 @@ def run_training(
     overwrite: bool = False,
     progress: bool = True,
     workers: tuple[str, ...] = (),
+    stop_at: tuple[str, float] | None = None,
 ) -> dict:
     """Trains, writing every output file; returns the summary.
 
@@ -95,6 +96,9 @@ def run_training(
         overwrite: Replace results in an existing directory.
         progress: Show a progress bar.
         workers: Remote TFF worker addresses (empty: one local worker).
+        stop_at: ``(metric, value)``, e.g. ``("central_accuracy", 0.8)``: stop
+            after the first evaluated round where the metric reaches the value
+            (the summary's ``stopped_at_target`` says whether it did).
 
     Returns:
         The summary written to ``summary.json``.
@@ -138,6 +142,7 @@ def run_training(
             dynamic_ncols=True,
         )
         first_round_seconds = None
+        reached = False
         with bar:
             while trainer.state.round < config.rounds:
                 with _StopAfterRound() as stop:
@@ -147,10 +152,12 @@ def run_training(
                 write_metrics_csv(
                     output_dir / "metrics.csv", trainer.state.metrics, METRIC_COLUMNS
                 )
+                reached = stop_at is not None and row.get(stop_at[0], -1) >= stop_at[1]
                 if (
                     trainer.state.round % config.checkpoint_every == 0
                     or trainer.state.round == config.rounds
                     or stop.requested
+                    or reached
                 ):
                     save_checkpoint(
                         output_dir / CHECKPOINT_NAME,
@@ -172,6 +179,8 @@ def run_training(
                         f"stopped after round {trainer.state.round}; continue with "
                         "--resume"
                     )
+                if reached:
+                    break
         metrics = trainer.state.metrics
         if metrics and "central_accuracy" not in metrics[-1]:
             metrics[-1].update(trainer.evaluate())
@@ -193,6 +202,7 @@ def run_training(
             "min": min(c.sparsity for c in trainer.state.clients),
             "max": max(c.sparsity for c in trainer.state.clients),
         },
+        "stopped_at_target": reached,
         "startup_seconds": startup_seconds,
         "first_round_end_seconds": first_round_seconds,
         "total_seconds": time.perf_counter() - started,

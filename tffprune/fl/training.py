@@ -581,8 +581,9 @@ class Trainer:
         the union of what clients kept (and, for Sub-FedAvg, keep stale values
         where no client ever kept an entry). The central model prunes them
         with the run's method at the run's sparsity, for Sub-FedAvg the
-        entries in none of the pruned clients' subnetworks first, so the global model that is
-        evaluated and exported is the sparse model the run was asked for.
+        entries in none of the pruned clients' subnetworks first, so the
+        global model that is evaluated and exported is the sparse model the
+        run was asked for.
         """
         weights = self.state.server_weights
         target = self.central_sparsity()

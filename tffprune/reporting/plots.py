@@ -72,3 +72,66 @@ def plot_run(rows: Sequence[dict], output_dir: str | Path, title: str) -> list[P
             scale=1e-6,
         ),
     ]
+
+
+def plot_sweep(results: Sequence, path: str | Path, target: float, metric: str) -> Path:
+    """Bytes to reach the target accuracy vs sparsity, one line per method.
+
+    Args:
+        results: `tffprune.sweep.SweepResult` items (the dense baseline is
+            drawn as a horizontal line).
+        path: The PNG to write.
+        target: The target accuracy (for the title).
+        metric: The accuracy metric (for the title).
+
+    Returns:
+        The path written.
+    """
+    figure, axes = plt.subplots(figsize=(6, 4))
+    for result in results:
+        if result.method == "none" and result.bytes_to_target is not None:
+            axes.axhline(
+                result.bytes_to_target / 1e6,
+                color="gray",
+                linestyle="--",
+                label="dense FedAvg",
+            )
+    methods = sorted({r.method for r in results if r.method != "none"})
+    for method in methods:
+        points = sorted(
+            (r.sparsity, r.bytes_to_target)
+            for r in results
+            if r.method == method and r.bytes_to_target is not None
+        )
+        missed = [
+            r.sparsity
+            for r in results
+            if r.method == method and r.bytes_to_target is None
+        ]
+        (line,) = axes.plot(
+            [p[0] for p in points],
+            [p[1] / 1e6 for p in points],
+            marker="o",
+            label=method,
+        )
+        if missed:
+            axes.plot(
+                missed,
+                [0] * len(missed),
+                linestyle="none",
+                marker="x",
+                color=line.get_color(),
+                label=f"{method}: target not reached",
+            )
+    axes.set_xlabel("sparsity")
+    axes.set_ylabel("MB uploaded until the target is reached")
+    axes.set_title(f"{metric.replace('_', ' ')} >= {target:g}", fontsize=9)
+    axes.set_ylim(bottom=0)
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize=8)
+    figure.tight_layout()
+    path = Path(path)
+    with atomic_path(path) as temporary:
+        figure.savefig(temporary, dpi=100)
+    plt.close(figure)
+    return path

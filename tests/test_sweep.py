@@ -1,0 +1,137 @@
+import csv
+import math
+
+import pytest
+from click.testing import CliRunner
+
+from tffprune.cli import cli
+from tffprune.config import load_toml
+from tffprune.sweep import SweepResult, best_result, bytes_to_target, sweep_points
+
+ROWS = [
+    {"round": 1, "upload_bytes": 100, "central_accuracy": None},
+    {"round": 2, "upload_bytes": 50, "central_accuracy": 0.5},
+    {"round": 3, "upload_bytes": 50, "central_accuracy": math.nan},
+    {"round": 4, "upload_bytes": 25, "central_accuracy": 0.8},
+    {"round": 5, "upload_bytes": 25, "central_accuracy": 0.9},
+]
+
+
+def test_bytes_to_target_counts_rounds_up_to_the_first_hit():
+    assert bytes_to_target(ROWS, 0.8) == (4, 225)
+    assert bytes_to_target(ROWS, 0.5) == (2, 150)
+    assert bytes_to_target(ROWS, 0.95) is None
+    assert bytes_to_target(ROWS, 0.5, "personalized_accuracy") is None
+
+
+def _result(method, sparsity, reached, total):
+    return SweepResult(method, sparsity, reached, total, 0.9, 10, 999, "runs/x")
+
+
+def test_best_result_fewest_bytes_then_fewer_rounds_then_sparser():
+    results = [
+        _result("none", 0.0, 3, 300),
+        _result("weight", 0.5, 4, 200),
+        _result("unit", 0.5, 3, 200),
+        _result("unit", 0.9, None, None),
+    ]
+    assert best_result(results).method == "unit"
+    assert (
+        best_result(
+            [_result("weight", 0.5, 3, 200), _result("weight", 0.7, 3, 200)]
+        ).sparsity
+        == 0.7
+    )
+    assert best_result([_result("weight", 0.9, None, None)]) is None
+
+
+def test_sweep_points_dense_first_sorted_and_validated():
+    assert sweep_points(["weight"], [0.9, 0.5, 0.5, 0.0]) == [
+        ("none", 0.0),
+        ("weight", 0.5),
+        ("weight", 0.9),
+    ]
+    with pytest.raises(ValueError, match="unknown method 'magic'"):
+        sweep_points(["magic"], [0.5])
+    with pytest.raises(ValueError, match="sparsity must be in"):
+        sweep_points(["weight"], [1.0])
+
+
+@pytest.mark.slow
+def test_sweep_command_writes_table_plot_and_rerunnable_best(tmp_path):
+    output = tmp_path / "sweep"
+    arguments = [
+        "sweep",
+        "--target-accuracy",
+        "0.2",
+        "--methods",
+        "weight,unit",
+        "--sparsities",
+        "0.5",
+        "--dataset",
+        "digits",
+        "--model",
+        "tfmot_cnn",
+        "--num-clients",
+        "6",
+        "--clients-per-round",
+        "3",
+        "--rounds",
+        "4",
+        "--quiet",
+        "--output-dir",
+        str(output),
+    ]
+
+    result = CliRunner().invoke(cli, arguments)
+
+    assert result.exit_code == 0, result.output
+    with (output / "sweep.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert [(r["method"], r["sparsity"]) for r in rows] == [
+        ("none", "0.0"),
+        ("weight", "0.5"),
+        ("unit", "0.5"),
+    ]
+    for row in rows:  # each stopped at its first round reaching the target
+        if row["reached_round"]:
+            assert int(row["rounds_run"]) == int(row["reached_round"])
+    winner = min(
+        (r for r in rows if r["bytes_to_target"]),
+        key=lambda r: int(r["bytes_to_target"]),
+    )
+    best = load_toml(output / "best.toml")
+    assert (best.method, best.sparsity) == (winner["method"], float(winner["sparsity"]))
+    assert best.rounds == int(winner["reached_round"])
+    assert (output / "bytes_to_target.png").stat().st_size > 0
+    assert "fewest bytes" in result.output
+
+    again = CliRunner().invoke(cli, [*arguments, "--resume"])
+
+    assert again.exit_code == 0, again.output
+    assert again.output.count("(done earlier)") == 3
+
+
+def test_sweep_rejects_bad_lists(tmp_path):
+    for option, value, message in [
+        ("--methods", "weight,magic", "unknown method 'magic'"),
+        ("--sparsities", "0.5,lots", "--sparsities: expected numbers"),
+    ]:
+        result = CliRunner().invoke(
+            cli,
+            [
+                "sweep",
+                "--target-accuracy",
+                "0.5",
+                option,
+                value,
+                "--dataset",
+                "digits",
+                "--output-dir",
+                str(tmp_path / "s"),
+            ],
+        )
+        assert result.exit_code == 2
+        assert message in result.output.splitlines()[-1]
+        assert "Traceback" not in result.output
+        assert not (tmp_path / "s").exists()
