@@ -83,9 +83,87 @@ def sparsity_sweep(path: Path) -> Path:
     return output
 
 
+def personalization_curves(path: Path) -> list[Path]:
+    """Accuracy vs round per split: personalized (solid) and central (dashed)."""
+    rows = read(path)
+    outputs = []
+    for split in dict.fromkeys(r["split"] for r in rows):
+        figure, axes = plt.subplots(figsize=(6, 4))
+        for algorithm in dict.fromkeys(r["algorithm"] for r in rows):
+            points = [
+                r for r in rows if r["split"] == split and r["algorithm"] == algorithm
+            ]
+            if not points:
+                continue
+            rounds = [int(r["round"]) for r in points]
+            (line,) = axes.plot(
+                rounds,
+                [float(r["personalized_accuracy"]) for r in points],
+                marker="o",
+                markersize=3,
+                label=f"{algorithm}, personalized",
+            )
+            if algorithm != "fedavg_finetune1":  # same global model as fedavg
+                axes.plot(
+                    rounds,
+                    [float(r["central_accuracy"]) for r in points],
+                    "--",
+                    color=line.get_color(),
+                    lw=0.8,
+                    label=f"{algorithm}, central",
+                )
+        axes.set_xlabel("round")
+        axes.set_ylabel("test accuracy")
+        axes.set_title(f"lenet5, Fashion-MNIST, {split.replace('_', ' alpha ')}")
+        axes.set_ylim(0, 1)
+        axes.grid(alpha=0.3)
+        axes.legend(fontsize=7)
+        figure.tight_layout()
+        FIGURES.mkdir(exist_ok=True)
+        output = FIGURES / f"personalization_{split}.png"
+        figure.savefig(output, dpi=80)
+        plt.close(figure)
+        outputs.append(output)
+    return outputs
+
+
+def bytes_to_target(path: Path) -> Path:
+    """The sweep's bytes-to-target vs sparsity figure, from its CSV."""
+    from tffprune.reporting.plots import plot_sweep
+    from tffprune.sweep import SweepResult
+
+    def number(text: str, kind: type):
+        return None if text == "" else kind(text)
+
+    results = [
+        SweepResult(
+            method=r["method"],
+            sparsity=float(r["sparsity"]),
+            reached_round=number(r["reached_round"], int),
+            bytes_to_target=number(r["bytes_to_target"], int),
+            best_accuracy=float(r["best_accuracy"]),
+            rounds_run=int(r["rounds_run"]),
+            total_upload_bytes=int(r["total_upload_bytes"]),
+            run_dir=r["run_dir"],
+        )
+        for r in read(path)
+    ]
+    FIGURES.mkdir(exist_ok=True)
+    return plot_sweep(
+        results, FIGURES / "bytes_to_target.png", 0.80, "central_accuracy"
+    )
+
+
 def main() -> None:
     for path in sorted(RESULTS.glob("sparsity_sweep_*.csv")):
         print(f"wrote {sparsity_sweep(path)}")
+    sweep = RESULTS / "bytes_to_target.csv"
+    if sweep.exists():
+        print(f"wrote {bytes_to_target(sweep)}")
+    curves = RESULTS / "personalization_curves.csv"
+    if curves.exists():
+        for output in personalization_curves(curves):
+            print(f"wrote {output}")
 
 
 if __name__ == "__main__":

@@ -71,3 +71,53 @@ def test_export_recipe_quick(tmp_path):
     output = _run(["tflite_export/recipe.py", "--quick", "--work-dir", str(tmp_path)])
     assert "| tfmot_cnn_80 | 80% | int8 |" in output
     assert "| tfmot_cnn_80_clustered | 80% | int8 |" in output
+
+
+def test_personalization_quick(tmp_path):
+    output = _run(
+        [
+            "experiments/personalization.py",
+            "--quick",
+            "--splits",
+            "dirichlet_0.5",
+            "--output-dir",
+            str(tmp_path / "runs"),
+            "--results",
+            str(tmp_path / "results"),
+        ]
+    )
+    assert "wrote" in output
+    table = (tmp_path / "results" / "personalization.csv").read_text().splitlines()
+    # fedavg, fedavg + fine-tuning, Sub-FedAvg weight, Sub-FedAvg hybrid
+    assert len(table) == 1 + 4
+    curves = (tmp_path / "results" / "personalization_curves.csv").read_text()
+    assert curves.count("dirichlet_0.5,subfedavg_weight50,") == 2  # 2 rounds
+
+
+def test_every_experiment_config_loads():
+    sys.path.insert(0, str(ROOT / "experiments"))
+    try:
+        from common import CONFIGS, configuration
+    finally:
+        sys.path.pop(0)
+    names = [p.stem for p in CONFIGS.glob("*.toml") if p.stem != "defaults"]
+    assert len(names) >= 5
+    for name in names:
+        config = configuration(name)
+        assert config.num_clients == 100  # the shared default survives
+
+
+def test_bytes_to_target_quick(tmp_path):
+    output = _run(
+        [
+            "experiments/bytes_to_target.py",
+            "--quick",
+            "--output-dir",
+            str(tmp_path / "sweep"),
+            "--results",
+            str(tmp_path / "results"),
+        ]
+    )
+    assert "wrote" in output
+    rows = (tmp_path / "results" / "bytes_to_target.csv").read_text().splitlines()
+    assert len(rows) == 1 + 3  # dense, weight 0.5, unit 0.5
