@@ -49,3 +49,12 @@ def test_invalid_toml_names_the_problem(tmp_path, text, message):
 def test_default_weighting_follows_the_papers():
     assert TrainConfig(aggregation="fedavg").resolved_client_weighting == "num_examples"
     assert TrainConfig(aggregation="subfedavg").resolved_client_weighting == "uniform"
+
+
+def test_width_multiplier_reaches_resnet12_only():
+    assert TrainConfig(model="resnet12", width_multiplier=0.25).model_options == {
+        "width_multiplier": 0.25
+    }
+    assert TrainConfig(model="fc", width_multiplier=0.25).model_options == {}
+    with pytest.raises(ConfigError, match="width_multiplier must be > 0"):
+        TrainConfig(model="resnet12", width_multiplier=0)

@@ -408,6 +408,10 @@ _TRAIN_OPTIONS = [
         ),
     ),
     (
+        "--width-multiplier",
+        dict(type=float, help="resnet12: scales its widths (64..512 filters)."),
+    ),
+    (
         "--method",
         dict(
             type=click.Choice(

@@ -35,6 +35,9 @@ class TrainConfig:
         dataset: Data set name.
         data_dir: Directory searched first for the data files.
         model: Model name.
+        width_multiplier: Scales the widths of ``resnet12`` (1.0: 64..512
+            filters; smaller for runs on small machines). Other models ignore
+            it.
         method: Client pruning method (``none`` for dense training).
         sparsity: Target sparsity of the prunable kernels, in [0, 1).
         schedule: ``constant``, ``polynomial`` or ``iterative``.
@@ -86,6 +89,7 @@ class TrainConfig:
     dataset: str = "fashion_mnist"
     data_dir: str | None = None
     model: str = "fc"
+    width_multiplier: float = 1.0
     method: str = "weight"
     sparsity: float = 0.5
     schedule: str = "constant"
@@ -164,6 +168,10 @@ class TrainConfig:
             raise ConfigError(
                 f"step_fraction must be in (0, 1], got {self.step_fraction}"
             )
+        if not self.width_multiplier > 0:
+            raise ConfigError(
+                f"width_multiplier must be > 0, got {self.width_multiplier}"
+            )
         if not 0.0 <= self.dropout_rate < 1.0:
             raise ConfigError(
                 f"dropout_rate must be in [0, 1), got {self.dropout_rate}"
@@ -190,6 +198,13 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         """Plain dictionary (JSON/TOML-ready; ``None`` values dropped for TOML)."""
         return dataclasses.asdict(self)
+
+    @property
+    def model_options(self) -> dict[str, float]:
+        """Builder options for `tffprune.models.build_model`."""
+        if self.model == "resnet12":
+            return {"width_multiplier": self.width_multiplier}
+        return {}
 
     def replace(self, **changes: Any) -> TrainConfig:
         """A copy with some fields changed (validated)."""

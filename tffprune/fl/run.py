@@ -117,7 +117,12 @@ def run_training(
     # Everything that can be wrong with the input is checked before the
     # directory is created or anything is written into it.
     dataset = load_dataset(config.dataset, config.data_dir)
-    build_model(config.model, dataset.input_shape, dataset.num_classes)
+    build_model(
+        config.model,
+        dataset.input_shape,
+        dataset.num_classes,
+        **config.model_options,
+    )
     data = build_federated_data(
         dataset,
         config.num_clients,

@@ -199,10 +199,18 @@ class Trainer:
         num_classes = data.dataset.num_classes
 
         def model_fn() -> tf.keras.Model:
-            return build_model(config.model, input_shape, num_classes)
+            return build_model(
+                config.model, input_shape, num_classes, **config.model_options
+            )
 
         self.model_fn = model_fn
-        initial = build_model(config.model, input_shape, num_classes, seed=config.seed)
+        initial = build_model(
+            config.model,
+            input_shape,
+            num_classes,
+            seed=config.seed,
+            **config.model_options,
+        )
         self.policy = PruningPolicy(prune_logits=config.prune_logits)
         self.targets = self.policy.select(initial)
         self.weight_names = [
@@ -690,6 +698,7 @@ class Trainer:
             self.config.model,
             self.data.dataset.input_shape,
             self.data.dataset.num_classes,
+            **self.config.model_options,
         )
         variables = model.trainable_weights + model.non_trainable_weights
         for variable, value in zip(variables, self.central_weights(), strict=True):
