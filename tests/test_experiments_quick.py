@@ -121,3 +121,20 @@ def test_bytes_to_target_quick(tmp_path):
     assert "wrote" in output
     rows = (tmp_path / "results" / "bytes_to_target.csv").read_text().splitlines()
     assert len(rows) == 1 + 3  # dense, weight 0.5, unit 0.5
+
+
+def test_structured_vs_unstructured_quick(tmp_path):
+    output = _run(
+        [
+            "experiments/structured_vs_unstructured.py",
+            "--quick",
+            "--output-dir",
+            str(tmp_path / "runs"),
+            "--results",
+            str(tmp_path / "results"),
+        ]
+    )
+    assert "wrote" in output
+    table = (tmp_path / "results" / "structured_vs_unstructured.csv").read_text()
+    # simple_cnn and resnet12, channel and global-weight, at 50%
+    assert len(table.splitlines()) == 1 + 4
