@@ -123,7 +123,20 @@ def _fit_with_pruning(
     seconds = time.perf_counter() - started
     if pruning:
         model = tfmot.sparsity.keras.strip_pruning(model)
-        compile_for_classification(model, learning_rate)
+    return _result(model, x_test, y_test, policy, seconds, history, learning_rate)
+
+
+def _result(
+    model: tf.keras.Model,
+    x_test: np.ndarray,
+    y_test: np.ndarray,
+    policy: PruningPolicy,
+    seconds: float,
+    history: tf.keras.callbacks.History,
+    learning_rate: float,
+) -> CentralizedResult:
+    """Evaluates a trained (stripped) model and gathers its figures."""
+    compile_for_classification(model, learning_rate)
     loss, accuracy = model.evaluate(x_test, y_test, verbose=0, batch_size=1024)
     return CentralizedResult(
         model=model,
@@ -355,13 +368,4 @@ def cluster_preserving_sparsity(
     )
     seconds = time.perf_counter() - started
     stripped = tfmot.clustering.keras.strip_clustering(clustered)
-    compile_for_classification(stripped, learning_rate)
-    loss, accuracy = stripped.evaluate(x_test, y_test, verbose=0, batch_size=1024)
-    return CentralizedResult(
-        model=stripped,
-        test_accuracy=float(accuracy),
-        test_loss=float(loss),
-        sparsity=model_sparsity(stripped, policy),
-        seconds=seconds,
-        history={k: [float(v) for v in vs] for k, vs in history.history.items()},
-    )
+    return _result(stripped, x_test, y_test, policy, seconds, history, learning_rate)
