@@ -84,7 +84,7 @@ def main() -> None:
         baseline_accuracy = json.loads((run_dir / "summary.json").read_text())[
             "baseline_test_accuracy"
         ]
-        for quantize, sparse in EXPORTS[model]:
+        for quantize, sparse in EXPORTS[step]:
             name = f"{quantize}{'_sparse' if sparse else ''}"
             out = run_dir / f"export_{name}"
             run(
