@@ -154,12 +154,58 @@ def bytes_to_target(path: Path) -> Path:
     )
 
 
+def structured_curves(path: Path) -> list[Path]:
+    """Accuracy vs round per model: one panel per method, a line per sparsity."""
+    rows = read(path)
+    outputs = []
+    for model in dict.fromkeys(r["model"] for r in rows):
+        figure, panels = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
+        dense = [r for r in rows if r["model"] == model and r["method"] == "none"]
+        for axes, method in zip(panels, ("channel", "global-weight"), strict=True):
+            chosen = [r for r in rows if r["model"] == model and r["method"] == method]
+            sparsities = sorted({float(r["sparsity"]) for r in chosen})
+            colors = plt.cm.viridis([i / max(len(sparsities), 1) for i in range(10)])
+            for index, sparsity in enumerate(sparsities):
+                points = [r for r in chosen if float(r["sparsity"]) == sparsity]
+                axes.plot(
+                    [int(r["round"]) for r in points],
+                    [float(r["central_accuracy"]) for r in points],
+                    color=colors[index],
+                    lw=1,
+                    label=f"{sparsity:.0%}",
+                )
+            if dense:
+                axes.plot(
+                    [int(r["round"]) for r in dense],
+                    [float(r["central_accuracy"]) for r in dense],
+                    "k--",
+                    lw=1,
+                    label="dense",
+                )
+            axes.set_title(f"{model}, {method} pruning", fontsize=9)
+            axes.set_xlabel("round")
+            axes.grid(alpha=0.3)
+            axes.legend(fontsize=7, ncol=2)
+        panels[0].set_ylabel("central test accuracy")
+        figure.tight_layout()
+        FIGURES.mkdir(exist_ok=True)
+        output = FIGURES / f"structured_vs_unstructured_{model}.png"
+        figure.savefig(output, dpi=80)
+        plt.close(figure)
+        outputs.append(output)
+    return outputs
+
+
 def main() -> None:
     for path in sorted(RESULTS.glob("sparsity_sweep_*.csv")):
         print(f"wrote {sparsity_sweep(path)}")
     sweep = RESULTS / "bytes_to_target.csv"
     if sweep.exists():
         print(f"wrote {bytes_to_target(sweep)}")
+    structured = RESULTS / "structured_vs_unstructured_curves.csv"
+    if structured.exists():
+        for output in structured_curves(structured):
+            print(f"wrote {output}")
     curves = RESULTS / "personalization_curves.csv"
     if curves.exists():
         for output in personalization_curves(curves):
