@@ -2,21 +2,21 @@
 
 Only this module, `runtime` and `tff_aggregation` import TFF.
 
-One round of FedAvg / Sub-FedAvg with pruned clients::
+One round of FedAvg / Sub-FedAvg with pruned clients (`run_round`, one TFF
+computation; the driver passes masks m_k and prune counts in, gets the new
+masks m_k' and w' out)::
 
       SERVER                          CLIENTS (k = 1..K sampled)
     weights w ───federated_broadcast──► w
-                                        │ client_work (TFF, per client):
+                                        │ per client, in TensorFlow:
                                         │   start from w ⊙ m_k, SGD with
                                         │   gradients ⊙ m_k  -> x_k, n_k
-                                        ▼
-                         driver, per client (the client's upload step):
-                           prune x_k -> new mask m_k' (NumPy masks),
-                           encode (x_k ⊙ m_k', m_k') ──wire──► decode
-                                        │
-                                        ▼ aggregate (TFF):
-    w' = Σ n_k m_k x_k / Σ n_k m_k  ◄──federated_sum── (n_k m_k x_k, n_k m_k)
-         (w kept where Σ n_k m_k = 0)
+                                        │   prune x_k -> m_k' (tf_masks)
+                                        │   x̂_k = x_k ⊙ m_k' as the server
+                                        │        decodes it (tf_values)
+                                        ▼ MaskedMeanFactory:
+    w' = Σ n_k m_k' x̂_k / Σ n_k m_k'  ◄──federated_sum── (n_k m_k' x̂_k, n_k m_k')
+         (w kept where Σ n_k m_k' = 0)
 
 Two ways to run it:
 
