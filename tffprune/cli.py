@@ -224,8 +224,8 @@ def _output_dir_options(function):
     type=click.IntRange(min=2),
     default=None,
     help="After pruning, cluster each pruned kernel's nonzero weights into this "
-    "many shared values, keeping the zeros (tfmot sparsity-preserving clustering; "
-    "16 is a good start). Off by default.",
+    "many shared values; pruned weights stay 0 (tfmot sparsity-preserving "
+    "clustering; 16 is a good start). Off by default.",
 )
 @click.option(
     "--cluster-epochs",
@@ -344,7 +344,7 @@ def centralized(
         summary["pruned_test_accuracy"] = result.test_accuracy
         click.echo(
             f"pruned test accuracy {result.test_accuracy:.4f}; clustering into "
-            f"{clusters} values over {cluster_epochs} epochs ..."
+            f"{clusters} values, fine-tuning {cluster_epochs} epoch(s) ..."
         )
         result = workflows.cluster_preserving_sparsity(
             result.model,

