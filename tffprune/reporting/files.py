@@ -90,6 +90,11 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     temporary_path = Path(temporary)
     try:
         yield temporary_path
+        # mkstemp creates the file private (0600); give it the permissions a
+        # plain open() would have, so results stay readable by others.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(temporary_path, 0o666 & ~umask)
         os.replace(temporary_path, path)
     finally:
         if temporary_path.exists():
