@@ -22,14 +22,13 @@ interrupted experiment keeps what it finished; run directories go to
 from __future__ import annotations
 
 import argparse
-import csv
 import math
 from pathlib import Path
 
 from common import RESULTS, configuration
 
 from tffprune.fl.run import run_training
-from tffprune.reporting.metrics import read_metrics_csv
+from tffprune.reporting.metrics import read_metrics_csv, write_metrics_csv
 
 SPLITS = ("shards", "dirichlet_0.1", "dirichlet_0.5")
 ALGORITHMS = {
@@ -47,16 +46,6 @@ TABLE = (
     "rounds",
 )
 CURVES = ("split", "algorithm", "round", "central_accuracy", "personalized_accuracy")
-
-
-def write_csv(path: Path, columns: tuple[str, ...], rows: list[dict]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_suffix(".tmp")
-    with temporary.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=columns)
-        writer.writeheader()
-        writer.writerows(rows)
-    temporary.replace(path)
 
 
 def main() -> None:
@@ -123,8 +112,9 @@ def main() -> None:
                         )
                     )
             print(table[-1], flush=True)
-            write_csv(arguments.results / "personalization.csv", TABLE, table)
-            write_csv(arguments.results / "personalization_curves.csv", CURVES, curves)
+            results = arguments.results
+            write_metrics_csv(results / "personalization.csv", table, TABLE)
+            write_metrics_csv(results / "personalization_curves.csv", curves, CURVES)
     print(f"wrote {arguments.results / 'personalization.csv'}")
 
 

@@ -25,6 +25,15 @@ def read(path: Path) -> list[dict]:
         return list(csv.DictReader(handle))
 
 
+def save(figure, name: str) -> Path:
+    """Writes a figure to figures/<name>.png (small: 80 dpi) and closes it."""
+    FIGURES.mkdir(exist_ok=True)
+    output = FIGURES / f"{name}.png"
+    figure.savefig(output, dpi=80)
+    plt.close(figure)
+    return output
+
+
 def sparsity_sweep(path: Path) -> Path:
     rows = read(path)
     figure, (accuracy_axes, size_axes) = plt.subplots(1, 2, figsize=(10, 4))
@@ -76,11 +85,7 @@ def sparsity_sweep(path: Path) -> Path:
         f"fc 784-1000-1000-500-200-10, {path.stem.split('_', 2)[-1]}", fontsize=10
     )
     figure.tight_layout()
-    FIGURES.mkdir(exist_ok=True)
-    output = FIGURES / f"{path.stem}.png"
-    figure.savefig(output, dpi=80)
-    plt.close(figure)
-    return output
+    return save(figure, path.stem)
 
 
 def personalization_curves(path: Path) -> list[Path]:
@@ -119,11 +124,7 @@ def personalization_curves(path: Path) -> list[Path]:
         axes.grid(alpha=0.3)
         axes.legend(fontsize=7)
         figure.tight_layout()
-        FIGURES.mkdir(exist_ok=True)
-        output = FIGURES / f"personalization_{split}.png"
-        figure.savefig(output, dpi=80)
-        plt.close(figure)
-        outputs.append(output)
+        outputs.append(save(figure, f"personalization_{split}"))
     return outputs
 
 
@@ -188,11 +189,7 @@ def structured_curves(path: Path) -> list[Path]:
             axes.legend(fontsize=7, ncol=2)
         panels[0].set_ylabel("central test accuracy")
         figure.tight_layout()
-        FIGURES.mkdir(exist_ok=True)
-        output = FIGURES / f"structured_vs_unstructured_{model}.png"
-        figure.savefig(output, dpi=80)
-        plt.close(figure)
-        outputs.append(output)
+        outputs.append(save(figure, f"structured_vs_unstructured_{model}"))
     return outputs
 
 

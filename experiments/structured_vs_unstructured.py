@@ -25,10 +25,9 @@ import argparse
 from pathlib import Path
 
 from common import RESULTS, configuration
-from personalization import write_csv
 
 from tffprune.fl.run import run_training
-from tffprune.reporting.metrics import read_metrics_csv
+from tffprune.reporting.metrics import read_metrics_csv, write_metrics_csv
 
 TARGET = 0.80
 SPARSITIES = tuple(round(0.1 * step, 1) for step in range(10))
@@ -120,13 +119,10 @@ def main() -> None:
                 for r in evaluated
             )
             print(table[-1], flush=True)
-            write_csv(
-                arguments.results / "structured_vs_unstructured.csv", TABLE, table
-            )
-            write_csv(
-                arguments.results / "structured_vs_unstructured_curves.csv",
-                CURVES,
-                curves,
+            results = arguments.results
+            write_metrics_csv(results / "structured_vs_unstructured.csv", table, TABLE)
+            write_metrics_csv(
+                results / "structured_vs_unstructured_curves.csv", curves, CURVES
             )
     print(f"wrote {arguments.results / 'structured_vs_unstructured.csv'}")
 

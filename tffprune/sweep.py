@@ -21,9 +21,7 @@ finished points are read back, an unfinished one resumes from its checkpoint.
 
 from __future__ import annotations
 
-import csv
 import dataclasses
-import io
 import math
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -125,17 +123,6 @@ def _point_dir(output_dir: Path, method: str, sparsity: float) -> Path:
     return output_dir / "runs" / f"{method}_{sparsity:g}"
 
 
-def _as_csv(results: Sequence[SweepResult]) -> str:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=COLUMNS, lineterminator="\n")
-    writer.writeheader()
-    for result in results:
-        writer.writerow(
-            {k: "" if v is None else v for k, v in dataclasses.asdict(result).items()}
-        )
-    return buffer.getvalue()
-
-
 def run_sweep(
     base: TrainConfig,
     target: float,
@@ -172,7 +159,7 @@ def run_sweep(
     """
     from tffprune.fl.run import run_training
     from tffprune.reporting.files import prepare_output_dir, write_text_atomic
-    from tffprune.reporting.metrics import read_metrics_csv
+    from tffprune.reporting.metrics import read_metrics_csv, write_metrics_csv
     from tffprune.reporting.plots import plot_sweep
 
     if not 0.0 < target <= 1.0:
@@ -214,7 +201,9 @@ def run_sweep(
             run_dir=str(run_dir.relative_to(output_dir)),
         )
         results.append(result)
-        write_text_atomic(output_dir / "sweep.csv", _as_csv(results))
+        write_metrics_csv(
+            output_dir / "sweep.csv", [dataclasses.asdict(r) for r in results], COLUMNS
+        )
         outcome = (
             f"reached {target:g} in round {result.reached_round} with "
             f"{result.bytes_to_target / 1e6:.2f} MB uploaded"

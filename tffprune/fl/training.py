@@ -421,7 +421,6 @@ class Trainer:
                 continue
             if not report.finite:
                 tally.reject(round_number, client, "update rejected: NaN or Inf values")
-                self.rejections.append(tally.rejections[-1])
                 continue
             state = self.state.clients[client]
             state.rounds_participated += 1
@@ -464,7 +463,6 @@ class Trainer:
                 np.all(np.isfinite(w)) for w in output.trainable + output.non_trainable
             ):
                 tally.reject(round_number, client, "update rejected: NaN or Inf values")
-                self.rejections.append(tally.rejections[-1])
                 continue
             new_mask, sparsity = self._prune_client(
                 client, output.trainable, mask, round_number
@@ -478,7 +476,6 @@ class Trainer:
             state.rounds_participated += 1
             if isinstance(upload, str):
                 tally.reject(round_number, client, upload)
-                self.rejections.append(tally.rejections[-1])
                 continue
             payload, decoded_values, decoded_masks = upload
             tally.add(
@@ -527,6 +524,7 @@ class Trainer:
         tally = _RoundTally()
         clients = self._fused_clients if self.fused else self._driver_clients
         clients(round_number, sampled, start_masks, datasets, tally)
+        self.rejections.extend(tally.rejections)
         self.state.round += 1
         self.state.sampler_state = self.rng.bit_generator.state
         participating = tally.participating
@@ -626,12 +624,16 @@ class Trainer:
         """
         dataset = self.data.dataset
         central = self.central_weights()
-        self.evaluator.set_weights(self.state.server_weights)
-        unpruned_accuracy, _ = self.evaluator.evaluate(dataset.x_test, dataset.y_test)
         self.evaluator.set_weights(central)
         central_accuracy, central_loss = self.evaluator.evaluate(
             dataset.x_test, dataset.y_test
         )
+        unpruned_accuracy = central_accuracy
+        if self.central_sparsity() > 0.0:  # else central is the server model
+            self.evaluator.set_weights(self.state.server_weights)
+            unpruned_accuracy, _ = self.evaluator.evaluate(
+                dataset.x_test, dataset.y_test
+            )
         accuracies = []
         for client in range(self.data.num_clients):
             images, labels = self.data.client_test(client)
