@@ -12,16 +12,20 @@ shape of the paper's Table 1. ResNet-12 at a quarter width
 cores; full scale: add --resnet-width 1.0 (8.0 M parameters; hours on 2 cores).
 
 Usage:
-    uv run python experiments/structured_vs_unstructured.py           # ~40 min
+    uv run python experiments/structured_vs_unstructured.py           # ~70 min
+    uv run python experiments/structured_vs_unstructured.py --models resnet12
     uv run python experiments/structured_vs_unstructured.py --quick   # smoke test
 
 Writes experiments/results/structured_vs_unstructured.csv and
-structured_vs_unstructured_curves.csv after every run.
+structured_vs_unstructured_curves.csv after every run. A run replaces the
+rows (and curve points) of the settings it ran and keeps every other row, so
+`--models resnet12` adds the ResNet rows without touching the simple_cnn ones.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 from pathlib import Path
 
 from common import RESULTS, configuration
@@ -32,6 +36,8 @@ from tffprune.reporting.metrics import read_metrics_csv, write_metrics_csv
 TARGET = 0.80
 SPARSITIES = tuple(round(0.1 * step, 1) for step in range(10))
 RESNET_SPARSITIES = (0.0, 0.5, 0.9)
+MODELS = ("simple_cnn", "resnet12")
+METHODS = ("none", "channel", "global-weight")
 TABLE = (
     "model",
     "method",
@@ -60,12 +66,41 @@ def settings(model: str, sparsity: float, rounds: int, quick: bool, width: float
     return points
 
 
+def _setting(row: dict) -> tuple[str, str, float]:
+    return row["model"], row["method"], float(row["sparsity"])
+
+
+def _order(row: dict) -> tuple[int, float, int, int]:
+    """simple_cnn before resnet12, then by sparsity, method and round."""
+    return (
+        MODELS.index(row["model"]),
+        float(row["sparsity"]),
+        METHODS.index(row["method"]),
+        int(row.get("round", 0)),
+    )
+
+
+def _kept_rows(path: Path, replaced: set[tuple[str, str, float]]) -> list[dict]:
+    """The rows of an existing results file whose setting is not being rerun."""
+    if not path.exists():
+        return []
+    with path.open(newline="") as handle:
+        return [row for row in csv.DictReader(handle) if _setting(row) not in replaced]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="2 rounds, 2 settings")
     parser.add_argument("--rounds", type=int, default=100)
     parser.add_argument("--resnet-rounds", type=int, default=30)
     parser.add_argument("--resnet-width", type=float, default=0.25)
+    parser.add_argument(
+        "--models",
+        nargs="+",
+        choices=MODELS,
+        default=MODELS,
+        help="which models to run (default: both)",
+    )
     parser.add_argument(
         "--output-dir", type=Path, default=Path("runs/structured_vs_unstructured")
     )
@@ -76,54 +111,70 @@ def main() -> None:
     ]
     if arguments.quick:
         plan = [("simple_cnn", 0.5, 2), ("resnet12", 0.5, 2)]
-    table, curves = [], []
-    for model, sparsity, rounds in plan:
+    plan = [step for step in plan if step[0] in arguments.models]
+    runs = [
+        (model, method, sparsity, config)
+        for model, sparsity, rounds in plan
         for method, config in settings(
             model, sparsity, rounds, arguments.quick, arguments.resnet_width
-        ):
-            run_dir = arguments.output_dir / f"{model}_{method}_{sparsity:g}"
-            print(f"== {model} {method} {sparsity:g}", flush=True)
-            summary = run_training(config, run_dir, overwrite=True, progress=False)
-            rows = read_metrics_csv(run_dir / "metrics.csv")
-            evaluated = [r for r in rows if r["central_accuracy"] is not None]
-            reached = [r for r in evaluated if r["central_accuracy"] >= TARGET]
-            played = len(rows)
-            table.append(
-                dict(
-                    model=model,
-                    method=method,
-                    sparsity=sparsity,
-                    rounds=played,
-                    final_accuracy=round(summary["final"]["central_accuracy"], 4),
-                    target_round=int(reached[0]["round"]) if reached else "",
-                    upload_bytes_per_round=round(
-                        sum(r["upload_bytes"] for r in rows) / played
-                    ),
-                    upload_bytes_csr_per_round=round(
-                        sum(r["upload_bytes_csr"] for r in rows) / played
-                    ),
-                    upload_bytes_dense_per_round=round(
-                        sum(r["upload_bytes_dense"] for r in rows) / played
-                    ),
-                    measured_sparsity=round(summary["final"]["sparsity"], 4),
-                )
+        )
+    ]
+    replaced = {(model, method, sparsity) for model, method, sparsity, _ in runs}
+    results = arguments.results
+    kept_table = _kept_rows(results / "structured_vs_unstructured.csv", replaced)
+    kept_curves = _kept_rows(
+        results / "structured_vs_unstructured_curves.csv", replaced
+    )
+    table, curves = [], []
+    for model, method, sparsity, config in runs:
+        run_dir = arguments.output_dir / f"{model}_{method}_{sparsity:g}"
+        print(f"== {model} {method} {sparsity:g}", flush=True)
+        summary = run_training(config, run_dir, overwrite=True, progress=False)
+        rows = read_metrics_csv(run_dir / "metrics.csv")
+        evaluated = [r for r in rows if r["central_accuracy"] is not None]
+        reached = [r for r in evaluated if r["central_accuracy"] >= TARGET]
+        played = len(rows)
+        table.append(
+            dict(
+                model=model,
+                method=method,
+                sparsity=sparsity,
+                rounds=played,
+                final_accuracy=round(summary["final"]["central_accuracy"], 4),
+                target_round=int(reached[0]["round"]) if reached else "",
+                upload_bytes_per_round=round(
+                    sum(r["upload_bytes"] for r in rows) / played
+                ),
+                upload_bytes_csr_per_round=round(
+                    sum(r["upload_bytes_csr"] for r in rows) / played
+                ),
+                upload_bytes_dense_per_round=round(
+                    sum(r["upload_bytes_dense"] for r in rows) / played
+                ),
+                measured_sparsity=round(summary["final"]["sparsity"], 4),
             )
-            curves.extend(
-                dict(
-                    model=model,
-                    method=method,
-                    sparsity=sparsity,
-                    round=int(r["round"]),
-                    central_accuracy=round(r["central_accuracy"], 4),
-                )
-                for r in evaluated
+        )
+        curves.extend(
+            dict(
+                model=model,
+                method=method,
+                sparsity=sparsity,
+                round=int(r["round"]),
+                central_accuracy=round(r["central_accuracy"], 4),
             )
-            print(table[-1], flush=True)
-            results = arguments.results
-            write_metrics_csv(results / "structured_vs_unstructured.csv", table, TABLE)
-            write_metrics_csv(
-                results / "structured_vs_unstructured_curves.csv", curves, CURVES
-            )
+            for r in evaluated
+        )
+        print(table[-1], flush=True)
+        write_metrics_csv(
+            results / "structured_vs_unstructured.csv",
+            sorted(kept_table + table, key=_order),
+            TABLE,
+        )
+        write_metrics_csv(
+            results / "structured_vs_unstructured_curves.csv",
+            sorted(kept_curves + curves, key=_order),
+            CURVES,
+        )
     print(f"wrote {arguments.results / 'structured_vs_unstructured.csv'}")
 
 

@@ -124,6 +124,14 @@ def test_bytes_to_target_quick(tmp_path):
 
 
 def test_structured_vs_unstructured_quick(tmp_path):
+    results = tmp_path / "results"
+    results.mkdir()
+    header = "model,method,sparsity,rounds,final_accuracy\n"
+    (results / "structured_vs_unstructured.csv").write_text(
+        header
+        + "simple_cnn,channel,0.3,50,0.7975\n"  # another setting: kept
+        + "simple_cnn,channel,0.5,50,9.9\n"  # rerun below: replaced
+    )
     output = _run(
         [
             "experiments/structured_vs_unstructured.py",
@@ -135,6 +143,8 @@ def test_structured_vs_unstructured_quick(tmp_path):
         ]
     )
     assert "wrote" in output
-    table = (tmp_path / "results" / "structured_vs_unstructured.csv").read_text()
-    # simple_cnn and resnet12, channel and global-weight, at 50%
-    assert len(table.splitlines()) == 1 + 4
+    table = (results / "structured_vs_unstructured.csv").read_text()
+    # the kept row, then simple_cnn and resnet12 x channel and global-weight at 50%
+    assert len(table.splitlines()) == 1 + 1 + 4
+    assert table.splitlines()[1].startswith("simple_cnn,channel,0.3,50,0.7975")
+    assert ",9.9," not in table
