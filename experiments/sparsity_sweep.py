@@ -71,9 +71,12 @@ def append(path: Path, row: dict) -> None:
     print(row, flush=True)
 
 
-def federated(args, data, method, sparsity, output: Path) -> None:
-    config = TrainConfig(
-        dataset=data.name,
+def federated_config(
+    dataset: str, method: str, sparsity: float, rounds: int, quick: bool = False
+) -> TrainConfig:
+    """The federated runs' settings: Sub-FedAvg, IID, 100 clients, 10 per round."""
+    return TrainConfig(
+        dataset=dataset,
         model="fc",
         method=method,
         sparsity=sparsity,
@@ -81,12 +84,16 @@ def federated(args, data, method, sparsity, output: Path) -> None:
         partition="iid",
         num_clients=100,
         clients_per_round=10,
-        rounds=args.rounds,
-        eval_every=args.rounds,
+        rounds=rounds,
+        eval_every=rounds,
         client_learning_rate=0.1,
         client_momentum=0.5,
-        max_examples=4000 if args.quick else None,
+        max_examples=4000 if quick else None,
     )
+
+
+def federated(args, data, method, sparsity, output: Path) -> None:
+    config = federated_config(data.name, method, sparsity, args.rounds, args.quick)
     with tempfile.TemporaryDirectory() as directory:
         summary = run_training(config, Path(directory) / "run", progress=False)
         import tensorflow as tf

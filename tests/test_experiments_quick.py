@@ -148,3 +148,39 @@ def test_structured_vs_unstructured_quick(tmp_path):
     assert len(table.splitlines()) == 1 + 1 + 4
     assert table.splitlines()[1].startswith("simple_cnn,channel,0.3,50,0.7975")
     assert ",9.9," not in table
+
+
+def test_seed_noise_quick(tmp_path):
+    results = tmp_path / "results"
+    results.mkdir()
+    (results / "seed_noise.csv").write_text(
+        "setting,metric,seed,value\n"
+        "exp1_weight50,central_accuracy,0,0.7841\n"  # another seed: kept
+        "exp1_weight50,central_accuracy,1,9.9\n"  # rerun below: replaced
+    )
+    output = _run(
+        [
+            "experiments/seed_noise.py",
+            "--quick",
+            "--only",
+            "exp1_weight50",
+            "exp5_weight50",
+            "--seeds",
+            "1",
+            "--output-dir",
+            str(tmp_path / "runs"),
+            "--results",
+            str(results),
+        ]
+    )
+    assert "wrote" in output
+    lines = (results / "seed_noise.csv").read_text().splitlines()
+    assert lines[1] == "exp1_weight50,central_accuracy,0,0.7841"
+    assert lines[2].startswith("exp1_weight50,central_accuracy,1,")
+    assert 0.0 <= float(lines[2].split(",")[3]) <= 1.0
+    assert [line.split(",")[:3] for line in lines[3:]] == [
+        ["exp5_weight50", "reached_round", "1"],
+        ["exp5_weight50", "mb_to_target", "1"],
+    ]
+    # the printed table puts both seeds of a metric side by side
+    assert "| exp1_weight50 | central_accuracy | - | 0.7841 |" in output
