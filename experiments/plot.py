@@ -2,12 +2,15 @@
 
 Usage:
     uv run python experiments/plot.py
+    uv run python experiments/plot.py --figures /tmp/figures   # elsewhere
 
-Reads experiments/results/*.csv and writes experiments/figures/*.png.
+Reads experiments/results/*.csv (--results) and writes
+experiments/figures/*.png (--figures).
 """
 
 from __future__ import annotations
 
+import argparse
 import csv
 from pathlib import Path
 
@@ -25,16 +28,16 @@ def read(path: Path) -> list[dict]:
         return list(csv.DictReader(handle))
 
 
-def save(figure, name: str) -> Path:
-    """Writes a figure to figures/<name>.png (small: 80 dpi) and closes it."""
-    FIGURES.mkdir(exist_ok=True)
-    output = FIGURES / f"{name}.png"
+def save(figure, name: str, figures: Path) -> Path:
+    """Writes a figure to <figures>/<name>.png (small: 80 dpi) and closes it."""
+    figures.mkdir(parents=True, exist_ok=True)
+    output = figures / f"{name}.png"
     figure.savefig(output, dpi=80)
     plt.close(figure)
     return output
 
 
-def sparsity_sweep(path: Path) -> Path:
+def sparsity_sweep(path: Path, figures: Path = FIGURES) -> Path:
     rows = read(path)
     figure, (accuracy_axes, size_axes) = plt.subplots(1, 2, figsize=(10, 4))
     dense = [r for r in rows if r["method"] == "dense"]
@@ -85,10 +88,10 @@ def sparsity_sweep(path: Path) -> Path:
         f"fc 784-1000-1000-500-200-10, {path.stem.split('_', 2)[-1]}", fontsize=10
     )
     figure.tight_layout()
-    return save(figure, path.stem)
+    return save(figure, path.stem, figures)
 
 
-def personalization_curves(path: Path) -> list[Path]:
+def personalization_curves(path: Path, figures: Path = FIGURES) -> list[Path]:
     """Accuracy vs round per split: personalized (solid) and central (dashed)."""
     rows = read(path)
     outputs = []
@@ -124,11 +127,11 @@ def personalization_curves(path: Path) -> list[Path]:
         axes.grid(alpha=0.3)
         axes.legend(fontsize=7)
         figure.tight_layout()
-        outputs.append(save(figure, f"personalization_{split}"))
+        outputs.append(save(figure, f"personalization_{split}", figures))
     return outputs
 
 
-def bytes_to_target(path: Path) -> Path:
+def bytes_to_target(path: Path, figures: Path = FIGURES) -> Path:
     """The sweep's bytes-to-target vs sparsity figure, from its CSV."""
     from tffprune.reporting.plots import plot_sweep
     from tffprune.sweep import SweepResult
@@ -149,13 +152,13 @@ def bytes_to_target(path: Path) -> Path:
         )
         for r in read(path)
     ]
-    FIGURES.mkdir(exist_ok=True)
+    figures.mkdir(parents=True, exist_ok=True)
     return plot_sweep(
-        results, FIGURES / "bytes_to_target.png", 0.80, "central_accuracy"
+        results, figures / "bytes_to_target.png", 0.80, "central_accuracy"
     )
 
 
-def structured_curves(path: Path) -> list[Path]:
+def structured_curves(path: Path, figures: Path = FIGURES) -> list[Path]:
     """Accuracy vs round per model: one panel per method, a line per sparsity."""
     rows = read(path)
     outputs = []
@@ -189,23 +192,28 @@ def structured_curves(path: Path) -> list[Path]:
             axes.legend(fontsize=7, ncol=2)
         panels[0].set_ylabel("central test accuracy")
         figure.tight_layout()
-        outputs.append(save(figure, f"structured_vs_unstructured_{model}"))
+        outputs.append(save(figure, f"structured_vs_unstructured_{model}", figures))
     return outputs
 
 
 def main() -> None:
-    for path in sorted(RESULTS.glob("sparsity_sweep_*.csv")):
-        print(f"wrote {sparsity_sweep(path)}")
-    sweep = RESULTS / "bytes_to_target.csv"
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--results", type=Path, default=RESULTS)
+    parser.add_argument("--figures", type=Path, default=FIGURES)
+    arguments = parser.parse_args()
+    results, figures = arguments.results, arguments.figures
+    for path in sorted(results.glob("sparsity_sweep_*.csv")):
+        print(f"wrote {sparsity_sweep(path, figures)}")
+    sweep = results / "bytes_to_target.csv"
     if sweep.exists():
-        print(f"wrote {bytes_to_target(sweep)}")
-    structured = RESULTS / "structured_vs_unstructured_curves.csv"
+        print(f"wrote {bytes_to_target(sweep, figures)}")
+    structured = results / "structured_vs_unstructured_curves.csv"
     if structured.exists():
-        for output in structured_curves(structured):
+        for output in structured_curves(structured, figures):
             print(f"wrote {output}")
-    curves = RESULTS / "personalization_curves.csv"
+    curves = results / "personalization_curves.csv"
     if curves.exists():
-        for output in personalization_curves(curves):
+        for output in personalization_curves(curves, figures):
             print(f"wrote {output}")
 
 

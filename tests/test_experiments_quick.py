@@ -1,5 +1,6 @@
 """Every experiment script runs in its --quick mode, so none can rot."""
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -184,3 +185,14 @@ def test_seed_noise_quick(tmp_path):
     ]
     # the printed table puts both seeds of a metric side by side
     assert "| exp1_weight50 | central_accuracy | - | 0.7841 |" in output
+
+
+def test_every_readme_figure_is_drawn_by_plot_from_committed_results(tmp_path):
+    readme = (ROOT / "experiments" / "README.md").read_text()
+    referenced = set(re.findall(r"figures/([\w.\-]+\.png)", readme))
+    assert len(referenced) >= 6
+    output = _run(["experiments/plot.py", "--figures", str(tmp_path)])
+    drawn = {path.name for path in tmp_path.glob("*.png")}
+    assert referenced <= drawn, output
+    for name in referenced:
+        assert (tmp_path / name).stat().st_size < 200_000  # the issue's limit
