@@ -80,9 +80,21 @@ def _to_target(summary: dict, rows: list[dict]) -> dict[str, float]:
     return {"reached_round": reached[0], "mb_to_target": reached[1] / 1e6}
 
 
-def _acceptance(name: str) -> Callable[[bool], TrainConfig]:
-    split, overrides = RUNS[name]
-    return lambda quick: configuration(split, quick=quick, **overrides)
+def _acceptance(run: str) -> Setting:
+    """A train_acceptance.py run; its committed central accuracy."""
+    split, overrides = RUNS[run]
+    return Setting(
+        f"acceptance_{run}",
+        lambda quick: configuration(split, quick=quick, **overrides),
+        _final("central_accuracy"),
+        {
+            "central_accuracy": (
+                "train_acceptance.csv",
+                "central_accuracy",
+                dict(run=run),
+            )
+        },
+    )
 
 
 SETTINGS = (
@@ -160,30 +172,8 @@ SETTINGS = (
             for metric in ("personalized_accuracy", "central_accuracy")
         },
     ),
-    Setting(
-        "acceptance_iid_fedavg_dense",
-        _acceptance("iid_fedavg_dense"),
-        _final("central_accuracy"),
-        {
-            "central_accuracy": (
-                "train_acceptance.csv",
-                "central_accuracy",
-                dict(run="iid_fedavg_dense"),
-            )
-        },
-    ),
-    Setting(
-        "acceptance_iid_subfedavg_weight50",
-        _acceptance("iid_subfedavg_weight50"),
-        _final("central_accuracy"),
-        {
-            "central_accuracy": (
-                "train_acceptance.csv",
-                "central_accuracy",
-                dict(run="iid_subfedavg_weight50"),
-            )
-        },
-    ),
+    _acceptance("iid_fedavg_dense"),
+    _acceptance("iid_subfedavg_weight50"),
     Setting(
         "exp5_weight50",
         lambda quick: configuration(
