@@ -153,9 +153,7 @@ def bytes_to_target(path: Path, figures: Path = FIGURES) -> Path:
         for r in read(path)
     ]
     figures.mkdir(parents=True, exist_ok=True)
-    return plot_sweep(
-        results, figures / "bytes_to_target.png", 0.80, "central_accuracy"
-    )
+    return plot_sweep(results, figures / f"{path.stem}.png", 0.80, "central_accuracy")
 
 
 def structured_curves(path: Path, figures: Path = FIGURES) -> list[Path]:
@@ -204,8 +202,7 @@ def main() -> None:
     results, figures = arguments.results, arguments.figures
     for path in sorted(results.glob("sparsity_sweep_*.csv")):
         print(f"wrote {sparsity_sweep(path, figures)}")
-    sweep = results / "bytes_to_target.csv"
-    if sweep.exists():
+    for sweep in sorted(results.glob("bytes_to_target*.csv")):
         print(f"wrote {bytes_to_target(sweep, figures)}")
     structured = results / "structured_vs_unstructured_curves.csv"
     if structured.exists():

@@ -113,6 +113,8 @@ def test_bytes_to_target_quick(tmp_path):
         [
             "experiments/bytes_to_target.py",
             "--quick",
+            "--with",
+            "int8_uploads_40_rounds",
             "--output-dir",
             str(tmp_path / "sweep"),
             "--results",
@@ -120,8 +122,11 @@ def test_bytes_to_target_quick(tmp_path):
         ]
     )
     assert "wrote" in output
-    rows = (tmp_path / "results" / "bytes_to_target.csv").read_text().splitlines()
+    results = tmp_path / "results" / "bytes_to_target_int8_uploads_40_rounds.csv"
+    rows = results.read_text().splitlines()
     assert len(rows) == 1 + 3  # dense, weight 0.5, unit 0.5
+    config = (tmp_path / "sweep" / "runs" / "none_0" / "config.toml").read_text()
+    assert 'upload_values = "int8"' in config
 
 
 def test_structured_vs_unstructured_quick(tmp_path):
