@@ -13,7 +13,7 @@ far a rerun may land from the committed number:
   weight 50% (personalized and central accuracy)
 * acceptance: train_acceptance.py, IID fc dense FedAvg and Sub-FedAvg 50%
   (the 1-point target is on their difference)
-* exp5: bytes_to_target.py, weight 50% (round and MB to reach 0.80)
+* exp5: bytes_to_target.py, dense and weight 50% (round and MB to reach 0.80)
 
 Usage:
     uv run python experiments/seed_noise.py                # seeds 1 and 2, ~50 min
@@ -97,6 +97,23 @@ def _acceptance(run: str) -> Setting:
     )
 
 
+def _sweep_point(method: str, sparsity: float) -> Setting:
+    """A point of bytes_to_target.py's sweep: round and MB to reach 0.80."""
+    where = dict(method=method, sparsity=str(sparsity))
+    return Setting(
+        "exp5_dense" if method == "none" else f"exp5_{method}{sparsity * 100:.0f}",
+        lambda quick: configuration(
+            "sweep_fc", quick=quick, method=method, sparsity=sparsity, eval_every=1
+        ),
+        _to_target,
+        {
+            "reached_round": ("bytes_to_target.csv", "reached_round", where),
+            "mb_to_target": ("bytes_to_target.csv", "bytes_to_target", where),
+        },
+        stop_at=("central_accuracy", SWEEP_TARGET),
+    )
+
+
 SETTINGS = (
     Setting(
         "exp1_weight50",
@@ -174,26 +191,8 @@ SETTINGS = (
     ),
     _acceptance("iid_fedavg_dense"),
     _acceptance("iid_subfedavg_weight50"),
-    Setting(
-        "exp5_weight50",
-        lambda quick: configuration(
-            "sweep_fc", quick=quick, method="weight", sparsity=0.5, eval_every=1
-        ),
-        _to_target,
-        {
-            "reached_round": (
-                "bytes_to_target.csv",
-                "reached_round",
-                dict(method="weight", sparsity="0.5"),
-            ),
-            "mb_to_target": (
-                "bytes_to_target.csv",
-                "bytes_to_target",
-                dict(method="weight", sparsity="0.5"),
-            ),
-        },
-        stop_at=("central_accuracy", SWEEP_TARGET),
-    ),
+    _sweep_point("none", 0.0),
+    _sweep_point("weight", 0.5),
 )
 
 
