@@ -153,7 +153,11 @@ def bytes_to_target(path: Path, figures: Path = FIGURES) -> Path:
         for r in read(path)
     ]
     figures.mkdir(parents=True, exist_ok=True)
-    return plot_sweep(results, figures / f"{path.stem}.png", 0.80, "central_accuracy")
+    # bytes_to_target_int8_uploads_40_rounds.csv -> "int8 uploads 40 rounds"
+    note = path.stem.removeprefix("bytes_to_target").strip("_").replace("_", " ")
+    return plot_sweep(
+        results, figures / f"{path.stem}.png", 0.80, "central_accuracy", note
+    )
 
 
 def structured_curves(path: Path, figures: Path = FIGURES) -> list[Path]:

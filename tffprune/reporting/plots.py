@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -74,7 +75,9 @@ def plot_run(rows: Sequence[dict], output_dir: str | Path, title: str) -> list[P
     ]
 
 
-def plot_sweep(results: Sequence, path: str | Path, target: float, metric: str) -> Path:
+def plot_sweep(
+    results: Sequence, path: str | Path, target: float, metric: str, note: str = ""
+) -> Path:
     """Bytes to reach the target accuracy vs sparsity, one line per method.
 
     Args:
@@ -83,6 +86,8 @@ def plot_sweep(results: Sequence, path: str | Path, target: float, metric: str) 
         path: The PNG to write.
         target: The target accuracy (for the title).
         metric: The accuracy metric (for the title).
+        note: What sets this sweep apart, appended to the title (e.g. "int8
+            uploads, 40 rounds").
 
     Returns:
         The path written.
@@ -97,7 +102,8 @@ def plot_sweep(results: Sequence, path: str | Path, target: float, metric: str) 
                 label="dense FedAvg",
             )
     methods = sorted({r.method for r in results if r.method != "none"})
-    for method in methods:
+    # Missed points sit on the x axis; distinct markers keep overlaps visible.
+    for method, miss_marker in zip(methods, itertools.cycle("x+12")):
         points = sorted(
             (r.sparsity, r.bytes_to_target)
             for r in results
@@ -119,13 +125,16 @@ def plot_sweep(results: Sequence, path: str | Path, target: float, metric: str) 
                 missed,
                 [0] * len(missed),
                 linestyle="none",
-                marker="x",
+                marker=miss_marker,
+                markersize=9,
+                clip_on=False,
                 color=line.get_color(),
                 label=f"{method}: target not reached",
             )
     axes.set_xlabel("sparsity")
     axes.set_ylabel("MB uploaded until the target is reached")
-    axes.set_title(f"{metric.replace('_', ' ')} >= {target:g}", fontsize=9)
+    title = f"{metric.replace('_', ' ')} >= {target:g}"
+    axes.set_title(f"{title}, {note}" if note else title, fontsize=9)
     axes.set_ylim(bottom=0)
     axes.grid(alpha=0.3)
     axes.legend(fontsize=8)
