@@ -9,6 +9,8 @@ round.
 Usage:
     uv run python experiments/sparsity_sweep.py                 # about 50 min
     uv run python experiments/sparsity_sweep.py --quick         # 1 round, smoke test
+    uv run python experiments/sparsity_sweep.py --only centralized --seed 1 \
+        --output experiments/results/seeds/sparsity_sweep_centralized_seed1.csv
     uv run python experiments/plot.py                           # figures from the CSV
 
 Writes experiments/results/sparsity_sweep_<dataset>.csv (one row per
@@ -93,7 +95,9 @@ def federated_config(
 
 
 def federated(args, data, method, sparsity, output: Path) -> None:
-    config = federated_config(data.name, method, sparsity, args.rounds, args.quick)
+    config = federated_config(
+        data.name, method, sparsity, args.rounds, args.quick
+    ).replace(seed=args.seed)
     with tempfile.TemporaryDirectory() as directory:
         summary = run_training(config, Path(directory) / "run", progress=False)
         import tensorflow as tf
@@ -205,6 +209,12 @@ def main() -> None:
     parser.add_argument("--only", choices=("federated", "centralized"), default=None)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--output", type=Path, default=None)
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="initial weights, batch order and client split (committed: 0)",
+    )
     args = parser.parse_args()
     sparsities = (0.5, 0.9) if args.quick else SPARSITIES
     if args.quick:
@@ -221,7 +231,7 @@ def main() -> None:
             else (data.x_train, data.y_train)
         )
         baseline = train_dense(
-            build_model("fc", data.input_shape, 10, seed=0),
+            build_model("fc", data.input_shape, 10, seed=args.seed),
             x,
             y,
             data.x_test,

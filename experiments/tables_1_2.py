@@ -9,6 +9,8 @@ in the tutorial.
 
 Usage:
     uv run python experiments/tables_1_2.py [--dataset fashion_mnist] [--quick]
+    uv run python experiments/tables_1_2.py --seed 1 \
+        --output experiments/results/seeds/tables_1_2_fashion_mnist_seed1.csv
 
 Writes experiments/results/tables_1_2_<dataset>.csv and prints a Markdown table
 with the paper's numbers beside ours.
@@ -61,6 +63,12 @@ def main() -> None:
     parser.add_argument("--fine-tune-epochs", type=int, default=2)
     parser.add_argument("--quick", action="store_true", help="5,000 examples, 1 epoch")
     parser.add_argument("--output", type=Path, default=None)
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="initial weights and batch order (committed: 0)",
+    )
     arguments = parser.parse_args()
     data = load_dataset(arguments.dataset)
     x, y = data.x_train, data.y_train
@@ -72,7 +80,7 @@ def main() -> None:
 
     shape = data.input_shape
     baseline = train_dense(
-        build_model("tfmot_cnn", shape, 10, seed=0),
+        build_model("tfmot_cnn", shape, 10, seed=arguments.seed),
         x,
         y,
         data.x_test,
@@ -94,7 +102,7 @@ def main() -> None:
             policy=policy,
         )
         scratch = train_from_scratch(
-            build_model("tfmot_cnn", shape, 10, seed=0),
+            build_model("tfmot_cnn", shape, 10, seed=arguments.seed),
             x,
             y,
             data.x_test,
