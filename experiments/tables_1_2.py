@@ -55,6 +55,11 @@ def measure(name, model, data, representative):
     return row
 
 
+def _beside(ours: float, paper: float | None, form: str) -> str:
+    """Our value, with the paper's in parentheses when it has one."""
+    return format(ours, form) + ("" if paper is None else f" ({paper:{form}})")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", default="fashion_mnist")
@@ -132,22 +137,14 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|---|---|")
     for row in rows:
         # The paper's tables are the dense model and 50% sparsity only.
-        paper = (
-            PAPER[row["workflow"]]
-            if row["workflow"] == "baseline" or abs(row["sparsity"] - 0.5) < 0.01
-            else None
-        )
-
-        def beside(column: str, index: int, form: str, row=row, paper=paper) -> str:
-            ours = format(row[column], form)
-            return ours if paper is None else f"{ours} ({paper[index]:{form}})"
-
+        in_paper = row["workflow"] == "baseline" or abs(row["sparsity"] - 0.5) < 0.01
+        paper = PAPER[row["workflow"]] if in_paper else (None,) * 4
         print(
             f"| {row['workflow']} | {row['sparsity']:.2f} "
-            f"| {beside('keras_zipped_bytes', 0, ',')} "
-            f"| {beside('keras_accuracy', 1, '.4f')} "
-            f"| {beside('tflite_dynamic_zipped_bytes', 2, ',')} "
-            f"| {beside('tflite_dynamic_accuracy', 3, '.4f')} "
+            f"| {_beside(row['keras_zipped_bytes'], paper[0], ',')} "
+            f"| {_beside(row['keras_accuracy'], paper[1], '.4f')} "
+            f"| {_beside(row['tflite_dynamic_zipped_bytes'], paper[2], ',')} "
+            f"| {_beside(row['tflite_dynamic_accuracy'], paper[3], '.4f')} "
             f"| {row['tflite_dynamic_bytes']:,} "
             f"| {row['tflite_int8_bytes']:,} / {row['tflite_int8_zipped_bytes']:,} "
             f"| {row['tflite_int8_accuracy']:.4f} |"
