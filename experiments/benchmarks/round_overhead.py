@@ -6,16 +6,18 @@ round (after warm-up) and ratios:
 * plain TensorFlow: the same clients' training (`build_client_train_fn`, the
   same batches and SGD-momentum) called directly, and FedAvg in NumPy;
 * tffprune `fedavg` (dense) on the TFF runtime;
-* tffprune `subfedavg` with 50% weight pruning and int8 uploads.
+* tffprune `subfedavg` with 50% pruning and int8 uploads, for each pruning
+  method (weight, global-weight, unit, channel, hybrid): every method runs
+  inside the round's one TFF computation.
 
 The rounds after warm-up must not retrace any client function: the counts
 of traces (`tffprune.fl.client.TRACES`) before and after them are printed.
 
 Usage:
     uv run python experiments/benchmarks/round_overhead.py [--models fc lenet5]
-        [--rounds 5] [--warmup 2]
+        [--methods weight unit] [--rounds 5] [--warmup 2]
 
-Targets (issue: speed): fedavg / plain <= 1.15, subfedavg / plain <= 1.25.
+Targets: fedavg / plain <= 1.15, subfedavg / plain <= 1.25 for every method.
 """
 
 from __future__ import annotations
@@ -98,7 +100,7 @@ def tffprune_round_seconds(
     return statistics.median(seconds)
 
 
-def measure(model: str, data, rounds: int, warmup: int) -> None:
+def measure(model: str, methods: list[str], data, rounds: int, warmup: int) -> None:
     common = dict(
         model=model,
         num_clients=100,
@@ -108,38 +110,52 @@ def measure(model: str, data, rounds: int, warmup: int) -> None:
         batch_size=32,
     )
     dense = TrainConfig(**common, aggregation="fedavg", method="none")
-    pruned = TrainConfig(
-        **common,
-        aggregation="subfedavg",
-        method="weight",
-        sparsity=0.5,
-        upload_values="int8",
-    )
-    plain = plain_round_seconds(Trainer(dense, data), rounds, warmup)
-    fed = tffprune_round_seconds(dense, data, rounds, warmup)
-    sub = tffprune_round_seconds(pruned, data, rounds, warmup)
     print(
         f"{model}, 10 clients x 480 examples, 1 epoch, batch 32; median of "
-        f"{rounds} rounds after {warmup} warm-up"
+        f"{rounds} rounds after {warmup} warm-up",
+        flush=True,
     )
-    for name, seconds in (
-        ("plain TensorFlow + NumPy FedAvg", plain),
-        ("tffprune fedavg (TFF)", fed),
-        ("tffprune subfedavg 50% int8 (TFF)", sub),
-    ):
-        print(f"{name:<40} {seconds:6.2f} s/round  {seconds / plain:.2f}x", flush=True)
+    plain = plain_round_seconds(Trainer(dense, data), rounds, warmup)
+    _report("plain TensorFlow + NumPy FedAvg", plain, plain)
+    _report(
+        "tffprune fedavg (TFF)",
+        tffprune_round_seconds(dense, data, rounds, warmup),
+        plain,
+    )
+    for method in methods:
+        pruned = TrainConfig(
+            **common,
+            aggregation="subfedavg",
+            method=method,
+            sparsity=0.5,
+            upload_values="int8",
+        )
+        _report(
+            f"tffprune subfedavg {method} 50% int8",
+            tffprune_round_seconds(pruned, data, rounds, warmup),
+            plain,
+        )
+
+
+def _report(name: str, seconds: float, plain: float) -> None:
+    print(f"{name:<44} {seconds:6.2f} s/round  {seconds / plain:.2f}x", flush=True)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", default=["fc", "lenet5"])
+    parser.add_argument(
+        "--methods",
+        nargs="+",
+        default=["weight", "global-weight", "unit", "channel", "hybrid"],
+    )
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=2)
     arguments = parser.parse_args()
     data = build_federated_data(load_dataset("fashion_mnist"), 100, "iid", seed=0)
     with LocalRuntime():
         for model in arguments.models:
-            measure(model, data, arguments.rounds, arguments.warmup)
+            measure(model, arguments.methods, data, arguments.rounds, arguments.warmup)
     print(f"client function traces in total: {dict(TRACES)}")
 
 

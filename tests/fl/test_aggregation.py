@@ -127,3 +127,43 @@ def test_tff_factory_matches_numpy_reference():
             np.where(covered > 0, mean, 7.0), expected, rtol=1e-6
         )
     assert coverage[1][2] == 0.0
+    covered = sum(int(np.sum(c > 0)) for c in coverage)
+    assert covered < 16  # entry 2 of the bias was kept by nobody
+    assert output.measurements["covered_fraction"] == pytest.approx(covered / 16)
+    assert output.measurements["total_weight"] == pytest.approx(7.5)
+
+
+@pytest.mark.slow
+def test_weighted_mean_factory_hand_worked():
+    import tensorflow_federated as tff
+
+    from tffprune.fl.runtime import ensure_runtime
+    from tffprune.fl.tff_aggregation import WeightedMeanFactory
+
+    ensure_runtime()
+    value_type = tff.StructWithPythonType(
+        [
+            tff.StructWithPythonType([tff.TensorType(np.float32, (2,))], list),
+            tff.TensorType(np.float32),
+        ],
+        tuple,
+    )
+    process = WeightedMeanFactory().create(value_type)
+    state = process.initialize()
+    uploads = [
+        ([np.array([1.0, 10.0], np.float32)], np.float32(3.0)),
+        ([np.array([2.0, 20.0], np.float32)], np.float32(2.0)),
+        ([np.array([3.0, 30.0], np.float32)], np.float32(1.0)),
+    ]
+
+    output = process.next(state, uploads)
+    (means,), (coverage,) = output.result
+
+    # (1*3 + 2*2 + 3*1) / 6 = 10/6, and ten times that.
+    np.testing.assert_allclose(means, [10 / 6, 100 / 6], rtol=1e-6)
+    np.testing.assert_array_equal(coverage, [6.0, 6.0])
+    assert output.measurements["total_weight"] == 6.0
+    # Every weight 0 (all uploads lost): coverage 0, the server keeps its values.
+    lost = process.next(output.state, [(v, np.float32(0.0)) for v, _ in uploads])
+    np.testing.assert_array_equal(lost.result[1][0], [0.0, 0.0])
+    assert lost.measurements["covered_fraction"] == 0.0

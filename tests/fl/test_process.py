@@ -1,4 +1,4 @@
-"""The federated process against TFF's own FedAvg, and its mask invariants."""
+"""The one-computation round against TFF's own FedAvg and the NumPy reference."""
 
 import numpy as np
 import pytest
@@ -7,11 +7,15 @@ import tensorflow as tf
 from tffprune.config import TrainConfig
 from tffprune.data import build_federated_data, load_dataset
 from tffprune.data.pipeline import batched_dataset
-from tffprune.fl.client import ClientOptimizerConfig
-from tffprune.fl.process import ClientUpload, FederatedProcess
+from tffprune.fl.algorithm import UploadVerificationError
+from tffprune.fl.client import ClientOptimizerConfig, ClientWorkConfig
+from tffprune.fl.process import RoundParts, RoundProcess
 from tffprune.fl.runtime import ensure_runtime
 from tffprune.fl.training import Trainer
 from tffprune.models import build_model
+from tffprune.pruning.counts import no_pruning
+
+from .reference_round import reference_round
 
 pytestmark = pytest.mark.slow
 
@@ -24,6 +28,23 @@ ELEMENT_SPEC = (
 
 def model_fn():
     return build_model("tfmot_cnn", INPUT_SHAPE, 10)
+
+
+def batch_norm_model_fn(dropout=0.0):
+    """Conv + BatchNorm (+ Dropout) + pooling, softmax head (a user's model).
+
+    Dropout draws different random numbers inside TFF and outside it, so the
+    comparison with the reference runs without it.
+    """
+    inputs = tf.keras.Input(INPUT_SHAPE)
+    x = tf.keras.layers.Conv2D(8, 3, padding="same")(inputs)
+    x = tf.keras.layers.BatchNormalization()(x)
+    x = tf.keras.layers.ReLU()(x)
+    x = tf.keras.layers.Dropout(dropout)(x)
+    x = tf.keras.layers.GlobalAveragePooling2D()(x)
+    x = tf.keras.layers.Dense(16, activation="relu")(x)
+    outputs = tf.keras.layers.Dense(10, activation="softmax")(x)
+    return tf.keras.Model(inputs, outputs)
 
 
 @pytest.fixture(scope="module")
@@ -40,22 +61,6 @@ def digits_clients():
 def _initial_weights():
     model = build_model("tfmot_cnn", INPUT_SHAPE, 10, seed=3)
     return [w.numpy() for w in model.trainable_weights + model.non_trainable_weights]
-
-
-def _our_fedavg(clients, rounds, learning_rate, momentum):
-    process = FederatedProcess(
-        model_fn, ELEMENT_SPEC, ClientOptimizerConfig(learning_rate, momentum)
-    )
-    weights = _initial_weights()
-    ones = [np.ones(w.shape, bool) for w in weights]
-    for _ in range(rounds):
-        datasets = [batched_dataset(x, y, 16) for x, y in clients]
-        outputs = process.client_work(weights, [ones] * len(clients), datasets)
-        uploads = [
-            ClientUpload(o.trainable, ones, float(o.num_examples)) for o in outputs
-        ]
-        weights = process.aggregate(weights, uploads)
-    return weights
 
 
 def test_fedavg_matches_tff_build_weighted_fed_avg(digits_clients):
@@ -82,41 +87,74 @@ def test_fedavg_matches_tff_build_weighted_fed_avg(digits_clients):
         state = process.next(state, datasets).state
     theirs = process.get_model_weights(state).trainable
 
-    ours = _our_fedavg(digits_clients, rounds=2, learning_rate=0.1, momentum=0.5)
+    ours_process = RoundProcess(
+        RoundParts(
+            model_fn,
+            ELEMENT_SPEC,
+            ClientOptimizerConfig(0.1, 0.5),
+            ClientWorkConfig("none", (), masked_upload=False, weight_by_examples=True),
+        )
+    )
+    ours, aggregator = initial, ours_process.initialize_aggregator()
+    ones = [np.ones(w.shape, bool) for w in initial]
+    for _ in range(2):
+        datasets = [batched_dataset(x, y, 16) for x, y in digits_clients]
+        output = ours_process.next(
+            ours,
+            aggregator,
+            [ones] * 4,
+            [no_pruning(len(ones)).as_tensors()] * 4,
+            [True] * 4,
+            datasets,
+        )
+        ours, aggregator = output.weights, output.aggregator_state
 
     assert len(ours) == len(theirs)
     for a, b in zip(ours, theirs, strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
     assert not np.allclose(ours[0], initial[0])  # training did move the weights
+    total = sum(len(y) for _, y in digits_clients)
+    assert output.measurements == {"total_weight": total, "covered_fraction": 1.0}
 
 
 def test_pruned_weights_stay_exactly_zero(digits_clients):
-    process = FederatedProcess(model_fn, ELEMENT_SPEC, ClientOptimizerConfig(0.5, 0.9))
+    from tffprune.fl.client import build_client_train_fn
+
+    train = build_client_train_fn(model_fn, ClientOptimizerConfig(0.5, 0.9))
     weights = _initial_weights()
     rng = np.random.default_rng(0)
     masks = [rng.random(w.shape) > 0.5 for w in weights]
 
-    outputs = process.client_work(
-        weights, [masks], [batched_dataset(*digits_clients[3], 8, epochs=3)]
+    trained, _, _, _ = train(
+        [tf.constant(w) for w in weights],
+        [],
+        [tf.constant(m, tf.float32) for m in masks],
+        batched_dataset(*digits_clients[3], 8, epochs=3),
     )
 
-    for trained, mask, start in zip(outputs[0].trainable, masks, weights, strict=True):
-        assert np.all(trained[~mask] == 0.0)
-        assert not np.allclose(trained[mask], start[mask])
+    for new, mask, start in zip(trained, masks, weights, strict=True):
+        new = new.numpy()
+        assert np.all(new[~mask] == 0.0)
+        assert not np.allclose(new[mask], start[mask])
 
 
-def _trainer_run(aggregation, method, weighting):
-    config = TrainConfig(
+def _digits_config(**changes):
+    settings = dict(
         dataset="digits",
         model="tfmot_cnn",
-        method=method,
-        aggregation=aggregation,
-        client_weighting=weighting,
         num_clients=6,
         clients_per_round=3,
         rounds=2,
         batch_size=16,
         seed=5,
+    )
+    settings.update(changes)
+    return TrainConfig(**settings)
+
+
+def _trainer_run(aggregation, method, weighting):
+    config = _digits_config(
+        method=method, aggregation=aggregation, client_weighting=weighting
     )
     data = build_federated_data(load_dataset("digits"), 6, "shards", seed=5)
     trainer = Trainer(config, data)
@@ -149,60 +187,6 @@ def test_subfedavg_keeps_personal_masks_for_unsampled_clients():
     )
 
 
-class _CorruptingTrainer(Trainer):
-    """Flips one byte of the payloads of the clients listed in `bad`."""
-
-    bad: set = set()
-
-    def corrupt_payload(self, payload):
-        self._calls = getattr(self, "_calls", 0) + 1
-        if self._calls in self.bad:
-            return payload[:30] + bytes([payload[30] ^ 0x55]) + payload[31:]
-        return payload
-
-
-def _digits_config(**changes):
-    settings = dict(
-        dataset="digits",
-        model="tfmot_cnn",
-        num_clients=6,
-        clients_per_round=3,
-        rounds=2,
-        batch_size=16,
-        seed=5,
-    )
-    settings.update(changes)
-    return TrainConfig(**settings)
-
-
-def test_corrupted_upload_is_dropped_and_counted():
-    config = _digits_config(upload_values="int8", positions="gaps", verify_uploads=True)
-    data = build_federated_data(load_dataset("digits"), 6, "iid", seed=5)
-    trainer = _CorruptingTrainer(config, data)
-    trainer.bad = {2}
-
-    row = trainer.run_round()
-
-    assert row["clients_rejected"] == 1
-    assert row["clients_participating"] == 2
-    assert row["round_skipped"] == 0
-    assert "checksum mismatch" in trainer.rejections[0][2]
-
-
-def test_round_with_every_upload_corrupted_is_skipped():
-    config = _digits_config(verify_uploads=True)
-    data = build_federated_data(load_dataset("digits"), 6, "iid", seed=5)
-    trainer = _CorruptingTrainer(config, data)
-    trainer.bad = {1, 2, 3}
-    before = [w.copy() for w in trainer.state.server_weights]
-
-    row = trainer.run_round()
-
-    assert (row["clients_rejected"], row["round_skipped"]) == (3, 1)
-    for a, b in zip(before, trainer.state.server_weights, strict=True):
-        np.testing.assert_array_equal(a, b)
-
-
 def test_dropout_rounds_finish_with_survivors():
     config = _digits_config(dropout_rate=0.5, clients_per_round=6, rounds=3)
     data = build_federated_data(load_dataset("digits"), 6, "iid", seed=5)
@@ -215,38 +199,13 @@ def test_dropout_rounds_finish_with_survivors():
     assert 0 < sum(r["clients_dropped"] for r in rows) < 18
 
 
-def test_client_with_nan_weights_is_rejected():
-    config = _digits_config(verify_uploads=True)
-    data = build_federated_data(load_dataset("digits"), 6, "iid", seed=5)
-    trainer = Trainer(config, data)
-    real_client_work = trainer.process.client_work
-
-    def poisoned(*arguments):
-        outputs = real_client_work(*arguments)
-        diverged = outputs[0].trainable[0].copy()
-        diverged[0] = np.nan  # a client whose training diverged
-        outputs[0].trainable[0] = diverged
-        return outputs
-
-    trainer.process.client_work = poisoned
-    before = trainer.state.server_weights[0].copy()
-
-    row = trainer.run_round()
-
-    assert row["clients_rejected"] == 1 and row["clients_participating"] == 2
-    assert "NaN" in trainer.rejections[0][2]
-    assert np.all(np.isfinite(trainer.state.server_weights[0]))
-    assert not np.array_equal(before, trainer.state.server_weights[0])
-
-
-def test_fused_round_rejects_diverged_clients_and_keeps_their_masks():
+def test_round_rejects_diverged_clients_and_keeps_their_masks():
     # A learning rate this large overflows every client's weights to Inf/NaN.
     config = _digits_config(
         aggregation="subfedavg", method="weight", client_learning_rate=1e30
     )
     data = build_federated_data(load_dataset("digits"), 6, "iid", seed=5)
     trainer = Trainer(config, data)
-    assert trainer.fused
     before = [w.copy() for w in trainer.state.server_weights]
 
     row = trainer.run_round()
@@ -258,47 +217,101 @@ def test_fused_round_rejects_diverged_clients_and_keeps_their_masks():
     assert all(c.mask is None for c in trainer.state.clients)
 
 
-@pytest.mark.parametrize(
-    "changes",
-    [
-        dict(aggregation="subfedavg", method="weight", upload_values="int8"),
-        dict(aggregation="fedavg", method="weight", upload_values="float16"),
-        dict(aggregation="subfedavg", method="weight", upload_values="float32"),
-        dict(aggregation="subfedavg", method="none", dropout_rate=0.4),
-        dict(
-            aggregation="subfedavg",
-            method="weight",
-            schedule="iterative",
-            step_fraction=0.3,
-        ),
-    ],
-    ids=["subfedavg-int8", "fedavg-float16", "float32", "dropout", "iterative"],
-)
-def test_fused_round_equals_the_verified_driver_round(changes):
-    data = build_federated_data(load_dataset("digits"), 6, "shards", seed=5)
-    fused = Trainer(_digits_config(**changes, rounds=3), data)
-    driver = Trainer(_digits_config(**changes, rounds=3, verify_uploads=True), data)
-    assert fused.fused and not driver.fused
+REFERENCE_CASES = {
+    "weight-int8": dict(method="weight", upload_values="int8"),
+    "global-weight": dict(method="global-weight", sparsity=0.7),
+    "unit": dict(method="unit", upload_values="float16"),
+    "channel": dict(method="channel", positions="gaps"),
+    "hybrid": dict(method="hybrid", sparsity=0.6),
+    "fedavg-channel": dict(aggregation="fedavg", method="channel"),
+    "fedavg-weight-float16": dict(
+        aggregation="fedavg", method="weight", upload_values="float16"
+    ),
+    "polynomial": dict(method="weight", schedule="polynomial", rounds=4),
+    "iterative-unit": dict(method="unit", schedule="iterative", step_fraction=0.3),
+    "guard": dict(method="weight", sparsity=0.9, accuracy_threshold=0.3),
+    "dropout": dict(method="hybrid", dropout_rate=0.4, clients_per_round=5),
+    "prune-logits": dict(method="global-weight", prune_logits=True),
+}
 
-    for _ in range(3):
-        fused_row, driver_row = fused.run_round(), driver.run_round()
-        for column in (
-            "upload_bytes",
-            "upload_bytes_csr",
-            "clients_participating",
-            "clients_dropped",
-            "sparsity",
+
+@pytest.mark.parametrize("changes", REFERENCE_CASES.values(), ids=REFERENCE_CASES)
+def test_round_equals_the_numpy_reference_round(changes):
+    data = build_federated_data(load_dataset("digits"), 6, "shards", seed=5)
+    trainer = Trainer(_digits_config(**changes), data)
+
+    for _ in range(2):
+        expected = reference_round(trainer)
+        row = trainer.run_round()
+
+        assert row["upload_bytes"] == expected.upload_bytes
+        assert row["clients_participating"] == expected.participating
+        for ours, theirs in zip(
+            trainer.state.server_weights, expected.weights, strict=True
         ):
-            np.testing.assert_equal(fused_row[column], driver_row[column], column)
-        for a, b in zip(
-            fused.state.server_weights, driver.state.server_weights, strict=True
-        ):
-            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
-    for ours, theirs in zip(fused.state.clients, driver.state.clients, strict=True):
-        assert (ours.mask is None) == (theirs.mask is None)
-        if ours.mask is not None:
-            for a, b in zip(ours.mask, theirs.mask, strict=True):
-                np.testing.assert_array_equal(a, b)
+            np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-5)
+        if trainer.plan.personal:
+            for client, masks in expected.masks.items():
+                for ours, theirs in zip(
+                    trainer.state.clients[client].mask, masks, strict=True
+                ):
+                    np.testing.assert_array_equal(ours, theirs)
+    assert row["sparsity"] > 0
+
+
+def test_round_of_a_batch_norm_model_equals_the_reference():
+    data = build_federated_data(load_dataset("digits"), 6, "shards", seed=5)
+    trainer = Trainer(
+        _digits_config(method="channel"), data, model_fn=batch_norm_model_fn
+    )
+    assert trainer.num_trainable < len(trainer.shapes)  # moving mean/variance
+
+    expected = reference_round(trainer)
+    trainer.run_round()
+
+    for ours, theirs in zip(
+        trainer.state.server_weights, expected.weights, strict=True
+    ):
+        np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-5)
+
+
+def test_guard_at_full_accuracy_keeps_every_mask():
+    data = build_federated_data(load_dataset("digits"), 6, "iid", seed=5)
+    trainer = Trainer(_digits_config(accuracy_threshold=1.0), data)
+
+    row = trainer.run_round()
+
+    # No pruned client model is 100% right on its training data: all refused.
+    assert row["sparsity"] == 0.0 and row["clients_participating"] == 3
+
+
+@pytest.mark.parametrize("method", ["weight", "unit"])
+def test_verified_uploads_agree_with_the_round(method):
+    data = build_federated_data(load_dataset("digits"), 6, "iid", seed=5)
+    trainer = Trainer(
+        _digits_config(method=method, upload_values="int8", verify_uploads=True), data
+    )
+
+    row = trainer.run_round()  # raises UploadVerificationError on disagreement
+
+    assert row["clients_participating"] == 3
+
+
+def test_verification_catches_a_corrupted_upload(monkeypatch):
+    from tffprune.fl import algorithm
+
+    data = build_federated_data(load_dataset("digits"), 6, "iid", seed=5)
+    trainer = Trainer(_digits_config(verify_uploads=True), data)
+    real_encode = algorithm.wire.encode
+
+    def corrupting_encode(*arguments, **options):
+        payload = real_encode(*arguments, **options)
+        return payload[:30] + bytes([payload[30] ^ 0x55]) + payload[31:]
+
+    monkeypatch.setattr(algorithm.wire, "encode", corrupting_encode)
+
+    with pytest.raises(UploadVerificationError, match="checksum"):
+        trainer.run_round()
 
 
 def test_central_model_is_pruned_to_the_run_sparsity():

@@ -1,8 +1,10 @@
 """The upload format: a client's pruned update as bytes, and back.
 
 ``encode(tensors, masks) -> bytes`` and ``decode(bytes) -> (tensors, masks)``
-are real serializations; every byte count tffprune reports is ``len()`` of
-what `encode` produced.
+are real serializations. A round's values never leave its TFF computation, so
+the byte counts tffprune reports come from `encoded_size`, which equals
+``len(encode(...))`` exactly (tests check it, and ``--verify-uploads`` checks
+every upload of a run).
 
 Layout (all integers little-endian)::
 

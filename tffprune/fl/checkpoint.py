@@ -14,11 +14,12 @@ from pathlib import Path
 
 import numpy as np
 
-from tffprune.fl.training import ClientState, TrainerState
+from tffprune.fl.algorithm import ClientState, ServerState
+from tffprune.fl.training import TrainerState
 from tffprune.reporting.files import atomic_path
 
 CHECKPOINT_NAME = "checkpoint.npz"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 
 class CheckpointError(ValueError):
@@ -29,9 +30,14 @@ def save_checkpoint(
     path: str | Path, state: TrainerState, config: dict, shapes: list[tuple]
 ) -> None:
     """Writes ``state`` atomically to ``path``."""
+    import tensorflow as tf
+
     arrays: dict[str, np.ndarray] = {}
     for index, weight in enumerate(state.server_weights):
         arrays[f"server_{index}"] = weight
+    aggregator = tf.nest.flatten(state.server.aggregator)
+    for index, value in enumerate(aggregator):
+        arrays[f"aggregator_{index}"] = np.asarray(value)
     num_trainable = None
     for client, client_state in enumerate(state.clients):
         if client_state.mask is None:
@@ -45,6 +51,7 @@ def save_checkpoint(
         "config": config,
         "shapes": [list(s) for s in shapes],
         "num_trainable": num_trainable,
+        "aggregator_leaves": len(aggregator),
         "sparsity": [c.sparsity for c in state.clients],
         "rounds_participated": [c.rounds_participated for c in state.clients],
         "sampler_state": state.sampler_state,
@@ -57,6 +64,14 @@ def save_checkpoint(
 
 def load_checkpoint(path: str | Path, config: dict) -> TrainerState:
     """Reads a checkpoint and checks it belongs to ``config``.
+
+    Args:
+        path: The checkpoint file.
+        config: The run's configuration (as `TrainConfig.to_dict`).
+
+    Returns:
+        The state; its aggregator state is the list of its leaves (`Trainer`
+        packs them into the aggregator's structure).
 
     Raises:
         CheckpointError: If the file is missing or unreadable, or was written
@@ -104,9 +119,10 @@ def load_checkpoint(path: str | Path, config: dict) -> TrainerState:
                 rounds_participated=meta["rounds_participated"][client],
             )
         )
+    leaves = [arrays[f"aggregator_{i}"] for i in range(meta["aggregator_leaves"])]
     return TrainerState(
         round=meta["round"],
-        server_weights=server,
+        server=ServerState(server, leaves),
         clients=clients,
         sampler_state=meta["sampler_state"],
         metrics=meta["metrics"],

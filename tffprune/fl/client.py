@@ -1,18 +1,23 @@
-"""Client training with masks held at zero (TensorFlow; no TFF).
+"""A client's work in a round, in TensorFlow (no TFF).
 
 One client's local work, as TFF's FedAvg client does it, plus masks: start
-from the broadcast weights times the client's mask, run SGD with momentum over
-the client's batches with every gradient multiplied by the mask, and return
-the trained weights and the number of examples seen.
+from the received weights times the client's mask, run SGD with momentum over
+its batches with every gradient multiplied by the mask, then prune and put the
+upload in its value format::
 
-With all-ones masks this is exactly TFF's ``build_weighted_fed_avg`` client
-update (same forward pass, same loss, same SGD-momentum rule
-``a = momentum * a + g; w = w - learning_rate * a``), which is what makes
-``fedavg`` match TFF's own implementation. Masked gradients keep pruned weights
-at exactly zero: their gradient, momentum and update are all zero.
+    x_k, n_k  = SGD(w * m_k, gradients * m_k)         build_client_train_fn
+    m_k'      = prune(x_k, m_k, counts_k)             tffprune.pruning.tf_masks
+    m_k'      = m_k  if accuracy(x_k * m_k') < guard  (Sub-FedAvg's guard)
+    upload    = (decode(encode(x_k * m_k')), [m_k'], weight_k)
 
-`build_client_train_fn` returns a ``tf.function`` over plain tensors, so the
-orchestration layer can wrap it in a ``tff.tensorflow.computation``.
+With all-ones masks and no pruning the training is exactly TFF's
+``build_weighted_fed_avg`` client update (same forward pass, same loss, same
+SGD-momentum rule ``a = momentum * a + g; w = w - learning_rate * a``), which
+is what makes ``fedavg`` match TFF's own implementation. Masked gradients keep
+pruned weights at exactly zero: their gradient, momentum and update are all 0.
+
+The functions are ``tf.function``s over plain tensors, so the orchestration
+layer (`tffprune.fl.process`) wraps them in ``tff.tensorflow.computation``s.
 """
 
 from __future__ import annotations
@@ -22,6 +27,11 @@ import dataclasses
 from collections.abc import Callable
 
 import tensorflow as tf
+
+from tffprune.compression.tf_values import transmitted
+from tffprune.models.outputs import classification_loss
+from tffprune.pruning.policy import PrunableWeight
+from tffprune.pruning.tf_masks import build_masks
 
 # How many times each client function's Python body ran, i.e. was traced into
 # a graph (benchmarks check that rounds do not retrace).
@@ -33,7 +43,7 @@ class ClientOptimizerConfig:
     """SGD with momentum for local training.
 
     Attributes:
-        learning_rate: Step size (> 0).
+        learning_rate: Step size (> 0, finite).
         momentum: Momentum in [0, 1); 0 is plain SGD.
     """
 
@@ -41,15 +51,39 @@ class ClientOptimizerConfig:
     momentum: float = 0.0
 
     def __post_init__(self) -> None:
-        if not self.learning_rate > 0:
-            raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
+        if not 0 < self.learning_rate < float("inf"):
+            raise ValueError(
+                f"learning_rate must be > 0 and finite, got {self.learning_rate}"
+            )
         if not 0 <= self.momentum < 1:
             raise ValueError(f"momentum must be in [0, 1), got {self.momentum}")
 
 
-def classification_loss() -> tf.keras.losses.Loss:
-    """Mean sparse categorical cross-entropy on logits (the loss everywhere)."""
-    return tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+@dataclasses.dataclass(frozen=True)
+class ClientWorkConfig:
+    """What a client does after training, fixed for a run.
+
+    Attributes:
+        method: Pruning method (`tffprune.pruning.policy.METHODS`).
+        targets: The prunable kernels (`PruningPolicy.select`).
+        value_format: The upload's value format (``float32``, ``float16``,
+            ``int8``).
+        masked_upload: The upload carries the client's mask (Sub-FedAvg);
+            else the server takes pruned entries as 0 (FedAvg).
+        weight_by_examples: Weight the upload by the examples seen (else 1).
+        accuracy_threshold: Keep a new mask only if the pruned model's
+            accuracy on the client's training data is at least this (0: off).
+        return_values: Also report the pruned values before the value format
+            (for `--verify-uploads`, which encodes them with the real codec).
+    """
+
+    method: str
+    targets: tuple[PrunableWeight, ...]
+    value_format: str = "float32"
+    masked_upload: bool = True
+    weight_by_examples: bool = False
+    accuracy_threshold: float = 0.0
+    return_values: bool = False
 
 
 def build_client_train_fn(
@@ -69,33 +103,37 @@ def build_client_train_fn(
         non_trainable, num_examples, loss_sum)``: lists of tensors in
         ``model.trainable_weights`` / ``non_trainable_weights`` order, float32
         masks (1 kept, 0 pruned) for the trainable weights, and a dataset of
-        ``(images, labels)`` batches. ``loss_sum`` is the sum over examples of
-        the training loss.
+        ``(inputs, labels)`` batches. ``loss_sum`` is the sum over examples of
+        the training loss. The returned function has an ``accuracy(trainable,
+        non_trainable, dataset)`` attribute on the same model.
     """
     model = model_fn()
-    loss_fn = classification_loss()
+    loss_fn = classification_loss(model)
     learning_rate = tf.constant(optimizer.learning_rate, tf.float32)
     momentum = tf.constant(optimizer.momentum, tf.float32)
     use_momentum = optimizer.momentum > 0
 
-    @tf.function
-    def train(trainable, non_trainable, masks, dataset):
-        TRACES["train"] += 1
-        for variable, value, mask in zip(
-            model.trainable_weights, trainable, masks, strict=True
+    def load(trainable, non_trainable, masks=None):
+        for index, (variable, value) in enumerate(
+            zip(model.trainable_weights, trainable, strict=True)
         ):
-            variable.assign(value * mask)
+            variable.assign(value if masks is None else value * masks[index])
         for variable, value in zip(
             model.non_trainable_weights, non_trainable, strict=True
         ):
             variable.assign(value)
+
+    @tf.function
+    def train(trainable, non_trainable, masks, dataset):
+        TRACES["train"] += 1
+        load(trainable, non_trainable, masks)
         accumulators = tuple(tf.zeros_like(v) for v in model.trainable_weights)
         num_examples = tf.constant(0, tf.int64)
         loss_sum = tf.constant(0.0, tf.float32)
-        for images, labels in dataset:
+        for inputs, labels in dataset:
             with tf.GradientTape() as tape:
-                logits = model(images, training=True)
-                loss = loss_fn(labels, logits)
+                outputs = model(inputs, training=True)
+                loss = loss_fn(labels, outputs)
             gradients = tape.gradient(loss, model.trainable_weights)
             new_accumulators = []
             for variable, gradient, mask, accumulator in zip(
@@ -117,58 +155,59 @@ def build_client_train_fn(
             loss_sum,
         )
 
+    @tf.function
+    def accuracy(trainable, non_trainable, dataset):
+        load(trainable, non_trainable)
+        correct = tf.constant(0, tf.int64)
+        seen = tf.constant(0, tf.int64)
+        for inputs, labels in dataset:
+            outputs = model(inputs, training=False)
+            predicted = tf.argmax(outputs, axis=-1, output_type=tf.int64)
+            truth = tf.cast(labels, tf.int64)
+            correct += tf.math.count_nonzero(tf.equal(predicted, truth))
+            seen += tf.shape(labels, out_type=tf.int64)[0]
+        return tf.math.divide_no_nan(
+            tf.cast(correct, tf.float32), tf.cast(seen, tf.float32)
+        )
+
+    train.accuracy = accuracy
     return train
 
 
-def build_client_update_fn(
+def build_client_work_fn(
     model_fn: Callable[[], tf.keras.Model],
     optimizer: ClientOptimizerConfig,
-    value_format: str,
-    aggregation: str,
-    weight_by_examples: bool,
+    work: ClientWorkConfig,
 ) -> Callable[..., tuple]:
     """Builds a client's whole round: train, prune, and what the server decodes.
-
-    The in-TensorFlow form of the driver's steps (`build_client_train_fn`,
-    `tffprune.pruning.masks.weight_mask`, `tffprune.compression.wire`), so a
-    round runs as one TFF computation and the trained weights never leave the
-    runtime. Tests check it against the NumPy path.
 
     Args:
         model_fn: Builds the Keras model.
         optimizer: Local optimizer settings.
-        value_format: The upload's value format (``float32``, ``float16``,
-            ``int8``).
-        aggregation: ``subfedavg`` (the upload carries the client's mask) or
-            ``fedavg`` (the server rebuilds dense tensors: pruned entries
-            count as 0).
-        weight_by_examples: Weight the upload by the examples seen (else 1).
+        work: Pruning method, upload format and guard.
 
     Returns:
-        ``update(trainable, non_trainable, masks, num_pruned, delivered,
+        ``client_work(trainable, non_trainable, masks, counts, delivered,
         dataset) -> (upload, report)``. ``masks``: the client's boolean masks
         for the trainable weights (training starts from weights times mask);
-        ``num_pruned``: int32, per trainable weight, how many entries the new
-        mask prunes (magnitude pruning nested in ``masks``; 0 keeps it);
-        ``delivered``: bool, False if the upload is lost. ``upload = (values,
-        masks, weight)`` for `MaskedMeanFactory` (weight 0 when lost or
-        non-finite). ``report = (new_masks, num_examples, loss_sum, finite,
-        zero_kept)``, ``zero_kept`` per weight telling whether a kept value is
-        exactly 0 (for `tffprune.compression.wire.encoded_size`).
+        ``counts``: ``(entries, slices, total)`` of
+        `tffprune.pruning.counts.PruningCounts` (all 0 keeps the mask);
+        ``delivered``: bool, False if the upload is lost. ``upload`` is
+        ``(values, masks, weight)`` for a masked upload or ``(values,
+        weight)`` else (weight 0 when lost or non-finite). ``report`` is
+        ``(new_masks, num_examples, loss_sum, finite, zero_kept[, values])``,
+        ``zero_kept`` per weight telling whether a kept value is exactly 0
+        (for `tffprune.compression.wire.encoded_size`).
     """
-    from tffprune.compression.tf_values import transmitted
-    from tffprune.pruning.tf_masks import weight_mask
-
     train = build_client_train_fn(model_fn, optimizer)
+    targets = list(work.targets)
 
     @tf.function
-    def update(trainable, non_trainable, masks, num_pruned, delivered, dataset):
-        TRACES["update"] += 1
+    def client_work(trainable, non_trainable, masks, counts, delivered, dataset):
+        TRACES["client_work"] += 1
+        float_masks = [tf.cast(mask, tf.float32) for mask in masks]
         trained, buffers, num_examples, loss_sum = train(
-            trainable,
-            non_trainable,
-            [tf.cast(mask, tf.float32) for mask in masks],
-            dataset,
+            trainable, non_trainable, float_masks, dataset
         )
         finite = tf.reduce_all(
             [tf.reduce_all(tf.math.is_finite(w)) for w in trained + buffers]
@@ -177,31 +216,40 @@ def build_client_update_fn(
         # dropped (weight 0) and the client's mask is left as it was.
         trained = [tf.where(finite, w, tf.zeros_like(w)) for w in trained]
         buffers = [tf.where(finite, w, tf.zeros_like(w)) for w in buffers]
+        candidate = build_masks(work.method, targets, trained, list(masks), counts)
+        accept = finite
+        if work.accuracy_threshold > 0:
+            pruned = [
+                w * tf.cast(m, tf.float32)
+                for w, m in zip(trained, candidate, strict=True)
+            ]
+            accept = tf.logical_and(
+                accept,
+                train.accuracy(pruned, buffers, dataset) >= work.accuracy_threshold,
+            )
         new_masks = [
-            tf.where(finite, weight_mask(w, mask, num_pruned[index]), mask)
-            for index, (w, mask) in enumerate(zip(trained, masks, strict=True))
+            tf.where(accept, new, old)
+            for new, old in zip(candidate, masks, strict=True)
         ]
         all_kept = [tf.ones_like(w, tf.bool) for w in buffers]
+        kept = new_masks + all_kept
+        everything = trained + buffers
         values = [
-            transmitted(w, mask, value_format)
-            for w, mask in zip(trained, new_masks, strict=True)
-        ] + [
-            transmitted(w, kept, value_format)
-            for w, kept in zip(buffers, all_kept, strict=True)
+            transmitted(w, mask, work.value_format)
+            for w, mask in zip(everything, kept, strict=True)
         ]
-        if aggregation == "subfedavg":
-            upload_masks = new_masks + all_kept
-        else:
-            upload_masks = [tf.ones_like(w, tf.bool) for w in trained] + all_kept
         zero_kept = [
             tf.reduce_any(tf.logical_and(mask, tf.equal(w, 0.0)))
-            for w, mask in zip(trained + buffers, new_masks + all_kept, strict=True)
+            for w, mask in zip(everything, kept, strict=True)
         ]
-        base = tf.cast(num_examples, tf.float32) if weight_by_examples else 1.0
+        base = tf.cast(num_examples, tf.float32) if work.weight_by_examples else 1.0
         weight = tf.where(tf.logical_and(finite, delivered), base, 0.0)
-        return (
-            (values, upload_masks, weight),
-            (new_masks, num_examples, loss_sum, finite, zero_kept),
-        )
+        upload = (values, kept, weight) if work.masked_upload else (values, weight)
+        report = (new_masks, num_examples, loss_sum, finite, zero_kept)
+        if work.return_values:
+            report += (
+                [tf.where(m, w, 0.0) for w, m in zip(everything, kept, strict=True)],
+            )
+        return upload, report
 
-    return update
+    return client_work

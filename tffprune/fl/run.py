@@ -20,16 +20,20 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
+import tensorflow as tf
 from tqdm import tqdm
 
 from tffprune.config import TrainConfig, to_toml
 from tffprune.data import build_federated_data, load_dataset
+from tffprune.data.datasets import is_dataset_file
+from tffprune.data.partition import FederatedData
 from tffprune.fl.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
 from tffprune.fl.runtime import LocalRuntime
 from tffprune.fl.training import METRIC_COLUMNS, Trainer
-from tffprune.models import build_model
+from tffprune.models.source import ResolvedModel, check_user_model_fn, resolve_model
 from tffprune.reporting.files import (
     check_output_dir,
     prepare_output_dir,
@@ -78,6 +82,51 @@ def _checkpoint_config(config: TrainConfig) -> dict:
     return {k: v for k, v in config.to_dict().items() if k != "data_dir"}
 
 
+def prepare_inputs(
+    config: TrainConfig,
+    data: FederatedData | None = None,
+    model_fn: Callable[[], tf.keras.Model] | None = None,
+) -> tuple[TrainConfig, FederatedData, ResolvedModel]:
+    """Loads and checks a run's data and model before anything is written.
+
+    Returns:
+        The configuration as recorded (model and data file paths absolute),
+        the data and the model.
+
+    Raises:
+        ValueError: One line naming what is wrong with the data or the model.
+    """
+    if data is None:
+        dataset = load_dataset(config.dataset, config.data_dir)
+        if is_dataset_file(config.dataset):
+            config = config.replace(dataset=dataset.source)
+        data = build_federated_data(
+            dataset,
+            config.num_clients,
+            config.partition,
+            seed=config.seed,
+            shards_per_client=config.shards_per_client,
+            alpha=config.alpha,
+            max_examples=config.max_examples,
+        )
+    elif data.num_clients != config.num_clients:
+        raise ValueError(
+            f"num_clients is {config.num_clients}, the data has "
+            f"{data.num_clients} clients"
+        )
+    input_shape = data.dataset.input_shape
+    num_classes = data.dataset.num_classes
+    if model_fn is None:
+        model = resolve_model(
+            config.model, input_shape, num_classes, config.model_options
+        )
+        config = config.replace(model=model.source)
+    else:
+        check_user_model_fn(model_fn, input_shape, num_classes)
+        model = ResolvedModel(model_fn, None, config.model)
+    return config, data, model
+
+
 def run_training(
     config: TrainConfig,
     output_dir: str | Path,
@@ -86,6 +135,9 @@ def run_training(
     progress: bool = True,
     workers: tuple[str, ...] = (),
     stop_at: tuple[str, float] | None = None,
+    data: FederatedData | None = None,
+    model_fn: Callable[[], tf.keras.Model] | None = None,
+    announce: Callable[[str], None] | None = None,
 ) -> dict:
     """Trains, writing every output file; returns the summary.
 
@@ -99,6 +151,11 @@ def run_training(
         stop_at: ``(metric, value)``, e.g. ``("central_accuracy", 0.8)``: stop
             after the first evaluated round where the metric reaches the value
             (the summary's ``stopped_at_target`` says whether it did).
+        data: The clients' data (default: ``config.dataset`` split by
+            ``config.partition``).
+        model_fn: Builds a new model (default: ``config.model``).
+        announce: Receives one-line notes for the user (data scaling, layers
+            left unpruned).
 
     Returns:
         The summary written to ``summary.json``.
@@ -109,34 +166,30 @@ def run_training(
     started = time.perf_counter()
     output_dir = Path(output_dir)
     check_output_dir(output_dir, resume=resume, overwrite=overwrite)
+    # Everything that can be wrong with the input is checked before the
+    # directory is created or anything is written into it.
+    config, data, model = prepare_inputs(config, data, model_fn)
     state = None
     if resume:
         state = load_checkpoint(
             output_dir / CHECKPOINT_NAME, _checkpoint_config(config)
         )
-    # Everything that can be wrong with the input is checked before the
-    # directory is created or anything is written into it.
-    dataset = load_dataset(config.dataset, config.data_dir)
-    build_model(
-        config.model,
-        dataset.input_shape,
-        dataset.num_classes,
-        **config.model_options,
-    )
-    data = build_federated_data(
-        dataset,
-        config.num_clients,
-        config.partition,
-        seed=config.seed,
-        shards_per_client=config.shards_per_client,
-        alpha=config.alpha,
-        max_examples=config.max_examples,
-    )
+    if announce is not None:
+        for note in data.dataset.notes:
+            announce(note)
     output_dir = prepare_output_dir(output_dir, resume=resume, overwrite=overwrite)
     data.write_summary(output_dir / "clients.csv")
     write_text_atomic(output_dir / "config.toml", to_toml(config))
     with LocalRuntime(workers, log_path=output_dir / "worker.log"):
-        trainer = Trainer(config, data, state)
+        trainer = Trainer(
+            config,
+            data,
+            state,
+            model_fn=model.model_fn,
+            initial_weights=model.initial_weights,
+        )
+        if announce is not None and trainer.unpruned_layers:
+            announce(f"not pruned: {', '.join(trainer.unpruned_layers)}")
         startup_seconds = time.perf_counter() - started
         bar = tqdm(
             total=config.rounds,
@@ -211,7 +264,9 @@ def run_training(
         "startup_seconds": startup_seconds,
         "first_round_end_seconds": first_round_seconds,
         "total_seconds": time.perf_counter() - started,
-        "data_source": dataset.source,
+        "data_source": data.dataset.source,
+        "data_notes": list(data.dataset.notes),
+        "not_pruned": trainer.unpruned_layers,
     }
     write_json_atomic(output_dir / "summary.json", summary)
     plot_run(

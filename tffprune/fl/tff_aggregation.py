@@ -1,29 +1,55 @@
-"""Sub-FedAvg's masked mean as a TFF aggregation factory.
+"""The aggregate role of a round: FedAvg's mean and Sub-FedAvg's masked mean.
 
-The TFF twin of `tffprune.fl.aggregation.sub_fedavg` (tests check one against
-the other). A client's value is ``(values, masks, weight)``: a list of float32
-tensors, a list of boolean masks of the same shapes, and a float32 scalar. The
-factory's process sums ``weight * mask * value`` and ``weight * mask`` over
-clients with ``tff.federated_sum`` and returns, per tensor, the mean and its
-coverage::
+Two TFF aggregation factories with one result shape, ``(means, coverage)``
+per tensor, so the server update is the same for both (`tffprune.fl.process`):
+where ``coverage > 0`` an entry takes the mean, elsewhere it keeps its value.
+Division by zero is that named choice, never an accident.
 
-    mean     = sum_k n_k m_k x_k / sum_k n_k m_k   (0 where the denominator is 0)
-    coverage = sum_k n_k m_k
+* `MaskedMeanFactory` (Sub-FedAvg; the TFF twin of
+  `tffprune.fl.aggregation.sub_fedavg`, tests check one against the other).
+  A client's value is ``(values, masks, weight)``::
 
-Where coverage is 0 no sampled client kept the entry; what to do there is the
-caller's named choice (the process keeps the previous server value), never a
-silent division by zero.
+      mean     = sum_k n_k m_k x_k / sum_k n_k m_k   (0 where the sum is 0)
+      coverage = sum_k n_k m_k
+
+* `WeightedMeanFactory` (FedAvg): ``(values, weight)``, averaged by TFF's own
+  ``tff.aggregators.MeanFactory``; coverage is the total weight.
+
+Both thread the state of their inner TFF processes from round to round and
+report measurements: ``total_weight`` (sum of the client weights) and
+``covered_fraction`` (share of entries at least one client contributed to).
 """
 
 from __future__ import annotations
+
+import collections
 
 import numpy as np
 import tensorflow as tf
 import tensorflow_federated as tff
 
 
+def _coverage_measurements(coverage, total_weight):
+    covered = tf.add_n([tf.math.count_nonzero(c > 0) for c in coverage])
+    size = sum(int(np.prod(c.shape)) for c in coverage)
+    return collections.OrderedDict(
+        total_weight=total_weight,
+        covered_fraction=tf.cast(covered, tf.float32) / float(size),
+    )
+
+
 class MaskedMeanFactory(tff.aggregators.UnweightedAggregationFactory):
-    """Creates the masked-mean `tff.templates.AggregationProcess`."""
+    """Sub-FedAvg's masked mean as a `tff.templates.AggregationProcess`.
+
+    Args:
+        sum_factory: Sums the weighted values and coverages over clients
+            (default ``tff.aggregators.SumFactory()``); its state is threaded.
+    """
+
+    def __init__(
+        self, sum_factory: tff.aggregators.UnweightedAggregationFactory | None = None
+    ) -> None:
+        self._sum_factory = sum_factory or tff.aggregators.SumFactory()
 
     def create(self, value_type: tff.Type) -> tff.templates.AggregationProcess:
         """Builds the process for ``value_type = (values, masks, weight)``.
@@ -51,36 +77,125 @@ class MaskedMeanFactory(tff.aggregators.UnweightedAggregationFactory):
         def weigh(value):
             values, masks, weight = value
             kept = [tf.cast(mask, tf.float32) * weight for mask in masks]
-            return (
-                [v * k for v, k in zip(values, kept, strict=True)],
-                kept,
-            )
+            return ([v * k for v, k in zip(values, kept, strict=True)], kept, weight)
+
+        sum_process = self._sum_factory.create(weigh.type_signature.result)
 
         @tff.tensorflow.computation(weigh.type_signature.result)
         def divide(sums):
-            totals, coverage = sums
-            return (
-                [
-                    tf.math.divide_no_nan(t, c)
-                    for t, c in zip(totals, coverage, strict=True)
-                ],
-                list(coverage),
+            totals, coverage, total_weight = sums
+            means = [
+                tf.math.divide_no_nan(t, c)
+                for t, c in zip(totals, coverage, strict=True)
+            ]
+            return (means, list(coverage)), _coverage_measurements(
+                coverage, total_weight
             )
+
+        @tff.tensorflow.computation(divide.type_signature.result)
+        def result_of(output):
+            return output[0]
+
+        @tff.tensorflow.computation(divide.type_signature.result)
+        def measurements_of(output):
+            return output[1]
 
         @tff.federated_computation()
         def initialize():
-            return tff.federated_value((), tff.SERVER)
+            return sum_process.initialize()
 
         @tff.federated_computation(
             initialize.type_signature.result,
             tff.FederatedType(value_type, tff.CLIENTS),
         )
         def next_fn(state, value):
-            sums = tff.federated_sum(tff.federated_map(weigh, value))
+            sums = sum_process.next(state, tff.federated_map(weigh, value))
+            output = tff.federated_map(divide, sums.result)
             return tff.templates.MeasuredProcessOutput(
-                state=state,
-                result=tff.federated_map(divide, sums),
-                measurements=tff.federated_value((), tff.SERVER),
+                state=sums.state,
+                result=tff.federated_map(result_of, output),
+                measurements=tff.federated_map(measurements_of, output),
             )
 
         return tff.templates.AggregationProcess(initialize, next_fn)
+
+
+class WeightedMeanFactory(tff.aggregators.UnweightedAggregationFactory):
+    """FedAvg's weighted mean of ``(values, weight)`` with TFF's ``MeanFactory``.
+
+    Args:
+        mean_factory: The weighted mean (default
+            ``tff.aggregators.MeanFactory(no_nan_division=True)``).
+    """
+
+    def __init__(
+        self, mean_factory: tff.aggregators.WeightedAggregationFactory | None = None
+    ) -> None:
+        self._mean_factory = mean_factory or tff.aggregators.MeanFactory(
+            no_nan_division=True
+        )
+
+    def create(self, value_type: tff.Type) -> tff.templates.AggregationProcess:
+        """Builds the process for ``value_type = (values, weight)``.
+
+        Raises:
+            TypeError: If ``value_type`` is not ``(float32 list, float32)``.
+        """
+        if not isinstance(value_type, tff.StructType) or len(value_type) != 2:
+            raise TypeError(f"expected (values, weight) struct, got {value_type}")
+        values_type, weight_type = value_type
+        if weight_type != tff.TensorType(np.float32):
+            raise TypeError(f"weight must be a float32 scalar, got {weight_type}")
+        mean_process = self._mean_factory.create(values_type, weight_type)
+
+        @tff.tensorflow.computation(value_type)
+        def values_of(value):
+            return value[0]
+
+        @tff.tensorflow.computation(value_type)
+        def weight_of(value):
+            return value[1]
+
+        @tff.tensorflow.computation(values_type, weight_type)
+        def with_coverage(means, total_weight):
+            coverage = [tf.fill(tf.shape(m), total_weight) for m in means]
+            return (list(means), coverage), _coverage_measurements(
+                coverage, total_weight
+            )
+
+        @tff.tensorflow.computation(with_coverage.type_signature.result)
+        def result_of(output):
+            return output[0]
+
+        @tff.tensorflow.computation(with_coverage.type_signature.result)
+        def measurements_of(output):
+            return output[1]
+
+        @tff.federated_computation()
+        def initialize():
+            return mean_process.initialize()
+
+        @tff.federated_computation(
+            initialize.type_signature.result,
+            tff.FederatedType(value_type, tff.CLIENTS),
+        )
+        def next_fn(state, value):
+            weights = tff.federated_map(weight_of, value)
+            mean = mean_process.next(
+                state, tff.federated_map(values_of, value), weights
+            )
+            output = tff.federated_map(
+                with_coverage, (mean.result, tff.federated_sum(weights))
+            )
+            return tff.templates.MeasuredProcessOutput(
+                state=mean.state,
+                result=tff.federated_map(result_of, output),
+                measurements=tff.federated_map(measurements_of, output),
+            )
+
+        return tff.templates.AggregationProcess(initialize, next_fn)
+
+
+def build_aggregator(masked: bool) -> tff.aggregators.UnweightedAggregationFactory:
+    """Sub-FedAvg's masked mean (``masked``) or FedAvg's weighted mean."""
+    return MaskedMeanFactory() if masked else WeightedMeanFactory()

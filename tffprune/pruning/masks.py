@@ -204,7 +204,9 @@ def structured_mask(
         )
     alive = _check_mask(mask, kernel.shape)
     outputs = kernel.shape[-1]
-    flat = (kernel * alive).reshape(-1, outputs)
+    # Norms in float64, so that their order does not depend on summation order
+    # (the TensorFlow twin sums differently).
+    flat = (kernel.astype(np.float64) * alive).reshape(-1, outputs)
     if flat.shape[0]:
         scores = np.linalg.norm(flat, ord=norm, axis=0)
     else:
@@ -307,7 +309,8 @@ def hybrid_mask(
     step's ``s_w = 1 - (1 - s) / (1 - a s)``.
 
     Args:
-        kernel: Dense (2-D) or Conv2D (4-D) kernel; other ranks are weight-pruned.
+        kernel: Kernel with its outputs on the last axis (Dense, Conv); a
+            1-D tensor is weight-pruned only.
         sparsity: Overall fraction to prune, in [0, 1).
         structured_share: ``a`` in [0, 1]: 0 is pure weight pruning, 1 is
             structured pruning as far as whole units allow.
@@ -325,7 +328,7 @@ def hybrid_mask(
         raise ValueError(f"structured_share must be in [0, 1], got {structured_share}")
     kernel = _check_weights(kernel, "kernel")
     structured = _check_mask(mask, kernel.shape)
-    if kernel.ndim in (2, 4):
+    if kernel.ndim >= 2:
         structured = structured_mask(
             kernel, structured_share * sparsity, norm=norm, mask=structured
         )

@@ -84,3 +84,124 @@ def _prune_alive_lowest(
     return tf.logical_and(
         alive_flat, tf.logical_not(tf.logical_or(below, pruned_at_cut))
     )
+
+
+def structured_mask(
+    kernel: tf.Tensor, alive: tf.Tensor, num_pruned: tf.Tensor, norm: float = 2.0
+) -> tf.Tensor:
+    """Drops whole output slices (the last axis) with the lowest Ln norm.
+
+    The TensorFlow twin of `tffprune.pruning.masks.structured_mask`: norms
+    over the kept entries (in float64), slices with no kept entry pruned first,
+    then the lowest norms, ties to the lower index.
+
+    Args:
+        kernel: float32 kernel, outputs on its last axis (static rank >= 2).
+        alive: bool mask of the same shape.
+        num_pruned: int32 scalar, output slices to prune in all (at least the
+            ones already dead stay pruned).
+        norm: The n of the Ln norm (``inf`` for the largest magnitude).
+
+    Returns:
+        bool mask of the kernel's shape: ``alive`` minus the pruned slices.
+    """
+    outputs = tf.shape(kernel)[-1]
+    flat = tf.reshape(tf.where(alive, tf.cast(kernel, tf.float64), 0.0), [-1, outputs])
+    magnitudes = tf.abs(flat)
+    if norm == float("inf"):
+        scores = tf.reduce_max(magnitudes, axis=0)
+    elif norm == 2:
+        scores = tf.sqrt(tf.reduce_sum(tf.square(magnitudes), axis=0))
+    elif norm == 1:
+        scores = tf.reduce_sum(magnitudes, axis=0)
+    else:
+        scores = tf.reduce_sum(magnitudes**norm, axis=0) ** (1.0 / norm)
+    slice_alive = tf.reduce_any(tf.reshape(alive, [-1, outputs]), axis=0)
+    keep = _prune_lowest_scores(scores, slice_alive, num_pruned)
+    return tf.logical_and(alive, keep)
+
+
+def bias_mask_for(kernel_mask: tf.Tensor) -> tf.Tensor:
+    """A bias entry is kept while any entry of its output slice is kept."""
+    outputs = tf.shape(kernel_mask)[-1]
+    return tf.reduce_any(tf.reshape(kernel_mask, [-1, outputs]), axis=0)
+
+
+def _prune_lowest_scores(
+    scores: tf.Tensor, alive: tf.Tensor, num_pruned: tf.Tensor
+) -> tf.Tensor:
+    """Keep-vector over a short score vector: dead, then lowest, then index."""
+    key = tf.where(alive, scores, tf.constant(-1.0, scores.dtype))
+    num_dead = tf.size(alive) - tf.math.count_nonzero(alive, dtype=tf.int32)
+    count = tf.minimum(tf.maximum(num_pruned, num_dead), tf.size(alive))
+    order = tf.argsort(key, stable=True)
+    pruned = tf.scatter_nd(
+        tf.expand_dims(order[:count], 1),
+        tf.ones([count], tf.bool),
+        tf.shape(alive),
+    )
+    return tf.logical_not(pruned)
+
+
+def build_masks(
+    method: str,
+    targets,
+    weights: list[tf.Tensor],
+    masks: list[tf.Tensor],
+    counts: tuple[tf.Tensor, tf.Tensor, tf.Tensor],
+    norm: float = 2.0,
+) -> list[tf.Tensor]:
+    """Every method's new masks, in TensorFlow.
+
+    The twin of `tffprune.pruning.policy.build_masks`, driven by the counts
+    of `tffprune.pruning.counts.pruning_counts` instead of a sparsity, so the
+    same compiled round serves every round and every client.
+
+    Args:
+        method: One of `tffprune.pruning.policy.METHODS` (static).
+        targets: The prunable kernels (`PrunableWeight` list, static).
+        weights: All trainable weights (float32).
+        masks: Their current bool masks (entries pruned stay pruned).
+        counts: ``(entries, slices, total)`` of `PruningCounts.as_tensors`.
+        norm: Ln norm of ``channel`` and ``hybrid`` (``unit`` uses L2).
+
+    Returns:
+        One bool mask per trainable weight.
+    """
+    entries, slices, total = counts
+    result = list(masks)
+    if method == "none" or not targets:
+        return result
+    if method == "global-weight":
+        flat_weights = tf.concat(
+            [tf.reshape(weights[t.index], [-1]) for t in targets], 0
+        )
+        flat_alive = tf.concat([tf.reshape(masks[t.index], [-1]) for t in targets], 0)
+        keep = weight_mask(flat_weights, flat_alive, total)
+        sizes = [tf.size(weights[t.index]) for t in targets]
+        for target, part in zip(targets, tf.split(keep, sizes), strict=True):
+            result[target.index] = tf.reshape(part, tf.shape(weights[target.index]))
+        return result
+    for target in targets:
+        index = target.index
+        kernel, alive = weights[index], masks[index]
+        structured = target.structured and kernel.shape.rank >= 2
+        if method == "weight" or (method == "hybrid" and not structured):
+            new = weight_mask(kernel, alive, entries[index])
+        elif method in ("unit", "channel"):
+            if not structured:
+                continue
+            new = structured_mask(
+                kernel, alive, slices[index], 2.0 if method == "unit" else norm
+            )
+        else:  # hybrid
+            new = weight_mask(
+                kernel,
+                structured_mask(kernel, alive, slices[index], norm),
+                entries[index],
+            )
+        result[index] = new
+        if method != "weight" and structured and target.bias_index is not None:
+            bias = target.bias_index
+            result[bias] = tf.logical_and(result[bias], bias_mask_for(new))
+    return result

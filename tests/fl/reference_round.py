@@ -1,0 +1,101 @@
+"""The NumPy reference of a round, that tests hold the TFF round against.
+
+Each sampled client trains in plain TensorFlow (the same training function,
+outside TFF), prunes with the NumPy masks (`tffprune.pruning.policy.
+build_masks`) and the guard, uploads through the real codec
+(`tffprune.compression.wire`), and the server aggregates the decoded uploads
+with the NumPy Sub-FedAvg / FedAvg (`tffprune.fl.aggregation`).
+"""
+
+import dataclasses
+
+import numpy as np
+import tensorflow as tf
+
+from tffprune.compression import wire
+from tffprune.fl.aggregation import fedavg, sub_fedavg
+from tffprune.fl.client import ClientOptimizerConfig, build_client_train_fn
+from tffprune.pruning.policy import apply_masks, build_masks
+
+
+@dataclasses.dataclass
+class ReferenceRound:
+    weights: list
+    masks: dict  # client -> new trainable masks (aggregated clients only)
+    upload_bytes: int
+    participating: int
+
+
+def reference_round(trainer):
+    """What `trainer.run_round()` must produce, computed without TFF."""
+    config, plan = trainer.config, trainer.plan
+    rng = np.random.default_rng()
+    rng.bit_generator.state = trainer.rng.bit_generator.state
+    sampled = np.sort(
+        rng.choice(config.num_clients, config.clients_per_round, replace=False)
+    )
+    delivered = ~(rng.random(len(sampled)) < config.dropout_rate)
+    train = build_client_train_fn(
+        trainer.model_fn,
+        ClientOptimizerConfig(config.client_learning_rate, config.client_momentum),
+    )
+    server = trainer.state.server_weights
+    num_trainable = trainer.num_trainable
+    values, masks, weighting, new_masks, total_bytes = [], [], [], {}, 0
+    for client, arrived in zip(sampled, delivered, strict=True):
+        client = int(client)
+        state = trainer.state.clients[client]
+        start = trainer.algorithm.start_mask(state)
+        trained, buffers, num_examples, _ = train(
+            [tf.constant(w) for w in server[:num_trainable]],
+            [tf.constant(w) for w in server[num_trainable:]],
+            [tf.constant(m, tf.float32) for m in start],
+            trainer._client_dataset(client, trainer.state.round),
+        )
+        trained = [w.numpy() for w in trained]
+        buffers = [w.numpy() for w in buffers]
+        if not arrived:
+            continue
+        target = plan.target_sparsity(trainer.state.round, state)
+        mask = start
+        if target > 0 and not (plan.personal and target <= state.sparsity):
+            mask = build_masks(
+                trained,
+                plan.targets,
+                plan.method,
+                target,
+                masks=start if plan.personal else None,
+                structured_share=plan.structured_share,
+            )
+            if plan.personal and config.accuracy_threshold > 0:
+                inputs, labels = trainer.data.client_train(client)
+                dataset = tf.data.Dataset.from_tensor_slices((inputs, labels)).batch(64)
+                accuracy = float(
+                    train.accuracy(apply_masks(trained, mask), buffers, dataset)
+                )
+                if accuracy < config.accuracy_threshold:
+                    mask = start
+        all_masks = mask + [np.ones(b.shape, bool) for b in buffers]
+        payload = wire.encode(
+            apply_masks(trained, mask) + buffers,
+            all_masks,
+            config.upload_values,
+            config.positions,
+        )
+        total_bytes += len(payload)
+        decoded, decoded_masks = wire.decode(payload, trainer.shapes)
+        values.append(decoded)
+        masks.append(decoded_masks)
+        weighting.append(
+            float(num_examples)
+            if config.resolved_client_weighting == "num_examples"
+            else 1.0
+        )
+        new_masks[client] = mask
+    if not values:
+        weights = list(server)
+    elif plan.personal:
+        weights = sub_fedavg(server, values, masks, weighting)
+    else:
+        weights = fedavg(server, values, weighting)
+    return ReferenceRound(weights, new_masks, total_bytes, len(values))

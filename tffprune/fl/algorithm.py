@@ -1,0 +1,311 @@
+"""Pruned FedAvg and Sub-FedAvg as ``init`` / ``apply`` over explicit state.
+
+The algorithm's state (FedJAX's ``fed_avg.py`` shape) is
+
+* `ServerState`: the server weights and the aggregator's state;
+* one `ClientState` per client, sampled or not: its personal mask (Sub-FedAvg
+  keeps it across rounds), its sparsity and how often it took part.
+
+`FederatedAlgorithm.apply` runs one round for the sampled clients: it
+distributes each client's mask and pruning counts (the schedule's decision for
+that client this round), runs the round's single TFF computation
+(`tffprune.fl.process.RoundProcess`, injected so this module needs no TFF),
+and returns the new state with what each client cost. Sampling, evaluation,
+checkpoints and files belong to the driver (`tffprune.fl.training`).
+
+Algorithms (``aggregation`` x ``method``):
+
+* ``fedavg`` + ``none``: dense FedAvg (equals TFF's ``build_weighted_fed_avg``).
+* ``fedavg`` + a pruning method (Jeurkar et al., 2024): each client trains the
+  dense global model, prunes it, uploads the survivors; the server takes the
+  weighted mean with pruned entries as 0.
+* ``subfedavg`` (Vahidian et al., 2021; Singh & Raj, 2023): each client starts
+  from the global weights times its own mask, trains with pruned weights held
+  at zero, prunes further by its schedule (optionally guarded by its
+  accuracy) and uploads values and mask; the server averages each entry over
+  the clients that kept it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+
+import numpy as np
+
+from tffprune.compression import wire
+from tffprune.fl.aggregation import fedavg, sub_fedavg
+from tffprune.pruning.counts import PruningCounts, no_pruning, pruning_counts
+from tffprune.pruning.policy import PrunableWeight, sparsity_report
+from tffprune.pruning.schedules import IterativeSchedule, Schedule
+
+
+class UploadVerificationError(RuntimeError):
+    """The real codec and the NumPy aggregation disagree with the round."""
+
+
+@dataclasses.dataclass
+class ServerState:
+    """What the server keeps between rounds.
+
+    Attributes:
+        weights: All weights (trainable then non-trainable).
+        aggregator: The aggregation process's state.
+    """
+
+    weights: list[np.ndarray]
+    aggregator: object = ()
+
+
+@dataclasses.dataclass
+class ClientState:
+    """What a client keeps between rounds (Sub-FedAvg's personal state).
+
+    Attributes:
+        mask: One boolean mask per trainable weight; ``None`` until the client
+            first prunes (all kept).
+        sparsity: Sparsity of its prunable kernels in its last upload.
+        rounds_participated: Rounds whose upload the server aggregated.
+    """
+
+    mask: list[np.ndarray] | None = None
+    sparsity: float = 0.0
+    rounds_participated: int = 0
+
+
+@dataclasses.dataclass
+class ClientResult:
+    """What one sampled client did in a round.
+
+    Attributes:
+        client: Its index.
+        status: ``aggregated``, ``dropped`` (its upload never arrived) or
+            ``rejected``.
+        reason: Why it was rejected (empty otherwise).
+        upload_bytes: Exact size of its encoded upload (0 unless aggregated).
+        masks: Masks of every weight it uploaded (unless not aggregated).
+        sparsity: Sparsity of its prunable kernels after the round.
+        mean_loss: Its mean training loss.
+    """
+
+    client: int
+    status: str
+    reason: str = ""
+    upload_bytes: int = 0
+    masks: list[np.ndarray] | None = None
+    sparsity: float = 0.0
+    mean_loss: float = float("nan")
+
+
+@dataclasses.dataclass(frozen=True)
+class PruningPlan:
+    """Which counts a client prunes to in a round: the schedule, per client.
+
+    Attributes:
+        method: Pruning method.
+        schedule: Sparsity per round (``IterativeSchedule``: per step).
+        personal: Masks persist per client (Sub-FedAvg): a client prunes only
+            above its own sparsity, and an iterative schedule steps from it.
+        targets: The prunable kernels.
+        shapes: Shapes of the trainable weights.
+        structured_share: ``hybrid``'s structured share.
+    """
+
+    method: str
+    schedule: Schedule
+    personal: bool
+    targets: tuple[PrunableWeight, ...]
+    shapes: tuple[tuple[int, ...], ...]
+    structured_share: float = 0.5
+
+    def target_sparsity(self, round_number: int, client: ClientState) -> float:
+        """The sparsity ``client`` prunes to in round ``round_number`` (from 0)."""
+        if self.method == "none":
+            return 0.0
+        if isinstance(self.schedule, IterativeSchedule) and self.personal:
+            return self.schedule.next_sparsity(client.sparsity)
+        return float(self.schedule(round_number))
+
+    def counts(self, round_number: int, client: ClientState) -> PruningCounts:
+        """The client's `PruningCounts` this round (all 0: its mask stays)."""
+        target = self.target_sparsity(round_number, client)
+        if target == 0.0 or (self.personal and target <= client.sparsity):
+            return no_pruning(len(self.shapes))
+        return pruning_counts(
+            self.shapes, self.targets, self.method, target, self.structured_share
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class UploadFormat:
+    """How an upload is encoded (`tffprune.compression.wire`).
+
+    Attributes:
+        values: ``float32``, ``float16`` or ``int8``.
+        positions: ``auto``, ``bitmap`` or ``gaps``.
+        verify: Encode and decode every upload with the real codec and check
+            the round against the NumPy aggregation of what was decoded.
+    """
+
+    values: str = "float32"
+    positions: str = "auto"
+    verify: bool = False
+
+
+class FederatedAlgorithm:
+    """One round of pruned FedAvg / Sub-FedAvg over explicit state.
+
+    Args:
+        process: The round computation (`tffprune.fl.process.RoundProcess`
+            or anything with its ``initialize_aggregator`` and ``next``).
+        plan: The clients' pruning schedule.
+        upload: The upload's encoding.
+        weight_by_examples: Whether uploads are weighted by examples seen
+            (used by the verification's NumPy aggregation).
+        shapes: Shapes of all weights (trainable then non-trainable).
+    """
+
+    def __init__(
+        self,
+        process,
+        plan: PruningPlan,
+        upload: UploadFormat,
+        weight_by_examples: bool,
+        shapes: Sequence[tuple[int, ...]],
+    ) -> None:
+        self.process = process
+        self.plan = plan
+        self.upload = upload
+        self.weight_by_examples = weight_by_examples
+        self.shapes = [tuple(s) for s in shapes]
+        self.num_trainable = len(plan.shapes)
+
+    def init(self, weights: Sequence[np.ndarray]) -> ServerState:
+        """The initial server state for these weights."""
+        return ServerState(
+            [np.asarray(w) for w in weights], self.process.initialize_aggregator()
+        )
+
+    def start_mask(self, client: ClientState) -> list[np.ndarray]:
+        """The mask a client trains under (all kept for FedAvg)."""
+        if self.plan.personal and client.mask is not None:
+            return client.mask
+        return [np.ones(s, bool) for s in self.plan.shapes]
+
+    def apply(
+        self,
+        server: ServerState,
+        clients: Sequence[ClientState],
+        sampled: Sequence[int],
+        round_number: int,
+        datasets: Sequence,
+        delivered: Sequence[bool],
+    ) -> tuple[ServerState, list[ClientResult], dict[str, float]]:
+        """Runs one round; updates the sampled clients' states in place.
+
+        Args:
+            server: The server state.
+            clients: Every client's state (indexed by client).
+            sampled: The sampled clients' indices.
+            round_number: The round, from 0.
+            datasets: Per sampled client, its batched data for this round.
+            delivered: Per sampled client, False if its upload is lost.
+
+        Returns:
+            The new server state, one `ClientResult` per sampled client and
+            the aggregator's measurements.
+        """
+        masks = [self.start_mask(clients[c]) for c in sampled]
+        counts = [
+            self.plan.counts(round_number, clients[c]).as_tensors() for c in sampled
+        ]
+        output = self.process.next(
+            server.weights, server.aggregator, masks, counts, delivered, datasets
+        )
+        results = []
+        for client, report, arrived in zip(
+            sampled, output.reports, delivered, strict=True
+        ):
+            client = int(client)
+            if not arrived:
+                results.append(ClientResult(client, "dropped"))
+                continue
+            if not report.finite:
+                results.append(
+                    ClientResult(
+                        client, "rejected", "update rejected: NaN or Inf values"
+                    )
+                )
+                continue
+            state = clients[client]
+            all_masks = report.masks + [
+                np.ones(s, bool) for s in self.shapes[self.num_trainable :]
+            ]
+            sparsity = sparsity_report(
+                report.masks, self.plan.targets
+            ).prunable_sparsity
+            results.append(
+                ClientResult(
+                    client,
+                    "aggregated",
+                    upload_bytes=wire.encoded_size(
+                        all_masks,
+                        self.upload.values,
+                        self.upload.positions,
+                        report.zero_kept,
+                    ),
+                    masks=all_masks,
+                    sparsity=sparsity,
+                    mean_loss=report.mean_loss,
+                )
+            )
+            state.rounds_participated += 1
+            state.sparsity = sparsity
+            if self.plan.personal:
+                state.mask = report.masks
+        if self.upload.verify:
+            self._verify(server.weights, output, results)
+        return (
+            ServerState(output.weights, output.aggregator_state),
+            results,
+            output.measurements,
+        )
+
+    def _verify(self, weights, output, results: list[ClientResult]) -> None:
+        """Re-runs the round's upload and aggregation with the real codec."""
+        values, masks, weighting = [], [], []
+        for result, report in zip(results, output.reports, strict=True):
+            if result.status != "aggregated":
+                continue
+            payload = wire.encode(
+                report.values, result.masks, self.upload.values, self.upload.positions
+            )
+            if len(payload) != result.upload_bytes:
+                raise UploadVerificationError(
+                    f"client {result.client}: encoded {len(payload)} bytes, counted "
+                    f"{result.upload_bytes}"
+                )
+            try:
+                decoded, decoded_masks = wire.decode(payload, self.shapes)
+            except wire.PayloadError as error:
+                raise UploadVerificationError(
+                    f"client {result.client}: its upload does not decode: {error}"
+                ) from None
+            values.append(decoded)
+            masks.append(decoded_masks)
+            weighting.append(report.num_examples if self.weight_by_examples else 1.0)
+        if not values:
+            expected = list(weights)
+        elif self.plan.personal:
+            expected = sub_fedavg(weights, values, masks, weighting)
+        else:
+            expected = fedavg(weights, values, weighting)
+        for index, (ours, theirs) in enumerate(
+            zip(output.weights, expected, strict=True)
+        ):
+            if not np.allclose(ours, theirs, rtol=1e-4, atol=1e-5):
+                worst = float(np.max(np.abs(ours - theirs)))
+                raise UploadVerificationError(
+                    f"weight {index}: the round and the decoded uploads' NumPy "
+                    f"aggregation differ by up to {worst:.3g}"
+                )

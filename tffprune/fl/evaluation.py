@@ -1,0 +1,249 @@
+"""Evaluation of a federated run's state: central and personalized accuracy.
+
+* The central model (`central_weights`): the server weights pruned with the
+  run's method to the run's sparsity; for Sub-FedAvg the entries in no
+  client's subnetwork go first. A pruning run promises a sparse model, but
+  the server's weights are the union of what clients kept (and keep stale
+  values where no client ever kept an entry).
+* Personalized accuracy: the mean over all clients of the client's
+  subnetwork (global weights times its mask) on its own test split.
+* The fine-tuning baseline: each client trains that subnetwork for one more
+  epoch on its own data first.
+
+Plain TensorFlow: one compiled Keras model evaluates every weight list.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import tensorflow as tf
+
+from tffprune.data.partition import FederatedData
+from tffprune.data.pipeline import batched_dataset
+from tffprune.fl.algorithm import ClientState, PruningPlan
+from tffprune.fl.client import ClientOptimizerConfig, build_client_train_fn
+from tffprune.models.outputs import classification_loss
+from tffprune.pruning.policy import apply_masks, build_masks, sparsity_report
+from tffprune.pruning.schedules import IterativeSchedule
+
+
+class Evaluator:
+    """Evaluates weight lists with one compiled Keras model (plain TF)."""
+
+    def __init__(self, model_fn: Callable[[], tf.keras.Model]) -> None:
+        self.model = model = model_fn()
+        self._loss = classification_loss(model)
+
+        @tf.function(reduce_retracing=True)
+        def outputs(inputs):
+            return model(inputs, training=False)
+
+        self._outputs = outputs
+
+    def set_weights(self, weights: Sequence[np.ndarray]) -> None:
+        """Loads trainable then non-trainable weights."""
+        variables = self.model.trainable_weights + self.model.non_trainable_weights
+        for variable, value in zip(variables, weights, strict=True):
+            variable.assign(value)
+
+    def evaluate(
+        self, inputs: np.ndarray, labels: np.ndarray, batch_size: int = 2048
+    ) -> tuple[float, float]:
+        """Accuracy and mean loss of the loaded weights on the examples."""
+        if labels.size == 0:
+            return float("nan"), float("nan")
+        correct, loss_sum = 0, 0.0
+        for start in range(0, labels.size, batch_size):
+            batch = inputs[start : start + batch_size]
+            truth = labels[start : start + batch_size]
+            outputs = self._outputs(tf.constant(batch))
+            correct += int(np.sum(np.argmax(outputs.numpy(), axis=1) == truth))
+            loss_sum += float(self._loss(truth, outputs)) * truth.size
+        return correct / labels.size, loss_sum / labels.size
+
+
+def central_sparsity(
+    plan: PruningPlan, clients: Sequence[ClientState], rounds_done: int
+) -> float:
+    """The sparsity the central model is pruned to after ``rounds_done`` rounds.
+
+    The schedule's value at the last round played (for ``iterative``
+    Sub-FedAvg, where each client has its own, the mean over the clients that
+    have pruned); 0 without pruning.
+    """
+    if plan.method == "none" or rounds_done == 0:
+        return 0.0
+    if isinstance(plan.schedule, IterativeSchedule) and plan.personal:
+        pruned = [c.sparsity for c in clients if c.mask is not None]
+        return float(np.mean(pruned)) if pruned else 0.0
+    return float(plan.schedule(rounds_done - 1))
+
+
+def central_weights(
+    weights: Sequence[np.ndarray],
+    plan: PruningPlan,
+    clients: Sequence[ClientState],
+    rounds_done: int,
+) -> list[np.ndarray]:
+    """The central model: the server weights pruned to `central_sparsity`."""
+    target = central_sparsity(plan, clients, rounds_done)
+    if target == 0.0:
+        return list(weights)
+    num_trainable = len(plan.shapes)
+    trainable = weights[:num_trainable]
+    union = None
+    if plan.personal:
+        for client in clients:
+            if client.mask is None:
+                continue
+            if union is None:
+                union = [m.copy() for m in client.mask]
+                continue
+            for kept, mask in zip(union, client.mask, strict=True):
+                np.logical_or(kept, mask, out=kept)
+    masks = build_masks(
+        trainable,
+        plan.targets,
+        plan.method,
+        target,
+        masks=union,
+        structured_share=plan.structured_share,
+    )
+    return apply_masks(trainable, masks) + list(weights[num_trainable:])
+
+
+def personal_weights(
+    weights: Sequence[np.ndarray], plan: PruningPlan, client: ClientState
+) -> list[np.ndarray]:
+    """A client's subnetwork: global weights times its mask."""
+    num_trainable = len(plan.shapes)
+    trainable = list(weights[:num_trainable])
+    if plan.personal and client.mask is not None:
+        trainable = apply_masks(trainable, client.mask)
+    return trainable + list(weights[num_trainable:])
+
+
+class RunEvaluator:
+    """Evaluates a run's state on the central and the clients' test data.
+
+    Args:
+        model_fn: Builds the model.
+        data: The clients' data and the central test set.
+        plan: The run's pruning plan.
+        optimizer: Client optimizer (for the fine-tuning baseline).
+        batch_size: Batch size of the fine-tuning baseline.
+        seed: Seed of the fine-tuning baseline's shuffles.
+    """
+
+    def __init__(
+        self,
+        model_fn: Callable[[], tf.keras.Model],
+        data: FederatedData,
+        plan: PruningPlan,
+        optimizer: ClientOptimizerConfig,
+        batch_size: int,
+        seed: int,
+    ) -> None:
+        self.model_fn = model_fn
+        self.data = data
+        self.plan = plan
+        self.optimizer = optimizer
+        self.batch_size = batch_size
+        self.seed = seed
+        self.evaluator = Evaluator(model_fn)
+        self._finetune_fn = None
+
+    def evaluate(
+        self,
+        weights: Sequence[np.ndarray],
+        clients: Sequence[ClientState],
+        rounds_done: int,
+        finetune: bool = False,
+    ) -> dict[str, float]:
+        """Central and personalized accuracy of a state.
+
+        ``central_*`` measure the central model (`central_weights`), and
+        ``central_accuracy_unpruned`` the server's weights as they are.
+        """
+        dataset = self.data.dataset
+        num_trainable = len(self.plan.shapes)
+        central = central_weights(weights, self.plan, clients, rounds_done)
+        self.evaluator.set_weights(central)
+        central_accuracy, central_loss = self.evaluator.evaluate(
+            dataset.x_test, dataset.y_test
+        )
+        unpruned_accuracy = central_accuracy
+        if central_sparsity(self.plan, clients, rounds_done) > 0.0:
+            self.evaluator.set_weights(weights)
+            unpruned_accuracy, _ = self.evaluator.evaluate(
+                dataset.x_test, dataset.y_test
+            )
+        accuracies = []
+        for index, client in enumerate(clients):
+            inputs, labels = self.data.client_test(index)
+            if labels.size == 0:
+                continue
+            self.evaluator.set_weights(personal_weights(weights, self.plan, client))
+            accuracies.append(self.evaluator.evaluate(inputs, labels)[0])
+        result = {
+            "central_accuracy": central_accuracy,
+            "central_loss": central_loss,
+            "central_sparsity": sparsity_report(
+                central[:num_trainable], self.plan.targets
+            ).prunable_sparsity,
+            "central_accuracy_unpruned": unpruned_accuracy,
+            "personalized_accuracy": float(np.mean(accuracies)),
+        }
+        if finetune:
+            result["finetuned_personalized_accuracy"] = self.finetuned_accuracy(
+                weights, clients
+            )
+        return result
+
+    def finetuned_accuracy(
+        self,
+        weights: Sequence[np.ndarray],
+        clients: Sequence[ClientState],
+        epochs: int = 1,
+    ) -> float:
+        """Personalized accuracy after local fine-tuning.
+
+        Each client trains the global model (or its subnetwork) for ``epochs``
+        on its own data and is evaluated on its own test split; returns the
+        mean over clients.
+        """
+        if self._finetune_fn is None:
+            self._finetune_fn = build_client_train_fn(self.model_fn, self.optimizer)
+        num_trainable = len(self.plan.shapes)
+        accuracies = []
+        for index, client in enumerate(clients):
+            inputs, labels = self.data.client_test(index)
+            if labels.size == 0:
+                continue
+            start = personal_weights(weights, self.plan, client)
+            mask = (
+                client.mask
+                if self.plan.personal and client.mask is not None
+                else [np.ones(s, bool) for s in self.plan.shapes]
+            )
+            train_inputs, train_labels = self.data.client_train(index)
+            dataset = batched_dataset(
+                train_inputs,
+                train_labels,
+                self.batch_size,
+                shuffle_seed=self.seed + index,
+                epochs=epochs,
+            )
+            trainable, non_trainable, _, _ = self._finetune_fn(
+                [tf.constant(w) for w in start[:num_trainable]],
+                [tf.constant(w) for w in start[num_trainable:]],
+                [tf.constant(m, tf.float32) for m in mask],
+                dataset,
+            )
+            self.evaluator.set_weights(
+                [w.numpy() for w in trainable] + [w.numpy() for w in non_trainable]
+            )
+            accuracies.append(self.evaluator.evaluate(inputs, labels)[0])
+        return float(np.mean(accuracies))

@@ -1,0 +1,100 @@
+"""How much a client prunes in one round, as counts per weight.
+
+The NumPy masks (`tffprune.pruning.policy.build_masks`) take a sparsity; the
+TensorFlow twins that run inside a round (`tffprune.pruning.tf_masks`) take
+the counts that sparsity means, computed here once on the driver with the same
+rounding (``round(sparsity * n)``, `tffprune.pruning.masks.num_to_prune`):
+
+* ``weight``: per prunable kernel, entries to prune;
+* ``unit`` / ``channel``: per prunable kernel, output slices (units, filters);
+* ``hybrid``: slices at ``structured_share * sparsity``, then entries at
+  ``sparsity``;
+* ``global-weight``: entries over all prunable kernels together.
+
+Zero counts leave a mask as it is (a mask never revives an entry), which is
+how a client that does not prune this round is expressed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+
+import numpy as np
+
+from tffprune.pruning.masks import num_to_prune
+from tffprune.pruning.policy import PrunableWeight, check_method
+
+
+@dataclasses.dataclass(frozen=True)
+class PruningCounts:
+    """One client's pruning step for one round.
+
+    Attributes:
+        entries: int32, per trainable weight, entries its mask prunes in all.
+        slices: int32, per trainable weight, output slices pruned in all.
+        total: Entries pruned over all prunable kernels (``global-weight``).
+    """
+
+    entries: np.ndarray
+    slices: np.ndarray
+    total: int
+
+    def as_tensors(self) -> tuple[np.ndarray, np.ndarray, np.int32]:
+        """The form a round's client work takes."""
+        return (
+            np.asarray(self.entries, np.int32),
+            np.asarray(self.slices, np.int32),
+            np.int32(self.total),
+        )
+
+
+def no_pruning(num_trainable: int) -> PruningCounts:
+    """Counts that leave every mask unchanged."""
+    return PruningCounts(
+        np.zeros(num_trainable, np.int32), np.zeros(num_trainable, np.int32), 0
+    )
+
+
+def pruning_counts(
+    shapes: Sequence[tuple[int, ...]],
+    targets: Sequence[PrunableWeight],
+    method: str,
+    sparsity: float,
+    structured_share: float = 0.5,
+) -> PruningCounts:
+    """The counts of ``method`` at ``sparsity`` for a model's trainable weights.
+
+    Args:
+        shapes: Shapes of all trainable weights, in model order.
+        targets: The prunable kernels (`PruningPolicy.select`).
+        method: One of `tffprune.pruning.policy.METHODS`.
+        sparsity: Target sparsity in [0, 1).
+        structured_share: For ``hybrid``: share of the sparsity reached by
+            whole slices.
+
+    Returns:
+        The counts; all zero for ``none`` or sparsity 0.
+    """
+    check_method(method)
+    counts = no_pruning(len(shapes))
+    entries, slices = counts.entries.copy(), counts.slices.copy()
+    total = 0
+    if method == "none" or sparsity == 0.0:
+        return counts
+    if method == "global-weight":
+        size = sum(int(np.prod(shapes[t.index])) for t in targets)
+        total = num_to_prune(sparsity, size)
+    for target in targets:
+        shape = shapes[target.index]
+        if method == "weight":
+            entries[target.index] = num_to_prune(sparsity, int(np.prod(shape)))
+        elif method in ("unit", "channel") and target.structured:
+            slices[target.index] = num_to_prune(sparsity, shape[-1])
+        elif method == "hybrid":
+            if target.structured and len(shape) >= 2:
+                slices[target.index] = num_to_prune(
+                    structured_share * sparsity, shape[-1]
+                )
+            entries[target.index] = num_to_prune(sparsity, int(np.prod(shape)))
+    return PruningCounts(entries, slices, total)
