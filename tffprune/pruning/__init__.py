@@ -38,6 +38,7 @@ from tffprune.pruning.schedules import (
     build_schedule,
     schedule_from_config,
 )
+from tffprune.pruning.tfmot_interop import masks_from_tfmot, set_tfmot_masks
 
 __all__ = [
     "METHODS",
@@ -58,6 +59,8 @@ __all__ = [
     "check_method",
     "check_sparsity",
     "global_weight_masks",
+    "masks_from_tfmot",
+    "set_tfmot_masks",
     "hybrid_mask",
     "mask_sparsity",
     "model_sparsity",

@@ -39,17 +39,27 @@ class PrunableWeight:
         layer: Name of its layer.
         kind: ``dense`` or ``conv``.
         bias_index: Position of the layer's bias, or ``None`` when it has none.
+        structured: Whether its outputs are on its last axis, so structured
+            methods may drop whole output slices (``False`` for transposed
+            convolutions, which are weight-pruned only).
     """
 
     index: int
     layer: str
     kind: str
     bias_index: int | None
+    structured: bool = True
 
 
 @dataclasses.dataclass(frozen=True)
 class PruningPolicy:
     """Which weights of a model may be pruned.
+
+    Prunable: the kernels of Dense, Conv1D/2D/3D and their transposed forms
+    (weight pruning only), and the pointwise kernels of separable
+    convolutions. Biases, normalization parameters, depthwise kernels,
+    embeddings, recurrent layers and every other weight are kept whole
+    (`unpruned_layers` lists them).
 
     Attributes:
         prune_logits: Whether the last Dense layer (the logits) is prunable.
@@ -65,37 +75,85 @@ class PruningPolicy:
 
         Returns:
             The prunable kernels in ``trainable_weights`` order.
-        """
-        import tensorflow as tf
 
+        Raises:
+            ValueError: If the model holds layers wrapped by tfmot's
+                ``prune_low_magnitude`` (see `tffprune.pruning.tfmot_interop`).
+        """
+        check_not_tfmot_wrapped(model)
         positions = {id(v): i for i, v in enumerate(model.trainable_weights)}
         candidates: list[PrunableWeight] = []
         for layer in _flatten_layers(model):
-            if isinstance(layer, tf.keras.layers.Dense):
-                kind = "dense"
-            elif isinstance(layer, tf.keras.layers.Conv2D) and not isinstance(
-                layer, tf.keras.layers.DepthwiseConv2D
-            ):
-                kind = "conv"
-            else:
+            found = _prunable_kernel(layer)
+            if found is None or not layer.trainable:
                 continue
-            if not layer.trainable or id(layer.kernel) not in positions:
+            kernel, kind, structured = found
+            if id(kernel) not in positions:
                 continue
             bias = getattr(layer, "bias", None)
             candidates.append(
                 PrunableWeight(
-                    index=positions[id(layer.kernel)],
+                    index=positions[id(kernel)],
                     layer=layer.name,
                     kind=kind,
                     bias_index=None if bias is None else positions.get(id(bias)),
+                    structured=structured,
                 )
             )
-        if not self.prune_logits:
-            dense = [c for c in candidates if c.kind == "dense"]
-            if dense:
-                logits = max(dense, key=lambda c: c.index)
-                candidates = [c for c in candidates if c is not logits]
+        logits = self.logits_layer(candidates)
+        if logits is not None:
+            candidates = [c for c in candidates if c is not logits]
         return sorted(candidates, key=lambda c: c.index)
+
+    def logits_layer(
+        self, candidates: Sequence[PrunableWeight]
+    ) -> PrunableWeight | None:
+        """The candidate kept whole as the logits layer (None if pruned too)."""
+        if self.prune_logits:
+            return None
+        dense = [c for c in candidates if c.kind == "dense"]
+        return max(dense, key=lambda c: c.index) if dense else None
+
+    def unpruned_layers(self, model) -> list[str]:
+        """Layers with trainable weights that this policy leaves whole.
+
+        Returns:
+            ``"name (Class)"`` per layer, the logits layer marked as such; the
+            line a run prints at start ("not pruned: ...").
+        """
+        selected = {t.layer for t in self.select(model)}
+        result = []
+        for layer in _flatten_layers(model):
+            if not layer.trainable_weights or layer.name in selected:
+                continue
+            kind = type(layer).__name__
+            if _prunable_kernel(layer) is not None and not self.prune_logits:
+                kind += ", logits"
+            result.append(f"{layer.name} ({kind})")
+        return result
+
+
+def _prunable_kernel(layer):
+    """``(kernel, kind, structured)`` of a layer this policy prunes, else None."""
+    import tensorflow as tf
+
+    layers = tf.keras.layers
+    if isinstance(layer, layers.Dense):
+        return layer.kernel, "dense", True
+    if isinstance(layer, layers.SeparableConv1D | layers.SeparableConv2D):
+        return layer.pointwise_kernel, "conv", True
+    if isinstance(layer, layers.DepthwiseConv1D | layers.DepthwiseConv2D):
+        return None
+    transposed = (
+        layers.Conv1DTranspose,
+        layers.Conv2DTranspose,
+        layers.Conv3DTranspose,
+    )
+    if isinstance(layer, transposed):
+        return layer.kernel, "conv", False
+    if isinstance(layer, layers.Conv1D | layers.Conv2D | layers.Conv3D):
+        return layer.kernel, "conv", True
+    return None
 
 
 def _flatten_layers(model):
@@ -104,6 +162,34 @@ def _flatten_layers(model):
             yield from _flatten_layers(layer)
         else:
             yield layer
+
+
+def _tfmot_wrapped_layers(model) -> list:
+    return [
+        layer
+        for layer in _flatten_layers(model)
+        if type(layer).__name__ == "PruneLowMagnitude"
+    ]
+
+
+def check_not_tfmot_wrapped(model) -> None:
+    """Refuses a model whose layers carry tfmot's pruning wrapper.
+
+    tfmot's ``PruneLowMagnitude`` keeps its mask in non-trainable variables
+    that only a Keras callback updates, which a federated round never runs;
+    training such a model would silently leave it dense.
+
+    Raises:
+        ValueError: Naming the wrapped layers and the two ways out.
+    """
+    wrapped = [layer.name for layer in _tfmot_wrapped_layers(model)]
+    if wrapped:
+        raise ValueError(
+            f"layers {', '.join(wrapped)} are wrapped with tfmot's "
+            "prune_low_magnitude; strip them first "
+            "(tfmot.sparsity.keras.strip_pruning(model)) and let tffprune prune; "
+            "tffprune.pruning.masks_from_tfmot(model) gives their masks"
+        )
 
 
 def check_method(method: str) -> str:
@@ -169,17 +255,25 @@ def build_masks(
         current = result[target.index]
         if method == "weight":
             new = mask_math.weight_mask(kernel, sparsity, current)
+        elif method in ("unit", "channel") and not target.structured:
+            continue  # outputs not on the last axis: left to weight pruning
         elif method in ("unit", "channel"):
             structured_norm = 2 if method == "unit" else norm
             new = mask_math.structured_mask(
                 kernel, sparsity, norm=structured_norm, mask=current
             )
-        else:  # hybrid
+        elif target.structured:  # hybrid
             new = mask_math.hybrid_mask(
                 kernel, sparsity, structured_share, norm, current
             )
+        else:  # hybrid of a kernel without output slices: its weight step
+            new = mask_math.weight_mask(kernel, sparsity, current)
         result[target.index] = new
-        if method in STRUCTURED_METHODS and target.bias_index is not None:
+        if (
+            method in STRUCTURED_METHODS
+            and target.structured
+            and target.bias_index is not None
+        ):
             result[target.bias_index] = result[
                 target.bias_index
             ] & mask_math.bias_mask_for(new)
@@ -300,7 +394,32 @@ def sparsity_report(
 
 
 def model_sparsity(model, policy: PruningPolicy | None = None) -> SparsityReport:
-    """Sparsity report of a Keras model's trainable weights."""
+    """Sparsity report of a Keras model's trainable weights.
+
+    For a model wrapped with tfmot's ``prune_low_magnitude``, the weights are
+    taken times their tfmot masks and the prunable kernels are the ones tfmot
+    prunes (``policy`` is not used).
+    """
+    if _tfmot_wrapped_layers(model):
+        from tffprune.pruning.tfmot_interop import masks_from_tfmot
+
+        masks = masks_from_tfmot(model)
+        variables = model.trainable_weights
+        wrapped = {
+            id(weight): layer.name
+            for layer in _tfmot_wrapped_layers(model)
+            for weight, _, _ in layer.pruning_vars
+        }
+        targets = [
+            PrunableWeight(index, wrapped[id(v)], "tfmot", None)
+            for index, v in enumerate(variables)
+            if id(v) in wrapped
+        ]
+        return sparsity_report(
+            [v.numpy() * m for v, m in zip(variables, masks, strict=True)],
+            targets,
+            [v.name for v in variables],
+        )
     policy = policy or PruningPolicy()
     return sparsity_report(
         [w.numpy() for w in model.trainable_weights],
