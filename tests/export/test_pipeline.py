@@ -66,7 +66,7 @@ def test_refuses_existing_output_and_bad_sources(trained_run, tmp_path):
         export_model(tmp_path / "notes.txt", tmp_path / "o3", "int8")
     with pytest.raises(ValueError, match="unknown quantize mode 'int4'"):
         export_model(trained_run, tmp_path / "o4", "int4")
-    with pytest.raises(ValueError, match="digits images have shape"):
+    with pytest.raises(ValueError, match="digits examples have shape"):
         export_model(trained_run, tmp_path / "o5", "int8", dataset="digits")
 
 

@@ -20,12 +20,15 @@ unpruned model costs, ``4 x parameters`` bytes raw.
 from __future__ import annotations
 
 import json
+import zipfile
 from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
 
 from tffprune.data import load_dataset
+from tffprune.data.arrays import as_inputs, as_labels
+from tffprune.data.datasets import Dataset
 from tffprune.export import c_array, sizes, tflite, verify
 from tffprune.pruning.policy import model_sparsity
 from tffprune.reporting.files import (
@@ -105,8 +108,13 @@ def export_model(
     representative_examples: int = 300,
     overwrite: bool = False,
     seed: int = 0,
+    representative_data: str | Path | None = None,
 ) -> dict:
     """Converts, writes and verifies; returns what ``export.json`` holds.
+
+    ``representative_data``: an ``.npz`` for a model not trained on a named
+    data set: ``x_train`` (or ``x``) calibrates int8; ``x_test`` and
+    ``y_test``, when present, measure accuracy.
 
     Raises:
         ValueError: On a missing or non-model path, an unknown mode, data that
@@ -124,18 +132,20 @@ def export_model(
         raise ValueError(
             f"{output_dir} already has {', '.join(existing)}; pass --overwrite"
         )
-    output_dir = prepare_output_dir(output_dir, overwrite=True)
     model = _load(model_path)
-    data = load_dataset(_dataset_name(summary, dataset), data_dir)
+    if representative_data is not None:
+        data = _representative_file(representative_data)
+    else:
+        data = load_dataset(_dataset_name(summary, dataset), data_dir)
     model_input = tuple(model.input_shape[1:])
     if model_input != data.input_shape:
         raise ValueError(
-            f"{data.name} images have shape {data.input_shape}, the model takes "
+            f"{data.name} examples have shape {data.input_shape}, the model takes "
             f"{model_input}"
         )
     rng = np.random.default_rng(seed)
     chosen = rng.choice(
-        len(data.y_train), min(representative_examples, len(data.y_train)), False
+        len(data.x_train), min(representative_examples, len(data.x_train)), False
     )
     representative = data.x_train[np.sort(chosen)]
     x_test, y_test = data.x_test, data.y_test
@@ -143,6 +153,7 @@ def export_model(
         x_test, y_test = x_test[:eval_examples], y_test[:eval_examples]
 
     model_bytes = tflite.convert(model, quantize, sparse, representative)
+    output_dir = prepare_output_dir(output_dir, overwrite=True)
     write_bytes_atomic(output_dir / "model.tflite", model_bytes)
     write_text_atomic(output_dir / "model_data.h", c_array.c_header())
     write_text_atomic(output_dir / "model_data.cc", c_array.c_source(model_bytes))
@@ -154,18 +165,85 @@ def export_model(
         # clone_model builds the same layers with freshly initialized weights.
         baseline = tf.keras.models.clone_model(model)
         baseline_source = "same architecture, dense random weights"
+    result = _sizes_and_accuracy(
+        model, model_path, model_bytes, baseline, baseline_source, x_test, y_test
+    )
+    result.update(dataset=data.name, quantize=quantize, sparse=sparse)
+    result.update(
+        {f"{k}_quantization": v for k, v in verify.io_quantization(model_bytes).items()}
+    )
+    if quantize == "int8" and len(y_test):
+        try:
+            micro = verify.tflm_outputs(model_bytes, x_test)
+        except verify.MicroError as error:
+            result["tflm_error"] = str(error)
+        else:
+            tflite_out = verify.tflite_outputs(model_bytes, x_test)
+            difference = np.abs(
+                micro.outputs.astype(np.int32)
+                - tflite_out.reshape(micro.outputs.shape).astype(np.int32)
+            )
+            result["tflm_accuracy"] = verify.accuracy(micro.outputs, y_test)
+            result["tflm_arena_bytes"] = micro.arena_bytes
+            result["tflm_tflite_outputs_within_one_step"] = float(
+                np.mean(difference <= 1)
+            )
+    write_json_atomic(output_dir / "export.json", result)
+    return result
+
+
+def _representative_file(path: str | Path) -> Dataset:
+    """An export's calibration (and optional test) data from an ``.npz``."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"--representative-data: {path} does not exist")
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            arrays = {key: archive[key] for key in archive.files}
+    except (OSError, ValueError, zipfile.BadZipFile) as error:
+        raise ValueError(
+            f"--representative-data: cannot read {path}: {error}"
+        ) from None
+    key = "x_train" if "x_train" in arrays else "x" if "x" in arrays else None
+    if key is None:
+        raise ValueError(
+            f"--representative-data: {path} has no x_train or x array "
+            f"(keys: {', '.join(arrays) or 'none'})"
+        )
+    notes: list[str] = []
+    inputs = as_inputs(arrays[key], f"{path.name} {key}", notes)
+    if "x_test" in arrays and "y_test" in arrays:
+        x_test = as_inputs(arrays["x_test"], f"{path.name} x_test", notes)
+        y_test = as_labels(arrays["y_test"], f"{path.name} y_test", len(x_test))
+    else:
+        x_test = np.zeros((0, *inputs.shape[1:]), np.float32)
+        y_test = np.zeros(0, np.int32)
+    return Dataset(
+        name=str(path),
+        x_train=inputs,
+        y_train=np.zeros(len(inputs), np.int32),
+        x_test=x_test,
+        y_test=y_test,
+        num_classes=0,
+        source=str(path),
+        notes=tuple(notes),
+    )
+
+
+def _sizes_and_accuracy(
+    model, model_path, model_bytes, baseline, baseline_source, x_test, y_test
+) -> dict:
+    """Sizes, ratios and accuracies of the Keras and TFLite models."""
     baseline_raw, baseline_zipped = sizes.keras_zipped_size(baseline)
     keras_raw, keras_zipped = sizes.keras_zipped_size(model)
     tflite_zipped = sizes.zipped_bytes_size(model_bytes)
     report = model_sparsity(model)
-
-    logits = model.predict(x_test, batch_size=1024, verbose=0)
-    tflite_out = verify.tflite_outputs(model_bytes, x_test)
-    result = {
+    measured = len(y_test) > 0
+    if measured:
+        logits = model.predict(x_test, batch_size=1024, verbose=0)
+        tflite_out = verify.tflite_outputs(model_bytes, x_test)
+    return {
         "source": str(model_path),
-        "dataset": data.name,
-        "quantize": quantize,
-        "sparse": sparse,
         "parameters": int(model.count_params()),
         "nonzero_parameters": report.num_nonzero,
         "sparsity": report.overall_sparsity,
@@ -186,23 +264,6 @@ def export_model(
         / tflite_zipped,
         "c_array_bytes": len(model_bytes),
         "eval_examples": int(len(y_test)),
-        "keras_accuracy": verify.accuracy(logits, y_test),
-        "tflite_accuracy": verify.accuracy(tflite_out, y_test),
+        "keras_accuracy": verify.accuracy(logits, y_test) if measured else None,
+        "tflite_accuracy": verify.accuracy(tflite_out, y_test) if measured else None,
     }
-    if quantize == "int8":
-        try:
-            micro = verify.tflm_outputs(model_bytes, x_test)
-        except verify.MicroError as error:
-            result["tflm_error"] = str(error)
-        else:
-            difference = np.abs(
-                micro.outputs.astype(np.int32)
-                - tflite_out.reshape(micro.outputs.shape).astype(np.int32)
-            )
-            result["tflm_accuracy"] = verify.accuracy(micro.outputs, y_test)
-            result["tflm_arena_bytes"] = micro.arena_bytes
-            result["tflm_tflite_outputs_within_one_step"] = float(
-                np.mean(difference <= 1)
-            )
-    write_json_atomic(output_dir / "export.json", result)
-    return result

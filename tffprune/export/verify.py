@@ -48,6 +48,26 @@ def tflite_outputs(
     return np.concatenate(outputs)
 
 
+def io_quantization(model: bytes) -> dict[str, dict[str, float | int | str]]:
+    """The input and output dtype, scale and zero point firmware needs.
+
+    ``real = scale * (quantized - zero_point)``; a float32 tensor has scale 0.
+    """
+    interpreter = tf.lite.Interpreter(model_content=model)
+    result = {}
+    for name, details in (
+        ("input", interpreter.get_input_details()[0]),
+        ("output", interpreter.get_output_details()[0]),
+    ):
+        scale, zero_point = details["quantization"]
+        result[name] = {
+            "dtype": np.dtype(details["dtype"]).name,
+            "scale": float(scale),
+            "zero_point": int(zero_point),
+        }
+    return result
+
+
 def accuracy(outputs: np.ndarray, labels: np.ndarray) -> float:
     """Top-1 accuracy of logits (raw int8 outputs rank the same way)."""
     return float(np.mean(np.argmax(outputs, axis=1) == labels))
