@@ -43,6 +43,88 @@ def _corrupt_data_dir(root):
     return directory
 
 
+MODELS = """
+import tensorflow as tf
+import tensorflow_model_optimization as tfmot
+
+
+def good(input_shape, num_classes):
+    return tf.keras.Sequential(
+        [tf.keras.Input(input_shape), tf.keras.layers.Flatten(),
+         tf.keras.layers.Dense(num_classes)]
+    )
+
+
+def not_a_model(input_shape, num_classes):
+    return "a string"
+
+
+def crashes(input_shape, num_classes):
+    raise RuntimeError("out of coffee")
+
+
+def wrong_outputs(input_shape, num_classes):
+    return tf.keras.Sequential(
+        [tf.keras.Input(input_shape), tf.keras.layers.Flatten(),
+         tf.keras.layers.Dense(num_classes + 2)]
+    )
+
+
+def wrapped(input_shape, num_classes):
+    return tfmot.sparsity.keras.prune_low_magnitude(good(input_shape, num_classes))
+"""
+
+
+def _npz(root, name, **changes):
+    rng = np.random.default_rng(0)
+    arrays = dict(
+        x_train=rng.random((40, 6, 6, 1)).astype(np.float32),
+        y_train=rng.integers(0, 3, 40),
+        x_test=rng.random((10, 6, 6, 1)).astype(np.float32),
+        y_test=rng.integers(0, 3, 10),
+    )
+    arrays.update(changes)
+    path = root / f"{name}.npz"
+    np.savez(path, **{k: v for k, v in arrays.items() if v is not None})
+    return str(path)
+
+
+def _user_input_cases(root):
+    models = root / "models.py"
+    models.write_text(MODELS)
+    npz = _npz(root, "good")
+    own = ["--dataset", npz, "--num-clients", "4", "--clients-per-round", "2",
+           "--rounds", "1", "--quiet"]  # fmt: skip
+    nan_images = np.full((40, 6, 6, 1), np.nan, np.float32)
+    return [
+        ("model file missing", [*own, "--model", "nowhere.py:good"],
+         "model file nowhere.py does not exist"),
+        ("function missing", [*own, "--model", f"{models}:absent"],
+         "has no function 'absent'"),
+        ("not a model", [*own, "--model", f"{models}:not_a_model"],
+         "returned str, not a Keras model"),
+        ("model crashes", [*own, "--model", f"{models}:crashes"],
+         "failed: RuntimeError: out of coffee"),
+        ("wrong outputs", [*own, "--model", f"{models}:wrong_outputs"],
+         "outputs shape (None, 5)"),
+        ("tfmot wrapped", [*own, "--model", f"{models}:wrapped"],
+         "wrapped with tfmot's prune_low_magnitude"),
+        ("npz missing", ["--dataset", str(root / "none.npz"), "--model", "fc"],
+         "none.npz does not exist"),
+        ("npz key missing", ["--dataset", _npz(root, "nokey", y_test=None)],
+         "lacks y_test"),
+        ("negative label", ["--dataset", _npz(root, "neg", y_test=-np.ones(10))],
+         "y_test must be >= 0"),
+        ("fractional label",
+         ["--dataset", _npz(root, "frac", y_train=np.full(40, 0.5))],
+         "y_train must be whole class indices"),
+        ("mismatched lengths", ["--dataset", _npz(root, "len", y_train=np.ones(39))],
+         "y_train has 39 labels for 40 examples"),
+        ("NaN images", ["--dataset", _npz(root, "nan", x_train=nan_images)],
+         "x_train holds 1440 NaN or infinite values"),
+    ]  # fmt: skip
+
+
 def _cases(root):
     bad_toml = root / "bad.toml"
     bad_toml.write_text("[train]\nrounds = 3\nlearning_rate = 0.1\n")
@@ -57,8 +139,8 @@ def _cases(root):
             "sparsity must be in [0, 1), got 1.0",
         ),
         ("sparsity -0.1", [*QUICK, "--sparsity", "-0.1"], "sparsity must be in [0, 1)"),
-        ("unknown dataset", ["--dataset", "imagenet"], "Invalid value for '--dataset'"),
-        ("unknown model", [*QUICK, "--model", "vgg16"], "Invalid value for '--model'"),
+        ("unknown dataset", ["--dataset", "imagenet"], "unknown dataset 'imagenet'"),
+        ("unknown model", [*QUICK, "--model", "vgg16"], "unknown model 'vgg16'"),
         (
             "unknown method",
             [*QUICK, "--method", "random"],
@@ -97,7 +179,7 @@ def _cases(root):
         (
             "missing data",
             ["--dataset", "mnist", "--data-dir", str(root / "nothing")],
-            "data set 'mnist' not found",
+            f"--data-dir {root / 'nothing'} holds no mnist files",
         ),
         (
             "corrupt data",
@@ -109,6 +191,7 @@ def _cases(root):
             [*QUICK, "--model", "lenet5"],
             "model 'lenet5' cannot take inputs of shape (8, 8, 1)",
         ),
+        *_user_input_cases(root),
         (
             "unknown TOML key",
             [*QUICK, "--config", str(bad_toml)],

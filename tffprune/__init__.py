@@ -1,3 +1,32 @@
-"""tffprune: communication-efficient federated learning with pruned models."""
+"""tffprune: communication-efficient federated learning with pruned models.
+
+The Python API (imported on first use, so ``import tffprune`` stays fast):
+
+* `tffprune.train`: federated training of your Keras model on your data;
+* `tffprune.data`: ``from_arrays``, ``from_client_arrays``,
+  ``from_client_data``, ``load_dataset``;
+* `tffprune.pruning`: NumPy masks, `PruningPolicy`, schedules, tfmot interop;
+* `tffprune.TrainConfig`: every option of a run.
+"""
+
+import importlib
 
 __version__ = "0.1.0"
+
+__all__ = ["TrainConfig", "data", "export", "models", "pruning", "train"]
+
+_SUBMODULES = {"data", "export", "models", "pruning"}
+
+
+def __getattr__(name: str):
+    if name in _SUBMODULES:
+        return importlib.import_module(f"tffprune.{name}")
+    if name == "train":
+        from tffprune.api import train
+
+        return train
+    if name == "TrainConfig":
+        from tffprune.config import TrainConfig
+
+        return TrainConfig
+    raise AttributeError(f"module 'tffprune' has no attribute {name!r}")

@@ -1,4 +1,4 @@
-"""The ``tffprune`` command line: parses, validates and delegates; no logic.
+"""The ``tffprune`` command line: parses, validates and delegates.
 
 TensorFlow is imported only inside the commands, so ``tffprune --help`` is fast.
 Every expected failure (bad argument, missing data, invalid file) ends as one
@@ -266,112 +266,32 @@ def centralized(
     --clusters), baseline.keras (prune-trained only) and summary.json with
     accuracy and sparsity.
     """
-    import numpy as np
+    from tffprune.pruning.centralized import run_centralized
 
-    from tffprune.data import load_dataset
-    from tffprune.models import build_model
-    from tffprune.pruning import PruningPolicy
-    from tffprune.pruning import centralized as workflows
-    from tffprune.reporting.files import (
-        prepare_output_dir,
-        save_keras_model_atomic,
-        write_json_atomic,
+    summary = run_centralized(
+        output_dir,
+        workflow=workflow,
+        model=model,
+        dataset=dataset,
+        data_dir=data_dir,
+        sparsity=sparsity,
+        epochs=epochs,
+        fine_tune_epochs=fine_tune_epochs,
+        batch_size=batch_size,
+        learning_rate=learning_rate,
+        prune_logits=prune_logits,
+        clusters=clusters,
+        cluster_epochs=cluster_epochs,
+        max_examples=max_examples,
+        seed=seed,
+        overwrite=overwrite,
+        announce=click.echo,
     )
-
-    output_dir = prepare_output_dir(output_dir, overwrite=overwrite)
-    data = load_dataset(dataset, data_dir)
-    x_train, y_train = data.x_train, data.y_train
-    if max_examples is not None and max_examples < y_train.size:
-        chosen = np.random.default_rng(seed).choice(y_train.size, max_examples, False)
-        x_train, y_train = x_train[chosen], y_train[chosen]
-    policy = PruningPolicy(prune_logits=prune_logits)
-    network = build_model(model, data.input_shape, data.num_classes, seed=seed)
-    summary: dict[str, object] = {
-        "workflow": workflow,
-        "model": model,
-        "dataset": dataset,
-        "target_sparsity": sparsity,
-        "seed": seed,
-        "train_examples": int(y_train.size),
-        "prune_logits": prune_logits,
-    }
-    if workflow == "prune-trained":
-        click.echo(f"training dense {model} for {epochs} epochs ...")
-        baseline = workflows.train_dense(
-            network,
-            x_train,
-            y_train,
-            data.x_test,
-            data.y_test,
-            epochs=epochs,
-            batch_size=batch_size,
-            learning_rate=learning_rate,
-            verbose=2,
-        )
-        click.echo(f"dense baseline test accuracy {baseline.test_accuracy:.4f}")
-        save_keras_model_atomic(baseline.model, output_dir / "baseline.keras")
-        summary["baseline_test_accuracy"] = baseline.test_accuracy
-        click.echo(f"pruning to {sparsity:.0%} over {fine_tune_epochs} epochs ...")
-        result = workflows.prune_trained(
-            baseline.model,
-            x_train,
-            y_train,
-            data.x_test,
-            data.y_test,
-            sparsity,
-            epochs=fine_tune_epochs,
-            batch_size=batch_size,
-            learning_rate=learning_rate,
-            policy=policy,
-            verbose=2,
-        )
-    else:
-        click.echo(f"training {model} from scratch to {sparsity:.0%} sparsity ...")
-        result = workflows.train_from_scratch(
-            network,
-            x_train,
-            y_train,
-            data.x_test,
-            data.y_test,
-            sparsity,
-            epochs=epochs,
-            batch_size=batch_size,
-            learning_rate=learning_rate,
-            policy=policy,
-            verbose=2,
-        )
-    if clusters is not None:
-        summary["pruned_test_accuracy"] = result.test_accuracy
-        click.echo(
-            f"pruned test accuracy {result.test_accuracy:.4f}; clustering into "
-            f"{clusters} values, fine-tuning {cluster_epochs} epoch(s) ..."
-        )
-        result = workflows.cluster_preserving_sparsity(
-            result.model,
-            x_train,
-            y_train,
-            data.x_test,
-            data.y_test,
-            clusters,
-            epochs=cluster_epochs,
-            batch_size=batch_size,
-            learning_rate=learning_rate / 10,
-            policy=policy,
-            verbose=2,
-        )
-    summary["clusters"] = clusters
-    save_keras_model_atomic(result.model, output_dir / "model.keras")
-    summary.update(
-        test_accuracy=result.test_accuracy,
-        test_loss=result.test_loss,
-        train_seconds=result.seconds,
-        sparsity=result.sparsity.as_dict(),
-    )
-    write_json_atomic(output_dir / "summary.json", summary)
+    sparsity_report = summary["sparsity"]
     click.echo(
-        f"{workflow}: test accuracy {result.test_accuracy:.4f}, sparsity of pruned "
-        f"kernels {result.sparsity.prunable_sparsity:.4f}, of all parameters "
-        f"{result.sparsity.overall_sparsity:.4f}; wrote {output_dir}"
+        f"{workflow}: test accuracy {summary['test_accuracy']:.4f}, sparsity of "
+        f"pruned kernels {sparsity_report['prunable_sparsity']:.4f}, of all "
+        f"parameters {sparsity_report['overall_sparsity']:.4f}; wrote {output_dir}"
     )
 
 
@@ -392,19 +312,27 @@ _TRAIN_OPTIONS = [
     ),
     (
         "--dataset",
-        dict(type=click.Choice(["fashion_mnist", "mnist", "cifar10", "digits"])),
+        dict(
+            metavar="NAME|FILE.npz",
+            help="fashion_mnist, mnist, cifar10, digits, or your .npz with "
+            "x_train, y_train, x_test, y_test (any input shape; integer inputs "
+            "are scaled to [0, 1]).",
+        ),
     ),
     (
         "--data-dir",
         dict(
             type=click.Path(file_okay=False),
-            help="Directory searched first for the data set files.",
+            help="Directory to read the named data set from.",
         ),
     ),
     (
         "--model",
         dict(
-            type=click.Choice(["fc", "tfmot_cnn", "simple_cnn", "lenet5", "resnet12"])
+            metavar="NAME|FILE.py:FUNCTION|MODULE:FUNCTION|FILE.keras",
+            help="fc, tfmot_cnn, simple_cnn, lenet5, resnet12; or your model: a "
+            "function called as FUNCTION(input_shape, num_classes) that returns a "
+            "Keras model, or a saved .keras file (its weights start the run).",
         ),
     ),
     (
@@ -513,12 +441,12 @@ _TRAIN_OPTIONS = [
         ),
     ),
     (
-        "--verify-uploads/--fused-rounds",
+        "--verify-uploads/--no-verify-uploads",
         dict(
             default=None,
-            help="Encode and decode every upload for real on the driver "
-            "(two TFF calls per round) instead of one TFF call per round with "
-            "weight pruning and quantization inside it (sizes counted exactly).",
+            help="Check every round against the reference: encode and decode "
+            "every upload with the real codec and aggregate them in NumPy "
+            "(slower; training is the same).",
         ),
     ),
     ("--checkpoint-every", dict(type=int, help="Checkpoint every N rounds.")),
@@ -605,6 +533,7 @@ def train(
         overwrite=overwrite,
         progress=not quiet,
         workers=addresses,
+        announce=lambda line: click.echo(line, err=True),
     )
     final = summary["final"]
     saving = summary["total_upload_bytes_dense"] / max(summary["total_upload_bytes"], 1)
@@ -745,6 +674,13 @@ def sweep(
 )
 @_DATA_DIR
 @click.option(
+    "--representative-data",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="An .npz for a model not trained on a named data set: x_train (or x) "
+    "calibrates int8, x_test and y_test (if present) measure accuracy.",
+)
+@click.option(
     "--eval-examples",
     type=click.IntRange(min=1),
     default=None,
@@ -757,6 +693,7 @@ def export_command(
     sparse: bool,
     dataset: str | None,
     data_dir: Path | None,
+    representative_data: Path | None,
     eval_examples: int | None,
     output_dir: Path,
     overwrite: bool,
@@ -777,15 +714,21 @@ def export_command(
         data_dir=data_dir,
         eval_examples=eval_examples,
         overwrite=overwrite,
+        representative_data=representative_data,
     )
     parts = [
         f"{quantize}{' sparse' if sparse else ''}: {result['tflite_bytes']:,} bytes "
         f".tflite ({result['tflite_zipped_bytes']:,} zipped)",
         f"{result['ratio_tflite_zipped_vs_baseline_zipped']:.1f}x smaller than the "
         "zipped dense baseline",
-        f"accuracy Keras {result['keras_accuracy']:.4f}, "
-        f"TFLite {result['tflite_accuracy']:.4f}",
     ]
+    if result["keras_accuracy"] is None:
+        parts.append("accuracy not measured (no x_test, y_test)")
+    else:
+        parts.append(
+            f"accuracy Keras {result['keras_accuracy']:.4f}, "
+            f"TFLite {result['tflite_accuracy']:.4f}"
+        )
     if "tflm_accuracy" in result:
         parts.append(
             f"TFLite Micro {result['tflm_accuracy']:.4f} "

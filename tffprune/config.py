@@ -13,11 +13,22 @@ from pathlib import Path
 from typing import Any
 
 from tffprune.compression.wire import POSITION_CODINGS, VALUE_FORMATS
-from tffprune.data.datasets import DATASET_NAMES
 from tffprune.data.partition import PARTITION_NAMES
 from tffprune.models.builders import MODEL_NAMES
 from tffprune.pruning.policy import METHODS
 from tffprune.pruning.schedules import SCHEDULES
+
+MODEL_FILE_SUFFIXES = (".keras", ".h5")
+
+
+def is_model_reference(text: object) -> bool:
+    """Whether ``text`` has the form of a model source (checked when loaded)."""
+    return isinstance(text, str) and (
+        text in MODEL_NAMES
+        or text.endswith(MODEL_FILE_SUFFIXES)
+        or (":" in text and all(text.rpartition(":")[::2]))
+    )
+
 
 AGGREGATIONS = ("fedavg", "subfedavg")
 CLIENT_WEIGHTINGS = ("num_examples", "uniform")
@@ -32,9 +43,12 @@ class TrainConfig:
     """Everything that defines a federated training run.
 
     Attributes:
-        dataset: Data set name.
-        data_dir: Directory searched first for the data files.
-        model: Model name.
+        dataset: Data set name, or the path of an ``.npz`` with ``x_train,
+            y_train, x_test, y_test``.
+        data_dir: Directory to read a named data set from.
+        model: Built-in model name, ``file.py:function`` or
+            ``package.module:function`` (called as ``function(input_shape,
+            num_classes)``), or a saved ``.keras`` file.
         width_multiplier: Scales the widths of ``resnet12`` (1.0: 64..512
             filters; smaller for runs on small machines). Other models ignore
             it.
@@ -71,12 +85,11 @@ class TrainConfig:
         dropout_rate: Probability that a sampled client vanishes mid-round
             (after training, before its upload arrives); simulates unreliable
             devices.
-        verify_uploads: Run each client's pruning, encoding and the server's
-            decoding (with checksum and checks) on the driver, between two TFF
-            calls, instead of the default one-call round where weight
-            pruning and the value format run in TensorFlow inside TFF and the
-            upload's size is counted exactly from its masks. Slower; the other
-            pruning methods and the accuracy guard always use it.
+        verify_uploads: Check every round against the reference: each
+            upload is encoded and decoded with the real codec (checksum and
+            all) and the decoded uploads are aggregated in NumPy; a byte
+            count or a weight that differs stops the run. Slower (the trained
+            values leave the TFF computation); training is the same.
         max_examples: Partition only a random subset of this many training
             examples (quick runs).
         eval_every: Evaluate every this many rounds (and always the last).
@@ -120,8 +133,14 @@ class TrainConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        _choice("dataset", self.dataset, DATASET_NAMES)
-        _choice("model", self.model, MODEL_NAMES)
+        if not isinstance(self.dataset, str) or not self.dataset:
+            raise ConfigError(f"dataset must be a name or a path, got {self.dataset!r}")
+        if not is_model_reference(self.model):
+            raise ConfigError(
+                f"unknown model {self.model!r}; expected one of "
+                f"{', '.join(MODEL_NAMES)}, file.py:function, "
+                "package.module:function or a .keras file"
+            )
         _choice("method", self.method, METHODS)
         _choice("schedule", self.schedule, tuple(SCHEDULES))
         _choice("aggregation", self.aggregation, AGGREGATIONS)

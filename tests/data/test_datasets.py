@@ -112,13 +112,25 @@ def test_cifar_batches(isolated):
 
 def test_nothing_found_names_every_place(isolated):
     with pytest.raises(DataError) as raised:
-        load_dataset("mnist", isolated / "nowhere", download=False)
+        load_dataset("mnist", download=False)
 
     message = str(raised.value)
-    assert str(isolated / "nowhere") in message
     assert str(isolated / "keras" / "mnist.npz") in message
     assert str(isolated / "debian" / "mnist") in message
     assert "--data-dir" in message
+
+
+def test_empty_data_dir_is_an_error_not_a_fallback(isolated):
+    # The Debian copy exists, but --data-dir was asked for: never read elsewhere.
+    _write_idx_set(isolated / "debian" / "fashion-mnist")
+
+    with pytest.raises(DataError) as raised:
+        load_dataset("fashion_mnist", isolated / "nowhere", download=False)
+
+    message = str(raised.value)
+    assert message.startswith(f"--data-dir {isolated / 'nowhere'} holds no")
+    assert str(isolated / "nowhere" / "fashion-mnist") in message
+    assert "debian" not in message
 
 
 def test_partial_idx_set_is_an_error(isolated):

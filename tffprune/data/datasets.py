@@ -31,17 +31,19 @@ DATA_DIR_VARIABLE = "TFFPRUNE_DATA_DIR"
 
 @dataclasses.dataclass(frozen=True)
 class Dataset:
-    """A labelled image data set split into train and test.
+    """A labelled data set split into train and test.
 
     Attributes:
         name: Registry name (``fashion_mnist``, ``mnist``, ``cifar10``,
-            ``digits``).
-        x_train: float32 images in [0, 1], shape (N, height, width, channels).
+            ``digits``), or the user's (an ``.npz`` path, ``arrays``).
+        x_train: float32 inputs, shape (N, ...): images (N, height, width,
+            channels) in [0, 1] for the named sets, or any feature shape.
         y_train: int32 labels, shape (N,).
-        x_test: float32 images in [0, 1].
+        x_test: float32 inputs.
         y_test: int32 labels.
         num_classes: Number of classes.
         source: Where the data came from (a path, or a description).
+        notes: What was done to the data on loading (e.g. integer scaling).
     """
 
     name: str
@@ -51,10 +53,11 @@ class Dataset:
     y_test: np.ndarray
     num_classes: int
     source: str
+    notes: tuple[str, ...] = ()
 
     @property
     def input_shape(self) -> tuple[int, ...]:
-        """Shape of one image, (height, width, channels)."""
+        """Shape of one example, e.g. (height, width, channels)."""
         return tuple(self.x_train.shape[1:])
 
 
@@ -251,8 +254,10 @@ def load_dataset(
     """Loads a data set by name from the first source that has it.
 
     Args:
-        name: One of `DATASET_NAMES`.
-        data_dir: Directory searched first (overrides ``TFFPRUNE_DATA_DIR``).
+        name: One of `DATASET_NAMES`, or the path of an ``.npz`` holding
+            ``x_train, y_train, x_test, y_test`` (`load_npz_dataset`).
+        data_dir: The directory to read it from (overrides
+            ``TFFPRUNE_DATA_DIR``); an error if it does not hold the data.
         download: Whether to try a Keras download when no local copy exists.
 
     Returns:
@@ -262,15 +267,21 @@ def load_dataset(
         DataError: If the name is unknown, nothing is found (the message names
             every place looked), or a file is truncated or corrupt.
     """
+    if is_dataset_file(name):
+        return load_npz_dataset(name)
     if name not in DATASET_NAMES:
         raise DataError(
-            f"unknown dataset {name!r}; expected one of {', '.join(DATASET_NAMES)}"
+            f"unknown dataset {name!r}; expected one of {', '.join(DATASET_NAMES)} "
+            "or a path to an .npz with x_train, y_train, x_test, y_test"
         )
     if name == "digits":
         return _load_digits()
     spec = _SPECS[name]
     looked: list[str] = []
-    for directory in _candidate_directories(name, data_dir):
+    directories = _candidate_directories(name, data_dir)
+    if data_dir is not None:  # only there: never silently somewhere else
+        directories = directories[: 1 + len(spec.directory_names)]
+    for directory in directories:
         for npz_name in spec.npz_names:
             npz_path = directory / npz_name
             looked.append(str(npz_path))
@@ -281,6 +292,12 @@ def load_dataset(
             arrays = spec.reader(directory)
             if arrays is not None:
                 return _normalize(name, arrays, str(directory))
+    if data_dir is not None:
+        places = "\n  ".join(_unique(looked))
+        raise DataError(
+            f"--data-dir {data_dir} holds no {name} files. Looked for:\n  {places}\n"
+            f"To provide it: {spec.how_to_get}."
+        )
     download_error = "downloads disabled"
     if download:
         try:
@@ -298,3 +315,43 @@ def load_dataset(
 
 def _unique(items: Sequence[str]) -> list[str]:
     return list(dict.fromkeys(items))
+
+
+def is_dataset_file(name: str) -> bool:
+    """Whether a ``--dataset`` value names a file rather than a data set."""
+    return name.endswith(".npz") or "/" in name or os.sep in name
+
+
+def load_npz_dataset(path: str | Path) -> Dataset:
+    """Your own data set from an ``.npz`` with the Keras layout.
+
+    ``x_train, y_train, x_test, y_test``: inputs of any shape per example
+    (images (N, H, W, C) or (N, H, W), flat features (N, D)), labels as class
+    indices. Validated as `tffprune.data.arrays.dataset_from_arrays` does
+    (integer inputs scaled to [0, 1]; labels whole numbers from 0); images of
+    shape (N, H, W) get a channel axis.
+
+    Raises:
+        DataError: If the file is missing, unreadable, lacks a key, or holds
+            invalid arrays (the message names the file).
+    """
+    from tffprune.data.arrays import dataset_from_arrays
+
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise DataError(f"dataset file {path} does not exist")
+    arrays = read_npz(path)
+    for key in ("x_train", "x_test"):
+        if arrays[key].ndim == 3:
+            arrays[key] = arrays[key][..., np.newaxis]
+    try:
+        return dataset_from_arrays(
+            arrays["x_train"],
+            arrays["y_train"],
+            arrays["x_test"],
+            arrays["y_test"],
+            name=str(path),
+            source=str(path.resolve()),
+        )
+    except DataError as error:
+        raise DataError(f"{path}: {error}") from None

@@ -216,6 +216,11 @@ class FederatedData:
     dataset: Dataset
     clients: tuple[ClientSplit, ...]
     partition: str
+    client_ids: tuple[str, ...] | None = None
+
+    def client_id(self, client: int) -> str:
+        """The client's id: the user's, or its index."""
+        return str(client) if self.client_ids is None else self.client_ids[client]
 
     @property
     def num_clients(self) -> int:
@@ -242,7 +247,7 @@ class FederatedData:
             )
             rows.append(
                 {
-                    "client": client,
+                    "client": self.client_id(client),
                     "train_examples": int(split.train_indices.size),
                     "test_examples": int(split.test_indices.size),
                     "num_labels": int(np.count_nonzero(counts)),

@@ -165,9 +165,10 @@ def build_model(
         raise ValueError(
             f"unknown model {name!r}; expected one of {', '.join(MODEL_NAMES)}"
         )
-    if len(tuple(input_shape)) != 3:
+    if name != "fc" and len(tuple(input_shape)) != 3:
         raise ValueError(
-            f"input_shape must be (height, width, channels), got {tuple(input_shape)}"
+            f"model {name!r} needs images (height, width, channels), got inputs of "
+            f"shape {tuple(input_shape)}; fc takes any shape"
         )
     if seed is not None:
         tf.keras.utils.set_random_seed(seed)

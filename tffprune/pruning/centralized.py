@@ -26,6 +26,8 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
+from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
@@ -370,3 +372,140 @@ def cluster_preserving_sparsity(
     seconds = time.perf_counter() - started
     stripped = tfmot.clustering.keras.strip_clustering(clustered)
     return _result(stripped, x_test, y_test, policy, seconds, history, learning_rate)
+
+
+def run_centralized(
+    output_dir: str | Path,
+    workflow: str = "prune-trained",
+    model: str = "tfmot_cnn",
+    dataset: str = "fashion_mnist",
+    data_dir: str | Path | None = None,
+    sparsity: float = 0.8,
+    epochs: int = 4,
+    fine_tune_epochs: int = 2,
+    batch_size: int = 128,
+    learning_rate: float = 1e-3,
+    prune_logits: bool = False,
+    clusters: int | None = None,
+    cluster_epochs: int = 1,
+    max_examples: int | None = None,
+    seed: int = 0,
+    overwrite: bool = False,
+    announce: Callable[[str], None] | None = None,
+    verbose: int = 2,
+) -> dict:
+    """``tffprune centralized``: a tfmot workflow on one machine, its files.
+
+    Writes ``model.keras`` (pruning stripped, zeros in place; clustered with
+    ``clusters``), ``baseline.keras`` (``prune-trained`` only) and
+    ``summary.json``; returns the summary. The data and model are loaded
+    before the output directory is made.
+
+    Raises:
+        ValueError: On an unknown workflow, data or model that do not fit.
+    """
+    if workflow not in ("prune-trained", "from-scratch"):
+        raise ValueError(
+            f"unknown workflow {workflow!r}; expected prune-trained or from-scratch"
+        )
+
+    from tffprune.data import load_dataset
+    from tffprune.models import build_model
+    from tffprune.reporting.files import (
+        prepare_output_dir,
+        save_keras_model_atomic,
+        write_json_atomic,
+    )
+
+    announce = announce or (lambda line: None)
+    data = load_dataset(dataset, data_dir)
+    x_train, y_train = data.x_train, data.y_train
+    if max_examples is not None and max_examples < y_train.size:
+        chosen = np.random.default_rng(seed).choice(y_train.size, max_examples, False)
+        x_train, y_train = x_train[chosen], y_train[chosen]
+    policy = PruningPolicy(prune_logits=prune_logits)
+    network = build_model(model, data.input_shape, data.num_classes, seed=seed)
+    output_dir = prepare_output_dir(output_dir, overwrite=overwrite)
+    summary: dict[str, object] = {
+        "workflow": workflow,
+        "model": model,
+        "dataset": dataset,
+        "target_sparsity": sparsity,
+        "seed": seed,
+        "train_examples": int(y_train.size),
+        "prune_logits": prune_logits,
+    }
+    if workflow == "prune-trained":
+        announce(f"training dense {model} for {epochs} epochs ...")
+        baseline = train_dense(
+            network,
+            x_train,
+            y_train,
+            data.x_test,
+            data.y_test,
+            epochs=epochs,
+            batch_size=batch_size,
+            learning_rate=learning_rate,
+            verbose=verbose,
+        )
+        announce(f"dense baseline test accuracy {baseline.test_accuracy:.4f}")
+        save_keras_model_atomic(baseline.model, output_dir / "baseline.keras")
+        summary["baseline_test_accuracy"] = baseline.test_accuracy
+        announce(f"pruning to {sparsity:.0%} over {fine_tune_epochs} epochs ...")
+        result = prune_trained(
+            baseline.model,
+            x_train,
+            y_train,
+            data.x_test,
+            data.y_test,
+            sparsity,
+            epochs=fine_tune_epochs,
+            batch_size=batch_size,
+            learning_rate=learning_rate,
+            policy=policy,
+            verbose=verbose,
+        )
+    else:
+        announce(f"training {model} from scratch to {sparsity:.0%} sparsity ...")
+        result = train_from_scratch(
+            network,
+            x_train,
+            y_train,
+            data.x_test,
+            data.y_test,
+            sparsity,
+            epochs=epochs,
+            batch_size=batch_size,
+            learning_rate=learning_rate,
+            policy=policy,
+            verbose=verbose,
+        )
+    if clusters is not None:
+        summary["pruned_test_accuracy"] = result.test_accuracy
+        announce(
+            f"pruned test accuracy {result.test_accuracy:.4f}; clustering into "
+            f"{clusters} values, fine-tuning {cluster_epochs} epoch(s) ..."
+        )
+        result = cluster_preserving_sparsity(
+            result.model,
+            x_train,
+            y_train,
+            data.x_test,
+            data.y_test,
+            clusters,
+            epochs=cluster_epochs,
+            batch_size=batch_size,
+            learning_rate=learning_rate / 10,
+            policy=policy,
+            verbose=verbose,
+        )
+    summary["clusters"] = clusters
+    save_keras_model_atomic(result.model, output_dir / "model.keras")
+    summary.update(
+        test_accuracy=result.test_accuracy,
+        test_loss=result.test_loss,
+        train_seconds=result.seconds,
+        sparsity=result.sparsity.as_dict(),
+    )
+    write_json_atomic(output_dir / "summary.json", summary)
+    return summary

@@ -1,0 +1,97 @@
+import re
+
+import numpy as np
+import pytest
+
+from tffprune.data import DataError, from_arrays, from_client_arrays
+
+
+def _arrays(train=40, test=10, shape=(4, 4, 1), seed=0):
+    rng = np.random.default_rng(seed)
+    return (
+        rng.random((train, *shape)).astype(np.float32),
+        rng.integers(0, 3, train),
+        rng.random((test, *shape)).astype(np.float32),
+        rng.integers(0, 3, test),
+    )
+
+
+def test_uint8_inputs_are_scaled_to_unit_range_and_say_so():
+    x_train, y_train, x_test, y_test = _arrays()
+    pixels = np.full(x_train.shape, 255, np.uint8)
+    pixels[0, 0, 0, 0] = 51
+
+    data = from_arrays(pixels, y_train, x_test, y_test, num_clients=4)
+
+    assert data.dataset.x_train.dtype == np.float32
+    assert data.dataset.x_train[0, 0, 0, 0] == pytest.approx(0.2)
+    assert data.dataset.x_train.max() == 1.0
+    assert data.dataset.notes == (
+        "x_train: integer inputs (uint8) scaled to [0, 1] by 1/255",
+    )
+
+
+def test_flat_features_and_float_labels_holding_whole_numbers():
+    x_train, y_train, x_test, y_test = _arrays(shape=(7,))
+
+    data = from_arrays(x_train, y_train.astype(float), x_test, y_test, num_clients=5)
+
+    assert data.dataset.input_shape == (7,)
+    assert data.dataset.y_train.dtype == np.int32
+    assert data.dataset.num_classes == 3
+    assert sum(c.train_indices.size + c.test_indices.size for c in data.clients) == 40
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (dict(y_train=np.full(40, 1.5)), "y_train must be whole class indices"),
+        (dict(y_test=np.arange(10) - 1), "y_test must be >= 0"),
+        (dict(y_train=np.zeros(39)), "y_train has 39 labels for 40 examples"),
+        (dict(x_test=np.zeros((10, 5, 4, 1))), "x_test examples have shape"),
+        (dict(x_train=np.full((40, 4, 4, 1), np.inf)), "640 NaN or infinite"),
+        (dict(x_train=np.zeros((0, 4, 4, 1))), "x_train has no examples"),
+        (dict(x_train=np.array(["a"] * 40)[:, None]), "must be numeric"),
+        (dict(num_classes=2), "labels must be in [0, 2), got a label 2"),
+        (dict(num_clients=21), "cannot give 21 clients 2 examples each"),
+    ],
+)
+def test_invalid_arrays_are_named(change, message):
+    x_train, y_train, x_test, y_test = _arrays()
+    arguments = dict(
+        x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test, num_clients=4
+    )
+    arguments.update(change)
+
+    with pytest.raises(DataError, match=re.escape(message)):
+        from_arrays(**arguments)
+
+
+def test_client_arrays_keep_ids_order_and_own_examples():
+    x_train, y_train, x_test, y_test = _arrays()
+    clients = {
+        "phone": (x_train[:10], y_train[:10]),
+        "watch": (x_train[10:30], y_train[10:30]),
+        7: (x_train[30:], y_train[30:]),
+    }
+
+    data = from_client_arrays(clients, test=(x_test, y_test), client_test_fraction=0.2)
+
+    assert data.client_ids == ("phone", "watch", "7")
+    assert [row["client"] for row in data.summary()] == ["phone", "watch", "7"]
+    inputs, labels = data.client_train(1)
+    tests = data.client_test(1)
+    assert len(labels) + len(tests[1]) == 20 and len(tests[1]) == 4
+    # Every example a client holds is one of its own.
+    own = {row.tobytes() for row in x_train[10:30]}
+    assert all(row.tobytes() in own for row in np.concatenate([inputs, tests[0]]))
+
+
+def test_client_arrays_refuse_an_empty_client():
+    x_train, y_train, x_test, y_test = _arrays()
+
+    with pytest.raises(DataError, match="client b inputs has no examples"):
+        from_client_arrays(
+            {"a": (x_train, y_train), "b": (x_train[:0], y_train[:0])},
+            test=(x_test, y_test),
+        )

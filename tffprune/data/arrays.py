@@ -1,0 +1,382 @@
+"""Your own data: NumPy arrays, per-client arrays, or a TFF ``ClientData``.
+
+Every entry point validates its input with an error that names the array and
+what is wrong (shapes, dtypes, label range, NaN/Inf, empty clients, client
+count) and returns a `tffprune.data.partition.FederatedData`, the same object
+the named data sets give:
+
+* `from_arrays`: one training set split over clients by a partition
+  (``iid``, ``shards``, ``dirichlet``), plus a central test set;
+* `from_client_arrays`: data already split by client, ``{client_id: (x, y)}``;
+  client ids are kept (``clients.csv``, per-client state);
+* `from_client_data`: a ``tff.simulation.datasets.ClientData``.
+
+Inputs are float32 in the model's input range: integer inputs (e.g. uint8
+pixels) are scaled to [0, 1] by their dtype's maximum, and the returned data
+says so in ``dataset.notes``. Labels must be integers (an integer dtype, or
+floats holding whole numbers) in ``[0, num_classes)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from tffprune.data.datasets import Dataset
+from tffprune.data.formats import DataError
+from tffprune.data.partition import (
+    ClientSplit,
+    FederatedData,
+    build_federated_data,
+    split_client_examples,
+)
+
+
+def as_inputs(array: object, name: str, notes: list[str]) -> np.ndarray:
+    """Validates model inputs; returns them as float32.
+
+    Raises:
+        DataError: If they are not numeric, have no examples, or hold NaN/Inf.
+    """
+    array = np.asarray(array)
+    if array.ndim < 2:
+        raise DataError(
+            f"{name} must have shape (examples, features...), got {array.shape}"
+        )
+    if array.shape[0] == 0:
+        raise DataError(f"{name} has no examples")
+    if np.issubdtype(array.dtype, np.bool_) or not np.issubdtype(
+        array.dtype, np.number
+    ):
+        raise DataError(f"{name} must be numeric, got dtype {array.dtype}")
+    if np.issubdtype(array.dtype, np.integer):
+        top = np.iinfo(array.dtype).max
+        note = f"{name}: integer inputs ({array.dtype}) scaled to [0, 1] by 1/{top}"
+        if note not in notes:
+            notes.append(note)
+        return (array.astype(np.float64) / top).astype(np.float32)
+    array = array.astype(np.float32)
+    bad = array.size - int(np.count_nonzero(np.isfinite(array)))
+    if bad:
+        raise DataError(f"{name} holds {bad} NaN or infinite values")
+    return array
+
+
+def as_labels(array: object, name: str, num_examples: int) -> np.ndarray:
+    """Validates class labels; returns them as int32.
+
+    Raises:
+        DataError: If they are not whole numbers, negative, or not one per
+            example.
+    """
+    labels = np.asarray(array)
+    if labels.ndim == 2 and labels.shape[1] == 1:
+        labels = labels[:, 0]
+    if labels.ndim != 1:
+        raise DataError(
+            f"{name} must be one class index per example, got shape {labels.shape}"
+        )
+    if labels.shape[0] != num_examples:
+        raise DataError(
+            f"{name} has {labels.shape[0]} labels for {num_examples} examples"
+        )
+    if not np.issubdtype(labels.dtype, np.number) or np.issubdtype(
+        labels.dtype, np.bool_
+    ):
+        raise DataError(f"{name} must be integer class indices, got {labels.dtype}")
+    if not np.issubdtype(labels.dtype, np.integer):
+        whole = np.isfinite(labels) & (labels == np.round(labels))
+        if not np.all(whole):
+            raise DataError(
+                f"{name} must be whole class indices, got "
+                f"{labels[~whole][0]!r} among {int(np.sum(~whole))} others"
+            )
+    if labels.size and labels.min() < 0:
+        raise DataError(f"{name} must be >= 0, got {labels.min()}")
+    return labels.astype(np.int32)
+
+
+def _num_classes(label_sets: Sequence[np.ndarray], num_classes: int | None) -> int:
+    largest = max(int(labels.max()) for labels in label_sets if labels.size)
+    if num_classes is None:
+        return largest + 1
+    if num_classes < 2:
+        raise DataError(f"num_classes must be >= 2, got {num_classes}")
+    if largest >= num_classes:
+        raise DataError(f"labels must be in [0, {num_classes}), got a label {largest}")
+    return num_classes
+
+
+def _same_shape(shapes: Mapping[str, tuple]) -> tuple:
+    first_name, first = next(iter(shapes.items()))
+    for name, shape in shapes.items():
+        if shape != first:
+            raise DataError(f"{name} examples have shape {shape}, {first_name} {first}")
+    return first
+
+
+def _dataset(
+    name, x_train, y_train, x_test, y_test, num_classes, source, notes
+) -> Dataset:
+    _same_shape({"x_train": x_train.shape[1:], "x_test": x_test.shape[1:]})
+    return Dataset(
+        name=name,
+        x_train=x_train,
+        y_train=y_train,
+        x_test=x_test,
+        y_test=y_test,
+        num_classes=_num_classes([y_train, y_test], num_classes),
+        source=source,
+        notes=tuple(notes),
+    )
+
+
+def dataset_from_arrays(
+    x_train: object,
+    y_train: object,
+    x_test: object,
+    y_test: object,
+    num_classes: int | None = None,
+    name: str = "arrays",
+    source: str = "arrays passed in Python",
+) -> Dataset:
+    """Validates four arrays into a `Dataset` (see the module docstring)."""
+    notes: list[str] = []
+    x_train = as_inputs(x_train, "x_train", notes)
+    y_train = as_labels(y_train, "y_train", x_train.shape[0])
+    x_test = as_inputs(x_test, "x_test", notes)
+    y_test = as_labels(y_test, "y_test", x_test.shape[0])
+    return _dataset(name, x_train, y_train, x_test, y_test, num_classes, source, notes)
+
+
+def from_arrays(
+    x_train: object,
+    y_train: object,
+    x_test: object,
+    y_test: object,
+    num_clients: int = 100,
+    partition: str = "iid",
+    seed: int = 0,
+    num_classes: int | None = None,
+    shards_per_client: int = 2,
+    alpha: float = 0.5,
+    client_test_fraction: float = 0.2,
+) -> FederatedData:
+    """Splits your training arrays over clients; the test arrays stay central.
+
+    Args:
+        x_train: Inputs, shape (N, ...): images (N, H, W, C) or features (N, D).
+        y_train: Class indices, shape (N,).
+        x_test: Central test inputs, shaped like ``x_train``'s examples.
+        y_test: Central test labels.
+        num_clients: Clients to split over (each gets at least 2 examples).
+        partition: ``iid``, ``shards`` or ``dirichlet``.
+        seed: Seed of the split.
+        num_classes: Number of classes (default: largest label + 1).
+        shards_per_client: For ``shards``.
+        alpha: For ``dirichlet``.
+        client_test_fraction: Share of each client's examples held out as its
+            own test split.
+
+    Returns:
+        The federated data.
+
+    Raises:
+        DataError: On invalid arrays or more clients than examples allow.
+    """
+    dataset = dataset_from_arrays(x_train, y_train, x_test, y_test, num_classes)
+    if not isinstance(num_clients, int) or num_clients < 1:
+        raise DataError(f"num_clients must be a whole number >= 1, got {num_clients}")
+    if num_clients * 2 > dataset.y_train.size:
+        raise DataError(
+            f"{dataset.y_train.size} training examples cannot give {num_clients} "
+            "clients 2 examples each; use fewer clients"
+        )
+    return build_federated_data(
+        dataset,
+        num_clients,
+        partition,
+        seed=seed,
+        shards_per_client=shards_per_client,
+        alpha=alpha,
+        client_test_fraction=client_test_fraction,
+    )
+
+
+def from_client_arrays(
+    clients: Mapping[object, tuple[object, object]],
+    test: tuple[object, object],
+    num_classes: int | None = None,
+    seed: int = 0,
+    client_test_fraction: float = 0.2,
+    client_tests: Mapping[object, tuple[object, object]] | None = None,
+) -> FederatedData:
+    """Data already split by client.
+
+    Args:
+        clients: ``{client_id: (x, y)}``; ids are kept as strings, in order.
+        test: ``(x_test, y_test)``, the central test set.
+        num_classes: Number of classes (default: largest label + 1).
+        seed: Seed of each client's own train/test split.
+        client_test_fraction: Share of each client's examples held out as its
+            own test split (ignored for clients in ``client_tests``).
+        client_tests: Optional ``{client_id: (x, y)}`` own test sets.
+
+    Returns:
+        The federated data, with ``client_ids``.
+
+    Raises:
+        DataError: On no clients, an empty client, or invalid arrays.
+    """
+    if not clients:
+        raise DataError("no clients given")
+    notes: list[str] = []
+    inputs, labels, splits, ids, shapes = [], [], [], [], {}
+    rng = np.random.default_rng(seed)
+    offset = 0
+    client_tests = dict(client_tests or {})
+    unknown = [c for c in client_tests if c not in clients]
+    if unknown:
+        raise DataError(f"client_tests has clients with no training data: {unknown}")
+    for client_id, pair in clients.items():
+        name = f"client {client_id!s}"
+        x, y = _pair(pair, name)
+        x = as_inputs(x, f"{name} inputs", notes)
+        y = as_labels(y, f"{name} labels", x.shape[0])
+        indices = np.arange(offset, offset + y.size)
+        shapes[name] = x.shape[1:]
+        inputs.append(x)
+        labels.append(y)
+        offset += y.size
+        if client_id in client_tests:
+            tx, ty = _pair(client_tests[client_id], f"{name} test")
+            tx = as_inputs(tx, f"{name} test inputs", notes)
+            ty = as_labels(ty, f"{name} test labels", tx.shape[0])
+            test_indices = np.arange(offset, offset + ty.size)
+            shapes[f"{name} test"] = tx.shape[1:]
+            inputs.append(tx)
+            labels.append(ty)
+            offset += ty.size
+            splits.append(ClientSplit(indices, test_indices))
+        else:
+            if y.size < 2 and client_test_fraction > 0:
+                raise DataError(f"{name} has {y.size} example; at least 2 needed")
+            splits.append(split_client_examples(indices, client_test_fraction, rng))
+        ids.append(str(client_id))
+    _same_shape(shapes)
+    x_test, y_test = _pair(test, "test")
+    x_test = as_inputs(x_test, "test inputs", notes)
+    y_test = as_labels(y_test, "test labels", x_test.shape[0])
+    dataset = _dataset(
+        "client_arrays",
+        np.concatenate(inputs),
+        np.concatenate(labels),
+        x_test,
+        y_test,
+        num_classes,
+        "per-client arrays passed in Python",
+        notes,
+    )
+    return FederatedData(
+        dataset=dataset,
+        clients=tuple(splits),
+        partition="given",
+        client_ids=tuple(ids),
+    )
+
+
+def _pair(pair: object, name: str) -> tuple[object, object]:
+    if not isinstance(pair, tuple | list) or len(pair) != 2:
+        raise DataError(f"{name} must be a pair (x, y), got {type(pair).__name__}")
+    return pair[0], pair[1]
+
+
+def _client_arrays(client_data, client_id, input_key, label_key, name):
+    """One client's examples of a ClientData as two stacked arrays."""
+    inputs, labels = [], []
+    for element in client_data.create_tf_dataset_for_client(client_id):
+        if isinstance(element, Mapping):
+            keys = list(element)
+            label = label_key or next(
+                (k for k in ("label", "labels", "y") if k in element), None
+            )
+            others = [k for k in keys if k != label]
+            source = input_key or (others[0] if len(others) == 1 else None)
+            if label is None or source is None:
+                raise DataError(
+                    f"{name}: cannot tell inputs from labels in keys {keys}; pass "
+                    "input_key= and label_key="
+                )
+            x, y = element[source], element[label]
+        elif isinstance(element, tuple | list) and len(element) == 2:
+            x, y = element
+        else:
+            raise DataError(
+                f"{name}: elements must be (x, y) or a mapping, got "
+                f"{type(element).__name__}"
+            )
+        inputs.append(np.asarray(x))
+        labels.append(np.asarray(y).reshape(()))
+    if not inputs:
+        raise DataError(f"{name} has no examples")
+    return np.stack(inputs), np.stack(labels)
+
+
+def from_client_data(
+    train_client_data,
+    test: tuple[object, object],
+    test_client_data=None,
+    num_classes: int | None = None,
+    seed: int = 0,
+    client_test_fraction: float = 0.2,
+    input_key: str | None = None,
+    label_key: str | None = None,
+) -> FederatedData:
+    """A TFF ``ClientData`` (e.g. ``tff.simulation.datasets.TestClientData``).
+
+    Each client's examples are read once into arrays. Elements may be
+    ``(x, y)`` pairs or mappings (``label``/``labels``/``y`` is the label;
+    the other key the input, or name them with ``input_key``/``label_key``).
+
+    Args:
+        train_client_data: The clients' training data.
+        test: ``(x_test, y_test)``, the central test set.
+        test_client_data: Optional clients' own test data (same ids);
+            without it each client holds out ``client_test_fraction``.
+        num_classes: Number of classes (default: largest label + 1).
+        seed: Seed of each client's own train/test split.
+        client_test_fraction: Share held out per client without own tests.
+        input_key: Element key of the inputs.
+        label_key: Element key of the labels.
+
+    Returns:
+        The federated data, with the ClientData's client ids.
+
+    Raises:
+        DataError: On an empty ClientData, an empty client or bad elements.
+    """
+    ids = list(train_client_data.client_ids)
+    if not ids:
+        raise DataError("the ClientData has no clients")
+    clients = {
+        i: _client_arrays(train_client_data, i, input_key, label_key, f"client {i}")
+        for i in ids
+    }
+    client_tests = None
+    if test_client_data is not None:
+        client_tests = {
+            i: _client_arrays(
+                test_client_data, i, input_key, label_key, f"client {i} test"
+            )
+            for i in test_client_data.client_ids
+            if i in clients
+        }
+    return from_client_arrays(
+        clients,
+        test,
+        num_classes=num_classes,
+        seed=seed,
+        client_test_fraction=client_test_fraction,
+        client_tests=client_tests,
+    )

@@ -1,0 +1,197 @@
+"""Where a run's model comes from: a built-in name, your function, or a file.
+
+``--model`` (and `TrainConfig.model`) accepts
+
+* a built-in name (`tffprune.models.MODEL_NAMES`);
+* ``path/to/file.py:function`` or ``package.module:function``: called as
+  ``function(input_shape, num_classes)``, it returns a new Keras model
+  (functional or Sequential; softmax or logits output);
+* a saved ``.keras`` (or ``.h5``) file: its architecture, and its weights as
+  the initial model.
+
+`resolve_model` turns the text into a ``model_fn`` (no arguments, a new model
+each call, as TFF needs), checks the model against the data (input shape,
+number of outputs) with a one-line error, and says where it came from.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import importlib.util
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+
+from tffprune.config import MODEL_FILE_SUFFIXES
+from tffprune.models.builders import MODEL_NAMES, build_model
+from tffprune.pruning.policy import check_not_tfmot_wrapped
+
+
+@dataclasses.dataclass(frozen=True)
+class ResolvedModel:
+    """A model source made usable.
+
+    Attributes:
+        model_fn: Builds a new model (no arguments).
+        initial_weights: Weights to start from (a saved file's), else None.
+        source: What the run records to rebuild it (paths made absolute).
+    """
+
+    model_fn: Callable[[], tf.keras.Model]
+    initial_weights: list[np.ndarray] | None
+    source: str
+
+
+def _load_function(reference: str) -> tuple[Callable, str]:
+    location, _, name = reference.rpartition(":")
+    if location.endswith(".py"):
+        path = Path(location).expanduser().resolve()
+        if not path.is_file():
+            raise ValueError(f"--model: model file {location} does not exist")
+        module_name = f"tffprune_user_model_{abs(hash(str(path)))}"
+        module = sys.modules.get(module_name)
+        if module is None:
+            spec = importlib.util.spec_from_file_location(module_name, path)
+            module = importlib.util.module_from_spec(spec)
+            try:
+                spec.loader.exec_module(module)
+            except Exception as error:  # noqa: BLE001 - the user's code failed
+                raise ValueError(
+                    f"--model: importing {location} failed: "
+                    f"{type(error).__name__}: {error}".splitlines()[0]
+                ) from None
+            sys.modules[module_name] = module
+        source = f"{path}:{name}"
+    else:
+        try:
+            module = importlib.import_module(location)
+        except ImportError as error:
+            raise ValueError(
+                f"--model: cannot import module {location!r}: {error}"
+            ) from None
+        source = reference
+    function = getattr(module, name, None)
+    if not callable(function):
+        raise ValueError(f"--model: {location} has no function {name!r}")
+    return function, source
+
+
+def _check_model(model: object, where: str, input_shape, num_classes: int) -> None:
+    if not isinstance(model, tf.keras.Model):
+        raise ValueError(
+            f"--model: {where} returned {type(model).__name__}, not a Keras model"
+        )
+    check_not_tfmot_wrapped(model)
+    if not model.built:
+        model.build((None, *input_shape))
+    expected = (None, *input_shape)
+    given = (
+        tuple(model.input_shape) if not isinstance(model.input_shape, list) else None
+    )
+    if (
+        given is None
+        or len(given) != len(expected)
+        or any(
+            a is not None and a != b
+            for a, b in zip(given[1:], expected[1:], strict=True)
+        )
+    ):
+        raise ValueError(
+            f"--model: {where} takes inputs of shape {given}, the data has {expected}"
+        )
+    outputs = model.output_shape
+    if isinstance(outputs, list) or outputs[-1] != num_classes or len(outputs) != 2:
+        raise ValueError(
+            f"--model: {where} outputs shape {outputs}; a classifier of this data "
+            f"needs (None, {num_classes})"
+        )
+
+
+def resolve_model(
+    reference: str,
+    input_shape: tuple[int, ...],
+    num_classes: int,
+    options: dict | None = None,
+) -> ResolvedModel:
+    """Makes a model source usable (see the module docstring).
+
+    Args:
+        reference: The ``--model`` text.
+        input_shape: Shape of one example of the data.
+        num_classes: Number of classes of the data.
+        options: Built-in builder options (``width_multiplier``).
+
+    Returns:
+        The `ResolvedModel`.
+
+    Raises:
+        ValueError: One line naming what is wrong (missing file or function,
+            not a Keras model, shapes that do not fit the data).
+    """
+    input_shape = tuple(input_shape)
+    if reference in MODEL_NAMES:
+
+        def builtin() -> tf.keras.Model:
+            return build_model(reference, input_shape, num_classes, **(options or {}))
+
+        builtin()  # fails early if the data does not fit the model
+        return ResolvedModel(builtin, None, reference)
+    if reference.endswith(MODEL_FILE_SUFFIXES):
+        path = Path(reference).expanduser()
+        if not path.is_file():
+            raise ValueError(f"--model: model file {reference} does not exist")
+        try:
+            saved = tf.keras.models.load_model(path, compile=False)
+        except Exception as error:  # noqa: BLE001 - any reason it cannot load
+            raise ValueError(
+                f"--model: cannot load {reference}: {type(error).__name__}: "
+                f"{error}".splitlines()[0]
+            ) from None
+        _check_model(saved, str(path), input_shape, num_classes)
+        weights = [
+            w.numpy() for w in saved.trainable_weights + saved.non_trainable_weights
+        ]
+
+        def from_file() -> tf.keras.Model:
+            return tf.keras.models.clone_model(saved)
+
+        return ResolvedModel(from_file, weights, str(path.resolve()))
+    if ":" not in reference:
+        raise ValueError(
+            f"--model: unknown model {reference!r}; expected one of "
+            f"{', '.join(MODEL_NAMES)}, file.py:function, package.module:function "
+            "or a .keras file"
+        )
+    function, source = _load_function(reference)
+
+    def from_function() -> tf.keras.Model:
+        return function(input_shape, num_classes)
+
+    try:
+        model = from_function()
+    except Exception as error:  # noqa: BLE001 - the user's code failed
+        raise ValueError(
+            f"--model: {reference}({input_shape}, {num_classes}) failed: "
+            f"{type(error).__name__}: {error}".splitlines()[0]
+        ) from None
+    _check_model(model, reference, input_shape, num_classes)
+    return ResolvedModel(from_function, None, source)
+
+
+def check_user_model_fn(
+    model_fn: Callable[[], tf.keras.Model], input_shape, num_classes: int
+) -> None:
+    """Checks a Python ``model_fn()`` against the data (one-line errors)."""
+    if not callable(model_fn):
+        raise ValueError(f"model_fn must be callable, got {type(model_fn).__name__}")
+    try:
+        model = model_fn()
+    except Exception as error:  # noqa: BLE001 - the user's code failed
+        raise ValueError(
+            f"model_fn() failed: {type(error).__name__}: {error}".splitlines()[0]
+        ) from None
+    _check_model(model, "model_fn()", tuple(input_shape), num_classes)
