@@ -56,5 +56,39 @@ def test_width_multiplier_reaches_resnet12_only():
         "width_multiplier": 0.25
     }
     assert TrainConfig(model="fc", width_multiplier=0.25).model_options == {}
-    with pytest.raises(ConfigError, match="width_multiplier must be > 0"):
-        TrainConfig(model="resnet12", width_multiplier=0)
+    for bad in (0, float("inf")):
+        with pytest.raises(ConfigError, match=r"width_multiplier must be in \(0, 16\]"):
+            TrainConfig(model="resnet12", width_multiplier=bad)
+
+
+def test_every_option_is_declared_once_with_help_and_group():
+    import dataclasses
+
+    from tffprune.config import GROUPS
+
+    for field in dataclasses.fields(TrainConfig):
+        assert field.metadata["group"] in GROUPS, field.name
+        assert field.metadata["help"].endswith((".", ")")), field.name
+
+
+def test_cli_options_come_from_the_config_declarations():
+    import dataclasses
+
+    from click.testing import CliRunner
+
+    from tffprune.cli import cli
+
+    text = CliRunner().invoke(cli, ["train", "--help"], terminal_width=200).output
+    for field in dataclasses.fields(TrainConfig):
+        flag = field.metadata["flag"] or "--" + field.name.replace("_", "-")
+        assert flag.split("/")[0] in text, field.name
+    assert "Pruning options:" in text and "Upload options:" in text
+    assert "[none|weight|global-weight|unit|channel|hybrid]" in text
+
+
+def test_toml_with_keys_outside_the_train_table_is_refused(tmp_path):
+    path = tmp_path / "mixed.toml"
+    path.write_text("rounds = 2\n[train]\nsparsity = 0.8\n")
+
+    with pytest.raises(ConfigError, match="keys rounds are outside the"):
+        load_toml(path)

@@ -295,181 +295,64 @@ def centralized(
     )
 
 
-def _default(name: str) -> str:
-    from tffprune.config import TrainConfig
+class _GroupedOptions(click.Command):
+    """Lists a training command's options under one heading per concern."""
 
-    value = TrainConfig.__dataclass_fields__[name].default
-    return "none" if value is None else str(value)
+    def format_options(
+        self, ctx: click.Context, formatter: click.HelpFormatter
+    ) -> None:
+        from tffprune.config import GROUPS
 
-
-_TRAIN_OPTIONS = [
-    (
-        "--config",
-        dict(
-            type=click.Path(dir_okay=False, path_type=Path),
-            help="TOML file with the same keys; options given here override it.",
-        ),
-    ),
-    (
-        "--dataset",
-        dict(
-            metavar="NAME|FILE.npz",
-            help="fashion_mnist, mnist, cifar10, digits, or your .npz with "
-            "x_train, y_train, x_test, y_test (any input shape; integer inputs "
-            "are scaled to [0, 1]).",
-        ),
-    ),
-    (
-        "--data-dir",
-        dict(
-            type=click.Path(file_okay=False),
-            help="Directory to read the named data set from.",
-        ),
-    ),
-    (
-        "--model",
-        dict(
-            metavar="NAME|FILE.py:FUNCTION|MODULE:FUNCTION|FILE.keras",
-            help="fc, tfmot_cnn, simple_cnn, lenet5, resnet12; or your model: a "
-            "function called as FUNCTION(input_shape, num_classes) that returns a "
-            "Keras model, or a saved .keras file (its weights start the run).",
-        ),
-    ),
-    (
-        "--width-multiplier",
-        dict(type=float, help="resnet12: scales its widths (64..512 filters)."),
-    ),
-    (
-        "--method",
-        dict(
-            type=click.Choice(
-                ["none", "weight", "global-weight", "unit", "channel", "hybrid"]
-            ),
-            help="How clients prune.",
-        ),
-    ),
-    (
-        "--sparsity",
-        dict(type=float, help="Target sparsity of the pruned kernels, in [0, 1)."),
-    ),
-    (
-        "--schedule",
-        dict(
-            type=click.Choice(["constant", "polynomial", "iterative"]),
-            help="How the sparsity grows over rounds.",
-        ),
-    ),
-    ("--aggregation", dict(type=click.Choice(["fedavg", "subfedavg"]))),
-    ("--partition", dict(type=click.Choice(["iid", "shards", "dirichlet"]))),
-    ("--shards-per-client", dict(type=int, help="For --partition shards.")),
-    (
-        "--alpha",
-        dict(type=float, help="Dirichlet concentration, for --partition dirichlet."),
-    ),
-    ("--num-clients", dict(type=int)),
-    ("--clients-per-round", dict(type=int)),
-    ("--rounds", dict(type=int)),
-    ("--local-epochs", dict(type=int)),
-    ("--batch-size", dict(type=int)),
-    ("--client-learning-rate", dict(type=float)),
-    ("--client-momentum", dict(type=float)),
-    (
-        "--client-weighting",
-        dict(
-            type=click.Choice(["num_examples", "uniform"]),
-            help="Aggregation weights (default: example counts for "
-            "fedavg, uniform for subfedavg).",
-        ),
-    ),
-    (
-        "--structured-share",
-        dict(
-            type=float, help="hybrid: share of the sparsity from whole units/filters."
-        ),
-    ),
-    (
-        "--step-fraction",
-        dict(type=float, help="iterative: share of surviving weights pruned per step."),
-    ),
-    (
-        "--accuracy-threshold",
-        dict(
-            type=float,
-            help="subfedavg: keep a new mask only if "
-            "the client's accuracy stays at least this (0: off).",
-        ),
-    ),
-    (
-        "--prune-logits/--keep-logits",
-        dict(default=None, help="Prune the logits layer too."),
-    ),
-    (
-        "--upload-values",
-        dict(
-            type=click.Choice(["float32", "float16", "int8"]),
-            help="How uploaded values are encoded (int8: per-tensor affine).",
-        ),
-    ),
-    (
-        "--positions",
-        dict(
-            type=click.Choice(["auto", "bitmap", "gaps"]),
-            help="How the positions of kept entries are encoded.",
-        ),
-    ),
-    (
-        "--dropout-rate",
-        dict(
-            type=float,
-            help="Probability that a sampled client vanishes mid-round "
-            "(simulated device failure).",
-        ),
-    ),
-    (
-        "--max-examples",
-        dict(
-            type=int,
-            help="Use a random subset of this many training examples (quick runs).",
-        ),
-    ),
-    ("--eval-every", dict(type=int, help="Evaluate every N rounds (and the last).")),
-    (
-        "--finetune-baseline/--no-finetune-baseline",
-        dict(
-            default=None,
-            help="Also report global model + 1 epoch of local fine-tuning.",
-        ),
-    ),
-    (
-        "--verify-uploads/--no-verify-uploads",
-        dict(
-            default=None,
-            help="Check every round against the reference: encode and decode "
-            "every upload with the real codec and aggregate them in NumPy "
-            "(slower; training is the same).",
-        ),
-    ),
-    ("--checkpoint-every", dict(type=int, help="Checkpoint every N rounds.")),
-    ("--seed", dict(type=int)),
-]
+        sections: dict[str, list[tuple[str, str]]] = {}
+        for parameter in self.get_params(ctx):
+            record = parameter.get_help_record(ctx)
+            if record is not None:
+                group = getattr(parameter, "group", None) or "command"
+                sections.setdefault(group, []).append(record)
+        for group, records in sections.items():
+            title = f"{GROUPS[group]} options" if group in GROUPS else "Options"
+            with formatter.section(title):
+                formatter.write_dl(records)
 
 
 def _train_options(function, exclude: tuple[str, ...] = ()):
-    for flag, settings in reversed(_TRAIN_OPTIONS):
-        settings = dict(settings)
-        name = flag.split("/")[0].lstrip("-").replace("-", "_")
-        if name in exclude:
-            continue
-        if name not in ("config",):
-            settings.setdefault("default", None)
-            settings["help"] = (
-                settings.get("help", "") + f"  [default: {_default(name)}]"
-            ).strip()
-        function = click.option(flag, **settings)(function)
-    return function
+    """Adds one click option per `TrainConfig` field (its one declaration).
+
+    Every option defaults to None (not given), so a ``--config`` file's value
+    is only overridden by an option actually given; the help shows the
+    field's default.
+    """
+    import dataclasses
+
+    from tffprune.config import TrainConfig
+
+    fields = [f for f in dataclasses.fields(TrainConfig) if f.name not in exclude]
+    for field in reversed(fields):
+        meta = field.metadata
+        default = "none" if field.default is None else str(field.default).lower()
+        settings: dict = {
+            "default": None,
+            "help": f"{meta['help']}  [default: {default}]",
+        }
+        if meta["choices"] is not None:
+            settings["type"] = click.Choice(meta["choices"])
+        elif isinstance(field.default, bool):
+            pass
+        elif isinstance(field.default, int) or field.name == "max_examples":
+            settings["type"] = int
+        elif isinstance(field.default, float):
+            settings["type"] = float
+        flag = meta["flag"] or "--" + field.name.replace("_", "-")
+        function = click.option(flag, field.name, **settings)(function)
+        function.__click_params__[-1].group = meta["group"]
+    return click.option(
+        "--config",
+        type=click.Path(dir_okay=False, path_type=Path),
+        help="TOML file with these options as keys; options given here override it.",
+    )(function)
 
 
-@cli.command()
+@cli.command(cls=_GroupedOptions)
 @_train_options
 @click.option(
     "--output-dir",
@@ -560,7 +443,7 @@ def _float_list(option: str, text: str) -> list[float]:
         ) from None
 
 
-@cli.command()
+@cli.command(cls=_GroupedOptions)
 @click.option(
     "--target-accuracy",
     type=click.FloatRange(0, 1, min_open=True),

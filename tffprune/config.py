@@ -14,7 +14,7 @@ from typing import Any
 
 from tffprune.compression.wire import POSITION_CODINGS, VALUE_FORMATS
 from tffprune.data.partition import PARTITION_NAMES
-from tffprune.models.builders import MODEL_NAMES
+from tffprune.models.names import MODEL_NAMES
 from tffprune.pruning.policy import METHODS
 from tffprune.pruning.schedules import SCHEDULES
 
@@ -38,99 +38,166 @@ class ConfigError(ValueError):
     """An invalid configuration value or file."""
 
 
+GROUPS = {
+    "data": "Data",
+    "model": "Model",
+    "pruning": "Pruning",
+    "federated": "Federated training",
+    "upload": "Upload",
+    "run": "Run",
+}
+
+
+def option(
+    default: Any,
+    group: str,
+    help: str,  # noqa: A002 - the click word for it
+    choices: tuple[str, ...] | None = None,
+    flag: str | None = None,
+) -> Any:
+    """A `TrainConfig` field with its one declaration for every front end.
+
+    Args:
+        default: The default value.
+        group: The concern it belongs to (a key of `GROUPS`).
+        help: One sentence for ``--help`` and the docs.
+        choices: The allowed values of a string option (validated here and
+            offered by the CLI).
+        flag: The command-line form of a boolean (``--x/--no-x``).
+    """
+    return dataclasses.field(
+        default=default,
+        metadata={"group": group, "help": help, "choices": choices, "flag": flag},
+    )
+
+
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
     """Everything that defines a federated training run.
 
-    Attributes:
-        dataset: Data set name, or the path of an ``.npz`` with ``x_train,
-            y_train, x_test, y_test``.
-        data_dir: Directory to read a named data set from.
-        model: Built-in model name, ``file.py:function`` or
-            ``package.module:function`` (called as ``function(input_shape,
-            num_classes)``), or a saved ``.keras`` file.
-        width_multiplier: Scales the widths of ``resnet12`` (1.0: 64..512
-            filters; smaller for runs on small machines). Other models ignore
-            it.
-        method: Client pruning method (``none`` for dense training).
-        sparsity: Target sparsity of the prunable kernels, in [0, 1).
-        schedule: ``constant``, ``polynomial`` or ``iterative``.
-        aggregation: ``fedavg`` (weighted mean of rebuilt dense tensors) or
-            ``subfedavg`` (masked mean, personal masks kept across rounds).
-        partition: ``iid``, ``shards`` or ``dirichlet``.
-        shards_per_client: Shards per client for ``shards``.
-        alpha: Dirichlet concentration for ``dirichlet``.
-        num_clients: Number of clients.
-        clients_per_round: Clients sampled each round.
-        rounds: Number of rounds.
-        local_epochs: Local epochs per round.
-        batch_size: Local batch size.
-        client_learning_rate: Client SGD learning rate.
-        client_momentum: Client SGD momentum.
-        client_weighting: ``num_examples`` or ``uniform`` (None: FedAvg uses
-            example counts, Sub-FedAvg is unweighted as in its paper).
-        structured_share: For ``hybrid``: share of the sparsity reached by
-            whole units/filters.
-        step_fraction: For ``iterative``: share of surviving weights pruned per
-            accepted step (Sub-FedAvg: 0.1).
-        accuracy_threshold: Sub-FedAvg's guard: a client keeps a new mask only
-            if its pruned model's accuracy on its own training data is at least
-            this (0 disables).
-        prune_logits: Whether the logits layer is prunable.
-        upload_values: How uploaded values are sent: ``float32``, ``float16``
-            or ``int8`` (per-tensor affine); the server aggregates the decoded
-            values, so quantization error is part of training.
-        positions: How kept positions are sent: ``auto`` (smaller per
-            tensor), ``bitmap`` or ``gaps`` (Golomb-Rice).
-        dropout_rate: Probability that a sampled client vanishes mid-round
-            (after training, before its upload arrives); simulates unreliable
-            devices.
-        verify_uploads: Check every round against the reference: each
-            upload is encoded and decoded with the real codec (checksum and
-            all) and the decoded uploads are aggregated in NumPy; a byte
-            count or a weight that differs stops the run. Slower (the trained
-            values leave the TFF computation); training is the same.
-        max_examples: Partition only a random subset of this many training
-            examples (quick runs).
-        eval_every: Evaluate every this many rounds (and always the last).
-        finetune_baseline: Also report FedAvg + one epoch of local fine-tuning
-            (personalized baseline) at each evaluation.
-        checkpoint_every: Write a checkpoint every this many rounds.
-        seed: Seed for data split, sampling, initialization and shuffling.
+    Each field declares its default, its concern (`GROUPS`), its help and its
+    choices once (`option`); the CLI options, ``--help`` sections, TOML keys
+    and validation come from there. ``tffprune train --help`` lists them.
     """
 
-    dataset: str = "fashion_mnist"
-    data_dir: str | None = None
-    model: str = "fc"
-    width_multiplier: float = 1.0
-    method: str = "weight"
-    sparsity: float = 0.5
-    schedule: str = "constant"
-    aggregation: str = "subfedavg"
-    partition: str = "iid"
-    shards_per_client: int = 2
-    alpha: float = 0.5
-    num_clients: int = 100
-    clients_per_round: int = 10
-    rounds: int = 10
-    local_epochs: int = 1
-    batch_size: int = 32
-    client_learning_rate: float = 0.05
-    client_momentum: float = 0.5
-    client_weighting: str | None = None
-    structured_share: float = 0.5
-    step_fraction: float = 0.1
-    accuracy_threshold: float = 0.0
-    prune_logits: bool = False
-    upload_values: str = "float32"
-    positions: str = "auto"
-    dropout_rate: float = 0.0
-    verify_uploads: bool = False
-    max_examples: int | None = None
-    eval_every: int = 1
-    finetune_baseline: bool = False
-    checkpoint_every: int = 1
-    seed: int = 0
+    dataset: str = option(
+        "fashion_mnist",
+        "data",
+        "fashion_mnist, mnist, cifar10, digits, or your .npz with x_train, "
+        "y_train, x_test, y_test (any input shape; integer inputs are scaled "
+        "to [0, 1]).",
+    )
+    data_dir: str | None = option(
+        None, "data", "Directory to read the named data set from."
+    )
+    partition: str = option(
+        "iid", "data", "How examples are split over clients.", PARTITION_NAMES
+    )
+    shards_per_client: int = option(2, "data", "For --partition shards.")
+    alpha: float = option(
+        0.5, "data", "Dirichlet concentration (--partition dirichlet)."
+    )
+    num_clients: int = option(100, "data", "Number of clients.")
+    max_examples: int | None = option(
+        None, "data", "Use a random subset of this many training examples."
+    )
+    model: str = option(
+        "fc",
+        "model",
+        "fc, tfmot_cnn, simple_cnn, lenet5, resnet12; or your model: "
+        "FILE.py:FUNCTION or MODULE:FUNCTION called as FUNCTION(input_shape, "
+        "num_classes) returning a Keras model, or a saved .keras file (its "
+        "weights start the run).",
+    )
+    width_multiplier: float = option(
+        1.0, "model", "resnet12: scales its widths (1.0: 64..512 filters)."
+    )
+    method: str = option("weight", "pruning", "How clients prune.", METHODS)
+    sparsity: float = option(
+        0.5, "pruning", "Target sparsity of the pruned kernels, in [0, 1)."
+    )
+    schedule: str = option(
+        "constant",
+        "pruning",
+        "How the sparsity grows over rounds.",
+        tuple(SCHEDULES),
+    )
+    structured_share: float = option(
+        0.5, "pruning", "hybrid: share of the sparsity from whole units/filters."
+    )
+    step_fraction: float = option(
+        0.1,
+        "pruning",
+        "iterative: share of surviving weights pruned per step (Sub-FedAvg: 0.1).",
+    )
+    accuracy_threshold: float = option(
+        0.0,
+        "pruning",
+        "subfedavg: keep a new mask only if the client's pruned model is at "
+        "least this accurate on its training data (0: off).",
+    )
+    prune_logits: bool = option(
+        False,
+        "pruning",
+        "Prune the logits layer too.",
+        flag="--prune-logits/--keep-logits",
+    )
+    aggregation: str = option(
+        "subfedavg",
+        "federated",
+        "fedavg: weighted mean, pruned entries as 0; subfedavg: each entry "
+        "averaged over the clients that kept it, personal masks.",
+        AGGREGATIONS,
+    )
+    clients_per_round: int = option(10, "federated", "Clients sampled each round.")
+    rounds: int = option(10, "federated", "Number of rounds.")
+    local_epochs: int = option(1, "federated", "Local epochs per round.")
+    batch_size: int = option(32, "federated", "Local batch size.")
+    client_learning_rate: float = option(0.05, "federated", "Client SGD learning rate.")
+    client_momentum: float = option(0.5, "federated", "Client SGD momentum.")
+    client_weighting: str | None = option(
+        None,
+        "federated",
+        "Aggregation weights (default: example counts for fedavg, uniform "
+        "for subfedavg).",
+        CLIENT_WEIGHTINGS,
+    )
+    dropout_rate: float = option(
+        0.0,
+        "federated",
+        "Probability that a sampled client vanishes before its upload arrives.",
+    )
+    upload_values: str = option(
+        "float32",
+        "upload",
+        "How uploaded values are encoded (int8: per-tensor affine); the "
+        "server aggregates what it decodes.",
+        VALUE_FORMATS,
+    )
+    positions: str = option(
+        "auto",
+        "upload",
+        "How the positions of kept entries are encoded (auto: the smaller).",
+        POSITION_CODINGS,
+    )
+    verify_uploads: bool = option(
+        False,
+        "upload",
+        "Check every round: encode and decode every upload with the real "
+        "codec and aggregate them in NumPy (slower; training is the same).",
+        flag="--verify-uploads/--no-verify-uploads",
+    )
+    eval_every: int = option(1, "run", "Evaluate every N rounds (and the last).")
+    finetune_baseline: bool = option(
+        False,
+        "run",
+        "Also report the global model + 1 epoch of local fine-tuning.",
+        flag="--finetune-baseline/--no-finetune-baseline",
+    )
+    checkpoint_every: int = option(1, "run", "Checkpoint every N rounds.")
+    seed: int = option(
+        0, "run", "Seed of the data split, sampling, initialization, shuffling."
+    )
 
     def __post_init__(self) -> None:
         if not isinstance(self.dataset, str) or not self.dataset:
@@ -141,14 +208,11 @@ class TrainConfig:
                 f"{', '.join(MODEL_NAMES)}, file.py:function, "
                 "package.module:function or a .keras file"
             )
-        _choice("method", self.method, METHODS)
-        _choice("schedule", self.schedule, tuple(SCHEDULES))
-        _choice("aggregation", self.aggregation, AGGREGATIONS)
-        _choice("partition", self.partition, PARTITION_NAMES)
-        _choice("upload_values", self.upload_values, VALUE_FORMATS)
-        _choice("positions", self.positions, POSITION_CODINGS)
-        if self.client_weighting is not None:
-            _choice("client_weighting", self.client_weighting, CLIENT_WEIGHTINGS)
+        for field in dataclasses.fields(self):
+            choices = field.metadata["choices"]
+            value = getattr(self, field.name)
+            if choices is not None and value is not None:
+                _choice(field.name, value, choices)
         if not 0.0 <= self.sparsity < 1.0:
             raise ConfigError(f"sparsity must be in [0, 1), got {self.sparsity}")
         for name in (
@@ -169,15 +233,16 @@ class TrainConfig:
                 f"clients_per_round ({self.clients_per_round}) cannot exceed "
                 f"num_clients ({self.num_clients})"
             )
-        if not self.client_learning_rate > 0:
+        if not 0 < self.client_learning_rate < float("inf"):
             raise ConfigError(
-                f"client_learning_rate must be > 0, got {self.client_learning_rate}"
+                "client_learning_rate must be > 0 and finite, got "
+                f"{self.client_learning_rate}"
             )
         if not 0.0 <= self.client_momentum < 1.0:
             raise ConfigError(
                 f"client_momentum must be in [0, 1), got {self.client_momentum}"
             )
-        if not self.alpha > 0:
+        if not 0 < self.alpha < float("inf"):
             raise ConfigError(f"alpha must be > 0, got {self.alpha}")
         if not 0.0 <= self.structured_share <= 1.0:
             raise ConfigError(
@@ -187,9 +252,9 @@ class TrainConfig:
             raise ConfigError(
                 f"step_fraction must be in (0, 1], got {self.step_fraction}"
             )
-        if not self.width_multiplier > 0:
+        if not 0 < self.width_multiplier <= 16:
             raise ConfigError(
-                f"width_multiplier must be > 0, got {self.width_multiplier}"
+                f"width_multiplier must be in (0, 16], got {self.width_multiplier}"
             )
         if not 0.0 <= self.dropout_rate < 1.0:
             raise ConfigError(
@@ -208,8 +273,6 @@ class TrainConfig:
     @property
     def resolved_client_weighting(self) -> str:
         """The weighting in effect (FedAvg: example counts; Sub-FedAvg: uniform)."""
-        _choice("upload_values", self.upload_values, VALUE_FORMATS)
-        _choice("positions", self.positions, POSITION_CODINGS)
         if self.client_weighting is not None:
             return self.client_weighting
         return "num_examples" if self.aggregation == "fedavg" else "uniform"
@@ -306,7 +369,13 @@ def load_toml(path: str | Path, base: TrainConfig | None = None) -> TrainConfig:
         raise ConfigError(f"cannot read config {path}: {error.strerror}") from None
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(f"{path} is not valid TOML: {error}") from None
-    if "train" in data and isinstance(data["train"], dict):
+    if isinstance(data.get("train"), dict):
+        outside = sorted(key for key in data if key != "train")
+        if outside:
+            raise ConfigError(
+                f"{path}: keys {', '.join(outside)} are outside the [train] table; "
+                "put every key in [train] or none"
+            )
         data = data["train"]
     return config_from_mapping(data, base, source=str(path))
 

@@ -103,13 +103,6 @@ def _tensor_types(
     )
 
 
-def _to_numpy(structure):
-    """TFF results (Structs, lists, dicts) as nested Python/NumPy values."""
-    if isinstance(structure, tff.structure.Struct):
-        return tff.structure.to_odict_or_tuple(structure, recursive=False)
-    return structure
-
-
 class RoundProcess:
     """Builds and runs the round computation for one model architecture.
 
@@ -213,7 +206,7 @@ class RoundProcess:
     def initialize_aggregator(self) -> object:
         """The aggregator's initial state."""
         ensure_runtime()
-        return _to_numpy(self._initialize())
+        return self._initialize()
 
     def next(
         self,
@@ -266,7 +259,7 @@ class RoundProcess:
             )
         return RoundOutput(
             weights=[np.asarray(w) for w in new_weights],
-            aggregator_state=_to_numpy(state),
-            measurements={k: float(v) for k, v in _to_numpy(measurements).items()},
+            aggregator_state=state,
+            measurements={k: float(v) for k, v in measurements.items()},
             reports=results,
         )

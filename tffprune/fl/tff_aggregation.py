@@ -83,22 +83,17 @@ class MaskedMeanFactory(tff.aggregators.UnweightedAggregationFactory):
 
         @tff.tensorflow.computation(weigh.type_signature.result)
         def divide(sums):
-            totals, coverage, total_weight = sums
+            totals, coverage, _ = sums
             means = [
                 tf.math.divide_no_nan(t, c)
                 for t, c in zip(totals, coverage, strict=True)
             ]
-            return (means, list(coverage)), _coverage_measurements(
-                coverage, total_weight
-            )
+            return means, list(coverage)
 
-        @tff.tensorflow.computation(divide.type_signature.result)
-        def result_of(output):
-            return output[0]
-
-        @tff.tensorflow.computation(divide.type_signature.result)
-        def measurements_of(output):
-            return output[1]
+        @tff.tensorflow.computation(weigh.type_signature.result)
+        def measure(sums):
+            _, coverage, total_weight = sums
+            return _coverage_measurements(coverage, total_weight)
 
         @tff.federated_computation()
         def initialize():
@@ -110,11 +105,10 @@ class MaskedMeanFactory(tff.aggregators.UnweightedAggregationFactory):
         )
         def next_fn(state, value):
             sums = sum_process.next(state, tff.federated_map(weigh, value))
-            output = tff.federated_map(divide, sums.result)
             return tff.templates.MeasuredProcessOutput(
                 state=sums.state,
-                result=tff.federated_map(result_of, output),
-                measurements=tff.federated_map(measurements_of, output),
+                result=tff.federated_map(divide, sums.result),
+                measurements=tff.federated_map(measure, sums.result),
             )
 
         return tff.templates.AggregationProcess(initialize, next_fn)
@@ -158,18 +152,14 @@ class WeightedMeanFactory(tff.aggregators.UnweightedAggregationFactory):
 
         @tff.tensorflow.computation(values_type, weight_type)
         def with_coverage(means, total_weight):
-            coverage = [tf.fill(tf.shape(m), total_weight) for m in means]
-            return (list(means), coverage), _coverage_measurements(
-                coverage, total_weight
+            return list(means), [tf.fill(tf.shape(m), total_weight) for m in means]
+
+        @tff.tensorflow.computation(weight_type)
+        def measure(total_weight):
+            return collections.OrderedDict(
+                total_weight=total_weight,
+                covered_fraction=tf.cast(total_weight > 0, tf.float32),
             )
-
-        @tff.tensorflow.computation(with_coverage.type_signature.result)
-        def result_of(output):
-            return output[0]
-
-        @tff.tensorflow.computation(with_coverage.type_signature.result)
-        def measurements_of(output):
-            return output[1]
 
         @tff.federated_computation()
         def initialize():
@@ -184,13 +174,11 @@ class WeightedMeanFactory(tff.aggregators.UnweightedAggregationFactory):
             mean = mean_process.next(
                 state, tff.federated_map(values_of, value), weights
             )
-            output = tff.federated_map(
-                with_coverage, (mean.result, tff.federated_sum(weights))
-            )
+            total_weight = tff.federated_sum(weights)
             return tff.templates.MeasuredProcessOutput(
                 state=mean.state,
-                result=tff.federated_map(result_of, output),
-                measurements=tff.federated_map(measurements_of, output),
+                result=tff.federated_map(with_coverage, (mean.result, total_weight)),
+                measurements=tff.federated_map(measure, total_weight),
             )
 
         return tff.templates.AggregationProcess(initialize, next_fn)

@@ -17,7 +17,7 @@ from collections.abc import Callable
 import numpy as np
 import tensorflow as tf
 
-from tffprune.compression import baselines, wire
+from tffprune.compression import accounting
 from tffprune.config import TrainConfig
 from tffprune.data.partition import FederatedData
 from tffprune.data.pipeline import batched_dataset
@@ -32,7 +32,7 @@ from tffprune.fl.algorithm import (
 )
 from tffprune.fl.client import ClientOptimizerConfig, ClientWorkConfig
 from tffprune.fl.process import RoundParts, RoundProcess
-from tffprune.models import build_model
+from tffprune.models.source import resolve_model
 from tffprune.pruning.policy import PruningPolicy, sparsity_report
 from tffprune.pruning.schedules import IterativeSchedule, build_schedule
 
@@ -82,19 +82,6 @@ def _mean(values: list[float]) -> float:
     return float(np.mean(values)) if values else float("nan")
 
 
-def builtin_model_fn(
-    config: TrainConfig, input_shape: tuple[int, ...], num_classes: int
-) -> Callable[[], tf.keras.Model]:
-    """``model_fn`` of a built-in model name (`tffprune.models`)."""
-
-    def model_fn() -> tf.keras.Model:
-        return build_model(
-            config.model, input_shape, num_classes, **config.model_options
-        )
-
-    return model_fn
-
-
 class Trainer:
     """Runs federated training rounds for one configuration.
 
@@ -102,7 +89,7 @@ class Trainer:
         config: The run's configuration.
         data: The clients' data and the central test set.
         state: A checkpointed state to continue from (else a fresh start).
-        model_fn: Builds a new model (default: the built-in ``config.model``).
+        model_fn: Builds a new model (default: ``config.model``'s).
         initial_weights: Weights to start from (default: ``model_fn()``'s
             after seeding TensorFlow with ``config.seed``).
     """
@@ -119,7 +106,14 @@ class Trainer:
         self.data = data
         input_shape = tuple(data.dataset.input_shape)
         if model_fn is None:
-            model_fn = builtin_model_fn(config, input_shape, data.dataset.num_classes)
+            model = resolve_model(
+                config.model,
+                input_shape,
+                data.dataset.num_classes,
+                config.model_options,
+            )
+            model_fn = model.model_fn
+            initial_weights = initial_weights or model.initial_weights
         self.model_fn = model_fn
         tf.keras.utils.set_random_seed(config.seed)
         initial = model_fn()
@@ -189,11 +183,6 @@ class Trainer:
         self.rng = np.random.default_rng()
         self.rng.bit_generator.state = state.sampler_state
 
-    @property
-    def model_bytes_dense(self) -> int:
-        """Bytes of the whole model as float32."""
-        return 4 * sum(int(np.prod(s)) for s in self.shapes)
-
     def _client_dataset(self, client: int, round_number: int) -> tf.data.Dataset:
         inputs, labels = self.data.client_train(client)
         seed = int(
@@ -218,6 +207,9 @@ class Trainer:
             self.rng.choice(config.num_clients, config.clients_per_round, replace=False)
         )
         datasets = [self._client_dataset(int(c), round_number) for c in sampled]
+        download = len(sampled) * accounting.download_bytes(
+            self.state.server_weights, config.positions
+        )
         delivered = ~(self.rng.random(len(sampled)) < config.dropout_rate)
         server, results, measurements = self.algorithm.apply(
             self.state.server,
@@ -230,7 +222,7 @@ class Trainer:
         self.state.server = server
         self.state.round += 1
         self.state.sampler_state = self.rng.bit_generator.state
-        row = self._round_row(results, measurements, len(sampled))
+        row = self._round_row(results, measurements, download)
         is_last = self.state.round == config.rounds
         if self.state.round % config.eval_every == 0 or is_last:
             row.update(self.evaluate())
@@ -239,48 +231,32 @@ class Trainer:
         return row
 
     def _round_row(
-        self, results: list[ClientResult], measurements: dict, num_sampled: int
+        self, results: list[ClientResult], measurements: dict, download: int
     ) -> dict[str, float]:
         aggregated = [r for r in results if r.status == "aggregated"]
         rejected = [r for r in results if r.status == "rejected"]
         for result in rejected:
             self.rejections.append((self.state.round, result.client, result.reason))
-        bound_ratios = []
-        for result in aggregated:
-            bound = baselines.information_bound_bits(
-                result.masks, self.config.upload_values
-            )
-            bound_ratios.append(
-                8 * result.upload_bytes / bound if bound else float("nan")
-            )
-        participating = len(aggregated)
         return {
             "round": self.state.round,
             "sparsity": _mean([r.sparsity for r in aggregated]),
             "global_sparsity": sparsity_report(
                 self.state.server_weights[: self.num_trainable], self.targets
             ).prunable_sparsity,
-            "covered_fraction": measurements.get("covered_fraction", float("nan"))
-            if participating
-            else 0.0,
-            "upload_bytes": sum(r.upload_bytes for r in aggregated),
-            "upload_bytes_dense": self.model_bytes_dense * participating,
-            "upload_bytes_csr": sum(baselines.csr_bytes(r.masks) for r in aggregated),
-            "upload_bytes_tff_8bit": baselines.tff_8bit_bytes(self.shapes)
-            * participating,
-            "upload_bound_ratio": _mean(bound_ratios),
-            "download_bytes": self._download_bytes() * num_sampled,
+            "covered_fraction": measurements["covered_fraction"],
+            **accounting.upload_costs(
+                [r.masks for r in aggregated],
+                [r.upload_bytes for r in aggregated],
+                self.shapes,
+                self.config.upload_values,
+            ),
+            "download_bytes": download,
             "train_loss": _mean([r.mean_loss for r in aggregated]),
-            "clients_participating": participating,
+            "clients_participating": len(aggregated),
             "clients_rejected": len(rejected),
             "clients_dropped": sum(r.status == "dropped" for r in results),
-            "round_skipped": int(participating == 0),
+            "round_skipped": int(not aggregated),
         }
-
-    def _download_bytes(self) -> int:
-        """The server weights' encoded size (float32, zeros not sent)."""
-        masks = [w != 0 for w in self.state.server_weights]
-        return wire.encoded_size(masks, "float32", self.config.positions)
 
     def evaluate(self) -> dict[str, float]:
         """Central and personalized accuracy of the current state."""

@@ -1,23 +1,27 @@
-"""Keras models of the papers, built by name."""
+"""Keras models of the papers, built by name; where a run's model comes from.
 
-from tffprune.models.builders import (
-    FC_HIDDEN_UNITS,
-    MODEL_NAMES,
-    build_fc,
-    build_lenet5,
-    build_model,
-    build_resnet12,
-    build_simple_cnn,
-    build_tfmot_cnn,
-)
+Imported lazily (PEP 562), so that ``tffprune.models.names`` needs no
+TensorFlow.
+"""
 
-__all__ = [
+import importlib
+
+from tffprune.models.names import MODEL_NAMES
+
+_BUILDERS = (
     "FC_HIDDEN_UNITS",
-    "MODEL_NAMES",
     "build_fc",
     "build_lenet5",
     "build_model",
     "build_resnet12",
     "build_simple_cnn",
     "build_tfmot_cnn",
-]
+)
+
+__all__ = ["MODEL_NAMES", *_BUILDERS]
+
+
+def __getattr__(name: str):
+    if name in _BUILDERS:
+        return getattr(importlib.import_module("tffprune.models.builders"), name)
+    raise AttributeError(f"module 'tffprune.models' has no attribute {name!r}")

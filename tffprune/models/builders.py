@@ -28,7 +28,8 @@ from collections.abc import Callable, Sequence
 
 import tensorflow as tf
 
-MODEL_NAMES = ("fc", "tfmot_cnn", "simple_cnn", "lenet5", "resnet12")
+from tffprune.models.names import MODEL_NAMES
+
 FC_HIDDEN_UNITS = (1000, 1000, 500, 200)
 
 _layers = tf.keras.layers

@@ -1,0 +1,59 @@
+"""What a round's messages cost: our bytes beside the baselines and the bound.
+
+For the uploads the server aggregated in a round (each given by its masks and
+exact encoded size, `tffprune.compression.wire.encoded_size`):
+
+* ``upload_bytes``: what our codec sends;
+* ``upload_bytes_dense``: dense float32 (FedAvg without compression);
+* ``upload_bytes_csr``: SciPy CSR, Jeurkar et al.'s format (`baselines`);
+* ``upload_bytes_tff_8bit``: TFF's 8-bit ``compression_aggregator``;
+* ``upload_bound_ratio``: mean over clients of our bits over the information
+  bound ``n H(d) + d n b``.
+
+And the download: the server weights, float32, zeros not sent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from tffprune.compression import baselines, wire
+
+
+def upload_costs(
+    masks: Sequence[Sequence[np.ndarray]],
+    sizes: Sequence[int],
+    shapes: Sequence[tuple[int, ...]],
+    value_format: str,
+) -> dict[str, float]:
+    """The upload columns of a round's metrics row.
+
+    Args:
+        masks: Per aggregated client, one mask per weight it uploaded.
+        sizes: Per aggregated client, its encoded size in bytes.
+        shapes: Shapes of all the model's weights.
+        value_format: The values' format (``float32``, ``float16``, ``int8``).
+
+    Returns:
+        The five ``upload_*`` figures (the bound ratio is NaN without
+        clients).
+    """
+    ratios = []
+    for client_masks, size in zip(masks, sizes, strict=True):
+        bound = baselines.information_bound_bits(client_masks, value_format)
+        ratios.append(8 * size / bound if bound else float("nan"))
+    clients = len(sizes)
+    return {
+        "upload_bytes": int(sum(sizes)),
+        "upload_bytes_dense": 4 * sum(int(np.prod(s)) for s in shapes) * clients,
+        "upload_bytes_csr": sum(baselines.csr_bytes(m) for m in masks),
+        "upload_bytes_tff_8bit": baselines.tff_8bit_bytes(shapes) * clients,
+        "upload_bound_ratio": float(np.mean(ratios)) if ratios else float("nan"),
+    }
+
+
+def download_bytes(weights: Sequence[np.ndarray], positions: str = "auto") -> int:
+    """Bytes of the server weights sent to one client: float32, zeros not sent."""
+    return wire.encoded_size([w != 0 for w in weights], "float32", positions)
