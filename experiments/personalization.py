@@ -27,8 +27,8 @@ from pathlib import Path
 
 from common import RESULTS, configuration
 
-from tffprune.fl.run import run_training
 from tffprune.reporting.metrics import read_metrics_csv, write_metrics_csv
+from tffprune.run import run_training
 
 SPLITS = ("shards", "dirichlet_0.1", "dirichlet_0.5")
 ALGORITHMS = {

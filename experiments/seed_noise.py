@@ -41,8 +41,8 @@ from sparsity_sweep import federated_config
 from train_acceptance import RUNS
 
 from tffprune.config import TrainConfig
-from tffprune.fl.run import run_training
 from tffprune.reporting.metrics import read_metrics_csv, write_metrics_csv
+from tffprune.run import run_training
 from tffprune.sweep import bytes_to_target
 
 SWEEP_TARGET = 0.80

@@ -29,10 +29,10 @@ import numpy as np
 from tffprune.config import TrainConfig
 from tffprune.data import load_dataset
 from tffprune.export import sizes, tflite
-from tffprune.fl.run import run_training
 from tffprune.models import build_model
 from tffprune.pruning import PruningPolicy, prune_model
 from tffprune.pruning.centralized import prune_trained, train_dense
+from tffprune.run import run_training
 
 SPARSITIES = (0.25, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.97, 0.99)
 METHODS = ("weight", "unit")

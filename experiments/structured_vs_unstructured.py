@@ -32,8 +32,8 @@ from pathlib import Path
 
 from common import RESULTS, configuration
 
-from tffprune.fl.run import run_training
 from tffprune.reporting.metrics import read_metrics_csv, write_metrics_csv
+from tffprune.run import run_training
 
 TARGET = 0.80
 SPARSITIES = tuple(round(0.1 * step, 1) for step in range(10))

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from common import configuration
 
-from tffprune.fl.run import run_training
+from tffprune.run import run_training
 
 # (configs/ file, overrides) per run.
 RUNS = {

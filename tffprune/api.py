@@ -69,7 +69,7 @@ def train(
     Raises:
         ValueError: On an invalid option, data or model (one line).
     """
-    from tffprune.fl.run import run_training
+    from tffprune.run import run_training
 
     base = load_toml(config) if config is not None else TrainConfig()
     if isinstance(model_fn, str):

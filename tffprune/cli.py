@@ -37,7 +37,7 @@ class _Group(click.Group):
         try:
             return super().invoke(ctx)
         except RuntimeError as error:
-            from tffprune.fl.runtime import RuntimeStartError, WorkerLostError
+            from tffprune.runtime import RuntimeStartError, WorkerLostError
 
             if isinstance(error, RuntimeStartError | WorkerLostError):
                 raise click.ClickException(str(error)) from None
@@ -393,7 +393,7 @@ def train(
     to --output-dir. Example: tffprune train --sparsity 0.5
     """
     from tffprune.config import TrainConfig, config_from_mapping, load_toml
-    from tffprune.fl.run import run_training
+    from tffprune.run import run_training
 
     if resume and overwrite:
         raise BadInput("--resume and --overwrite contradict each other; pick one")
@@ -652,7 +652,7 @@ def worker(port: int, log: Path | None) -> None:
     its gRPC has no authentication or encryption: keep the port reachable only
     by the driver (private network, firewall rule, or SSH tunnel).
     """
-    from tffprune.fl.runtime import serve_worker
+    from tffprune.runtime import serve_worker
 
     serve_worker(port, log_path=log)
 

@@ -157,10 +157,10 @@ def run_sweep(
     Raises:
         ValueError: On invalid arguments or an existing directory.
     """
-    from tffprune.fl.run import run_training
     from tffprune.reporting.files import prepare_output_dir, write_text_atomic
     from tffprune.reporting.metrics import read_metrics_csv, write_metrics_csv
     from tffprune.reporting.plots import plot_sweep
+    from tffprune.run import run_training
 
     if not 0.0 < target <= 1.0:
         raise ValueError(f"target accuracy must be in (0, 1], got {target}")

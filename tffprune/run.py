@@ -1,4 +1,10 @@
-"""A whole training run: output directory, rounds with progress, files.
+"""A whole training run: inputs checked, output directory, rounds, files.
+
+The application around the federated algorithm (`tffprune.fl`), as
+`tffprune.sweep` is around many runs: it loads and checks the data and the
+model before writing anything, drives a `tffprune.fl.training.Trainer` round
+by round with a progress bar, checkpoints (`tffprune.checkpoint`) and writes
+the files below.
 
 Output directory contract (relied on by the experiments and users):
 
@@ -26,12 +32,11 @@ from pathlib import Path
 import tensorflow as tf
 from tqdm import tqdm
 
+from tffprune.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
 from tffprune.config import TrainConfig, to_toml
 from tffprune.data import build_federated_data, load_dataset
 from tffprune.data.datasets import is_dataset_file
 from tffprune.data.partition import FederatedData
-from tffprune.fl.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
-from tffprune.fl.runtime import LocalRuntime
 from tffprune.fl.training import METRIC_COLUMNS, Trainer
 from tffprune.models.source import ResolvedModel, check_user_model_fn, resolve_model
 from tffprune.reporting.files import (
@@ -43,6 +48,7 @@ from tffprune.reporting.files import (
 )
 from tffprune.reporting.metrics import write_metrics_csv
 from tffprune.reporting.plots import plot_run
+from tffprune.runtime import LocalRuntime
 
 
 class _StopAfterRound:
@@ -77,9 +83,15 @@ class _StopAfterRound:
             signal.signal(signal.SIGINT, self._previous)
 
 
-def _checkpoint_config(config: TrainConfig) -> dict:
-    # The data directory is where the files are, not what they are.
-    return {k: v for k, v in config.to_dict().items() if k != "data_dir"}
+def _checkpoint_config(config: TrainConfig, data: FederatedData) -> dict:
+    """What a checkpoint must match to be resumed (``rounds`` may differ).
+
+    The data directory is where the files are, not what they are; the
+    clients' ids are part of the identity (per-client state is theirs).
+    """
+    identity = {k: v for k, v in config.to_dict().items() if k != "data_dir"}
+    identity["client_ids"] = [data.client_id(c) for c in range(data.num_clients)]
+    return identity
 
 
 def prepare_inputs(
@@ -172,7 +184,7 @@ def run_training(
     state = None
     if resume:
         state = load_checkpoint(
-            output_dir / CHECKPOINT_NAME, _checkpoint_config(config)
+            output_dir / CHECKPOINT_NAME, _checkpoint_config(config, data)
         )
     if announce is not None:
         for note in data.dataset.notes:
@@ -220,7 +232,7 @@ def run_training(
                     save_checkpoint(
                         output_dir / CHECKPOINT_NAME,
                         trainer.state,
-                        _checkpoint_config(config),
+                        _checkpoint_config(config, data),
                         trainer.shapes,
                     )
                 postfix = {
