@@ -37,7 +37,7 @@ class _Group(click.Group):
         try:
             return super().invoke(ctx)
         except RuntimeError as error:
-            from tffprune.runtime import RuntimeStartError, WorkerLostError
+            from tffprune.fl.runtime import RuntimeStartError, WorkerLostError
 
             if isinstance(error, RuntimeStartError | WorkerLostError):
                 raise click.ClickException(str(error)) from None
@@ -652,7 +652,7 @@ def worker(port: int, log: Path | None) -> None:
     its gRPC has no authentication or encryption: keep the port reachable only
     by the driver (private network, firewall rule, or SSH tunnel).
     """
-    from tffprune.runtime import serve_worker
+    from tffprune.fl.runtime import serve_worker
 
     serve_worker(port, log_path=log)
 

@@ -37,6 +37,7 @@ from tffprune.config import TrainConfig, to_toml
 from tffprune.data import build_federated_data, load_dataset
 from tffprune.data.datasets import is_dataset_file
 from tffprune.data.partition import FederatedData
+from tffprune.fl.runtime import LocalRuntime
 from tffprune.fl.training import METRIC_COLUMNS, Trainer
 from tffprune.models.source import ResolvedModel, check_user_model_fn, resolve_model
 from tffprune.reporting.files import (
@@ -48,7 +49,6 @@ from tffprune.reporting.files import (
 )
 from tffprune.reporting.metrics import write_metrics_csv
 from tffprune.reporting.plots import plot_run
-from tffprune.runtime import LocalRuntime
 
 
 class _StopAfterRound:

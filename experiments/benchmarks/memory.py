@@ -20,10 +20,9 @@ import os
 import time
 from pathlib import Path
 
-from tffprune.runtime import LocalRuntime
-
 from tffprune.config import TrainConfig
 from tffprune.data import build_federated_data, load_dataset
+from tffprune.fl.runtime import LocalRuntime
 from tffprune.fl.training import Trainer
 
 

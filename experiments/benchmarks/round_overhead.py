@@ -28,12 +28,12 @@ import time
 
 import numpy as np
 import tensorflow as tf
-from tffprune.runtime import LocalRuntime
 
 from tffprune.config import TrainConfig
 from tffprune.data import build_federated_data, load_dataset
 from tffprune.fl.aggregation import fedavg
 from tffprune.fl.client import TRACES, ClientOptimizerConfig, build_client_train_fn
+from tffprune.fl.runtime import LocalRuntime
 from tffprune.fl.training import Trainer
 
 

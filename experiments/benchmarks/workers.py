@@ -17,10 +17,10 @@ import sys
 
 import portpicker
 from round_overhead import tffprune_round_seconds  # same directory
-from tffprune.runtime import LocalRuntime
 
 from tffprune.config import TrainConfig
 from tffprune.data import build_federated_data, load_dataset
+from tffprune.fl.runtime import LocalRuntime
 
 
 def start_worker(port: int) -> subprocess.Popen:

@@ -88,8 +88,8 @@ def test_shape_mismatch_and_empty_are_errors():
 @pytest.mark.slow
 def test_tff_factory_matches_numpy_reference():
     import tensorflow_federated as tff
-    from tffprune.runtime import ensure_runtime
 
+    from tffprune.fl.runtime import ensure_runtime
     from tffprune.fl.tff_aggregation import MaskedMeanFactory
 
     ensure_runtime()
@@ -136,8 +136,8 @@ def test_tff_factory_matches_numpy_reference():
 @pytest.mark.slow
 def test_weighted_mean_factory_hand_worked():
     import tensorflow_federated as tff
-    from tffprune.runtime import ensure_runtime
 
+    from tffprune.fl.runtime import ensure_runtime
     from tffprune.fl.tff_aggregation import WeightedMeanFactory
 
     ensure_runtime()

@@ -3,7 +3,6 @@
 import numpy as np
 import pytest
 import tensorflow as tf
-from tffprune.runtime import ensure_runtime
 
 from tffprune.config import TrainConfig
 from tffprune.data import build_federated_data, load_dataset
@@ -11,6 +10,7 @@ from tffprune.data.pipeline import batched_dataset
 from tffprune.fl.algorithm import UploadVerificationError
 from tffprune.fl.client import ClientOptimizerConfig, ClientWorkConfig
 from tffprune.fl.process import RoundParts, RoundProcess
+from tffprune.fl.runtime import ensure_runtime
 from tffprune.fl.training import Trainer
 from tffprune.models import build_model
 from tffprune.pruning.counts import no_pruning

@@ -14,7 +14,7 @@ SCRIPT = textwrap.dedent(
     import os, sys, time
     import numpy as np
     import tensorflow_federated as tff
-    from tffprune.runtime import ensure_runtime
+    from tffprune.fl.runtime import ensure_runtime
 
     runtime = ensure_runtime()
 

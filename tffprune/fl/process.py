@@ -42,8 +42,8 @@ from tffprune.fl.client import (
     ClientWorkConfig,
     build_client_work_fn,
 )
+from tffprune.fl.runtime import ensure_runtime
 from tffprune.fl.tff_aggregation import build_aggregator
-from tffprune.runtime import ensure_runtime
 
 
 @dataclasses.dataclass
