@@ -549,6 +549,29 @@ def sweep(
     "--sparse", is_flag=True, help="Store sparse tensors (EXPERIMENTAL_SPARSITY)."
 )
 @click.option(
+    "--compress",
+    type=click.Choice(["lut"]),
+    default=None,
+    help="int8 only: store every tensor of at most 128 distinct values as k-bit "
+    "indices into a value table, decoded by TensorFlow Lite Micro at run time "
+    "(per-tensor report in export.json).",
+)
+@click.option(
+    "--clusters",
+    type=click.IntRange(min=2),
+    default=None,
+    help="Before converting, cluster every kernel into this many shared values "
+    "(tfmot sparsity-preserving: pruned weights stay 0), fine-tuning on the "
+    "training data; with --compress lut, 16 gives 4-bit indices.",
+)
+@click.option(
+    "--cluster-epochs",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Fine-tuning epochs while clustering.",
+)
+@click.option(
     "--dataset",
     type=click.Choice(["fashion_mnist", "mnist", "cifar10", "digits"]),
     default=None,
@@ -574,6 +597,9 @@ def export_command(
     source: Path,
     quantize: str,
     sparse: bool,
+    compress: str | None,
+    clusters: int | None,
+    cluster_epochs: int,
     dataset: str | None,
     data_dir: Path | None,
     representative_data: Path | None,
@@ -584,7 +610,9 @@ def export_command(
     """Convert SOURCE (a .keras file or a run directory) for the edge.
 
     Writes model.tflite, model_data.cc/.h (C array for firmware) and
-    export.json (sizes, ratios, accuracies in Keras, TFLite and TFLite Micro).
+    export.json: flash bytes (the C array) and RAM (TFLite Micro arena) first,
+    then sizes, ratios, accuracies in Keras, TFLite and TFLite Micro.
+    Example: tffprune export runs/latest --clusters 16 --compress lut
     """
     from tffprune.export.pipeline import export_model
 
@@ -598,12 +626,23 @@ def export_command(
         eval_examples=eval_examples,
         overwrite=overwrite,
         representative_data=representative_data,
+        compress=compress,
+        clusters=clusters,
+        cluster_epochs=cluster_epochs,
+    )
+    arena = result["arena_bytes"]
+    kind = " ".join(
+        [quantize]
+        + (["sparse"] if sparse else [])
+        + ([f"{clusters} clusters"] if clusters else [])
+        + (["LUT"] if compress else [])
     )
     parts = [
-        f"{quantize}{' sparse' if sparse else ''}: {result['tflite_bytes']:,} bytes "
-        f".tflite ({result['tflite_zipped_bytes']:,} zipped)",
-        f"{result['ratio_tflite_zipped_vs_baseline_zipped']:.1f}x smaller than the "
-        "zipped dense baseline",
+        f"{kind}: flash {result['flash_bytes']:,} bytes"
+        + (f", RAM arena {arena:,} bytes" if arena else ""),
+        f".tflite zipped {result['tflite_zipped_bytes']:,} bytes, "
+        f"{result['ratio_tflite_zipped_vs_baseline_zipped']:.1f}x below the zipped "
+        "dense baseline",
     ]
     if result["keras_accuracy"] is None:
         parts.append("accuracy not measured (no x_test, y_test)")
@@ -613,10 +652,7 @@ def export_command(
             f"TFLite {result['tflite_accuracy']:.4f}"
         )
     if "tflm_accuracy" in result:
-        parts.append(
-            f"TFLite Micro {result['tflm_accuracy']:.4f} "
-            f"(arena {result['tflm_arena_bytes']:,} bytes)"
-        )
+        parts.append(f"TFLite Micro {result['tflm_accuracy']:.4f}")
     if "tflm_error" in result:
         parts.append(result["tflm_error"])
     click.echo("; ".join(parts) + f"; wrote {output_dir}")

@@ -90,3 +90,31 @@ def test_sparse_flag_shrinks_a_pruned_float_model(trained_run):
         verify.tflite_outputs(dense, images),
         atol=1e-4,
     )
+
+
+def test_clustered_lut_export_leads_with_flash_and_runs_in_micro(trained_run, tmp_path):
+    plain = export_model(trained_run, tmp_path / "int8", "int8", eval_examples=300)
+
+    result = export_model(
+        trained_run,
+        tmp_path / "lut",
+        "int8",
+        eval_examples=300,
+        clusters=15,
+        compress="lut",
+    )
+
+    assert list(result)[:2] == ["flash_bytes", "arena_bytes"]
+    files = {p.name: p.stat().st_size for p in (tmp_path / "lut").iterdir()}
+    assert result["flash_bytes"] == files["model.tflite"]
+    assert f"g_model_len = {result['flash_bytes']};" in (
+        (tmp_path / "lut" / "model_data.cc").read_text()
+    )
+    # 15 clusters and the zeros: at most 16 values, 4-bit indices or fewer.
+    compressed = [t for t in result["lut_tensors"] if t["index_bits"] is not None]
+    assert compressed and all(t["index_bits"] <= 4 for t in compressed)
+    assert all(t["reason"] for t in result["lut_tensors"] if t["index_bits"] is None)
+    assert result["flash_bytes"] < 0.7 * plain["flash_bytes"]
+    assert result["flash_bytes_uncompressed"] >= plain["flash_bytes"] - 64
+    assert result["tflm_arena_bytes"] >= result["tflm_arena_bytes_uncompressed"]
+    assert abs(result["tflm_accuracy"] - plain["tflm_accuracy"]) <= 0.05

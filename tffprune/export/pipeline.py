@@ -3,18 +3,26 @@
 Writes into the output directory (each file atomically; existing files are
 refused unless ``overwrite``):
 
-* ``model.tflite``: the converted model;
+* ``model.tflite``: the converted (and, with ``compress="lut"``,
+  LUT-compressed) model;
 * ``model_data.cc`` / ``model_data.h``: the model as a C array for firmware;
-* ``export.json``: parameters, nonzeros, sparsity, sizes (Keras HDF5 zipped as
-  the tfmot tutorial measures, ``.tflite`` raw and zipped), ratios against the
-  dense float32 baseline, the TFLite Micro arena size, and the test accuracy of
-  the Keras model, of the ``.tflite`` model in the TFLite interpreter and, for
-  int8, in the TFLite Micro interpreter.
+* ``export.json``: first what a microcontroller holds, **flash bytes** (the
+  raw ``.tflite``, equal to the C array) and the TFLite Micro **arena** (RAM);
+  then parameters, nonzeros, sparsity, the per-tensor LUT report, zipped sizes
+  (the tfmot tutorial's and the papers' measure, a secondary column), ratios,
+  and the test accuracy of the Keras model, of the ``.tflite`` model in the
+  TFLite interpreter and, for int8, in the TFLite Micro interpreter.
 
-The dense float32 baseline is ``baseline.keras`` when the run directory has one
-(``tffprune centralized --workflow prune-trained`` writes it), else the same
-architecture with freshly initialized dense weights; its size is what the
-unpruned model costs, ``4 x parameters`` bytes raw.
+Optional steps for the smallest flash: ``clusters`` clusters every kernel of
+the model (tfmot's sparsity-preserving clustering, pruned weights stay 0) with
+a short fine-tuning on the training data before conversion, and
+``compress="lut"`` stores each tensor of few distinct values as k-bit indices
+(`tffprune.export.lut`).
+
+The dense float32 baseline of the zipped ratios is ``baseline.keras`` when the
+run directory has one (``tffprune centralized --workflow prune-trained`` writes
+it), else the same architecture with freshly initialized dense weights, which
+``baseline`` in ``export.json`` says.
 """
 
 from __future__ import annotations
@@ -29,7 +37,7 @@ import tensorflow as tf
 from tffprune.data import load_dataset
 from tffprune.data.arrays import as_inputs, as_labels
 from tffprune.data.datasets import Dataset
-from tffprune.export import c_array, sizes, tflite, verify
+from tffprune.export import c_array, lut, sizes, tflite, verify
 from tffprune.pruning.policy import model_sparsity
 from tffprune.reporting.files import (
     prepare_output_dir,
@@ -109,12 +117,17 @@ def export_model(
     overwrite: bool = False,
     seed: int = 0,
     representative_data: str | Path | None = None,
+    compress: str | None = None,
+    clusters: int | None = None,
+    cluster_epochs: int = 1,
 ) -> dict:
     """Converts, writes and verifies; returns what ``export.json`` holds.
 
     ``representative_data``: an ``.npz`` for a model not trained on a named
     data set: ``x_train`` (or ``x``) calibrates int8; ``x_test`` and
-    ``y_test``, when present, measure accuracy.
+    ``y_test``, when present, measure accuracy. ``compress="lut"`` (int8
+    only) LUT-compresses the model; ``clusters`` clusters every kernel first
+    (needs labelled training data).
 
     Raises:
         ValueError: On a missing or non-model path, an unknown mode, data that
@@ -125,6 +138,12 @@ def export_model(
             f"unknown quantize mode {quantize!r}; expected one of "
             f"{', '.join(tflite.QUANTIZE_MODES)}"
         )
+    if compress not in (None, "lut"):
+        raise ValueError(f"unknown compression {compress!r}; expected lut")
+    if compress == "lut" and quantize != "int8":
+        raise ValueError("--compress lut needs --quantize int8 (TFLite Micro)")
+    if clusters is not None and clusters < 2:
+        raise ValueError(f"--clusters must be >= 2, got {clusters}")
     model_path, summary = resolve_model(source)
     output_dir = Path(output_dir)
     existing = [n for n in OUTPUT_FILES if (output_dir / n).exists()]
@@ -152,7 +171,14 @@ def export_model(
     if eval_examples is not None and eval_examples < len(y_test):
         x_test, y_test = x_test[:eval_examples], y_test[:eval_examples]
 
+    clustering = {}
+    if clusters is not None:
+        model, clustering = _cluster(model, data, clusters, cluster_epochs, seed)
     model_bytes = tflite.convert(model, quantize, sparse, representative)
+    uncompressed_bytes = model_bytes
+    plans = []
+    if compress == "lut":
+        model_bytes, plans = lut.compress_model(model_bytes)
     output_dir = prepare_output_dir(output_dir, overwrite=True)
     write_bytes_atomic(output_dir / "model.tflite", model_bytes)
     write_text_atomic(output_dir / "model_data.h", c_array.c_header())
@@ -165,30 +191,100 @@ def export_model(
         # clone_model builds the same layers with freshly initialized weights.
         baseline = tf.keras.models.clone_model(model)
         baseline_source = "same architecture, dense random weights"
-    result = _sizes_and_accuracy(
-        model, model_path, model_bytes, baseline, baseline_source, x_test, y_test
+    result: dict = {"flash_bytes": len(model_bytes), "arena_bytes": None}
+    result.update(
+        _sizes_and_accuracy(
+            model,
+            model_path,
+            uncompressed_bytes,
+            baseline,
+            baseline_source,
+            x_test,
+            y_test,
+        )
     )
     result.update(dataset=data.name, quantize=quantize, sparse=sparse)
     result.update(
-        {f"{k}_quantization": v for k, v in verify.io_quantization(model_bytes).items()}
+        {
+            f"{k}_quantization": v
+            for k, v in verify.io_quantization(uncompressed_bytes).items()
+        }
     )
-    if quantize == "int8" and len(y_test):
-        try:
-            micro = verify.tflm_outputs(model_bytes, x_test)
-        except verify.MicroError as error:
-            result["tflm_error"] = str(error)
-        else:
-            tflite_out = verify.tflite_outputs(model_bytes, x_test)
-            difference = np.abs(
-                micro.outputs.astype(np.int32)
-                - tflite_out.reshape(micro.outputs.shape).astype(np.int32)
-            )
-            result["tflm_accuracy"] = verify.accuracy(micro.outputs, y_test)
-            result["tflm_arena_bytes"] = micro.arena_bytes
-            result["tflm_tflite_outputs_within_one_step"] = float(
-                np.mean(difference <= 1)
-            )
+    result.update(clustering)
+    if compress == "lut":
+        result.update(
+            compress="lut",
+            flash_bytes_uncompressed=len(uncompressed_bytes),
+            lut_tensors=[plan.as_dict() for plan in plans],
+        )
+    if quantize == "int8":
+        result.update(_micro(model_bytes, uncompressed_bytes, x_test, y_test))
+        result["arena_bytes"] = result.get("tflm_arena_bytes")
     write_json_atomic(output_dir / "export.json", result)
+    return result
+
+
+def _cluster(model, data: Dataset, clusters: int, epochs: int, seed: int):
+    """Clusters every kernel (logits too), keeping zeros; fine-tunes briefly."""
+    from tffprune.pruning import PruningPolicy
+    from tffprune.pruning.centralized import cluster_preserving_sparsity
+
+    if data.num_classes == 0:
+        raise ValueError(
+            "--clusters fine-tunes on labelled training data; give --dataset or "
+            "a --representative-data .npz with x_train and y_train"
+        )
+    tf.keras.utils.set_random_seed(seed)
+    accuracy_before = None
+    if len(data.y_test):
+        logits = model.predict(data.x_test, batch_size=1024, verbose=0)
+        accuracy_before = verify.accuracy(logits, data.y_test)
+    result = cluster_preserving_sparsity(
+        model,
+        data.x_train,
+        data.y_train,
+        data.x_test,
+        data.y_test,
+        clusters,
+        epochs=epochs,
+        policy=PruningPolicy(prune_logits=True),
+    )
+    return result.model, {
+        "clusters": clusters,
+        "cluster_epochs": epochs,
+        "keras_accuracy_before_clustering": accuracy_before,
+    }
+
+
+def _micro(model_bytes: bytes, uncompressed: bytes, x_test, y_test) -> dict:
+    """TFLite Micro's arena and, with test data, its accuracy."""
+    result: dict = {}
+    try:
+        if not len(y_test):
+            details = tf.lite.Interpreter(model_content=uncompressed)
+            details = details.get_input_details()[0]
+            shape = tuple(int(d) for d in details["shape"])
+            return {
+                "tflm_arena_bytes": verify.tensor_arena_size(
+                    model_bytes, shape, details["dtype"]
+                )
+            }
+        micro = verify.tflm_outputs(model_bytes, x_test, uncompressed=uncompressed)
+    except verify.MicroError as error:
+        return {"tflm_error": str(error)}
+    result["tflm_arena_bytes"] = micro.arena_bytes
+    if uncompressed is not model_bytes:
+        # Decompression needs scratch RAM: report the arena without it too.
+        result["tflm_arena_bytes_uncompressed"] = verify.tflm_outputs(
+            uncompressed, x_test[:1]
+        ).arena_bytes
+    tflite_out = verify.tflite_outputs(uncompressed, x_test)
+    difference = np.abs(
+        micro.outputs.astype(np.int32)
+        - tflite_out.reshape(micro.outputs.shape).astype(np.int32)
+    )
+    result["tflm_accuracy"] = verify.accuracy(micro.outputs, y_test)
+    result["tflm_tflite_outputs_within_one_step"] = float(np.mean(difference <= 1))
     return result
 
 

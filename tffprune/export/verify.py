@@ -144,7 +144,10 @@ class MicroResult:
 
 
 def tflm_outputs(
-    model: bytes, images: np.ndarray, arena_bytes: int | None = None
+    model: bytes,
+    images: np.ndarray,
+    arena_bytes: int | None = None,
+    uncompressed: bytes | None = None,
 ) -> MicroResult:
     """Runs every image through the TFLite Micro interpreter (batch 1).
 
@@ -152,11 +155,14 @@ def tflm_outputs(
         model: An int8 (or float) ``.tflite`` model with batch size 1.
         images: float32 images; quantized with the model's input parameters.
         arena_bytes: Arena to use; measured with `tensor_arena_size` if None.
+        uncompressed: For a LUT-compressed ``model`` (which TensorFlow's own
+            interpreter cannot read), the model before compression, whose
+            input parameters are the same.
 
     Raises:
         MicroError: If TFLM cannot run the model.
     """
-    probe = tf.lite.Interpreter(model_content=model)
+    probe = tf.lite.Interpreter(model_content=uncompressed or model)
     details = probe.get_input_details()[0]
     shape = tuple(int(d) for d in details["shape"])
     if arena_bytes is None:

@@ -14,8 +14,13 @@ import tensorflow as tf
 def outputs_probabilities(model: tf.keras.Model) -> bool:
     """Whether ``model`` ends in a softmax (else it returns logits)."""
     last = model.layers[-1]
-    while hasattr(last, "layers") and last.layers:  # a nested model's last layer
-        last = last.layers[-1]
+    while True:
+        if hasattr(last, "layers") and last.layers:  # a nested model's last
+            last = last.layers[-1]
+        elif isinstance(getattr(last, "layer", None), tf.keras.layers.Layer):
+            last = last.layer  # a wrapper's (tfmot pruning or clustering)
+        else:
+            break
     if isinstance(last, tf.keras.layers.Softmax):
         return True
     activation = getattr(last, "activation", None)

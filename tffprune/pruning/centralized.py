@@ -62,10 +62,16 @@ class CentralizedResult:
 
 
 def compile_for_classification(model: tf.keras.Model, learning_rate: float) -> None:
-    """Compiles with Adam and sparse categorical cross-entropy on logits."""
+    """Compiles with Adam and sparse categorical cross-entropy.
+
+    On logits, or on probabilities when the model ends in a softmax
+    (`tffprune.models.outputs`).
+    """
+    from tffprune.models.outputs import classification_loss
+
     model.compile(
         optimizer=tf.keras.optimizers.Adam(learning_rate),
-        loss=tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        loss=classification_loss(model),
         metrics=["accuracy"],
     )
 
