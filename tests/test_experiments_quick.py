@@ -70,8 +70,10 @@ def test_sparsity_sweep_quick(tmp_path):
 
 def test_export_recipe_quick(tmp_path):
     output = _run(["tflite_export/recipe.py", "--quick", "--work-dir", str(tmp_path)])
-    assert "| tfmot_cnn_80 | 80% | int8 |" in output
-    assert "| tfmot_cnn_80_clustered | 80% | int8 |" in output
+    assert "| tfmot_cnn dense | float32 | " in output
+    assert "| tfmot_cnn 80% | pruned int8 | " in output
+    lut_row = next(line for line in output.splitlines() if "+ LUT |" in line)
+    assert "4-bit" in lut_row
 
 
 def test_personalization_quick(tmp_path):
