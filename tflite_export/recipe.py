@@ -118,7 +118,7 @@ def main() -> None:
             )
             result = json.loads((out / "export.json").read_text())
             reference = reference or result
-            rows.append((model, sparsity, step, reference, result))
+            rows.append((model, sparsity, step, source, reference, result))
 
     header = [
         "model",
@@ -135,11 +135,11 @@ def main() -> None:
     print()
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))
-    for model, sparsity, step, reference, r in rows:
+    for model, sparsity, step, source, reference, r in rows:
         float_accuracy = reference["keras_accuracy"]
         deployed = r.get("tflm_accuracy", r["tflite_accuracy"])
         cells = [
-            f"{model} {sparsity:.0%}" if step != "float32" else f"{model} dense",
+            f"{model} {sparsity:.0%}" if source == "pruned" else f"{model} dense",
             step,
             f"{r['flash_bytes']:,}",
             f"{reference['flash_bytes'] / r['flash_bytes']:.1f}x",
