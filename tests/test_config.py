@@ -82,7 +82,7 @@ def test_cli_options_come_from_the_config_declarations():
     for field in dataclasses.fields(TrainConfig):
         flag = field.metadata["flag"] or "--" + field.name.replace("_", "-")
         assert flag.split("/")[0] in text, field.name
-    assert "Pruning options:" in text and "Upload options:" in text
+    assert "Pruning options:" in text and "Communication options:" in text
     assert "[none|weight|global-weight|unit|channel|hybrid]" in text
 
 

@@ -419,14 +419,16 @@ def train(
         announce=lambda line: click.echo(line, err=True),
     )
     final = summary["final"]
-    saving = summary["total_upload_bytes_dense"] / max(summary["total_upload_bytes"], 1)
+    dense = summary["total_upload_bytes_dense"] + summary["total_download_bytes_dense"]
     click.echo(
         f"round {summary['rounds_completed']}: central accuracy "
         f"{final.get('central_accuracy', float('nan')):.4f}, personalized "
         f"{final.get('personalized_accuracy', float('nan')):.4f}, client sparsity "
         f"{summary['final_client_sparsity']['mean']:.3f}, upload "
-        f"{summary['total_upload_bytes'] / 1e6:.1f} MB "
-        f"({saving:.1f}x less than dense); results in {output_dir}"
+        f"{summary['total_upload_bytes'] / 1e6:.1f} MB, download "
+        f"{summary['total_download_bytes'] / 1e6:.1f} MB "
+        f"({dense / max(summary['total_bytes'], 1):.1f}x less than dense both ways); "
+        f"results in {output_dir}"
     )
 
 

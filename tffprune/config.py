@@ -43,7 +43,7 @@ GROUPS = {
     "model": "Model",
     "pruning": "Pruning",
     "federated": "Federated training",
-    "upload": "Upload",
+    "communication": "Communication",
     "run": "Run",
 }
 
@@ -169,20 +169,29 @@ class TrainConfig:
     )
     upload_values: str = option(
         "float32",
-        "upload",
+        "communication",
         "How uploaded values are encoded (int8: per-tensor affine); the "
         "server aggregates what it decodes.",
         VALUE_FORMATS,
     )
+    download_values: str = option(
+        "float32",
+        "communication",
+        "How the server's values are sent down: a Sub-FedAvg client gets only "
+        "its own subnetwork's values (it holds the positions), a FedAvg client "
+        "the model's nonzeros; decoded on the client, so the error is part of "
+        "training (the server keeps float32).",
+        VALUE_FORMATS,
+    )
     positions: str = option(
         "auto",
-        "upload",
+        "communication",
         "How the positions of kept entries are encoded (auto: the smaller).",
         POSITION_CODINGS,
     )
     verify_uploads: bool = option(
         False,
-        "upload",
+        "communication",
         "Check every round: encode and decode every upload with the real "
         "codec and aggregate them in NumPy (slower; training is the same).",
         flag="--verify-uploads/--no-verify-uploads",

@@ -267,6 +267,8 @@ def run_training(
         "total_upload_bytes": sum(r["upload_bytes"] for r in metrics),
         "total_upload_bytes_dense": sum(r["upload_bytes_dense"] for r in metrics),
         "total_download_bytes": sum(r["download_bytes"] for r in metrics),
+        "total_download_bytes_dense": sum(r["download_bytes_dense"] for r in metrics),
+        "total_bytes": sum(r["total_bytes"] for r in metrics),
         "final_client_sparsity": {
             "mean": sum(c.sparsity for c in trainer.state.clients) / data.num_clients,
             "min": min(c.sparsity for c in trainer.state.clients),

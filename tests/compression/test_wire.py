@@ -206,3 +206,39 @@ def test_encoded_size_equals_payload_length(
     size = encoded_size(masks, value_format, positions, zero_kept)
 
     assert size == len(encode(tensors, masks, value_format, positions))
+
+
+def test_known_positions_send_only_the_kept_values():
+    tensor = np.arange(1.0, 13.0, dtype=np.float32).reshape(3, 4)
+    mask = tensor % 3 == 0  # keeps 3, 6, 9, 12
+    shapes = [(3, 4)]
+
+    payload = encode([tensor], [mask], "float32", known=[True])
+
+    # magic 3 + version, format, count 6 + rank 1 + dims 8 + encoding 1
+    # + kept count 4 + 4 float32 values 16 + crc 4.
+    assert len(payload) == 3 + 6 + 1 + 8 + 1 + 4 + 16 + 4
+    assert len(payload) == encoded_size([mask], "float32", known=[True])
+    assert len(payload) < len(encode([tensor], [mask], "float32"))
+    values, masks = decode(payload, shapes, known_masks=[mask])
+    np.testing.assert_array_equal(values[0], np.where(mask, tensor, 0))
+    np.testing.assert_array_equal(masks[0], mask)
+    with pytest.raises(PayloadError, match="holds its mask"):
+        decode(payload, shapes)
+    with pytest.raises(PayloadError, match="the held mask keeps 6"):
+        decode(payload, shapes, known_masks=[tensor % 2 == 0])
+
+
+@pytest.mark.parametrize("value_format", ["float16", "int8"])
+def test_known_positions_sizes_match_for_every_format(value_format):
+    rng = np.random.default_rng(3)
+    tensors = [rng.normal(size=(50, 20)).astype(np.float32), np.ones(20, np.float32)]
+    masks = [rng.random((50, 20)) < 0.3, np.ones(20, bool)]
+
+    payload = encode(tensors, masks, value_format, known=[True, True])
+
+    assert len(payload) == encoded_size(masks, value_format, known=[True, True])
+    values, _ = decode(payload, [(50, 20), (20,)], known_masks=masks)
+    step = quantization_step(tensors[0][masks[0]]) if value_format == "int8" else 0
+    tolerance = step / 2 + 1e-6 if value_format == "int8" else 1e-2
+    assert np.max(np.abs(values[0] - np.where(masks[0], tensors[0], 0))) <= tolerance

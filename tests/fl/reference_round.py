@@ -24,6 +24,7 @@ class ReferenceRound:
     masks: dict  # client -> new trainable masks (aggregated clients only)
     upload_bytes: int
     participating: int
+    download_bytes: int
 
 
 def reference_round(trainer):
@@ -42,13 +43,32 @@ def reference_round(trainer):
     server = trainer.state.server_weights
     num_trainable = trainer.num_trainable
     values, masks, weighting, new_masks, total_bytes = [], [], [], {}, 0
+    download_bytes = 0
+    whole = [np.ones(w.shape, bool) for w in server[num_trainable:]]
     for client, arrived in zip(sampled, delivered, strict=True):
         client = int(client)
         state = trainer.state.clients[client]
         start = trainer.algorithm.start_mask(state)
+        # Download: a Sub-FedAvg client's own subnetwork (it holds the
+        # positions once it has a mask), a FedAvg client the nonzeros.
+        sent = start if plan.personal else [w != 0 for w in server[:num_trainable]]
+        held = plan.personal and state.mask is not None
+        payload = wire.encode(
+            server,
+            sent + whole,
+            config.download_values,
+            config.positions,
+            known=[held] * len(sent) + [False] * len(whole),
+        )
+        download_bytes += len(payload)
+        received, _ = wire.decode(
+            payload,
+            trainer.shapes,
+            known_masks=[m if held else None for m in sent] + [None] * len(whole),
+        )
         trained, buffers, num_examples, _ = train(
-            [tf.constant(w) for w in server[:num_trainable]],
-            [tf.constant(w) for w in server[num_trainable:]],
+            [tf.constant(w) for w in received[:num_trainable]],
+            [tf.constant(w) for w in received[num_trainable:]],
             [tf.constant(m, tf.float32) for m in start],
             trainer._client_dataset(client, trainer.state.round),
         )
@@ -98,4 +118,4 @@ def reference_round(trainer):
         weights = sub_fedavg(server, values, masks, weighting)
     else:
         weights = fedavg(server, values, weighting)
-    return ReferenceRound(weights, new_masks, total_bytes, len(values))
+    return ReferenceRound(weights, new_masks, total_bytes, len(values), download_bytes)

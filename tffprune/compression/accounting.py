@@ -10,7 +10,8 @@ exact encoded size, `tffprune.compression.wire.encoded_size`):
 * ``upload_bound_ratio``: mean over clients of our bits over the information
   bound ``n H(d) + d n b``.
 
-And the download: the server weights, float32, zeros not sent.
+The download is counted per client where it is decided
+(`tffprune.fl.algorithm.FederatedAlgorithm.download_bytes`).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from tffprune.compression import baselines, wire
+from tffprune.compression import baselines
 
 
 def upload_costs(
@@ -52,8 +53,3 @@ def upload_costs(
         "upload_bytes_tff_8bit": baselines.tff_8bit_bytes(shapes) * clients,
         "upload_bound_ratio": float(np.mean(ratios)) if ratios else float("nan"),
     }
-
-
-def download_bytes(weights: Sequence[np.ndarray], positions: str = "auto") -> int:
-    """Bytes of the server weights sent to one client: float32, zeros not sent."""
-    return wire.encoded_size([w != 0 for w in weights], "float32", positions)

@@ -28,7 +28,10 @@ above), whichever is smaller (``positions="auto"``). Encodings per tensor:
 * DENSE: every entry kept, values only;
 * SPARSE: kept count, positions, values of the kept entries;
 * DENSE_ZEROS_PRUNED (float32 only, when no kept value is exactly 0): all
-  values, the mask being "nonzero"; chosen when it is no larger than SPARSE.
+  values, the mask being "nonzero"; chosen when it is no larger than SPARSE;
+* KNOWN_POSITIONS: kept count and the kept values only, for a tensor whose
+  mask the receiver already holds (``known``), e.g. a Sub-FedAvg client's
+  own subnetwork sent down to it: positions cost nothing.
 
 So with float32 values a tensor never costs more than dense float32 (plus its
 small header), and float16/int8 are far below it.
@@ -49,7 +52,7 @@ VERSION = 1
 VALUE_FORMATS = ("float32", "float16", "int8")
 POSITION_CODINGS = ("auto", "bitmap", "gaps")
 
-_DENSE, _SPARSE, _DENSE_ZEROS_PRUNED = 0, 1, 2
+_DENSE, _SPARSE, _DENSE_ZEROS_PRUNED, _KNOWN_POSITIONS = 0, 1, 2, 3
 _BITMAP, _GAPS, _GAPS_PRUNED = 0, 1, 2
 _VALUE_CODES = {name: code for code, name in enumerate(VALUE_FORMATS)}
 
@@ -159,6 +162,7 @@ def encode(
     masks: Sequence[np.ndarray] | None = None,
     value_format: str = "float32",
     positions: str = "auto",
+    known: Sequence[bool] | None = None,
 ) -> bytes:
     """Serializes a (pruned) update.
 
@@ -168,6 +172,8 @@ def encode(
             Entries outside the mask are not sent and decode as 0.
         value_format: ``float32``, ``float16`` or ``int8``.
         positions: ``auto`` (smaller of the two), ``bitmap`` or ``gaps``.
+        known: Per tensor, whether the receiver already holds its mask (its
+            positions are then not sent; `decode` needs the mask).
 
     Returns:
         The payload.
@@ -213,6 +219,10 @@ def encode(
             parts.append(struct.pack("<B", _DENSE))
             parts.append(_encode_values(array, value_format))
             continue
+        if known is not None and known[index]:
+            parts.append(struct.pack("<BI", _KNOWN_POSITIONS, kept))
+            parts.append(_encode_values(array[mask], value_format))
+            continue
         coding, position_bytes = _encode_positions(mask, positions)
         sparse_size = 9 + len(position_bytes) + _values_size(kept, value_format)
         # float32 keeps exact zeros, so when no kept value is 0 the mask can
@@ -236,6 +246,7 @@ def encoded_size(
     value_format: str = "float32",
     positions: str = "auto",
     zero_kept: Sequence[bool] | None = None,
+    known: Sequence[bool] | None = None,
 ) -> int:
     """``len(encode(tensors, masks, value_format, positions))`` from the masks.
 
@@ -249,6 +260,7 @@ def encoded_size(
         value_format: ``float32``, ``float16`` or ``int8``.
         positions: ``auto``, ``bitmap`` or ``gaps``.
         zero_kept: Per tensor, whether a kept value is exactly 0 (default: no).
+        known: Per tensor, whether the receiver holds its mask (`encode`).
 
     Returns:
         The payload size in bytes.
@@ -258,13 +270,17 @@ def encoded_size(
     if positions not in POSITION_CODINGS:
         raise ValueError(f"unknown position coding {positions!r}")
     zero_kept = [False] * len(masks) if zero_kept is None else list(zero_kept)
+    known = [False] * len(masks) if known is None else list(known)
     total = len(MAGIC) + 6 + 4
-    for mask, has_zero in zip(masks, zero_kept, strict=True):
+    for mask, has_zero, held in zip(masks, zero_kept, known, strict=True):
         mask = np.asarray(mask, bool)
         total += 1 + 4 * mask.ndim + 1
         kept = int(np.count_nonzero(mask))
         if kept == mask.size:
             total += _values_size(mask.size, value_format)
+            continue
+        if held:
+            total += 4 + _values_size(kept, value_format)
             continue
         sparse = (
             9 + _positions_length(mask, positions) + _values_size(kept, value_format)
@@ -295,13 +311,17 @@ class _Reader:
 
 
 def decode(
-    payload: bytes, expected_shapes: Sequence[tuple[int, ...]] | None = None
+    payload: bytes,
+    expected_shapes: Sequence[tuple[int, ...]] | None = None,
+    known_masks: Sequence[np.ndarray | None] | None = None,
 ) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """Parses a payload written by `encode`.
 
     Args:
         payload: The bytes.
         expected_shapes: If given, the tensor shapes the receiver expects.
+        known_masks: The masks the receiver holds, per tensor (needed for the
+            tensors sent with ``known`` positions).
 
     Returns:
         ``(tensors, masks)``: float32 tensors (0 where not sent) and their masks.
@@ -355,6 +375,26 @@ def decode(
             mask = _decode_positions(coding, reader.take(length), size, kept)
             if int(np.count_nonzero(mask)) != kept:
                 raise PayloadError(f"tensor {index}: positions do not match count")
+            values = _decode_values(
+                reader.take(_values_size(kept, value_format)), kept, value_format
+            )
+            dense = np.zeros(size, np.float32)
+            dense[mask] = values
+            tensors.append(dense.reshape(shape))
+            masks.append(mask.reshape(shape))
+        elif encoding == _KNOWN_POSITIONS:
+            (kept,) = reader.unpack("<I")
+            held = None if known_masks is None else known_masks[index]
+            if held is None:
+                raise PayloadError(
+                    f"tensor {index} was sent for a receiver that holds its mask"
+                )
+            mask = np.asarray(held, bool).reshape(-1)
+            if mask.size != size or int(np.count_nonzero(mask)) != kept:
+                raise PayloadError(
+                    f"tensor {index}: {kept} values sent, the held mask keeps "
+                    f"{int(np.count_nonzero(mask))} of {mask.size}"
+                )
             values = _decode_values(
                 reader.take(_values_size(kept, value_format)), kept, value_format
             )

@@ -83,6 +83,7 @@ class ClientResult:
             ``rejected``.
         reason: Why it was rejected (empty otherwise).
         upload_bytes: Exact size of its encoded upload (0 unless aggregated).
+        download_bytes: Exact size of what it received from the server.
         masks: Masks of every weight it uploaded (unless not aggregated).
         sparsity: Sparsity of its prunable kernels after the round.
         mean_loss: Its mean training loss.
@@ -92,6 +93,7 @@ class ClientResult:
     status: str
     reason: str = ""
     upload_bytes: int = 0
+    download_bytes: int = 0
     masks: list[np.ndarray] | None = None
     sparsity: float = 0.0
     mean_loss: float = float("nan")
@@ -143,6 +145,7 @@ class UploadFormat:
     Attributes:
         values: ``float32``, ``float16`` or ``int8``.
         positions: ``auto``, ``bitmap`` or ``gaps``.
+        download_values: The value format of what the server sends down.
         verify: Encode and decode every upload with the real codec and check
             the round against the NumPy aggregation of what was decoded.
     """
@@ -150,6 +153,7 @@ class UploadFormat:
     values: str = "float32"
     positions: str = "auto"
     verify: bool = False
+    download_values: str = "float32"
 
 
 class FederatedAlgorithm:
@@ -192,6 +196,28 @@ class FederatedAlgorithm:
             return client.mask
         return [np.ones(s, bool) for s in self.plan.shapes]
 
+    def download_bytes(self, weights: Sequence[np.ndarray], client: ClientState) -> int:
+        """Exact size of what the server sends a client (`distribute`).
+
+        A Sub-FedAvg client that holds a mask receives the values of its
+        subnetwork only (``known`` positions); one without receives the
+        whole model. A FedAvg client receives the model's nonzeros with their
+        positions. Non-trainable weights go whole.
+        """
+        buffers = [np.ones(s, bool) for s in self.shapes[self.num_trainable :]]
+        if self.plan.personal:
+            masks = self.start_mask(client)
+            held = client.mask is not None
+        else:
+            masks = [w != 0 for w in weights[: self.num_trainable]]
+            held = False
+        return wire.encoded_size(
+            list(masks) + buffers,
+            self.upload.download_values,
+            self.upload.positions,
+            known=[held] * len(masks) + [False] * len(buffers),
+        )
+
     def apply(
         self,
         server: ServerState,
@@ -227,13 +253,17 @@ class FederatedAlgorithm:
             sampled, output.reports, delivered, strict=True
         ):
             client = int(client)
+            received = self.download_bytes(server.weights, clients[client])
             if not arrived:
-                results.append(ClientResult(client, "dropped"))
+                results.append(ClientResult(client, "dropped", download_bytes=received))
                 continue
             if not report.finite:
                 results.append(
                     ClientResult(
-                        client, "rejected", "update rejected: NaN or Inf values"
+                        client,
+                        "rejected",
+                        "update rejected: NaN or Inf values",
+                        download_bytes=received,
                     )
                 )
                 continue
@@ -254,6 +284,7 @@ class FederatedAlgorithm:
                         self.upload.positions,
                         report.zero_kept,
                     ),
+                    download_bytes=received,
                     masks=all_masks,
                     sparsity=sparsity,
                     mean_loss=report.mean_loss,

@@ -5,7 +5,8 @@ from the received weights times the client's mask, run SGD with momentum over
 its batches with every gradient multiplied by the mask, then prune and put the
 upload in its value format::
 
-    x_k, n_k  = SGD(w * m_k, gradients * m_k)         build_client_train_fn
+    w_k       = decode(encode(w * m_k))               download (tf_values)
+    x_k, n_k  = SGD(w_k, gradients * m_k)             build_client_train_fn
     m_k'      = prune(x_k, m_k, counts_k)             tffprune.pruning.tf_masks
     m_k'      = m_k  if accuracy(x_k * m_k') < guard  (Sub-FedAvg's guard)
     upload    = (decode(encode(x_k * m_k')), [m_k'], weight_k)
@@ -68,6 +69,9 @@ class ClientWorkConfig:
         targets: The prunable kernels (`PruningPolicy.select`).
         value_format: The upload's value format (``float32``, ``float16``,
             ``int8``).
+        download_format: The format the client receives the server's values
+            in: its own subnetwork's values with a masked upload (Sub-FedAvg),
+            the model's nonzeros otherwise; it trains from what it decodes.
         masked_upload: The upload carries the client's mask (Sub-FedAvg);
             else the server takes pruned entries as 0 (FedAvg).
         weight_by_examples: Weight the upload by the examples seen (else 1).
@@ -80,6 +84,7 @@ class ClientWorkConfig:
     method: str
     targets: tuple[PrunableWeight, ...]
     value_format: str = "float32"
+    download_format: str = "float32"
     masked_upload: bool = True
     weight_by_examples: bool = False
     accuracy_threshold: float = 0.0
@@ -206,8 +211,17 @@ def build_client_work_fn(
     def client_work(trainable, non_trainable, masks, counts, delivered, dataset):
         TRACES["client_work"] += 1
         float_masks = [tf.cast(mask, tf.float32) for mask in masks]
+        sent = list(masks) if work.masked_upload else [w != 0 for w in trainable]
+        received = [
+            transmitted(w, mask, work.download_format)
+            for w, mask in zip(trainable, sent, strict=True)
+        ]
+        received_buffers = [
+            transmitted(w, tf.ones_like(w, tf.bool), work.download_format)
+            for w in non_trainable
+        ]
         trained, buffers, num_examples, loss_sum = train(
-            trainable, non_trainable, float_masks, dataset
+            received, received_buffers, float_masks, dataset
         )
         finite = tf.reduce_all(
             [tf.reduce_all(tf.math.is_finite(w)) for w in trained + buffers]

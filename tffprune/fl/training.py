@@ -53,6 +53,9 @@ METRIC_COLUMNS = (
     "upload_bytes_tff_8bit",
     "upload_bound_ratio",
     "download_bytes",
+    "download_bytes_dense",
+    "total_bytes",
+    "total_bytes_cumulative",
     "train_loss",
     "clients_participating",
     "clients_rejected",
@@ -124,6 +127,7 @@ class Trainer:
         self.weight_names = [w.name for w in variables]
         self.num_trainable = len(initial.trainable_weights)
         self.shapes = [tuple(w.shape) for w in variables]
+        self._dense_bytes = 4 * sum(int(np.prod(s)) for s in self.shapes)
         optimizer = ClientOptimizerConfig(
             config.client_learning_rate, config.client_momentum
         )
@@ -148,6 +152,7 @@ class Trainer:
             method=config.method,
             targets=self.targets,
             value_format=config.upload_values,
+            download_format=config.download_values,
             masked_upload=personal,
             weight_by_examples=weight_by_examples,
             accuracy_threshold=config.accuracy_threshold if personal else 0.0,
@@ -157,7 +162,12 @@ class Trainer:
         self.algorithm = FederatedAlgorithm(
             self.process,
             self.plan,
-            UploadFormat(config.upload_values, config.positions, config.verify_uploads),
+            UploadFormat(
+                config.upload_values,
+                config.positions,
+                config.verify_uploads,
+                config.download_values,
+            ),
             weight_by_examples,
             self.shapes,
         )
@@ -207,9 +217,6 @@ class Trainer:
             self.rng.choice(config.num_clients, config.clients_per_round, replace=False)
         )
         datasets = [self._client_dataset(int(c), round_number) for c in sampled]
-        download = len(sampled) * accounting.download_bytes(
-            self.state.server_weights, config.positions
-        )
         delivered = ~(self.rng.random(len(sampled)) < config.dropout_rate)
         server, results, measurements = self.algorithm.apply(
             self.state.server,
@@ -222,7 +229,13 @@ class Trainer:
         self.state.server = server
         self.state.round += 1
         self.state.sampler_state = self.rng.bit_generator.state
-        row = self._round_row(results, measurements, download)
+        row = self._round_row(results, measurements)
+        before = (
+            self.state.metrics[-1]["total_bytes_cumulative"]
+            if self.state.metrics
+            else 0
+        )
+        row["total_bytes_cumulative"] = before + row["total_bytes"]
         is_last = self.state.round == config.rounds
         if self.state.round % config.eval_every == 0 or is_last:
             row.update(self.evaluate())
@@ -231,7 +244,7 @@ class Trainer:
         return row
 
     def _round_row(
-        self, results: list[ClientResult], measurements: dict, download: int
+        self, results: list[ClientResult], measurements: dict
     ) -> dict[str, float]:
         aggregated = [r for r in results if r.status == "aggregated"]
         rejected = [r for r in results if r.status == "rejected"]
@@ -250,7 +263,9 @@ class Trainer:
                 self.shapes,
                 self.config.upload_values,
             ),
-            "download_bytes": download,
+            "download_bytes": sum(r.download_bytes for r in results),
+            "download_bytes_dense": len(results) * self._dense_bytes,
+            "total_bytes": sum(r.upload_bytes + r.download_bytes for r in results),
             "train_loss": _mean([r.mean_loss for r in aggregated]),
             "clients_participating": len(aggregated),
             "clients_rejected": len(rejected),
