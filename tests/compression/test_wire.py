@@ -213,20 +213,20 @@ def test_known_positions_send_only_the_kept_values():
     mask = tensor % 3 == 0  # keeps 3, 6, 9, 12
     shapes = [(3, 4)]
 
-    payload = encode([tensor], [mask], "float32", known=[True])
+    payload = encode([tensor], [mask], "float32", held=[mask])
 
     # magic 3 + version, format, count 6 + rank 1 + dims 8 + encoding 1
     # + kept count 4 + 4 float32 values 16 + crc 4.
     assert len(payload) == 3 + 6 + 1 + 8 + 1 + 4 + 16 + 4
-    assert len(payload) == encoded_size([mask], "float32", known=[True])
+    assert len(payload) == encoded_size([mask], "float32", held=[mask])
     assert len(payload) < len(encode([tensor], [mask], "float32"))
-    values, masks = decode(payload, shapes, known_masks=[mask])
+    values, masks = decode(payload, shapes, held=[mask])
     np.testing.assert_array_equal(values[0], np.where(mask, tensor, 0))
     np.testing.assert_array_equal(masks[0], mask)
     with pytest.raises(PayloadError, match="holds its mask"):
         decode(payload, shapes)
     with pytest.raises(PayloadError, match="the held mask keeps 6"):
-        decode(payload, shapes, known_masks=[tensor % 2 == 0])
+        decode(payload, shapes, held=[tensor % 2 == 0])
 
 
 @pytest.mark.parametrize("value_format", ["float16", "int8"])
@@ -235,10 +235,34 @@ def test_known_positions_sizes_match_for_every_format(value_format):
     tensors = [rng.normal(size=(50, 20)).astype(np.float32), np.ones(20, np.float32)]
     masks = [rng.random((50, 20)) < 0.3, np.ones(20, bool)]
 
-    payload = encode(tensors, masks, value_format, known=[True, True])
+    payload = encode(tensors, masks, value_format, held=masks)
 
-    assert len(payload) == encoded_size(masks, value_format, known=[True, True])
-    values, _ = decode(payload, [(50, 20), (20,)], known_masks=masks)
+    assert len(payload) == encoded_size(masks, value_format, held=masks)
+    values, _ = decode(payload, [(50, 20), (20,)], held=masks)
     step = quantization_step(tensors[0][masks[0]]) if value_format == "int8" else 0
     tolerance = step / 2 + 1e-6 if value_format == "int8" else 1e-2
     assert np.max(np.abs(values[0] - np.where(masks[0], tensors[0], 0))) <= tolerance
+
+
+def test_changed_positions_send_only_the_flips_against_the_held_mask():
+    rng = np.random.default_rng(5)
+    tensor = rng.normal(size=(100, 100)).astype(np.float32)
+    old = rng.random((100, 100)) < 0.5  # what the receiver holds
+    new = old.copy()
+    new[np.unravel_index(np.flatnonzero(old)[:20], old.shape)] = False  # 20 flips
+
+    payload = encode([tensor], [new], "int8", held=[old])
+
+    assert len(payload) == encoded_size([new], "int8", held=[old])
+    fresh = encode([tensor], [new], "int8")  # 10,000-entry bitmap or gaps
+    assert len(fresh) - len(payload) > 1000
+    values, masks = decode(payload, [(100, 100)], held=[old])
+    np.testing.assert_array_equal(masks[0], new)
+    step = quantization_step(tensor[new])
+    assert np.max(np.abs(values[0] - np.where(new, tensor, 0))) <= step / 2 + 1e-6
+    # One flip: a few bytes of positions.
+    one = old.copy()
+    one[np.unravel_index(np.flatnonzero(old)[0], old.shape)] = False
+    size_one = encoded_size([one], "int8", held=[old])
+    size_same = encoded_size([old], "int8", held=[old])
+    assert 0 < size_one - size_same - 8 <= 8  # 12-byte header vs 4, a few bits

@@ -52,20 +52,14 @@ def reference_round(trainer):
         # Download: a Sub-FedAvg client's own subnetwork (it holds the
         # positions once it has a mask), a FedAvg client the nonzeros.
         sent = start if plan.personal else [w != 0 for w in server[:num_trainable]]
-        held = plan.personal and state.mask is not None
+        # Both sides hold the client's mask from its last aggregated round.
+        known = plan.personal and state.mask is not None
+        held = [m if known else None for m in start] + [None] * len(whole)
         payload = wire.encode(
-            server,
-            sent + whole,
-            config.download_values,
-            config.positions,
-            known=[held] * len(sent) + [False] * len(whole),
+            server, sent + whole, config.download_values, config.positions, held=held
         )
         download_bytes += len(payload)
-        received, _ = wire.decode(
-            payload,
-            trainer.shapes,
-            known_masks=[m if held else None for m in sent] + [None] * len(whole),
-        )
+        received, _ = wire.decode(payload, trainer.shapes, held=held)
         trained, buffers, num_examples, _ = train(
             [tf.constant(w) for w in received[:num_trainable]],
             [tf.constant(w) for w in received[num_trainable:]],
@@ -101,9 +95,10 @@ def reference_round(trainer):
             all_masks,
             config.upload_values,
             config.positions,
+            held=held,
         )
         total_bytes += len(payload)
-        decoded, decoded_masks = wire.decode(payload, trainer.shapes)
+        decoded, decoded_masks = wire.decode(payload, trainer.shapes, held=held)
         values.append(decoded)
         masks.append(decoded_masks)
         weighting.append(

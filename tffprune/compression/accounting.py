@@ -28,6 +28,7 @@ def upload_costs(
     sizes: Sequence[int],
     shapes: Sequence[tuple[int, ...]],
     value_format: str,
+    held: Sequence[Sequence[np.ndarray | None] | None] | None = None,
 ) -> dict[str, float]:
     """The upload columns of a round's metrics row.
 
@@ -36,14 +37,17 @@ def upload_costs(
         sizes: Per aggregated client, its encoded size in bytes.
         shapes: Shapes of all the model's weights.
         value_format: The values' format (``float32``, ``float16``, ``int8``).
+        held: Per aggregated client, the masks the server already held for
+            it (the bound then counts only their change), or None.
 
     Returns:
         The five ``upload_*`` figures (the bound ratio is NaN without
         clients).
     """
     ratios = []
-    for client_masks, size in zip(masks, sizes, strict=True):
-        bound = baselines.information_bound_bits(client_masks, value_format)
+    held = [None] * len(sizes) if held is None else held
+    for client_masks, size, previous in zip(masks, sizes, held, strict=True):
+        bound = baselines.information_bound_bits(client_masks, value_format, previous)
         ratios.append(8 * size / bound if bound else float("nan"))
     clients = len(sizes)
     return {

@@ -9,7 +9,9 @@
   quantization_bits=8, threshold=20000)``), plus a float32 min and max each;
   smaller tensors as float32. No sparsity is exploited.
 * The information bound of a sparse update with ``n`` entries, density ``d``
-  and ``b``-bit values: ``n H(d) + d n b`` bits, ``H`` the binary entropy.
+  and ``b``-bit values: ``n H(d) + d n b`` bits, ``H`` the binary entropy;
+  where the receiver holds an earlier mask, ``n H(c) + d n b`` with ``c`` the
+  fraction of entries that changed.
 """
 
 from __future__ import annotations
@@ -90,15 +92,28 @@ def binary_entropy(density: float) -> float:
 
 
 def information_bound_bits(
-    masks: Sequence[np.ndarray], value_format: str = "float32"
+    masks: Sequence[np.ndarray],
+    value_format: str = "float32",
+    held: Sequence[np.ndarray | None] | None = None,
 ) -> float:
-    """``sum over tensors of n H(d) + d n b`` bits for these masks."""
+    """``sum over tensors of n H(p) + d n b`` bits for these masks.
+
+    ``p`` is the density ``d`` of the mask, or, where the receiver already
+    holds an earlier mask (``held``), the fraction of entries that changed:
+    positions then carry only the change.
+    """
     bits = VALUE_BITS[value_format]
+    held = [None] * len(masks) if held is None else list(held)
     total = 0.0
-    for mask in masks:
+    for mask, previous in zip(masks, held, strict=True):
         size = int(np.size(mask))
         if size == 0:
             continue
         density = int(np.count_nonzero(mask)) / size
-        total += size * binary_entropy(density) + density * size * bits
+        change = (
+            density
+            if previous is None
+            else int(np.count_nonzero(np.asarray(previous) != np.asarray(mask))) / size
+        )
+        total += size * binary_entropy(change) + density * size * bits
     return total

@@ -29,9 +29,12 @@ above), whichever is smaller (``positions="auto"``). Encodings per tensor:
 * SPARSE: kept count, positions, values of the kept entries;
 * DENSE_ZEROS_PRUNED (float32 only, when no kept value is exactly 0): all
   values, the mask being "nonzero"; chosen when it is no larger than SPARSE;
-* KNOWN_POSITIONS: kept count and the kept values only, for a tensor whose
-  mask the receiver already holds (``known``), e.g. a Sub-FedAvg client's
-  own subnetwork sent down to it: positions cost nothing.
+* KNOWN_POSITIONS: kept count and the kept values only, when the receiver
+  already holds this very mask (``held``), e.g. a Sub-FedAvg client's own
+  subnetwork sent down to it, or its upload when its mask did not change;
+* CHANGED_POSITIONS: when the receiver holds an older mask: kept count, the
+  positions that flipped (Golomb-Rice coded gaps) and the kept values; chosen
+  when smaller than SPARSE (a pruning step flips few entries).
 
 So with float32 values a tensor never costs more than dense float32 (plus its
 small header), and float16/int8 are far below it.
@@ -52,7 +55,7 @@ VERSION = 1
 VALUE_FORMATS = ("float32", "float16", "int8")
 POSITION_CODINGS = ("auto", "bitmap", "gaps")
 
-_DENSE, _SPARSE, _DENSE_ZEROS_PRUNED, _KNOWN_POSITIONS = 0, 1, 2, 3
+_DENSE, _SPARSE, _DENSE_ZEROS_PRUNED, _KNOWN_POSITIONS, _CHANGED_POSITIONS = range(5)
 _BITMAP, _GAPS, _GAPS_PRUNED = 0, 1, 2
 _VALUE_CODES = {name: code for code, name in enumerate(VALUE_FORMATS)}
 
@@ -162,7 +165,7 @@ def encode(
     masks: Sequence[np.ndarray] | None = None,
     value_format: str = "float32",
     positions: str = "auto",
-    known: Sequence[bool] | None = None,
+    held: Sequence[np.ndarray | None] | None = None,
 ) -> bytes:
     """Serializes a (pruned) update.
 
@@ -172,8 +175,8 @@ def encode(
             Entries outside the mask are not sent and decode as 0.
         value_format: ``float32``, ``float16`` or ``int8``.
         positions: ``auto`` (smaller of the two), ``bitmap`` or ``gaps``.
-        known: Per tensor, whether the receiver already holds its mask (its
-            positions are then not sent; `decode` needs the mask).
+        held: Per tensor, the mask the receiver already holds, or None: only
+            the change against it is sent (`decode` needs the same masks).
 
     Returns:
         The payload.
@@ -219,12 +222,25 @@ def encode(
             parts.append(struct.pack("<B", _DENSE))
             parts.append(_encode_values(array, value_format))
             continue
-        if known is not None and known[index]:
+        previous = None if held is None else held[index]
+        if previous is not None and np.array_equal(previous, mask):
             parts.append(struct.pack("<BI", _KNOWN_POSITIONS, kept))
             parts.append(_encode_values(array[mask], value_format))
             continue
         coding, position_bytes = _encode_positions(mask, positions)
         sparse_size = 9 + len(position_bytes) + _values_size(kept, value_format)
+        if previous is not None:
+            flipped = np.flatnonzero(np.asarray(previous, bool).ravel() != mask.ravel())
+            change = rice.encode_positions(flipped, mask.size)
+            if 12 + len(change) < 9 + len(position_bytes):
+                parts.append(
+                    struct.pack(
+                        "<BIII", _CHANGED_POSITIONS, kept, flipped.size, len(change)
+                    )
+                )
+                parts.append(change)
+                parts.append(_encode_values(array[mask], value_format))
+                continue
         # float32 keeps exact zeros, so when no kept value is 0 the mask can
         # travel implicitly as "zero means pruned" at dense cost.
         implicit = value_format == "float32" and not np.any(array[mask] == 0)
@@ -246,7 +262,7 @@ def encoded_size(
     value_format: str = "float32",
     positions: str = "auto",
     zero_kept: Sequence[bool] | None = None,
-    known: Sequence[bool] | None = None,
+    held: Sequence[np.ndarray | None] | None = None,
 ) -> int:
     """``len(encode(tensors, masks, value_format, positions))`` from the masks.
 
@@ -260,7 +276,7 @@ def encoded_size(
         value_format: ``float32``, ``float16`` or ``int8``.
         positions: ``auto``, ``bitmap`` or ``gaps``.
         zero_kept: Per tensor, whether a kept value is exactly 0 (default: no).
-        known: Per tensor, whether the receiver holds its mask (`encode`).
+        held: Per tensor, the mask the receiver holds, or None (`encode`).
 
     Returns:
         The payload size in bytes.
@@ -270,21 +286,26 @@ def encoded_size(
     if positions not in POSITION_CODINGS:
         raise ValueError(f"unknown position coding {positions!r}")
     zero_kept = [False] * len(masks) if zero_kept is None else list(zero_kept)
-    known = [False] * len(masks) if known is None else list(known)
+    held = [None] * len(masks) if held is None else list(held)
     total = len(MAGIC) + 6 + 4
-    for mask, has_zero, held in zip(masks, zero_kept, known, strict=True):
+    for mask, has_zero, previous in zip(masks, zero_kept, held, strict=True):
         mask = np.asarray(mask, bool)
         total += 1 + 4 * mask.ndim + 1
         kept = int(np.count_nonzero(mask))
         if kept == mask.size:
             total += _values_size(mask.size, value_format)
             continue
-        if held:
+        if previous is not None and np.array_equal(previous, mask):
             total += 4 + _values_size(kept, value_format)
             continue
-        sparse = (
-            9 + _positions_length(mask, positions) + _values_size(kept, value_format)
-        )
+        position_length = _positions_length(mask, positions)
+        if previous is not None:
+            flipped = np.flatnonzero(np.asarray(previous, bool).ravel() != mask.ravel())
+            change = rice.encoded_length(flipped)
+            if 12 + change < 9 + position_length:
+                total += 12 + change + _values_size(kept, value_format)
+                continue
+        sparse = 9 + position_length + _values_size(kept, value_format)
         dense = _values_size(mask.size, value_format)
         implicit = value_format == "float32" and not has_zero
         total += dense if implicit and dense <= sparse else sparse
@@ -313,15 +334,15 @@ class _Reader:
 def decode(
     payload: bytes,
     expected_shapes: Sequence[tuple[int, ...]] | None = None,
-    known_masks: Sequence[np.ndarray | None] | None = None,
+    held: Sequence[np.ndarray | None] | None = None,
 ) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """Parses a payload written by `encode`.
 
     Args:
         payload: The bytes.
         expected_shapes: If given, the tensor shapes the receiver expects.
-        known_masks: The masks the receiver holds, per tensor (needed for the
-            tensors sent with ``known`` positions).
+        held: The masks the receiver holds, per tensor (the ones `encode` was
+            given).
 
     Returns:
         ``(tensors, masks)``: float32 tensors (0 where not sent) and their masks.
@@ -382,15 +403,24 @@ def decode(
             dense[mask] = values
             tensors.append(dense.reshape(shape))
             masks.append(mask.reshape(shape))
-        elif encoding == _KNOWN_POSITIONS:
+        elif encoding in (_KNOWN_POSITIONS, _CHANGED_POSITIONS):
             (kept,) = reader.unpack("<I")
-            held = None if known_masks is None else known_masks[index]
-            if held is None:
+            previous = None if held is None else held[index]
+            if previous is None:
                 raise PayloadError(
                     f"tensor {index} was sent for a receiver that holds its mask"
                 )
-            mask = np.asarray(held, bool).reshape(-1)
-            if mask.size != size or int(np.count_nonzero(mask)) != kept:
+            mask = np.asarray(previous, bool).reshape(-1).copy()
+            if mask.size != size:
+                raise PayloadError(f"tensor {index}: held mask of {mask.size} entries")
+            if encoding == _CHANGED_POSITIONS:
+                flips, length = reader.unpack("<II")
+                try:
+                    flipped = rice.decode_positions(reader.take(length), flips, size)
+                except rice.RiceError as error:
+                    raise PayloadError(f"tensor {index}: {error}") from None
+                mask[flipped] = ~mask[flipped]
+            if int(np.count_nonzero(mask)) != kept:
                 raise PayloadError(
                     f"tensor {index}: {kept} values sent, the held mask keeps "
                     f"{int(np.count_nonzero(mask))} of {mask.size}"

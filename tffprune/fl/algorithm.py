@@ -85,6 +85,7 @@ class ClientResult:
         upload_bytes: Exact size of its encoded upload (0 unless aggregated).
         download_bytes: Exact size of what it received from the server.
         masks: Masks of every weight it uploaded (unless not aggregated).
+        held: The masks the server already held for it (None where none).
         sparsity: Sparsity of its prunable kernels after the round.
         mean_loss: Its mean training loss.
     """
@@ -95,6 +96,7 @@ class ClientResult:
     upload_bytes: int = 0
     download_bytes: int = 0
     masks: list[np.ndarray] | None = None
+    held: list[np.ndarray | None] | None = None
     sparsity: float = 0.0
     mean_loss: float = float("nan")
 
@@ -200,23 +202,32 @@ class FederatedAlgorithm:
         """Exact size of what the server sends a client (`distribute`).
 
         A Sub-FedAvg client that holds a mask receives the values of its
-        subnetwork only (``known`` positions); one without receives the
+        subnetwork only (positions it holds); one without receives the
         whole model. A FedAvg client receives the model's nonzeros with their
         positions. Non-trainable weights go whole.
         """
         buffers = [np.ones(s, bool) for s in self.shapes[self.num_trainable :]]
         if self.plan.personal:
             masks = self.start_mask(client)
-            held = client.mask is not None
         else:
             masks = [w != 0 for w in weights[: self.num_trainable]]
-            held = False
         return wire.encoded_size(
             list(masks) + buffers,
             self.upload.download_values,
             self.upload.positions,
-            known=[held] * len(masks) + [False] * len(buffers),
+            held=self.held_masks(client),
         )
+
+    def held_masks(self, client: ClientState) -> list[np.ndarray | None]:
+        """Per weight, the client's mask as both sides already hold it.
+
+        A Sub-FedAvg client and the server both keep the client's mask from
+        the last round the server aggregated its upload: positions against it
+        cost only what changed (`tffprune.compression.wire`). None elsewhere.
+        """
+        known = self.plan.personal and client.mask is not None
+        held = list(client.mask) if known else [None] * self.num_trainable
+        return held + [None] * (len(self.shapes) - self.num_trainable)
 
     def apply(
         self,
@@ -248,12 +259,13 @@ class FederatedAlgorithm:
         output = self.process.next(
             server.weights, server.aggregator, masks, counts, delivered, datasets
         )
-        results = []
+        results, helds = [], {}
         for client, report, arrived in zip(
             sampled, output.reports, delivered, strict=True
         ):
             client = int(client)
             received = self.download_bytes(server.weights, clients[client])
+            held = helds[client] = self.held_masks(clients[client])
             if not arrived:
                 results.append(ClientResult(client, "dropped", download_bytes=received))
                 continue
@@ -283,9 +295,11 @@ class FederatedAlgorithm:
                         self.upload.values,
                         self.upload.positions,
                         report.zero_kept,
+                        held=held,
                     ),
                     download_bytes=received,
                     masks=all_masks,
+                    held=held,
                     sparsity=sparsity,
                     mean_loss=report.mean_loss,
                 )
@@ -295,21 +309,28 @@ class FederatedAlgorithm:
             if self.plan.personal:
                 state.mask = report.masks
         if self.upload.verify:
-            self._verify(server.weights, output, results)
+            self._verify(server.weights, output, results, helds)
         return (
             ServerState(output.weights, output.aggregator_state),
             results,
             output.measurements,
         )
 
-    def _verify(self, weights, output, results: list[ClientResult]) -> None:
+    def _verify(
+        self, weights, output, results: list[ClientResult], helds: dict
+    ) -> None:
         """Re-runs the round's upload and aggregation with the real codec."""
         values, masks, weighting = [], [], []
         for result, report in zip(results, output.reports, strict=True):
             if result.status != "aggregated":
                 continue
+            held = helds[result.client]
             payload = wire.encode(
-                report.values, result.masks, self.upload.values, self.upload.positions
+                report.values,
+                result.masks,
+                self.upload.values,
+                self.upload.positions,
+                held=held,
             )
             if len(payload) != result.upload_bytes:
                 raise UploadVerificationError(
@@ -317,7 +338,7 @@ class FederatedAlgorithm:
                     f"{result.upload_bytes}"
                 )
             try:
-                decoded, decoded_masks = wire.decode(payload, self.shapes)
+                decoded, decoded_masks = wire.decode(payload, self.shapes, held=held)
             except wire.PayloadError as error:
                 raise UploadVerificationError(
                     f"client {result.client}: its upload does not decode: {error}"

@@ -262,6 +262,7 @@ class Trainer:
                 [r.upload_bytes for r in aggregated],
                 self.shapes,
                 self.config.upload_values,
+                [r.held for r in aggregated],
             ),
             "download_bytes": sum(r.download_bytes for r in results),
             "download_bytes_dense": len(results) * self._dense_bytes,
