@@ -67,6 +67,7 @@ def main() -> None:
         resume=arguments.resume,
         overwrite=not arguments.resume,
         progress=False,
+        rank="upload",  # the committed results rank by upload bytes
     )
     arguments.results.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(output_dir / "sweep.csv", arguments.results / f"{stem}.csv")

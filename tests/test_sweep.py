@@ -17,6 +17,13 @@ ROWS = [
 ]
 
 
+def test_bytes_to_target_can_count_both_directions():
+    rows = [dict(row, total_bytes=3 * row["upload_bytes"]) for row in ROWS]
+
+    assert bytes_to_target(rows, 0.8, column="total_bytes") == (4, 675)
+    assert bytes_to_target(rows, 0.8, column="upload_bytes") == (4, 225)
+
+
 def test_bytes_to_target_counts_rounds_up_to_the_first_hit():
     assert bytes_to_target(ROWS, 0.8) == (4, 225)
     assert bytes_to_target(ROWS, 0.5) == (2, 150)
@@ -100,11 +107,20 @@ def test_sweep_command_writes_table_plot_and_rerunnable_best(tmp_path):
         (r for r in rows if r["bytes_to_target"]),
         key=lambda r: int(r["bytes_to_target"]),
     )
+    # Ranked by both directions (the default): each point's bytes to target
+    # are its metrics' total_bytes up to the round it reached the target.
+    for row in rows:
+        if row["reached_round"]:
+            with (output / row["run_dir"] / "metrics.csv").open() as handle:
+                metrics = list(csv.DictReader(handle))
+            assert int(row["bytes_to_target"]) == sum(
+                int(float(m["total_bytes"])) for m in metrics
+            )
     best = load_toml(output / "best.toml")
     assert (best.method, best.sparsity) == (winner["method"], float(winner["sparsity"]))
     assert best.rounds == int(winner["reached_round"])
     assert (output / "bytes_to_target.png").stat().st_size > 0
-    assert "fewest bytes" in result.output
+    assert "fewest bytes (both directions)" in result.output
 
     again = CliRunner().invoke(cli, [*arguments, "--resume"])
 

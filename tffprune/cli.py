@@ -461,6 +461,13 @@ def _float_list(option: str, text: str) -> list[float]:
     "clients' subnetworks on their own test splits.",
 )
 @click.option(
+    "--rank",
+    type=click.Choice(["total", "upload"]),
+    default="total",
+    show_default=True,
+    help="Rank by the bytes of both directions, or upload only (the papers' view).",
+)
+@click.option(
     "--methods",
     default="weight,unit",
     show_default=True,
@@ -486,6 +493,7 @@ def _float_list(option: str, text: str) -> list[float]:
 def sweep(
     target_accuracy: float,
     metric: str,
+    rank: str,
     methods: str,
     sparsities: str,
     output_dir: Path,
@@ -523,6 +531,7 @@ def sweep(
         overwrite=overwrite,
         progress=not quiet,
         announce=lambda line: click.echo(line, err=True),
+        rank=rank,
     )
     if winner is None:
         click.echo(
@@ -531,7 +540,8 @@ def sweep(
         )
         return
     click.echo(
-        f"fewest bytes to {metric} accuracy {target_accuracy:g}: {winner.method} at "
+        f"fewest bytes ({'upload only' if rank == 'upload' else 'both directions'}) "
+        f"to {metric} accuracy {target_accuracy:g}: {winner.method} at "
         f"sparsity {winner.sparsity:g}, {winner.bytes_to_target / 1e6:.2f} MB in "
         f"{winner.reached_round} rounds; rerun with tffprune train --config "
         f"{output_dir / 'best.toml'}"

@@ -3,8 +3,10 @@
 Jeurkar et al. leave open how small a federated model can be; `tffprune sweep`
 answers it for one setting by search. Every (method, sparsity) point, plus the
 dense baseline, is trained until its accuracy first reaches the target (or the
-round budget runs out); its cost is the total upload bytes up to and
-including that round. The winner is the point with the fewest bytes.
+round budget runs out); its cost is the bytes up to and including that
+round, both directions by default (``rank="total"``: upload plus download),
+or upload only (``rank="upload"``, the papers' view). The winner is the point
+with the fewest bytes.
 
 The math (`bytes_to_target`, `best_result`) is pure Python over metric rows;
 `run_sweep` runs the trainings and writes::
@@ -31,6 +33,8 @@ from tffprune.pruning.masks import check_sparsity
 from tffprune.pruning.policy import METHODS
 
 METRICS = ("central_accuracy", "personalized_accuracy")
+RANKS = {"total": "total_bytes", "upload": "upload_bytes"}
+RANK_NAMES = {"total": "both directions", "upload": "upload only"}
 COLUMNS = (
     "method",
     "sparsity",
@@ -51,7 +55,8 @@ class SweepResult:
         method: Pruning method (``none`` for the dense baseline).
         sparsity: Target sparsity.
         reached_round: First round whose accuracy reached the target, or None.
-        bytes_to_target: Upload bytes of rounds 1..reached_round, or None.
+        bytes_to_target: Bytes (the sweep's rank: both directions, or upload
+            only) of rounds 1..reached_round, or None.
         best_accuracy: Highest accuracy seen (evaluated rounds).
         rounds_run: Rounds trained.
         total_upload_bytes: Upload bytes of all rounds trained.
@@ -69,22 +74,26 @@ class SweepResult:
 
 
 def bytes_to_target(
-    rows: Sequence[dict], target: float, metric: str = "central_accuracy"
+    rows: Sequence[dict],
+    target: float,
+    metric: str = "central_accuracy",
+    column: str = "upload_bytes",
 ) -> tuple[int, int] | None:
-    """The first round reaching ``target`` and the upload bytes up to it.
+    """The first round reaching ``target`` and the bytes up to it.
 
     Args:
-        rows: Per-round metric rows in order (``upload_bytes`` in each; the
-            metric only in evaluated rounds, missing or NaN elsewhere).
+        rows: Per-round metric rows in order (``column`` in each; the metric
+            only in evaluated rounds, missing or NaN elsewhere).
         target: Accuracy to reach.
         metric: Which accuracy (one of `METRICS`).
+        column: Which bytes: ``upload_bytes`` or ``total_bytes``.
 
     Returns:
-        ``(round, cumulative upload bytes)``, or None if never reached.
+        ``(round, cumulative bytes)``, or None if never reached.
     """
     total = 0
     for row in rows:
-        total += int(row["upload_bytes"])
+        total += int(row[column])
         value = row.get(metric)
         if value is not None and not math.isnan(float(value)) and value >= target:
             return int(row["round"]), total
@@ -134,6 +143,7 @@ def run_sweep(
     overwrite: bool = False,
     progress: bool = True,
     announce: Callable[[str], None] = print,
+    rank: str = "total",
 ) -> tuple[list[SweepResult], SweepResult | None]:
     """Runs the sweep and writes its files (see the module docstring).
 
@@ -150,6 +160,7 @@ def run_sweep(
         overwrite: Replace a sweep in ``output_dir``.
         progress: Progress bars for each point's rounds.
         announce: Where one line per point is reported.
+        rank: ``total`` (upload and download) or ``upload`` (`RANKS`).
 
     Returns:
         All points' results and the winner (None if no point reached it).
@@ -166,6 +177,8 @@ def run_sweep(
         raise ValueError(f"target accuracy must be in (0, 1], got {target}")
     if metric not in METRICS:
         raise ValueError(f"unknown metric {metric!r}; expected one of {METRICS}")
+    if rank not in RANKS:
+        raise ValueError(f"unknown rank {rank!r}; expected one of {', '.join(RANKS)}")
     points = sweep_points(methods, sparsities)
     output_dir = prepare_output_dir(
         Path(output_dir), resume=resume, overwrite=overwrite
@@ -186,7 +199,7 @@ def run_sweep(
                 stop_at=(metric, target),
             )
         rows = read_metrics_csv(run_dir / "metrics.csv")
-        reached = bytes_to_target(rows, target, metric)
+        reached = bytes_to_target(rows, target, metric, RANKS[rank])
         accuracies = [r[metric] for r in rows if r.get(metric) is not None]
         result = SweepResult(
             method=method,
@@ -206,7 +219,7 @@ def run_sweep(
         )
         outcome = (
             f"reached {target:g} in round {result.reached_round} with "
-            f"{result.bytes_to_target / 1e6:.2f} MB uploaded"
+            f"{result.bytes_to_target / 1e6:.2f} MB " + RANK_NAMES[rank]
             if reached is not None
             else f"did not reach {target:g} in {result.rounds_run} rounds "
             f"(best {result.best_accuracy:.4f})"
@@ -223,7 +236,8 @@ def run_sweep(
         )
         write_text_atomic(
             output_dir / "best.toml",
-            f"# tffprune sweep: fewest upload bytes to {metric} >= {target:g}\n"
+            f"# tffprune sweep: fewest bytes ({RANK_NAMES[rank]}) to {metric} >= "
+            f"{target:g}\n"
             f"# ({winner.bytes_to_target:,} bytes in {winner.reached_round} rounds)\n"
             + to_toml(best),
         )
