@@ -574,7 +574,7 @@ def sweep(
     default=None,
     help="Before converting, cluster every kernel into this many shared values "
     "(tfmot sparsity-preserving: pruned weights stay 0), fine-tuning on the "
-    "training data; with --compress lut, 16 gives 4-bit indices.",
+    "training data; with --compress lut, 15 (and 0) give 4-bit indices.",
 )
 @click.option(
     "--cluster-epochs",

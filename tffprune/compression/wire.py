@@ -331,6 +331,16 @@ class _Reader:
         return struct.unpack(fmt, self.take(struct.calcsize(fmt)))
 
 
+def _kept_values(reader: _Reader, mask: np.ndarray, value_format: str) -> np.ndarray:
+    """Reads the values of a flat mask's kept entries; 0 elsewhere."""
+    kept = int(np.count_nonzero(mask))
+    dense = np.zeros(mask.size, np.float32)
+    dense[mask] = _decode_values(
+        reader.take(_values_size(kept, value_format)), kept, value_format
+    )
+    return dense
+
+
 def decode(
     payload: bytes,
     expected_shapes: Sequence[tuple[int, ...]] | None = None,
@@ -396,12 +406,7 @@ def decode(
             mask = _decode_positions(coding, reader.take(length), size, kept)
             if int(np.count_nonzero(mask)) != kept:
                 raise PayloadError(f"tensor {index}: positions do not match count")
-            values = _decode_values(
-                reader.take(_values_size(kept, value_format)), kept, value_format
-            )
-            dense = np.zeros(size, np.float32)
-            dense[mask] = values
-            tensors.append(dense.reshape(shape))
+            tensors.append(_kept_values(reader, mask, value_format).reshape(shape))
             masks.append(mask.reshape(shape))
         elif encoding in (_KNOWN_POSITIONS, _CHANGED_POSITIONS):
             (kept,) = reader.unpack("<I")
@@ -425,12 +430,7 @@ def decode(
                     f"tensor {index}: {kept} values sent, the held mask keeps "
                     f"{int(np.count_nonzero(mask))} of {mask.size}"
                 )
-            values = _decode_values(
-                reader.take(_values_size(kept, value_format)), kept, value_format
-            )
-            dense = np.zeros(size, np.float32)
-            dense[mask] = values
-            tensors.append(dense.reshape(shape))
+            tensors.append(_kept_values(reader, mask, value_format).reshape(shape))
             masks.append(mask.reshape(shape))
         else:
             raise PayloadError(f"tensor {index}: unknown encoding {encoding}")

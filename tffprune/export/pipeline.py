@@ -191,6 +191,10 @@ def export_model(
         # clone_model builds the same layers with freshly initialized weights.
         baseline = tf.keras.models.clone_model(model)
         baseline_source = "same architecture, dense random weights"
+    # TFLite's outputs, once: its accuracy, and TFLite Micro's reference.
+    tflite_out = (
+        verify.tflite_outputs(uncompressed_bytes, x_test) if len(y_test) else None
+    )
     result: dict = {"flash_bytes": len(model_bytes), "arena_bytes": None}
     result.update(
         _sizes_and_accuracy(
@@ -201,6 +205,7 @@ def export_model(
             baseline_source,
             x_test,
             y_test,
+            tflite_out,
         )
     )
     result.update(dataset=data.name, quantize=quantize, sparse=sparse)
@@ -218,7 +223,9 @@ def export_model(
             lut_tensors=[plan.as_dict() for plan in plans],
         )
     if quantize == "int8":
-        result.update(_micro(model_bytes, uncompressed_bytes, x_test, y_test))
+        result.update(
+            _micro(model_bytes, uncompressed_bytes, x_test, y_test, tflite_out)
+        )
         result["arena_bytes"] = result.get("tflm_arena_bytes")
     write_json_atomic(output_dir / "export.json", result)
     return result
@@ -256,7 +263,7 @@ def _cluster(model, data: Dataset, clusters: int, epochs: int, seed: int):
     }
 
 
-def _micro(model_bytes: bytes, uncompressed: bytes, x_test, y_test) -> dict:
+def _micro(model_bytes: bytes, uncompressed: bytes, x_test, y_test, tflite_out) -> dict:
     """TFLite Micro's arena and, with test data, its accuracy."""
     result: dict = {}
     try:
@@ -278,7 +285,6 @@ def _micro(model_bytes: bytes, uncompressed: bytes, x_test, y_test) -> dict:
         result["tflm_arena_bytes_uncompressed"] = verify.tflm_outputs(
             uncompressed, x_test[:1]
         ).arena_bytes
-    tflite_out = verify.tflite_outputs(uncompressed, x_test)
     difference = np.abs(
         micro.outputs.astype(np.int32)
         - tflite_out.reshape(micro.outputs.shape).astype(np.int32)
@@ -327,7 +333,14 @@ def _representative_file(path: str | Path) -> Dataset:
 
 
 def _sizes_and_accuracy(
-    model, model_path, model_bytes, baseline, baseline_source, x_test, y_test
+    model,
+    model_path,
+    model_bytes,
+    baseline,
+    baseline_source,
+    x_test,
+    y_test,
+    tflite_out,
 ) -> dict:
     """Sizes, ratios and accuracies of the Keras and TFLite models."""
     baseline_raw, baseline_zipped = sizes.keras_zipped_size(baseline)
@@ -337,7 +350,6 @@ def _sizes_and_accuracy(
     measured = len(y_test) > 0
     if measured:
         logits = model.predict(x_test, batch_size=1024, verbose=0)
-        tflite_out = verify.tflite_outputs(model_bytes, x_test)
     return {
         "source": str(model_path),
         "parameters": int(model.count_params()),

@@ -260,11 +260,21 @@ class FederatedAlgorithm:
             server.weights, server.aggregator, masks, counts, delivered, datasets
         )
         results, helds = [], {}
+        # FedAvg sends every client the same model: count its bytes once.
+        every_client_same = (
+            None
+            if self.plan.personal
+            else self.download_bytes(server.weights, ClientState())
+        )
         for client, report, arrived in zip(
             sampled, output.reports, delivered, strict=True
         ):
             client = int(client)
-            received = self.download_bytes(server.weights, clients[client])
+            received = (
+                self.download_bytes(server.weights, clients[client])
+                if every_client_same is None
+                else every_client_same
+            )
             held = helds[client] = self.held_masks(clients[client])
             if not arrived:
                 results.append(ClientResult(client, "dropped", download_bytes=received))
