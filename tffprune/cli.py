@@ -14,6 +14,7 @@ from pathlib import Path
 import click
 
 from tffprune import __version__
+from tffprune.models.names import MODEL_NAMES
 
 # Keep TensorFlow's C++ start-up chatter (CUDA probes, oneDNN notes) off the
 # terminal unless the user asked for it.
@@ -175,7 +176,7 @@ def _output_dir_options(function):
 )
 @click.option(
     "--model",
-    type=click.Choice(["fc", "tfmot_cnn", "simple_cnn", "lenet5", "resnet12"]),
+    type=click.Choice(MODEL_NAMES),
     default="tfmot_cnn",
     show_default=True,
 )

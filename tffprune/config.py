@@ -104,7 +104,7 @@ class TrainConfig:
     model: str = option(
         "fc",
         "model",
-        "fc, tfmot_cnn, simple_cnn, lenet5, resnet12; or your model: "
+        f"{', '.join(MODEL_NAMES)}; or your model: "
         "FILE.py:FUNCTION or MODULE:FUNCTION called as FUNCTION(input_shape, "
         "num_classes) returning a Keras model, or a saved .keras file (its "
         "weights start the run).",
@@ -141,6 +141,14 @@ class TrainConfig:
         "pruning",
         "Prune the logits layer too.",
         flag="--prune-logits/--keep-logits",
+    )
+    prune_biases: bool = option(
+        False,
+        "pruning",
+        "Prune the biases of the pruned layers too, entry by entry with the "
+        "kernels (weight, global-weight, hybrid's weight step), as PyTorch's "
+        "global_unstructured over all parameters does.",
+        flag="--prune-biases/--keep-biases",
     )
     aggregation: str = option(
         "subfedavg",

@@ -11,6 +11,7 @@ from tffprune.models.names import MODEL_NAMES
 _BUILDERS = (
     "FC_HIDDEN_UNITS",
     "build_fc",
+    "build_fedavg_cnn",
     "build_lenet5",
     "build_model",
     "build_resnet12",

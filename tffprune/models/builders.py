@@ -10,11 +10,18 @@ checkpoints can refer to them.
 * ``tfmot_cnn``: the TensorFlow Model Optimization pruning tutorial's CNN
   (Conv2D 12 3x3 -> MaxPool 2x2 -> Flatten -> Dense 10; 20,410 parameters on
   28x28), which is the model behind Singh & Raj's Tables 1-2 sizes.
-* ``simple_cnn``: two 5x5 convolutions (32, 64 filters) with 2x2 max pooling and a
-  512-unit hidden layer, the "SimpleCNN" (2 conv + pool + FC) of Jeurkar et al.
-  (2024), as in the FedAvg paper's CNN (McMahan et al., 2017).
+* ``simple_cnn``: the "SimpleCNN" of Jeurkar et al. (2024) as their code defines
+  it: Conv2D(6, 5x5) -> max pool 2x2 -> Conv2D(16, 5x5) -> max pool 2x2 ->
+  Dense 120 -> Dense 84 -> classes, ReLU, no padding; 44,426 parameters on
+  28x28x1 (0.18 MB as float32; their Table 1's 0.35 MB is the same weights
+  as SciPy CSR, which doubles a dense tensor). Layer for layer the same
+  network as ``lenet5``.
 * ``lenet5``: Sub-FedAvg's LeNet-5 (conv 6 5x5, pool, conv 16 5x5, pool,
   120-84-classes).
+* ``fedavg_cnn``: the CNN of the FedAvg paper (McMahan et al., 2017): two 5x5
+  convolutions (32, 64 filters, same padding) with 2x2 max pooling and a
+  512-unit hidden layer; 1,663,370 parameters on 28x28x1 (tffprune's
+  ``simple_cnn`` before version 0.2).
 * ``resnet12``: four residual stages of three 3x3 conv + BatchNorm + ReLU with a
   1x1 projection shortcut and 2x2 max pooling, widths (64, 128, 256, 512),
   global average pooling and a linear classifier (the ResNet-12 of
@@ -63,8 +70,8 @@ def build_tfmot_cnn(input_shape: Sequence[int], num_classes: int) -> tf.keras.Mo
     return tf.keras.Model(inputs, outputs, name="tfmot_cnn")
 
 
-def build_simple_cnn(input_shape: Sequence[int], num_classes: int) -> tf.keras.Model:
-    """Two 5x5 conv layers (32, 64) with max pooling, then Dense 512."""
+def build_fedavg_cnn(input_shape: Sequence[int], num_classes: int) -> tf.keras.Model:
+    """McMahan et al.'s CNN: two 5x5 conv layers (32, 64), max pooling, Dense 512."""
     inputs = _input(input_shape)
     x = _layers.Conv2D(32, 5, padding="same", activation="relu", name="conv_1")(inputs)
     x = _layers.MaxPooling2D(2, name="pool_1")(x)
@@ -73,11 +80,11 @@ def build_simple_cnn(input_shape: Sequence[int], num_classes: int) -> tf.keras.M
     x = _layers.Flatten(name="flatten")(x)
     x = _layers.Dense(512, activation="relu", name="dense_1")(x)
     outputs = _layers.Dense(num_classes, name="logits")(x)
-    return tf.keras.Model(inputs, outputs, name="simple_cnn")
+    return tf.keras.Model(inputs, outputs, name="fedavg_cnn")
 
 
-def build_lenet5(input_shape: Sequence[int], num_classes: int) -> tf.keras.Model:
-    """Sub-FedAvg's LeNet-5: conv 6 5x5, pool, conv 16 5x5, pool, 120-84-out."""
+def _lenet(input_shape: Sequence[int], num_classes: int, name: str) -> tf.keras.Model:
+    """Conv 6 5x5, pool, conv 16 5x5, pool, Dense 120, Dense 84, logits."""
     inputs = _input(input_shape)
     x = _layers.Conv2D(6, 5, activation="relu", name="conv_1")(inputs)
     x = _layers.MaxPooling2D(2, name="pool_1")(x)
@@ -87,7 +94,17 @@ def build_lenet5(input_shape: Sequence[int], num_classes: int) -> tf.keras.Model
     x = _layers.Dense(120, activation="relu", name="dense_1")(x)
     x = _layers.Dense(84, activation="relu", name="dense_2")(x)
     outputs = _layers.Dense(num_classes, name="logits")(x)
-    return tf.keras.Model(inputs, outputs, name="lenet5")
+    return tf.keras.Model(inputs, outputs, name=name)
+
+
+def build_simple_cnn(input_shape: Sequence[int], num_classes: int) -> tf.keras.Model:
+    """Jeurkar et al.'s SimpleCNN (their code's network: LeNet-5's layers)."""
+    return _lenet(input_shape, num_classes, "simple_cnn")
+
+
+def build_lenet5(input_shape: Sequence[int], num_classes: int) -> tf.keras.Model:
+    """Sub-FedAvg's LeNet-5: conv 6 5x5, pool, conv 16 5x5, pool, 120-84-out."""
+    return _lenet(input_shape, num_classes, "lenet5")
 
 
 def _residual_stage(x: tf.Tensor, filters: int, stage: int) -> tf.Tensor:
@@ -133,6 +150,7 @@ _BUILDERS: dict[str, Callable[..., tf.keras.Model]] = {
     "tfmot_cnn": build_tfmot_cnn,
     "simple_cnn": build_simple_cnn,
     "lenet5": build_lenet5,
+    "fedavg_cnn": build_fedavg_cnn,
     "resnet12": build_resnet12,
 }
 
