@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from tffprune.models import build_model
 from tffprune.pruning import (
@@ -34,6 +35,40 @@ def test_policy_selects_kernels_except_logits(lenet):
 
 def test_policy_can_include_logits(lenet):
     assert PruningPolicy(prune_logits=True).select(lenet)[-1].layer == "logits"
+
+
+def test_policy_can_include_biases(lenet):
+    policy = PruningPolicy(prune_logits=True, prune_biases=True)
+    targets = policy.select(lenet)
+
+    # Jeurkar et al.'s scope: every weight and bias, logits included.
+    assert [t.index for t in targets] == list(range(10))
+    biases = [t for t in targets if t.kind == "bias"]
+    assert [t.layer for t in biases] == [
+        "conv_1", "conv_2", "dense_1", "dense_2", "logits"
+    ]  # fmt: skip
+    assert all(not t.structured and t.bias_index is None for t in biases)
+    assert policy.unpruned_layers(lenet) == []
+
+
+def test_pruned_biases_lose_their_smallest_entries():
+    # One Dense layer, 2 inputs -> 4 units, logits kept: the kernel has 8
+    # entries, the bias 4. Weight pruning at 50% zeroes the 2 smallest of each.
+    inputs = tf.keras.Input((2,))
+    hidden = tf.keras.layers.Dense(4, name="hidden")(inputs)
+    model = tf.keras.Model(inputs, tf.keras.layers.Dense(3, name="logits")(hidden))
+    targets = PruningPolicy(prune_biases=True).select(model)
+    kernel = np.arange(1, 9, dtype=np.float32).reshape(2, 4)
+    bias = np.array([0.3, -0.1, 0.2, -0.4], np.float32)
+    weights = [kernel, bias] + [w.numpy() for w in model.trainable_weights[2:]]
+
+    masks = build_masks(weights, targets, "weight", 0.5)
+
+    np.testing.assert_array_equal(masks[1], [True, False, False, True])
+    assert np.count_nonzero(~masks[0]) == 4
+    # Channel pruning drops bias entries only with their units.
+    channel = build_masks(weights, targets, "channel", 0.5)
+    np.testing.assert_array_equal(channel[1], [False, False, True, True])
 
 
 def test_policy_skips_batch_norm():

@@ -98,15 +98,24 @@ def _layer_zoo():
 @pytest.mark.parametrize(
     "method", ["weight", "global-weight", "unit", "channel", "hybrid"]
 )
-@pytest.mark.parametrize("prune_logits", [False, True])
-def test_every_method_matches_the_numpy_reference(method, prune_logits):
+@pytest.mark.parametrize(
+    "prune_logits,prune_biases", [(False, False), (True, False), (True, True)]
+)
+def test_every_method_matches_the_numpy_reference(method, prune_logits, prune_biases):
     from tffprune.pruning.counts import pruning_counts
     from tffprune.pruning.policy import PruningPolicy, build_masks
     from tffprune.pruning.tf_masks import build_masks as tf_build_masks
 
     model = _layer_zoo()
-    targets = PruningPolicy(prune_logits=prune_logits).select(model)
+    policy = PruningPolicy(prune_logits=prune_logits, prune_biases=prune_biases)
+    targets = policy.select(model)
     weights = [w.numpy() for w in model.trainable_weights]
+    # Keras starts biases at 0 (all tied); give them magnitudes to rank.
+    rng = np.random.default_rng(0)
+    for target in targets:
+        if target.kind == "bias":
+            weights[target.index] = rng.normal(size=weights[target.index].shape)
+            weights[target.index] = weights[target.index].astype(np.float32)
     shapes = [w.shape for w in weights]
     # A first step at 30%, then a nested step at 60% from that mask.
     first = build_masks(weights, targets, method, 0.3, structured_share=0.5)

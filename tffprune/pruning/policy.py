@@ -5,9 +5,12 @@ NumPy arrays, in that order), the same list TFF's ``ModelWeights.trainable``
 holds. A `PruningPolicy` picks the prunable kernels in that list:
 
 * Dense and Conv2D kernels are prunable;
-* biases, BatchNorm parameters and every other weight are never weight-pruned;
-  structured methods (unit, channel, hybrid) drop the bias entries of the units
-  or filters they remove;
+* biases are not weight-pruned by default (``prune_biases``: the biases of
+  the pruned layers too, by magnitude, as PyTorch's ``global_unstructured``
+  over all parameters does for Jeurkar et al., 2024); structured methods
+  (unit, channel, hybrid) drop the bias entries of the units or filters they
+  remove either way;
+* BatchNorm parameters and every other weight are never pruned;
 * the final logits layer is left whole by default, as Singh & Raj (2023) do.
 
 Methods (``METHODS``): ``none``, ``weight`` (per-tensor magnitude),
@@ -37,7 +40,8 @@ class PrunableWeight:
     Attributes:
         index: Position of the kernel in ``model.trainable_weights``.
         layer: Name of its layer.
-        kind: ``dense`` or ``conv``.
+        kind: ``dense`` or ``conv``; ``bias`` for a bias pruned by magnitude
+            (`PruningPolicy.prune_biases`).
         bias_index: Position of the layer's bias, or ``None`` when it has none.
         structured: Whether its outputs are on its last axis, so structured
             methods may drop whole output slices (``False`` for transposed
@@ -63,9 +67,13 @@ class PruningPolicy:
 
     Attributes:
         prune_logits: Whether the last Dense layer (the logits) is prunable.
+        prune_biases: Whether the biases of the prunable layers are prunable
+            entry by entry too (weight and global-weight methods; ``kind``
+            ``bias``, no output slices).
     """
 
     prune_logits: bool = False
+    prune_biases: bool = False
 
     def select(self, model) -> list[PrunableWeight]:
         """Lists the prunable kernels of a Keras model.
@@ -74,7 +82,8 @@ class PruningPolicy:
             model: A built ``tf.keras.Model``.
 
         Returns:
-            The prunable kernels in ``trainable_weights`` order.
+            The prunable kernels (and, with ``prune_biases``, their biases) in
+            ``trainable_weights`` order.
 
         Raises:
             ValueError: If the model holds layers wrapped by tfmot's
@@ -103,6 +112,12 @@ class PruningPolicy:
         logits = self.logits_layer(candidates)
         if logits is not None:
             candidates = [c for c in candidates if c is not logits]
+        if self.prune_biases:
+            candidates += [
+                PrunableWeight(c.bias_index, c.layer, "bias", None, structured=False)
+                for c in candidates
+                if c.bias_index is not None
+            ]
         return sorted(candidates, key=lambda c: c.index)
 
     def logits_layer(
@@ -121,7 +136,7 @@ class PruningPolicy:
             ``"name (Class)"`` per layer, the logits layer marked as such; the
             line a run prints at start ("not pruned: ...").
         """
-        selected = {t.layer for t in self.select(model)}
+        selected = {t.layer for t in self.select(model) if t.kind != "bias"}
         result = []
         for layer in _flatten_layers(model):
             if not layer.trainable_weights or layer.name in selected:

@@ -184,7 +184,9 @@ def build_masks(
         return result
     for target in targets:
         index = target.index
-        kernel, alive = weights[index], masks[index]
+        # result, not masks: a bias target sees the entries its kernel's
+        # structured step dropped (targets are in weight order).
+        kernel, alive = weights[index], result[index]
         structured = target.structured and kernel.shape.rank >= 2
         if method == "weight" or (method == "hybrid" and not structured):
             new = weight_mask(kernel, alive, entries[index])
