@@ -12,7 +12,7 @@ import dataclasses
 import numpy as np
 import tensorflow as tf
 
-from tffprune.compression import wire
+from tffprune.compression import baselines, wire
 from tffprune.fl.aggregation import fedavg, sub_fedavg
 from tffprune.fl.client import ClientOptimizerConfig, build_client_train_fn
 from tffprune.pruning.policy import apply_masks, build_masks
@@ -25,6 +25,7 @@ class ReferenceRound:
     upload_bytes: int
     participating: int
     download_bytes: int
+    download_bytes_csr: int  # the same message as real SciPy CSR matrices
 
 
 def reference_round(trainer):
@@ -43,7 +44,7 @@ def reference_round(trainer):
     server = trainer.state.server_weights
     num_trainable = trainer.num_trainable
     values, masks, weighting, new_masks, total_bytes = [], [], [], {}, 0
-    download_bytes = 0
+    download_bytes = download_bytes_csr = 0
     whole = [np.ones(w.shape, bool) for w in server[num_trainable:]]
     for client, arrived in zip(sampled, delivered, strict=True):
         client = int(client)
@@ -59,6 +60,10 @@ def reference_round(trainer):
             server, sent + whole, config.download_values, config.positions, held=held
         )
         download_bytes += len(payload)
+        download_bytes_csr += sum(
+            m.data.nbytes + m.indices.nbytes + m.indptr.nbytes
+            for m in baselines.as_scipy_csr(server, sent + whole)
+        )
         received, _ = wire.decode(payload, trainer.shapes, held=held)
         trained, buffers, num_examples, _ = train(
             [tf.constant(w) for w in received[:num_trainable]],
@@ -113,4 +118,11 @@ def reference_round(trainer):
         weights = sub_fedavg(server, values, masks, weighting)
     else:
         weights = fedavg(server, values, weighting)
-    return ReferenceRound(weights, new_masks, total_bytes, len(values), download_bytes)
+    return ReferenceRound(
+        weights,
+        new_masks,
+        total_bytes,
+        len(values),
+        download_bytes,
+        download_bytes_csr,
+    )

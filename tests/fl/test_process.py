@@ -232,6 +232,12 @@ REFERENCE_CASES = {
     "guard": dict(method="weight", sparsity=0.9, accuracy_threshold=0.3),
     "dropout": dict(method="hybrid", dropout_rate=0.4, clients_per_round=5),
     "prune-logits": dict(method="global-weight", prune_logits=True),
+    "jeurkar-scope": dict(
+        aggregation="fedavg",
+        method="global-weight",
+        prune_logits=True,
+        prune_biases=True,
+    ),
     "download-int8": dict(method="weight", download_values="int8", rounds=3),
     "fedavg-download-float16": dict(
         aggregation="fedavg", method="weight", download_values="float16"
@@ -250,6 +256,7 @@ def test_round_equals_the_numpy_reference_round(changes):
 
         assert row["upload_bytes"] == expected.upload_bytes
         assert row["download_bytes"] == expected.download_bytes
+        assert row["download_bytes_csr"] == expected.download_bytes_csr
         assert row["clients_participating"] == expected.participating
         for ours, theirs in zip(
             trainer.state.server_weights, expected.weights, strict=True

@@ -33,7 +33,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from tffprune.compression import wire
+from tffprune.compression import baselines, wire
 from tffprune.fl.aggregation import fedavg, sub_fedavg
 from tffprune.pruning.counts import PruningCounts, no_pruning, pruning_counts
 from tffprune.pruning.policy import PrunableWeight, sparsity_report
@@ -84,6 +84,8 @@ class ClientResult:
         reason: Why it was rejected (empty otherwise).
         upload_bytes: Exact size of its encoded upload (0 unless aggregated).
         download_bytes: Exact size of what it received from the server.
+        download_bytes_csr: The same message as SciPy CSR matrices
+            (Jeurkar et al.'s format, both directions).
         masks: Masks of every weight it uploaded (unless not aggregated).
         held: The masks the server already held for it (None where none).
         sparsity: Sparsity of its prunable kernels after the round.
@@ -95,6 +97,7 @@ class ClientResult:
     reason: str = ""
     upload_bytes: int = 0
     download_bytes: int = 0
+    download_bytes_csr: int = 0
     masks: list[np.ndarray] | None = None
     held: list[np.ndarray | None] | None = None
     sparsity: float = 0.0
@@ -198,24 +201,42 @@ class FederatedAlgorithm:
             return client.mask
         return [np.ones(s, bool) for s in self.plan.shapes]
 
-    def download_bytes(self, weights: Sequence[np.ndarray], client: ClientState) -> int:
-        """Exact size of what the server sends a client (`distribute`).
+    def download_masks(
+        self, weights: Sequence[np.ndarray], client: ClientState
+    ) -> list[np.ndarray]:
+        """The entries the server sends a client (`distribute`), every weight.
 
-        A Sub-FedAvg client that holds a mask receives the values of its
-        subnetwork only (positions it holds); one without receives the
-        whole model. A FedAvg client receives the model's nonzeros with their
-        positions. Non-trainable weights go whole.
+        A Sub-FedAvg client that holds a mask receives its subnetwork; one
+        without receives the whole model. A FedAvg client receives the
+        model's nonzeros. Non-trainable weights go whole.
         """
         buffers = [np.ones(s, bool) for s in self.shapes[self.num_trainable :]]
         if self.plan.personal:
             masks = self.start_mask(client)
         else:
             masks = [w != 0 for w in weights[: self.num_trainable]]
+        return list(masks) + buffers
+
+    def download_bytes(self, weights: Sequence[np.ndarray], client: ClientState) -> int:
+        """Exact size of what the server sends a client (`distribute`).
+
+        The values of `download_masks`; positions cost nothing where the
+        client already holds them (a Sub-FedAvg client's own mask).
+        """
         return wire.encoded_size(
-            list(masks) + buffers,
+            self.download_masks(weights, client),
             self.upload.download_values,
             self.upload.positions,
             held=self.held_masks(client),
+        )
+
+    def _download_costs(
+        self, weights: Sequence[np.ndarray], client: ClientState
+    ) -> tuple[int, int]:
+        """Our download bytes and the same message as SciPy CSR matrices."""
+        return (
+            self.download_bytes(weights, client),
+            baselines.csr_bytes(self.download_masks(weights, client)),
         )
 
     def held_masks(self, client: ClientState) -> list[np.ndarray | None]:
@@ -264,20 +285,21 @@ class FederatedAlgorithm:
         every_client_same = (
             None
             if self.plan.personal
-            else self.download_bytes(server.weights, ClientState())
+            else self._download_costs(server.weights, ClientState())
         )
         for client, report, arrived in zip(
             sampled, output.reports, delivered, strict=True
         ):
             client = int(client)
-            received = (
-                self.download_bytes(server.weights, clients[client])
+            received, received_csr = (
+                self._download_costs(server.weights, clients[client])
                 if every_client_same is None
                 else every_client_same
             )
+            download = dict(download_bytes=received, download_bytes_csr=received_csr)
             held = helds[client] = self.held_masks(clients[client])
             if not arrived:
-                results.append(ClientResult(client, "dropped", download_bytes=received))
+                results.append(ClientResult(client, "dropped", **download))
                 continue
             if not report.finite:
                 results.append(
@@ -285,7 +307,7 @@ class FederatedAlgorithm:
                         client,
                         "rejected",
                         "update rejected: NaN or Inf values",
-                        download_bytes=received,
+                        **download,
                     )
                 )
                 continue
@@ -307,7 +329,7 @@ class FederatedAlgorithm:
                         report.zero_kept,
                         held=held,
                     ),
-                    download_bytes=received,
+                    **download,
                     masks=all_masks,
                     held=held,
                     sparsity=sparsity,

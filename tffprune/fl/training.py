@@ -54,6 +54,7 @@ METRIC_COLUMNS = (
     "upload_bound_ratio",
     "download_bytes",
     "download_bytes_dense",
+    "download_bytes_csr",
     "total_bytes",
     "total_bytes_cumulative",
     "train_loss",
@@ -120,7 +121,9 @@ class Trainer:
         self.model_fn = model_fn
         tf.keras.utils.set_random_seed(config.seed)
         initial = model_fn()
-        self.policy = PruningPolicy(prune_logits=config.prune_logits)
+        self.policy = PruningPolicy(
+            prune_logits=config.prune_logits, prune_biases=config.prune_biases
+        )
         self.targets = tuple(self.policy.select(initial))
         self.unpruned_layers = self.policy.unpruned_layers(initial)
         variables = initial.trainable_weights + initial.non_trainable_weights
@@ -266,6 +269,7 @@ class Trainer:
             ),
             "download_bytes": sum(r.download_bytes for r in results),
             "download_bytes_dense": len(results) * self._dense_bytes,
+            "download_bytes_csr": sum(r.download_bytes_csr for r in results),
             "total_bytes": sum(r.upload_bytes + r.download_bytes for r in results),
             "train_loss": _mean([r.mean_loss for r in aggregated]),
             "clients_participating": len(aggregated),
