@@ -1,10 +1,11 @@
 """Experiment 3: Jeurkar et al. (2024), Table 1's SimpleCNN rows, as they ran them.
 
 The paper's SimpleCNN (`simple_cnn`: conv 6 5x5, pool, conv 16 5x5, pool,
-120-84-10; 44,426 parameters) with its code's settings: FedAvg, SGD lr 0.01
-momentum 0.9, 1 local epoch, batch 32, inputs normalized with mean 0.1307 and
-std 0.3081, each client's data split 90/10 train/validation, 25 rounds (the
-largest "Round" of its SimpleCNN rows), central accuracy every round. Pruning
+120-84-10; 44,426 parameters) with its code's settings
+(configs/jeurkar_simple_cnn.toml): FedAvg, SGD lr 0.01 momentum 0.9, 1 local
+epoch, batch 32, 25 rounds (the largest "Round" of its SimpleCNN rows),
+central accuracy every round; inputs normalized with mean 0.1307 and std
+0.3081, each client's data split 90/10 train/validation. Pruning
 after local training every round at 0-90% in steps of 10:
 
 * unstructured: one global L1 magnitude threshold over every weight *and
@@ -33,6 +34,7 @@ Usage:
     uv run python experiments/jeurkar_table1.py                  # ~50 min on 2 cores
     uv run python experiments/jeurkar_table1.py --setups as-run  # ~30 min
     uv run python experiments/jeurkar_table1.py --quick          # smoke test
+    uv run python experiments/jeurkar_table1.py --markdown       # the README's tables
     uv run python experiments/plot.py                            # the figures
 
 Writes experiments/results/jeurkar_table1.csv and jeurkar_table1_curves.csv
@@ -47,11 +49,13 @@ import csv
 from pathlib import Path
 
 import numpy as np
-from common import RESULTS
+from common import RESULTS, configuration
 
-import tffprune
-from tffprune.data import load_dataset
+from tffprune.compression import baselines
+from tffprune.config import TrainConfig
+from tffprune.data import from_client_arrays, load_dataset
 from tffprune.reporting.metrics import read_metrics_csv, write_metrics_csv
+from tffprune.run import run_training
 
 # The paper's Table 1, MNIST Simple CNN rows, rates 0.0 .. 0.9.
 PAPER = {
@@ -67,6 +71,7 @@ PAPER = {
     ),
 }
 RATES = tuple(round(0.1 * step, 1) for step in range(10))
+MIB = 2**20  # the unit of the paper's "MB" (its sizes match .npz bytes / 2**20)
 MEAN, STD = 0.1307, 0.3081  # the paper's transforms.Normalize
 SETUPS = ("as-run", "as-described")
 # (pruning, scope) -> tffprune options
@@ -77,14 +82,6 @@ VARIANTS = {
     ("structured", "paper"): dict(method="channel", prune_logits=True),
     ("structured", "logits kept"): dict(method="channel", prune_logits=False),
 }
-TRAINING = dict(
-    aggregation="fedavg",
-    local_epochs=1,
-    batch_size=32,
-    client_learning_rate=0.01,
-    client_momentum=0.9,
-    eval_every=1,
-)
 TARGET = 0.70  # the paper's 85% is for MNIST; see the README for the choice
 TABLE = (
     "dataset",
@@ -102,6 +99,8 @@ TABLE = (
     "upload_bytes_csr",
     "download_bytes",
     "download_bytes_csr",
+    "upload_bytes_npz",
+    "download_bytes_npz",
     "paper_accuracy",
     "paper_megabytes",
     "paper_round",
@@ -126,13 +125,41 @@ def federated_data(dataset_name: str, setup: str, seed: int, quick: bool):
     parts = {
         str(c): order[c * per_client : (c + 1) * per_client] for c in range(clients)
     }
-    return tffprune.data.from_client_arrays(
+    return from_client_arrays(
         {c: (x_train[i], dataset.y_train[i]) for c, i in parts.items()},
         test=(x_test, y_test),
         num_classes=dataset.num_classes,
         seed=seed,
         client_test_fraction=0.1,
     )
+
+
+def run_config(
+    dataset: str,
+    pruning: str,
+    scope: str,
+    rate: float,
+    num_clients: int,
+    rounds: int = 25,
+    seed: int = 0,
+) -> TrainConfig:
+    """One run's configuration (its data: `federated_data`)."""
+    options = dict(dataset=dataset, num_clients=num_clients, rounds=rounds, seed=seed)
+    if pruning == "none":
+        options.update(method="none", sparsity=0.0)
+    else:
+        options.update(VARIANTS[(pruning, scope)], sparsity=rate)
+    return configuration("jeurkar_simple_cnn", **options)
+
+
+def config_shapes(config: TrainConfig, data) -> list[tuple[int, ...]]:
+    """Shapes of the model's weights (every one is sent, as a CSR matrix)."""
+    from tffprune.models import build_model
+
+    model = build_model(
+        config.model, data.dataset.input_shape, data.dataset.num_classes
+    )
+    return [tuple(w.shape) for w in model.weights]
 
 
 def plan(setups, quick: bool) -> list[tuple[str, str, str, float]]:
@@ -172,8 +199,15 @@ def _kept_rows(path: Path, replaced: set[tuple]) -> list[dict]:
         return [row for row in csv.DictReader(handle) if _row_key(row) not in replaced]
 
 
-def summarize(rows: list[dict], key: dict, clients_per_round: int) -> dict:
-    """One table row from a run's metrics rows."""
+def summarize(
+    rows: list[dict], key: dict, clients_per_round: int, tensors: int
+) -> dict:
+    """One table row from a run's metrics rows.
+
+    Bytes are per client per round. ``*_npz``: the CSR matrices as the
+    uncompressed ``.npz`` files the paper's code sends, one per tensor
+    (`baselines.NPZ_FILE_OVERHEAD` on top of the CSR arrays).
+    """
     evaluated = [r for r in rows if r["central_accuracy"] is not None]
     best = max(evaluated, key=lambda r: r["central_accuracy"])  # first of ties
     reached = [r for r in evaluated if r["central_accuracy"] >= TARGET]
@@ -182,6 +216,7 @@ def summarize(rows: list[dict], key: dict, clients_per_round: int) -> dict:
     def mean_bytes(column: str) -> int:
         return round(sum(r[column] for r in rows) / per_client_round)
 
+    files = tensors * baselines.NPZ_FILE_OVERHEAD
     pruning = key["pruning"]
     paper = PAPER["unstructured" if pruning == "none" else pruning]
     rate_index = RATES.index(key["rate"])
@@ -197,10 +232,70 @@ def summarize(rows: list[dict], key: dict, clients_per_round: int) -> dict:
         upload_bytes_csr=mean_bytes("upload_bytes_csr"),
         download_bytes=mean_bytes("download_bytes"),
         download_bytes_csr=mean_bytes("download_bytes_csr"),
+        upload_bytes_npz=mean_bytes("upload_bytes_csr") + files,
+        download_bytes_npz=mean_bytes("download_bytes_csr") + files,
         paper_accuracy=paper["accuracy"][rate_index],
         paper_megabytes=paper["megabytes"][rate_index],
         paper_round=paper["round"][rate_index],
     )
+
+
+def markdown(rows: list[dict], setup: str) -> list[str]:
+    """Table 1 beside ours for one set-up: the README's table."""
+
+    def find(pruning: str, scope: str, rate: float) -> dict | None:
+        for row in rows:
+            if (row["setup"], float(row["rate"])) != (setup, rate):
+                continue
+            if row["pruning"] == "none" or (row["pruning"], row["scope"]) == (
+                pruning,
+                scope,
+            ):
+                return row
+        return None
+
+    def accuracy(row: dict | None) -> str:
+        if row is None:
+            return "-"
+        return f"{float(row['best_accuracy']):.2f} ({row['best_round']})"
+
+    def megabytes(row: dict | None, column: str, unit: float = 1e6) -> str:
+        return "-" if row is None else f"{int(row[column]) / unit:.3f}"
+
+    lines = [
+        "| rate | unstructured: paper (round) | ours (round) "
+        "| structured: paper (round) | ours, logits pruned | ours, logits kept "
+        "| paper's Data Size | CSR .npz up, MiB | ours up, MiB "
+        "| CSR .npz down, MiB | ours down, MiB |",
+        "|" + "---|" * 11,
+    ]
+    for index, rate in enumerate(RATES):
+        unstructured = find("unstructured", "paper", rate)
+        structured = find("structured", "paper", rate)
+        kept = find("structured", "logits kept", rate)
+        if unstructured is None and structured is None:
+            continue
+        paper_u, paper_s = PAPER["unstructured"], PAPER["structured"]
+        lines.append(
+            "| "
+            + " | ".join(
+                [
+                    f"{rate:.0%}",
+                    f"{paper_u['accuracy'][index]:.2f} ({paper_u['round'][index]})",
+                    accuracy(unstructured),
+                    f"{paper_s['accuracy'][index]:.2f} ({paper_s['round'][index]})",
+                    accuracy(structured),
+                    accuracy(kept) if rate > 0 else "",
+                    f"{paper_u['megabytes'][index]:.2f}",
+                    megabytes(unstructured, "upload_bytes_npz", MIB),
+                    megabytes(unstructured, "upload_bytes", MIB),
+                    megabytes(unstructured, "download_bytes_npz", MIB),
+                    megabytes(unstructured, "download_bytes", MIB),
+                ]
+            )
+            + " |"
+        )
+    return lines
 
 
 def main() -> None:
@@ -212,14 +307,24 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output-dir", type=Path, default=Path("runs/jeurkar_table1"))
     parser.add_argument("--results", type=Path, default=RESULTS)
+    parser.add_argument(
+        "--markdown",
+        action="store_true",
+        help="print the README's tables from the results file and stop",
+    )
     arguments = parser.parse_args()
+    table_path = arguments.results / "jeurkar_table1.csv"
+    if arguments.markdown:
+        committed = _kept_rows(table_path, set())
+        for setup in arguments.setups:
+            print(f"\n{setup}:\n" + "\n".join(markdown(committed, setup)))
+        return
     rounds = 2 if arguments.quick else arguments.rounds
     runs = plan(arguments.setups, arguments.quick)
     replaced = {
         (arguments.dataset, setup, pruning, scope, rate)
         for setup, pruning, scope, rate in runs
     }
-    table_path = arguments.results / "jeurkar_table1.csv"
     curves_path = arguments.results / "jeurkar_table1_curves.csv"
     kept_table = _kept_rows(table_path, replaced)
     kept_curves = _kept_rows(curves_path, replaced)
@@ -229,21 +334,23 @@ def main() -> None:
     }
     table, curves = [], []
     for setup, pruning, scope, rate in runs:
-        options = dict(TRAINING, rounds=rounds, seed=arguments.seed)
-        if pruning == "none":
-            options.update(method="none", sparsity=0.0)
-        else:
-            options.update(VARIANTS[(pruning, scope)], sparsity=rate)
-        options["clients_per_round"] = 2
+        config = run_config(
+            arguments.dataset,
+            pruning,
+            scope,
+            rate,
+            data[setup].num_clients,
+            rounds,
+            arguments.seed,
+        )
         name = f"{setup}_{pruning}_{scope.replace(' ', '_')}_{rate:g}"
         print(f"== {name}", flush=True)
-        tffprune.train(
-            "simple_cnn",
-            data[setup],
+        run_training(
+            config,
             arguments.output_dir / name,
             overwrite=True,
             progress=False,
-            **options,
+            data=data[setup],
         )
         rows = read_metrics_csv(arguments.output_dir / name / "metrics.csv")
         key = dict(
@@ -253,7 +360,7 @@ def main() -> None:
             scope=scope,
             rate=rate,
         )
-        table.append(summarize(rows, key, clients_per_round=2))
+        table.append(summarize(rows, key, 2, len(config_shapes(config, data[setup]))))
         curves.extend(
             dict(key, round=int(r["round"]), central_accuracy=r["central_accuracy"])
             for r in rows

@@ -198,6 +198,135 @@ def structured_curves(path: Path, figures: Path = FIGURES) -> list[Path]:
     return outputs
 
 
+def _jeurkar_rows(rows: list[dict], setup: str, pruning: str, scope: str):
+    """A setting's rows with the dense (rate 0) row first."""
+    chosen = [
+        r
+        for r in rows
+        if r["setup"] == setup
+        and (
+            (r["pruning"] == pruning and r["scope"] == scope) or r["pruning"] == "none"
+        )
+    ]
+    return sorted(chosen, key=lambda r: float(r["rate"]))
+
+
+JEURKAR_PANELS = (
+    ("unstructured", "paper", "unstructured (global, all parameters)"),
+    ("structured", "paper", "structured (per layer, logits pruned)"),
+    ("structured", "logits kept", "structured, logits kept"),
+)
+
+
+def jeurkar_curves(path: Path, figures: Path = FIGURES) -> list[Path]:
+    """The paper's Figures 8 and 10: accuracy vs round, a line per rate."""
+    rows = read(path)
+    outputs = []
+    for setup in dict.fromkeys(r["setup"] for r in rows):
+        panels_wanted = [
+            p
+            for p in JEURKAR_PANELS
+            if any(
+                r["setup"] == setup and (r["pruning"], r["scope"]) == p[:2]
+                for r in rows
+            )
+        ]
+        figure, panels = plt.subplots(
+            1, len(panels_wanted), figsize=(4.5 * len(panels_wanted), 4), sharey=True
+        )
+        panels = panels if len(panels_wanted) > 1 else [panels]
+        colors = plt.cm.viridis([i / 10 for i in range(10)])
+        for axes, (pruning, scope, title) in zip(panels, panels_wanted, strict=True):
+            for row_group in _group_by_rate(_jeurkar_rows(rows, setup, pruning, scope)):
+                rate = float(row_group[0]["rate"])
+                axes.plot(
+                    [int(r["round"]) for r in row_group],
+                    [float(r["central_accuracy"]) for r in row_group],
+                    color="k" if rate == 0 else colors[round(rate * 10)],
+                    ls="--" if rate == 0 else "-",
+                    lw=1,
+                    label="0% (dense)" if rate == 0 else f"{rate:.0%}",
+                )
+            axes.set_title(f"{title}\n{setup}", fontsize=9)
+            axes.set_xlabel("round")
+            axes.grid(alpha=0.3)
+        panels[0].set_ylabel("central test accuracy")
+        panels[-1].legend(fontsize=7, ncol=2, title="pruning rate")
+        figure.tight_layout()
+        outputs.append(save(figure, f"jeurkar_curves_{setup}", figures))
+    return outputs
+
+
+def _group_by_rate(rows: list[dict]) -> list[list[dict]]:
+    groups: dict[float, list[dict]] = {}
+    for row in rows:
+        groups.setdefault(float(row["rate"]), []).append(row)
+    return [sorted(g, key=lambda r: int(r["round"])) for _, g in sorted(groups.items())]
+
+
+def jeurkar_table(path: Path, figures: Path = FIGURES) -> Path:
+    """Table 1 beside ours: best accuracy per rate; bytes and rounds to target."""
+    rows = read(path)
+    setups = list(dict.fromkeys(r["setup"] for r in rows))
+    figure, (accuracy_axes, rounds_axes, bytes_axes) = plt.subplots(
+        1, 3, figsize=(15, 4)
+    )
+    styles = {"as-run": "-", "as-described": ":"}
+    for pruning, color in (("unstructured", "C0"), ("structured", "C3")):
+        chosen = _jeurkar_rows(rows, setups[0], pruning, "paper")
+        rates = [float(r["rate"]) for r in chosen]
+        accuracy_axes.plot(
+            rates,
+            [float(r["paper_accuracy"]) for r in chosen],
+            "s--",
+            color=color,
+            alpha=0.5,
+            label=f"paper (MNIST), {pruning}",
+        )
+        for setup in setups:
+            chosen = _jeurkar_rows(rows, setup, pruning, "paper")
+            accuracy_axes.plot(
+                [float(r["rate"]) for r in chosen],
+                [float(r["best_accuracy"]) for r in chosen],
+                "o" + styles.get(setup, "-"),
+                color=color,
+                label=f"ours, {setup}, {pruning}",
+            )
+            rounds_axes.plot(
+                [float(r["rate"]) for r in chosen],
+                [int(r["target_round"]) if r["target_round"] else None for r in chosen],
+                "o" + styles.get(setup, "-"),
+                color=color,
+                label=f"{setup}, {pruning}",
+            )
+    kept = _jeurkar_rows(rows, setups[0], "unstructured", "paper")
+    rates = [float(r["rate"]) for r in kept]
+    for column, label, marker in (
+        ("paper_megabytes", "paper's Data Size (CSR, MNIST)", "s--"),
+        ("upload_bytes_csr", "CSR, measured here", "o-"),
+        ("upload_bytes", "tffprune codec, float32", "o-"),
+    ):
+        scale = 1.0 if column == "paper_megabytes" else 1e-6
+        bytes_axes.plot(
+            rates, [float(r[column]) * scale for r in kept], marker, label=label
+        )
+    accuracy_axes.set_title("best central accuracy in 25 rounds", fontsize=9)
+    accuracy_axes.set_ylabel("accuracy")
+    rounds_axes.set_title("first round at the target accuracy", fontsize=9)
+    rounds_axes.set_ylabel("round (missing: never)")
+    bytes_axes.set_title(
+        "upload per client per round, unstructured (both pruning kinds agree)",
+        fontsize=9,
+    )
+    bytes_axes.set_ylabel("MB")
+    for axes in (accuracy_axes, rounds_axes, bytes_axes):
+        axes.set_xlabel("pruning rate")
+        axes.grid(alpha=0.3)
+        axes.legend(fontsize=7)
+    figure.tight_layout()
+    return save(figure, "jeurkar_table1", figures)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--results", type=Path, default=RESULTS)
@@ -211,6 +340,11 @@ def main() -> None:
     structured = results / "structured_vs_unstructured_curves.csv"
     if structured.exists():
         for output in structured_curves(structured, figures):
+            print(f"wrote {output}")
+    jeurkar = results / "jeurkar_table1.csv"
+    if jeurkar.exists():
+        print(f"wrote {jeurkar_table(jeurkar, figures)}")
+        for output in jeurkar_curves(results / "jeurkar_table1_curves.csv", figures):
             print(f"wrote {output}")
     curves = results / "personalization_curves.csv"
     if curves.exists():

@@ -8,7 +8,8 @@ metric's committed seed-0 value beside the new ones, so the READMEs can say how
 far a rerun may land from the committed number:
 
 * exp1: sparsity_sweep.py, federated weight pruning 50% (central accuracy)
-* exp3: structured_vs_unstructured.py, simple_cnn global weight 50%
+* exp3: jeurkar_table1.py, as run, unstructured 50% (best central accuracy
+  in 25 rounds)
 * exp4: personalization.py, shards, FedAvg (+ fine-tuning) and Sub-FedAvg
   weight 50% (personalized and central accuracy)
 * acceptance: train_acceptance.py, IID fc dense FedAvg and Sub-FedAvg 50%
@@ -36,11 +37,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 from common import RESULTS, configuration
+from jeurkar_table1 import federated_data as jeurkar_data
+from jeurkar_table1 import run_config as jeurkar_config
 from personalization import ALGORITHMS
 from sparsity_sweep import federated_config
 from train_acceptance import RUNS
 
 from tffprune.config import TrainConfig
+from tffprune.data.partition import FederatedData
 from tffprune.reporting.metrics import read_metrics_csv, write_metrics_csv
 from tffprune.run import run_training
 from tffprune.sweep import bytes_to_target
@@ -60,6 +64,8 @@ class Setting:
         committed: Per metric, where the committed seed-0 value is: results
             file, the column to read, and the values identifying its row.
         stop_at: Early stop, as the experiment uses it.
+        data: ``data(quick, seed)``, for an experiment that builds its data
+            itself (default: the configuration's data set and split).
     """
 
     name: str
@@ -67,10 +73,18 @@ class Setting:
     metrics: Callable[[dict, list[dict]], dict[str, float]]
     committed: dict[str, tuple[str, str, dict[str, str]]]
     stop_at: tuple[str, float] | None = None
+    data: Callable[[bool, int], FederatedData] | None = None
 
 
 def _final(*names: str) -> Callable[[dict, list[dict]], dict[str, float]]:
     return lambda summary, rows: {name: summary["final"][name] for name in names}
+
+
+def _best(name: str) -> Callable[[dict, list[dict]], dict[str, float]]:
+    """The best value over the evaluated rounds (Jeurkar et al.'s Table 1)."""
+    return lambda summary, rows: {
+        name: max(r[name] for r in rows if r[name] is not None)
+    }
 
 
 def _to_target(summary: dict, rows: list[dict]) -> dict[str, float]:
@@ -130,23 +144,25 @@ SETTINGS = (
         },
     ),
     Setting(
-        "exp3_simple_cnn_global_weight50",
-        lambda quick: configuration(
-            "simple_cnn_iid",
-            quick=quick,
-            method="global-weight",
-            sparsity=0.5,
-            rounds=2 if quick else 50,
-            eval_every=1 if quick else 5,
+        "exp3_jeurkar_unstructured50",
+        lambda quick: jeurkar_config(
+            "fashion_mnist", "unstructured", "paper", 0.5, 2, 2 if quick else 25
         ),
-        _final("central_accuracy"),
+        _best("central_accuracy"),
         {
             "central_accuracy": (
-                "structured_vs_unstructured.csv",
-                "final_accuracy",
-                dict(model="simple_cnn", method="global-weight", sparsity="0.5"),
+                "jeurkar_table1.csv",
+                "best_accuracy",
+                dict(
+                    dataset="fashion_mnist",
+                    setup="as-run",
+                    pruning="unstructured",
+                    scope="paper",
+                    rate="0.5",
+                ),
             )
         },
+        data=lambda quick, seed: jeurkar_data("fashion_mnist", "as-run", seed, quick),
     ),
     Setting(
         "exp4_shards_fedavg",
@@ -272,12 +288,14 @@ def main() -> None:
             config = setting.config(arguments.quick).replace(seed=seed)
             run_dir = arguments.output_dir / f"{setting.name}_seed{seed}"
             print(f"== {setting.name} seed {seed}", flush=True)
+            data = setting.data(arguments.quick, seed) if setting.data else None
             summary = run_training(
                 config,
                 run_dir,
                 overwrite=True,
                 progress=False,
                 stop_at=setting.stop_at,
+                data=data,
             )
             values = setting.metrics(summary, read_metrics_csv(run_dir / "metrics.csv"))
             for metric, value in values.items():

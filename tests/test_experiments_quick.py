@@ -1,5 +1,6 @@
 """Every experiment script runs in its --quick mode, so none can rot."""
 
+import csv
 import re
 import subprocess
 import sys
@@ -137,8 +138,8 @@ def test_structured_vs_unstructured_quick(tmp_path):
     header = "model,method,sparsity,rounds,final_accuracy\n"
     (results / "structured_vs_unstructured.csv").write_text(
         header
-        + "simple_cnn,channel,0.3,50,0.7975\n"  # another setting: kept
-        + "simple_cnn,channel,0.5,50,9.9\n"  # rerun below: replaced
+        + "resnet12,channel,0.9,60,0.6822\n"  # another setting: kept
+        + "resnet12,channel,0.5,60,9.9\n"  # rerun below: replaced
     )
     output = _run(
         [
@@ -151,11 +152,48 @@ def test_structured_vs_unstructured_quick(tmp_path):
         ]
     )
     assert "wrote" in output
-    table = (results / "structured_vs_unstructured.csv").read_text()
-    # the kept row, then simple_cnn and resnet12 x channel and global-weight at 50%
-    assert len(table.splitlines()) == 1 + 1 + 4
-    assert table.splitlines()[1].startswith("simple_cnn,channel,0.3,50,0.7975")
-    assert ",9.9," not in table
+    table = (results / "structured_vs_unstructured.csv").read_text().splitlines()
+    # channel and global weight at 50%, then the kept row at 90%
+    assert len(table) == 1 + 2 + 1
+    assert table[3].startswith("resnet12,channel,0.9,60,0.6822")
+    assert not any(",9.9," in line for line in table)
+
+
+def test_jeurkar_table1_quick(tmp_path):
+    results = tmp_path / "results"
+    output = _run(
+        [
+            "experiments/jeurkar_table1.py",
+            "--quick",
+            "--output-dir",
+            str(tmp_path / "runs"),
+            "--results",
+            str(results),
+        ]
+    )
+    assert "wrote" in output
+    with (results / "jeurkar_table1.csv").open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [(r["pruning"], r["rate"]) for r in rows] == [
+        ("none", "0.0"),
+        ("structured", "0.5"),
+        ("unstructured", "0.5"),
+    ]
+    dense, structured, unstructured = rows
+    # The paper's SimpleCNN, dense, as its code sends it: 0.35 "MB" (Table 1),
+    # an uncompressed .npz of CSR arrays per tensor, in MiB. CSR costs 4 bytes
+    # of value and 4 of column index per entry: twice our float32 codec.
+    mib = 2**20
+    assert int(dense["upload_bytes_npz"]) / mib == pytest.approx(0.35, abs=0.005)
+    assert int(dense["upload_bytes"]) < 0.51 * int(dense["upload_bytes_csr"])
+    # At 50% both kinds upload half the entries: the paper's 0.18.
+    for row in (structured, unstructured):
+        assert float(row["measured_sparsity"]) == pytest.approx(0.5, abs=0.01)
+        assert int(row["upload_bytes_npz"]) / mib == pytest.approx(0.18, abs=0.005)
+    config = tmp_path / "runs" / "as-run_unstructured_paper_0.5" / "config.toml"
+    text = config.read_text()
+    assert "prune_biases = true" in text and "prune_logits = true" in text
+    assert "num_clients = 2" in text
 
 
 def test_seed_noise_quick(tmp_path):

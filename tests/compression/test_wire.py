@@ -183,6 +183,22 @@ def test_csr_and_coo_sizes_equal_real_scipy_matrices():
     )
 
 
+def test_npz_files_cost_the_csr_arrays_plus_a_fixed_container():
+    from tffprune.compression.baselines import NPZ_FILE_OVERHEAD, npz_bytes
+
+    rng = np.random.default_rng(3)
+    for shapes, density in (
+        ([(84, 10), (10,)], 1.0),
+        ([(5, 5, 1, 6), (256, 120)], 0.1),
+        ([(1000, 784)], 0.5),
+        ([(7,)], 0.0),
+    ):
+        _, masks = _random_update(rng, shapes, density)
+        assert npz_bytes(masks) == csr_bytes(masks) + len(masks) * NPZ_FILE_OVERHEAD
+    # Zip entries and .npy headers of 5 arrays: a little over 1 KB a tensor.
+    assert 1000 < NPZ_FILE_OVERHEAD < 1500
+
+
 @given(
     shapes=st.lists(
         st.tuples(st.integers(1, 40), st.integers(1, 40)), min_size=1, max_size=3
