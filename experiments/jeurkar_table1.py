@@ -101,6 +101,8 @@ TABLE = (
     "download_bytes_csr",
     "upload_bytes_npz",
     "download_bytes_npz",
+    "bytes_to_target",
+    "npz_bytes_to_target",
     "paper_accuracy",
     "paper_megabytes",
     "paper_round",
@@ -204,9 +206,11 @@ def summarize(
 ) -> dict:
     """One table row from a run's metrics rows.
 
-    Bytes are per client per round. ``*_npz``: the CSR matrices as the
-    uncompressed ``.npz`` files the paper's code sends, one per tensor
-    (`baselines.NPZ_FILE_OVERHEAD` on top of the CSR arrays).
+    Bytes are per client per round, but ``*to_target``: every byte of both
+    directions until the round that first reached `TARGET` (empty if none).
+    ``*_npz``: the CSR matrices as the uncompressed ``.npz`` files the paper's
+    code sends, one per tensor (`baselines.NPZ_FILE_OVERHEAD` on top of the
+    CSR arrays).
     """
     evaluated = [r for r in rows if r["central_accuracy"] is not None]
     best = max(evaluated, key=lambda r: r["central_accuracy"])  # first of ties
@@ -217,6 +221,12 @@ def summarize(
         return round(sum(r[column] for r in rows) / per_client_round)
 
     files = tensors * baselines.NPZ_FILE_OVERHEAD
+    until = rows[: int(reached[0]["round"])] if reached else []
+    to_target = sum(r["upload_bytes"] + r["download_bytes"] for r in until)
+    npz_to_target = sum(
+        r["upload_bytes_csr"] + r["download_bytes_csr"] + 2 * clients_per_round * files
+        for r in until
+    )
     pruning = key["pruning"]
     paper = PAPER["unstructured" if pruning == "none" else pruning]
     rate_index = RATES.index(key["rate"])
@@ -234,6 +244,8 @@ def summarize(
         download_bytes_csr=mean_bytes("download_bytes_csr"),
         upload_bytes_npz=mean_bytes("upload_bytes_csr") + files,
         download_bytes_npz=mean_bytes("download_bytes_csr") + files,
+        bytes_to_target=to_target if reached else "",
+        npz_bytes_to_target=npz_to_target if reached else "",
         paper_accuracy=paper["accuracy"][rate_index],
         paper_megabytes=paper["megabytes"][rate_index],
         paper_round=paper["round"][rate_index],
