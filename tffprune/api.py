@@ -68,6 +68,9 @@ def train(
 
     Raises:
         ValueError: On an invalid option, data or model (one line).
+        tffprune.run.TrainingFailedError: If no client update was aggregated
+            in any round, or the model became non-finite (the run directory
+            says why: ``summary.json``'s ``failure``, ``rejections.csv``).
     """
     from tffprune.run import run_training
 

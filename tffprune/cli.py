@@ -39,8 +39,11 @@ class _Group(click.Group):
             return super().invoke(ctx)
         except RuntimeError as error:
             from tffprune.fl.runtime import RuntimeStartError, WorkerLostError
+            from tffprune.run import TrainingFailedError
 
-            if isinstance(error, RuntimeStartError | WorkerLostError):
+            if isinstance(
+                error, RuntimeStartError | WorkerLostError | TrainingFailedError
+            ):
                 raise click.ClickException(str(error)) from None
             raise
         except (DataError, ValueError, FileNotFoundError) as error:
@@ -421,11 +424,14 @@ def train(
     )
     final = summary["final"]
     dense = summary["total_upload_bytes_dense"] + summary["total_download_bytes_dense"]
+    clients = summary["final_client_sparsity"]
+    never = summary["clients_never_aggregated"]
     click.echo(
         f"round {summary['rounds_completed']}: central accuracy "
         f"{final.get('central_accuracy', float('nan')):.4f}, personalized "
         f"{final.get('personalized_accuracy', float('nan')):.4f}, client sparsity "
-        f"{summary['final_client_sparsity']['mean']:.3f}, upload "
+        f"{clients['mean']:.3f} over the {clients['clients']} clients that took "
+        f"part ({never} never did), upload "
         f"{summary['total_upload_bytes'] / 1e6:.1f} MB, download "
         f"{summary['total_download_bytes'] / 1e6:.1f} MB "
         f"({dense / max(summary['total_bytes'], 1):.1f}x less than dense both ways); "

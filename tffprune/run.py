@@ -16,6 +16,7 @@ Output directory contract (relied on by the experiments and users):
   in place);
 * ``accuracy.png``, ``bytes.png``: plots per round;
 * ``clients.csv``: the partition (examples and labels per client);
+* ``rejections.csv``: every rejected client update (round, client, reason);
 * ``checkpoint.npz``: the state for ``--resume``;
 * ``worker.log``: the TFF worker's output.
 """
@@ -26,9 +27,11 @@ import signal
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import tensorflow as tf
 from tqdm import tqdm
 
@@ -49,6 +52,46 @@ from tffprune.reporting.files import (
 )
 from tffprune.reporting.metrics import write_metrics_csv
 from tffprune.reporting.plots import plot_run
+
+
+class TrainingFailedError(RuntimeError):
+    """A run ended without a usable model: nothing was aggregated, or NaN/Inf.
+
+    Its metrics, rejections and summary (``"status": "failed"``) are written
+    first; the message is one line.
+    """
+
+
+def _failure(trainer: Trainer) -> str | None:
+    """Why a finished run has no usable model, or None."""
+    metrics = trainer.state.metrics
+    if metrics and not any(r["clients_participating"] for r in metrics):
+        rejected = sum(int(r["clients_rejected"]) for r in metrics)
+        dropped = sum(int(r["clients_dropped"]) for r in metrics)
+        reasons = Counter(reason for _, _, reason in trainer.rejections)
+        why = f" ({reasons.most_common(1)[0][0]})" if reasons else ""
+        return (
+            f"no client update was aggregated in {len(metrics)} rounds: "
+            f"{rejected} rejected{why}, {dropped} dropped; nothing was trained"
+        )
+    if not all(np.all(np.isfinite(w)) for w in trainer.state.server_weights):
+        return "the global model holds NaN or Inf values"
+    return None
+
+
+def _participation(trainer: Trainer) -> dict:
+    """Client sparsity over the clients that took part, and how many did."""
+    taking_part = [c for c in trainer.state.clients if c.rounds_participated]
+    sparsities = [c.sparsity for c in taking_part] or [0.0]
+    return {
+        "final_client_sparsity": {
+            "mean": float(np.mean(sparsities)),
+            "min": float(min(sparsities)),
+            "max": float(max(sparsities)),
+            "clients": len(taking_part),
+        },
+        "clients_never_aggregated": len(trainer.state.clients) - len(taking_part),
+    }
 
 
 class _StopAfterRound:
@@ -252,14 +295,26 @@ def run_training(
                 if reached:
                     break
         metrics = trainer.state.metrics
-        if metrics and "central_accuracy" not in metrics[-1]:
+        failure = _failure(trainer)
+        if metrics and "central_accuracy" not in metrics[-1] and failure is None:
             metrics[-1].update(trainer.evaluate())
             write_metrics_csv(output_dir / "metrics.csv", metrics, METRIC_COLUMNS)
-        save_keras_model_atomic(
-            trainer.global_model(), output_dir / "global_model.keras"
+        write_metrics_csv(
+            output_dir / "rejections.csv",
+            [
+                dict(round=r, client=data.client_id(c), reason=why)
+                for r, c, why in trainer.rejections
+            ],
+            ("round", "client", "reason"),
         )
+        if failure is None:
+            save_keras_model_atomic(
+                trainer.global_model(), output_dir / "global_model.keras"
+            )
     final = metrics[-1] if metrics else {}
     summary = {
+        "status": "ok" if failure is None else "failed",
+        "failure": failure,
         "config": config.to_dict(),
         "client_weighting": config.resolved_client_weighting,
         "rounds_completed": trainer.state.round,
@@ -269,11 +324,7 @@ def run_training(
         "total_download_bytes": sum(r["download_bytes"] for r in metrics),
         "total_download_bytes_dense": sum(r["download_bytes_dense"] for r in metrics),
         "total_bytes": sum(r["total_bytes"] for r in metrics),
-        "final_client_sparsity": {
-            "mean": sum(c.sparsity for c in trainer.state.clients) / data.num_clients,
-            "min": min(c.sparsity for c in trainer.state.clients),
-            "max": max(c.sparsity for c in trainer.state.clients),
-        },
+        **_participation(trainer),
         "stopped_at_target": reached,
         "startup_seconds": startup_seconds,
         "first_round_end_seconds": first_round_seconds,
@@ -283,6 +334,8 @@ def run_training(
         "not_pruned": trainer.unpruned_layers,
     }
     write_json_atomic(output_dir / "summary.json", summary)
+    if failure is not None:
+        raise TrainingFailedError(f"training failed: {failure}; see {output_dir}")
     plot_run(
         metrics,
         output_dir,

@@ -171,7 +171,7 @@ def run_sweep(
     from tffprune.reporting.files import prepare_output_dir, write_text_atomic
     from tffprune.reporting.metrics import read_metrics_csv, write_metrics_csv
     from tffprune.reporting.plots import plot_sweep
-    from tffprune.run import run_training
+    from tffprune.run import TrainingFailedError, run_training
 
     if not 0.0 < target <= 1.0:
         raise ValueError(f"target accuracy must be in (0, 1], got {target}")
@@ -190,14 +190,17 @@ def run_sweep(
         finished = resume and (run_dir / "summary.json").exists()
         if not finished:
             continuing = resume and (run_dir / "checkpoint.npz").exists()
-            run_training(
-                config,
-                run_dir,
-                resume=continuing,
-                overwrite=not continuing and run_dir.exists(),
-                progress=progress,
-                stop_at=(metric, target),
-            )
+            try:
+                run_training(
+                    config,
+                    run_dir,
+                    resume=continuing,
+                    overwrite=not continuing and run_dir.exists(),
+                    progress=progress,
+                    stop_at=(metric, target),
+                )
+            except TrainingFailedError as error:
+                announce(f"[{index}/{len(points)}] {method} {sparsity:g}: {error}")
         rows = read_metrics_csv(run_dir / "metrics.csv")
         reached = bytes_to_target(rows, target, metric, RANKS[rank])
         accuracies = [r[metric] for r in rows if r.get(metric) is not None]
