@@ -1,10 +1,14 @@
 """Faults through the real CLI: a run that fails says so, and summaries are honest."""
 
+import errno
 import json
+import shutil
 
+import pytest
 from click.testing import CliRunner
 
 from tffprune.cli import cli
+from tffprune.reporting.files import atomic_path
 
 QUICK = [
     "--dataset",
@@ -71,3 +75,98 @@ def test_summary_counts_sparsity_over_the_clients_that_took_part(tmp_path):
         result.output
     )
     assert (output / "rejections.csv").read_text() == "round,client,reason\n"
+
+
+def _train(arguments, output):
+    return CliRunner().invoke(
+        cli, ["train", *QUICK, *arguments, "--output-dir", str(output)]
+    )
+
+
+def _metrics(path):
+    rows = [line.split(",") for line in path.read_text().splitlines()]
+    seconds = rows[0].index("round_seconds")
+    return [row[:seconds] + row[seconds + 1 :] for row in rows]
+
+
+def _truncate(path):
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+def _flip_a_byte(path):
+    data = bytearray(path.read_bytes())
+    data[len(data) // 3] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+CHECKPOINT_FAULTS = {
+    "truncated": _truncate,
+    "corrupt": _flip_a_byte,
+    "zero bytes": lambda path: path.write_bytes(b""),
+    "missing": lambda path: path.unlink(),
+}
+
+
+@pytest.fixture(scope="module")
+def two_rounds(tmp_path_factory):
+    """A 2-round run (checkpoints of rounds 2 and 1) and an uninterrupted 3."""
+    root = tmp_path_factory.mktemp("checkpoints")
+    assert _train(["--rounds", "3"], root / "straight").exit_code == 0
+    assert _train(["--rounds", "2"], root / "two").exit_code == 0
+    return root
+
+
+@pytest.mark.parametrize("fault", CHECKPOINT_FAULTS)
+def test_a_damaged_checkpoint_resumes_from_the_previous_one(
+    two_rounds, tmp_path, fault
+):
+    run = tmp_path / "run"
+    shutil.copytree(two_rounds / "two", run)
+    (run / ".metrics.tffprune-tmp-x1y2z3.csv").write_text("left by a kill -9")
+    CHECKPOINT_FAULTS[fault](run / "checkpoint.npz")
+
+    result = _train(["--rounds", "3", "--resume"], run)
+
+    assert result.exit_code == 0, result.output
+    assert (
+        "resuming from the previous checkpoint checkpoint.previous.npz (round 1)"
+        in result.output
+    )
+    assert ("no checkpoint" if fault == "missing" else "is damaged") in result.output
+    assert (run / "checkpoint.damaged.npz").exists() == (fault != "missing")
+    # Rounds 2 and 3 rerun from round 1: the same as never interrupted.
+    assert _metrics(run / "metrics.csv") == _metrics(
+        two_rounds / "straight" / "metrics.csv"
+    )
+    assert not list(run.glob(".*tffprune-tmp-*"))  # the killed write's file
+
+
+def test_both_checkpoints_damaged_is_one_line_exit_2(two_rounds, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(two_rounds / "two", run)
+    _truncate(run / "checkpoint.npz")
+    (run / "checkpoint.previous.npz").write_bytes(b"")
+
+    result = _train(["--rounds", "3", "--resume"], run)
+
+    assert result.exit_code == 2
+    assert "Traceback" not in result.output
+    assert (
+        result.output.strip()
+        .splitlines()[-1]
+        .startswith(f"Error: checkpoint {run / 'checkpoint.previous.npz'} is damaged")
+    )
+
+
+def test_a_failed_write_names_the_file_and_leaves_nothing(tmp_path):
+    target = tmp_path / "metrics.csv"
+    target.write_text("the last good version\n")
+
+    with pytest.raises(OSError) as raised, atomic_path(target) as temporary:
+        temporary.write_text("half")
+        raise OSError(errno.ENOSPC, "No space left on device", str(temporary))
+
+    assert raised.value.filename == str(target)
+    assert raised.value.errno == errno.ENOSPC
+    assert target.read_text() == "the last good version\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["metrics.csv"]

@@ -1,22 +1,29 @@
-"""Checkpoints of a federated run: one atomic ``.npz`` file.
+"""Checkpoints of a federated run: atomic ``.npz`` files, the last two kept.
 
 Holds the server weights, every client's mask (bit-packed) and sparsity, the
-sampler's random state, the metrics so far and the configuration, so that a
-resumed run continues exactly where the checkpoint was taken. The file is
-written to a temporary name and renamed, so a crash never leaves a torn
-checkpoint.
+sampler's random state, the metrics so far, the rounds the schedule spans and
+the configuration, so that a resumed run continues exactly where the
+checkpoint was taken. The file is written to a temporary name and renamed, so
+a crash never leaves a torn checkpoint; the one it replaces is kept as
+``checkpoint.previous.npz``. A checkpoint damaged later (truncated, corrupt,
+empty, deleted) is named as such, set aside as ``checkpoint.damaged.npz``, and
+the run resumes from the previous one.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import zipfile
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
 from tffprune.fl.algorithm import ClientState, ServerState
 from tffprune.fl.training import TrainerState
-from tffprune.reporting.files import atomic_path
+from tffprune.reporting.files import TEMPORARY_MARK, atomic_path
 
 CHECKPOINT_NAME = "checkpoint.npz"
 FORMAT_VERSION = 2
@@ -24,6 +31,30 @@ FORMAT_VERSION = 2
 
 class CheckpointError(ValueError):
     """A checkpoint is missing, unreadable, or from another configuration."""
+
+
+class DamagedCheckpointError(CheckpointError):
+    """A checkpoint is missing, truncated, corrupt or of an unknown format."""
+
+
+def previous_path(path: str | Path) -> Path:
+    """Where the checkpoint before ``path`` is kept."""
+    path = Path(path)
+    return path.with_name(f"{path.stem}.previous{path.suffix}")
+
+
+def _keep_as_previous(path: Path) -> None:
+    """Keeps the current checkpoint under `previous_path`, atomically."""
+    if not path.is_file():
+        return
+    previous = previous_path(path)
+    staging = previous.with_name(f".{previous.stem}{TEMPORARY_MARK}{previous.suffix}")
+    staging.unlink(missing_ok=True)
+    try:
+        os.link(path, staging)  # the same bytes under a second name
+    except OSError:
+        shutil.copyfile(path, staging)
+    os.replace(staging, previous)
 
 
 def save_checkpoint(
@@ -56,39 +87,70 @@ def save_checkpoint(
         "rounds_participated": [c.rounds_participated for c in state.clients],
         "sampler_state": state.sampler_state,
         "metrics": state.metrics,
+        "schedule_rounds": state.schedule_rounds,
     }
     arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), np.uint8)
+    path = Path(path)
+    _keep_as_previous(path)
     with atomic_path(path) as temporary, temporary.open("wb") as handle:
         np.savez(handle, **arrays)
 
 
-def load_checkpoint(path: str | Path, config: dict) -> TrainerState:
-    """Reads a checkpoint and checks it belongs to ``config``.
+def load_checkpoint(
+    path: str | Path,
+    config: dict,
+    announce: Callable[[str], None] | None = None,
+) -> TrainerState:
+    """Reads a run's checkpoint, or the previous one if it is damaged.
 
     Args:
         path: The checkpoint file.
         config: The run's configuration (as `TrainConfig.to_dict`).
+        announce: Receives a one-line note when the previous checkpoint is
+            used.
 
     Returns:
         The state; its aggregator state is the list of its leaves (`Trainer`
         packs them into the aggregator's structure).
 
     Raises:
-        CheckpointError: If the file is missing or unreadable, or was written
+        CheckpointError: If neither checkpoint can be read, or one was written
             with a different configuration (only ``rounds`` may differ, so a
             finished run can be extended).
     """
     path = Path(path)
+    try:
+        return _read_checkpoint(path, config)
+    except DamagedCheckpointError as damage:
+        previous = previous_path(path)
+        if not previous.is_file():
+            raise
+        state = _read_checkpoint(previous, config)
+        if path.exists():  # never let the next save keep it as "previous"
+            os.replace(path, path.with_name(f"{path.stem}.damaged{path.suffix}"))
+        if announce is not None:
+            announce(
+                f"{damage}; resuming from the previous checkpoint "
+                f"{previous.name} (round {state.round})"
+            )
+        return state
+
+
+def _read_checkpoint(path: Path, config: dict) -> TrainerState:
     if not path.is_file():
-        raise CheckpointError(f"no checkpoint to resume from at {path}")
+        raise DamagedCheckpointError(f"no checkpoint to resume from at {path}")
     try:
         with np.load(path, allow_pickle=False) as archive:
             arrays = {key: archive[key] for key in archive.files}
         meta = json.loads(arrays.pop("meta").tobytes())
-    except (OSError, ValueError, KeyError) as error:
-        raise CheckpointError(f"checkpoint {path} is unreadable: {error}") from None
-    if meta.get("format_version") != FORMAT_VERSION:
-        raise CheckpointError(f"checkpoint {path} has an unknown format version")
+        version = meta.get("format_version")
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as error:
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise DamagedCheckpointError(
+            f"checkpoint {path} is damaged ({reason})"
+        ) from None
+    if version != FORMAT_VERSION:
+        raise DamagedCheckpointError(f"checkpoint {path} has an unknown format version")
     saved = {k: v for k, v in meta["config"].items() if k != "rounds"}
     wanted = {k: v for k, v in config.items() if k != "rounds"}
     if saved != wanted:
@@ -97,6 +159,15 @@ def load_checkpoint(path: str | Path, config: dict) -> TrainerState:
             f"checkpoint {path} was written with a different configuration "
             f"(differs in: {', '.join(differences)})"
         )
+    try:
+        return _state(arrays, meta)
+    except (KeyError, ValueError, IndexError) as error:
+        raise DamagedCheckpointError(
+            f"checkpoint {path} is damaged (incomplete: {error})"
+        ) from None
+
+
+def _state(arrays: dict[str, np.ndarray], meta: dict) -> TrainerState:
     shapes = [tuple(s) for s in meta["shapes"]]
     server = [arrays[f"server_{i}"] for i in range(len(shapes))]
     clients = []
@@ -126,4 +197,5 @@ def load_checkpoint(path: str | Path, config: dict) -> TrainerState:
         clients=clients,
         sampler_state=meta["sampler_state"],
         metrics=meta["metrics"],
+        schedule_rounds=meta.get("schedule_rounds"),
     )

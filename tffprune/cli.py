@@ -50,6 +50,11 @@ class _Group(click.Group):
             raise BadInput(
                 str(error).splitlines()[0] if "\n" not in str(error) else str(error)
             ) from None
+        except OSError as error:  # a full disk, a read-only directory, ...
+            where = f"{error.filename}: " if error.filename else ""
+            raise click.ClickException(
+                f"file system error: {where}{error.strerror or error}"
+            ) from None
         except KeyboardInterrupt as interrupt:
             reason = f": {interrupt}" if str(interrupt) else ""
             click.echo(f"interrupted{reason}", err=True)

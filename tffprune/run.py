@@ -227,7 +227,7 @@ def run_training(
     state = None
     if resume:
         state = load_checkpoint(
-            output_dir / CHECKPOINT_NAME, _checkpoint_config(config, data)
+            output_dir / CHECKPOINT_NAME, _checkpoint_config(config, data), announce
         )
     if announce is not None:
         for note in data.dataset.notes:

@@ -75,6 +75,7 @@ class TrainerState:
     clients: list[ClientState]
     sampler_state: dict
     metrics: list[dict[str, float]]
+    schedule_rounds: int | None = None  # the rounds the schedule spans, fixed at start
 
     @property
     def server_weights(self) -> list[np.ndarray]:
@@ -136,7 +137,10 @@ class Trainer:
         )
         personal = config.aggregation == "subfedavg"
         weight_by_examples = config.resolved_client_weighting == "num_examples"
-        schedule = build_schedule(config.schedule, config.sparsity, config.rounds)
+        # The schedule spans the rounds the run started with: resuming with more
+        # --rounds extends the run, not the schedule.
+        schedule_rounds = (state and state.schedule_rounds) or config.rounds
+        schedule = build_schedule(config.schedule, config.sparsity, schedule_rounds)
         if isinstance(schedule, IterativeSchedule):
             schedule = IterativeSchedule(config.sparsity, config.step_fraction)
         self.plan = PruningPlan(
@@ -186,8 +190,10 @@ class Trainer:
                 clients=[ClientState() for _ in range(data.num_clients)],
                 sampler_state=np.random.default_rng(config.seed).bit_generator.state,
                 metrics=[],
+                schedule_rounds=config.rounds,
             )
         else:  # a checkpoint holds the aggregator state's leaves
+            state.schedule_rounds = schedule_rounds
             state.server.aggregator = tf.nest.pack_sequence_as(
                 self.process.initialize_aggregator(),
                 tf.nest.flatten(state.server.aggregator),

@@ -18,6 +18,10 @@ from typing import Any
 
 import numpy as np
 
+TEMPORARY_MARK = ".tffprune-tmp-"
+"""In the name of every temporary file tffprune writes; what a killed write
+leaves behind is removed on the next start (`remove_stale_temporaries`)."""
+
 
 class OutputDirectoryError(ValueError):
     """The output directory cannot be used as asked."""
@@ -65,7 +69,8 @@ def prepare_output_dir(
     check_output_dir(path, resume=resume, overwrite=overwrite)
     try:
         path.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=path, prefix=".write-test-"):
+        remove_stale_temporaries(path)
+        with tempfile.NamedTemporaryFile(dir=path, prefix=f".write{TEMPORARY_MARK}"):
             pass
     except OSError as error:
         raise OutputDirectoryError(
@@ -74,22 +79,40 @@ def prepare_output_dir(
     return path
 
 
+def remove_stale_temporaries(directory: str | Path) -> list[Path]:
+    """Removes the temporary files killed writes left in ``directory``.
+
+    Returns:
+        The files removed.
+    """
+    removed = []
+    for candidate in Path(directory).glob(f".*{TEMPORARY_MARK}*"):
+        if candidate.is_file():
+            candidate.unlink(missing_ok=True)
+            removed.append(candidate)
+    return removed
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yields a temporary path next to ``path``; renames it into place on success.
 
     The temporary name keeps the final suffix (Keras picks the format by it).
-    On an exception the temporary file is removed and ``path`` is untouched.
+    On an exception the temporary file is removed and ``path`` is untouched;
+    an ``OSError`` (a full disk) is raised again naming ``path``.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(
-        dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix
+        dir=path.parent, prefix=f".{path.stem}{TEMPORARY_MARK}", suffix=path.suffix
     )
     os.close(handle)
     temporary_path = Path(temporary)
     try:
-        yield temporary_path
+        try:
+            yield temporary_path
+        except OSError as error:  # name the file the user knows, not ours
+            raise OSError(error.errno, error.strerror, str(path)) from error
         # mkstemp creates the file private (0600); give it the permissions a
         # plain open() would have, so results stay readable by others.
         umask = os.umask(0)

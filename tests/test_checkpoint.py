@@ -1,0 +1,63 @@
+"""Checkpoints: the last two kept, and what a resume may and may not change."""
+
+import pytest
+
+from tffprune.checkpoint import load_checkpoint, previous_path, save_checkpoint
+from tffprune.config import TrainConfig
+from tffprune.data import build_federated_data, load_dataset
+from tffprune.fl.training import Trainer
+
+
+@pytest.fixture(scope="module")
+def data():
+    return build_federated_data(load_dataset("digits"), 4, "iid", seed=1)
+
+
+def _config(**changes):
+    settings = dict(
+        dataset="digits",
+        model="tfmot_cnn",
+        num_clients=4,
+        clients_per_round=2,
+        method="weight",
+        sparsity=0.8,
+        schedule="polynomial",
+        rounds=4,
+        seed=1,
+    )
+    return TrainConfig(**{**settings, **changes})
+
+
+def test_resuming_with_more_rounds_keeps_the_schedule_of_the_start(data, tmp_path):
+    trainer = Trainer(_config(), data)
+    trainer.run_round()
+    path = tmp_path / "checkpoint.npz"
+    save_checkpoint(path, trainer.state, {"identity": 1}, trainer.shapes)
+
+    resumed = Trainer(_config(rounds=10), data, load_checkpoint(path, {"identity": 1}))
+
+    # `polynomial` spans the first half of the run's rounds: of the 4 it
+    # started with (0.8 * (1 - (1 - r/2)^3), power 3), not of the 10 asked now
+    # (that would give 0.8 * (1 - 0.8^3) = 0.39 in round 1).
+    schedule = resumed.plan.schedule
+    assert schedule(1) == pytest.approx(0.8 * (1 - 0.5**3))
+    assert schedule(2) == schedule(9) == pytest.approx(0.8)
+    assert resumed.state.schedule_rounds == 4
+    # ... and a checkpoint of the resumed run remembers it.
+    save_checkpoint(path, resumed.state, {"identity": 1}, resumed.shapes)
+    assert load_checkpoint(path, {"identity": 1}).schedule_rounds == 4
+
+
+def test_saving_keeps_the_checkpoint_before_as_previous(data, tmp_path):
+    trainer = Trainer(_config(), data)
+    path = tmp_path / "checkpoint.npz"
+    for _ in range(2):
+        trainer.run_round()
+        save_checkpoint(path, trainer.state, {"identity": 1}, trainer.shapes)
+
+    assert load_checkpoint(path, {"identity": 1}).round == 2
+    assert load_checkpoint(previous_path(path), {"identity": 1}).round == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "checkpoint.npz",
+        "checkpoint.previous.npz",
+    ]
