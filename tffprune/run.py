@@ -18,11 +18,14 @@ Output directory contract (relied on by the experiments and users):
 * ``clients.csv``: the partition (examples and labels per client);
 * ``rejections.csv``: every rejected client update (round, client, reason);
 * ``checkpoint.npz``: the state for ``--resume``;
-* ``worker.log``: the TFF worker's output.
+* ``worker.log``: the TFF worker's output;
+* ``tensorboard/``: event files, each round's metrics as scalars
+  (``tensorboard --logdir``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import sys
 import threading
@@ -52,6 +55,8 @@ from tffprune.reporting.files import (
 )
 from tffprune.reporting.metrics import write_metrics_csv
 from tffprune.reporting.plots import plot_run
+from tffprune.reporting.tensorboard import DIRECTORY as TENSORBOARD_DIRECTORY
+from tffprune.reporting.tensorboard import EventWriter
 
 
 class TrainingFailedError(RuntimeError):
@@ -256,7 +261,8 @@ def run_training(
         )
         first_round_seconds = None
         reached = False
-        with bar:
+        events = EventWriter(output_dir / TENSORBOARD_DIRECTORY)
+        with bar, contextlib.closing(events):
             while trainer.state.round < config.rounds:
                 with _StopAfterRound() as stop:
                     row = trainer.run_round()
@@ -265,6 +271,7 @@ def run_training(
                 write_metrics_csv(
                     output_dir / "metrics.csv", trainer.state.metrics, METRIC_COLUMNS
                 )
+                events.write(row)
                 reached = stop_at is not None and row.get(stop_at[0], -1) >= stop_at[1]
                 if (
                     trainer.state.round % config.checkpoint_every == 0

@@ -167,8 +167,8 @@ def dirichlet_partition(
             return [np.sort(np.concatenate(part)) for part in parts]
     raise ValueError(
         f"no Dirichlet(alpha={alpha}) draw in {max_attempts} gave all "
-        f"{num_clients} clients {min_examples} examples; raise alpha or lower "
-        "the number of clients"
+        f"{num_clients} clients {min_examples} examples; raise alpha "
+        "(--alpha) or lower the number of clients (--num-clients)"
     )
 
 
