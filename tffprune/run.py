@@ -26,6 +26,7 @@ Output directory contract (relied on by the experiments and users):
 from __future__ import annotations
 
 import contextlib
+import shutil
 import signal
 import sys
 import threading
@@ -53,6 +54,7 @@ from tffprune.reporting.files import (
     write_json_atomic,
     write_text_atomic,
 )
+from tffprune.reporting.lock import DirectoryLock
 from tffprune.reporting.metrics import write_metrics_csv
 from tffprune.reporting.plots import plot_run
 from tffprune.reporting.tensorboard import DIRECTORY as TENSORBOARD_DIRECTORY
@@ -221,14 +223,58 @@ def run_training(
         The summary written to ``summary.json``.
 
     Raises:
-        ValueError: For invalid input (data, directory, checkpoint).
+        ValueError: For invalid input (data, directory, checkpoint), or if
+            another run is writing ``output_dir`` (`DirectoryLockedError`).
+        TrainingFailedError: If nothing was trained (see its docstring).
     """
     started = time.perf_counter()
     output_dir = Path(output_dir)
-    check_output_dir(output_dir, resume=resume, overwrite=overwrite)
-    # Everything that can be wrong with the input is checked before the
-    # directory is created or anything is written into it.
-    config, data, model = prepare_inputs(config, data, model_fn)
+    lock = DirectoryLock(output_dir)
+    fresh = not output_dir.exists()
+    try:
+        lock.acquire(create=False)  # another run writing it: refused first
+        check_output_dir(output_dir, resume=resume, overwrite=overwrite)
+        # Everything that can be wrong with the input is checked before the
+        # directory is created or anything is written into it.
+        config, data, model = prepare_inputs(config, data, model_fn)
+        lock.acquire()
+        return _run(
+            config,
+            data,
+            model,
+            output_dir,
+            resume,
+            overwrite,
+            progress,
+            workers,
+            stop_at,
+            announce,
+            started,
+        )
+    except BaseException:
+        # A start that fails leaves a new directory as it found it: absent.
+        if fresh and lock.held and not (output_dir / "metrics.csv").exists():
+            lock.release()
+            shutil.rmtree(output_dir, ignore_errors=True)
+        raise
+    finally:
+        lock.release()
+
+
+def _run(
+    config: TrainConfig,
+    data: FederatedData,
+    model: ResolvedModel,
+    output_dir: Path,
+    resume: bool,
+    overwrite: bool,
+    progress: bool,
+    workers: tuple[str, ...],
+    stop_at: tuple[str, float] | None,
+    announce: Callable[[str], None] | None,
+    started: float,
+) -> dict:
+    """`run_training` once its inputs are checked and its directory locked."""
     state = None
     if resume:
         state = load_checkpoint(
@@ -262,10 +308,20 @@ def run_training(
         first_round_seconds = None
         reached = False
         events = EventWriter(output_dir / TENSORBOARD_DIRECTORY)
-        with bar, contextlib.closing(events):
+
+        def checkpoint() -> None:
+            save_checkpoint(
+                output_dir / CHECKPOINT_NAME,
+                trainer.state,
+                _checkpoint_config(config, data),
+                trainer.shapes,
+            )
+
+        # One Ctrl-C anywhere in a round, its files or its checkpoint: the
+        # round finishes, is checkpointed, and the run stops (`_StopAfterRound`).
+        with bar, contextlib.closing(events), _StopAfterRound() as stop:
             while trainer.state.round < config.rounds:
-                with _StopAfterRound() as stop:
-                    row = trainer.run_round()
+                row = trainer.run_round()
                 if first_round_seconds is None:
                     first_round_seconds = time.perf_counter() - started
                 write_metrics_csv(
@@ -273,18 +329,15 @@ def run_training(
                 )
                 events.write(row)
                 reached = stop_at is not None and row.get(stop_at[0], -1) >= stop_at[1]
+                saved = False
                 if (
                     trainer.state.round % config.checkpoint_every == 0
                     or trainer.state.round == config.rounds
                     or stop.requested
                     or reached
                 ):
-                    save_checkpoint(
-                        output_dir / CHECKPOINT_NAME,
-                        trainer.state,
-                        _checkpoint_config(config, data),
-                        trainer.shapes,
-                    )
+                    checkpoint()
+                    saved = True
                 postfix = {
                     "sparsity": f"{row['sparsity']:.2f}",
                     "upload": f"{row['upload_bytes'] / 1e6:.2f}MB",
@@ -295,6 +348,8 @@ def run_training(
                 bar.set_postfix(postfix)
                 bar.update(1)
                 if stop.requested:
+                    if not saved:  # the Ctrl-C came after the check above
+                        checkpoint()
                     raise KeyboardInterrupt(
                         f"stopped after round {trainer.state.round}; continue with "
                         "--resume"

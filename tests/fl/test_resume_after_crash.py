@@ -1,6 +1,9 @@
 """kill -9 in the middle of training, then --resume: same result as no crash."""
 
 import csv
+import json
+import os
+import random
 import signal
 import subprocess
 import sys
@@ -124,5 +127,93 @@ def test_ctrl_c_stops_cleanly_and_keeps_the_checkpoint(tmp_path, worker_pids):
     assert process.returncode == 130, stderr[-2000:]
     assert "interrupted" in stderr and "Traceback" not in stderr
     assert (output / "checkpoint.npz").exists()
+    time.sleep(0.5)
+    assert worker_pids() <= workers_before
+
+
+def _digits_command(output_dir, *extra):
+    return [
+        sys.executable,
+        "-m",
+        "tffprune.cli",
+        "train",
+        "--quiet",
+        "--dataset",
+        "digits",
+        "--model",
+        "tfmot_cnn",
+        "--num-clients",
+        "6",
+        "--clients-per-round",
+        "3",
+        "--sparsity",
+        "0.5",
+        "--rounds",
+        "14",
+        "--seed",
+        "3",
+        "--output-dir",
+        str(output_dir),
+        *extra,
+    ]
+
+
+def _checkpoint_round(path):
+    with np.load(path) as archive:
+        return json.loads(archive["meta"].tobytes())["round"]
+
+
+@pytest.mark.slow
+def test_ctrl_c_to_the_process_group_at_random_moments(tmp_path, worker_pids):
+    """Like a terminal's Ctrl-C: SIGINT to every process of the run's group."""
+    workers_before = worker_pids()
+    reference = subprocess.run(
+        _digits_command(tmp_path / "reference"),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert reference.returncode == 0, reference.stderr[-2000:]
+    run, metrics = tmp_path / "run", tmp_path / "run" / "metrics.csv"
+    moments = random.Random(0)
+    interrupted = 0
+    while True:
+        written = len(_rows(metrics)) if metrics.exists() else 0
+        resume = ["--resume"] if (run / "checkpoint.npz").exists() else []
+        process = subprocess.Popen(
+            _digits_command(run, *resume),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,  # its own group, as a shell's job
+        )
+        deadline = time.monotonic() + 300
+        while process.poll() is None and time.monotonic() < deadline:
+            if metrics.exists() and len(_rows(metrics)) > written:
+                break  # training: a new round is recorded
+            time.sleep(0.02)
+        time.sleep(moments.uniform(0.0, 0.6))  # somewhere in the next round(s)
+        if process.poll() is None and interrupted < 4:  # then let it finish
+            os.killpg(process.pid, signal.SIGINT)
+        _, stderr = process.communicate(timeout=300)
+        if process.returncode == 0:
+            break
+        interrupted += 1
+        assert process.returncode == 130, stderr[-2000:]
+        assert "interrupted" in stderr and "Traceback" not in stderr
+        # The last finished round is in the checkpoint.
+        assert _checkpoint_round(run / "checkpoint.npz") == len(_rows(metrics))
+    assert interrupted == 4
+
+    expected, actual = _rows(tmp_path / "reference" / "metrics.csv"), _rows(metrics)
+    assert [r["round"] for r in actual] == [str(r) for r in range(1, 15)]
+    for want, got in zip(expected, actual, strict=True):
+        for column, value in want.items():
+            if value == "":
+                assert got[column] == ""
+            else:
+                assert float(got[column]) == pytest.approx(
+                    float(value), rel=1e-4, abs=1e-6
+                )
     time.sleep(0.5)
     assert worker_pids() <= workers_before

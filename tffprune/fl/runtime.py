@@ -168,6 +168,9 @@ def start_worker(
             stderr=None if inherit_output else subprocess.STDOUT,
             preexec_fn=_die_with_parent if die_with_parent else None,
             close_fds=True,
+            # Its own session: a Ctrl-C in the terminal reaches the run, which
+            # finishes its round, not the worker in the middle of it.
+            start_new_session=True,
         )
     finally:
         if log_path is not None and not inherit_output:
@@ -288,14 +291,13 @@ class LocalRuntime:
         tff.framework.set_default_context(context)
         _MANAGED_CONTEXTS.add(id(context))
         self._context = context
-        if not self._started:
-            self._start_watchdog()
+        self._start_watchdog()
         return self
 
     # A TFF call to a worker that died blocks forever inside TFF's event loop.
-    # For remote workers a watchdog thread probes each address; when one stops
-    # accepting connections it signals the main thread, whose handler raises
-    # `WorkerLostError` out of the blocked call.
+    # A watchdog thread probes each address (and sees a local worker's process
+    # end at once); when one is lost it signals the main thread, whose handler
+    # raises `WorkerLostError` out of the blocked call.
     _PROBE_SECONDS = 2.0
     _FAILURES_BEFORE_LOST = 3
 
@@ -310,14 +312,28 @@ class LocalRuntime:
         self._watchdog.start()
 
     def _on_lost(self, signum: int, frame: object) -> None:
+        if self._lost in [worker.address for worker in self._started]:
+            raise WorkerLostError(
+                f"the local TFF worker ({self._lost}) ended during the run; the "
+                "last checkpoint is intact: rerun with --resume"
+            )
         raise WorkerLostError(
             f"TFF worker {self._lost} stopped answering; the run was stopped. The "
             "last checkpoint is intact: restart the worker and rerun with --resume"
         )
 
+    def _lose(self, address: str) -> None:
+        self._lost = address
+        self._watching.clear()
+        os.kill(os.getpid(), signal.SIGUSR1)
+
     def _watch(self) -> None:
         failures = dict.fromkeys(self._addresses, 0)
         while self._watching.is_set():
+            for worker in self._started:
+                if worker.process.poll() is not None and self._watching.is_set():
+                    self._lose(worker.address)
+                    return
             for address in self._addresses:
                 host, _, port = address.rpartition(":")
                 try:
@@ -329,9 +345,7 @@ class LocalRuntime:
                     failures[address] >= self._FAILURES_BEFORE_LOST
                     and self._watching.is_set()
                 ):
-                    self._lost = address
-                    self._watching.clear()
-                    os.kill(os.getpid(), signal.SIGUSR1)
+                    self._lose(address)
                     return
             self._watching.wait(self._PROBE_SECONDS)
 

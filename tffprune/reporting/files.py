@@ -18,6 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from tffprune.reporting.lock import LOCK_NAME
+
 TEMPORARY_MARK = ".tffprune-tmp-"
 """In the name of every temporary file tffprune writes; what a killed write
 leaves behind is removed on the next start (`remove_stale_temporaries`)."""
@@ -38,7 +40,8 @@ def check_output_dir(
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise OutputDirectoryError(f"output path {path} exists and is not a directory")
-    if path.is_dir() and any(path.iterdir()) and not (resume or overwrite):
+    held = any(p.name != LOCK_NAME for p in path.iterdir()) if path.is_dir() else False
+    if held and not (resume or overwrite):
         raise OutputDirectoryError(
             f"output directory {path} already holds results; pass --resume to "
             "continue it or --overwrite to replace it"
