@@ -131,3 +131,23 @@ def test_centralized_rejects_bad_sparsity():
 
     assert result.exit_code == 2
     assert "Invalid value for '--sparsity'" in result.output
+
+
+def test_centralized_refuses_more_clusters_than_kept_weights(tmp_path):
+    # tfmot_cnn's conv_1 kernel has 3*3*1*12 = 108 weights; at 80% sparsity
+    # it keeps 108 - round(0.8 * 108) = 22, so 200 clusters cannot keep its
+    # zeros (tfmot would cluster them away: sparsity 0.0 instead of 0.8).
+    output = tmp_path / "run"
+
+    result = CliRunner().invoke(
+        cli,
+        ["centralized", "--dataset", "digits", "--model", "tfmot_cnn"]
+        + ["--sparsity", "0.8", "--clusters", "200", "--output-dir", str(output)],
+    )
+
+    assert result.exit_code == 2, result.output
+    assert (
+        "--clusters 200 is more than the 22 weights layer conv_1 keeps at "
+        "sparsity 0.8; use --clusters 22 or fewer"
+    ) in result.output
+    assert not output.exists()

@@ -33,7 +33,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_model_optimization as tfmot
 
-from tffprune.pruning.masks import check_sparsity
+from tffprune.pruning.masks import check_sparsity, num_to_prune
 from tffprune.pruning.policy import PruningPolicy, SparsityReport, model_sparsity
 
 WORKFLOWS = ("prune-trained", "from-scratch")
@@ -305,6 +305,33 @@ def train_from_scratch(
     )
 
 
+def check_clusters(
+    model: tf.keras.Model, policy: PruningPolicy, sparsity: float, clusters: int
+) -> None:
+    """Refuses a clustering that cannot keep the requested sparsity.
+
+    Each pruned kernel keeps ``size - round(sparsity * size)`` weights; more
+    clusters than that leave centroids without weights, and tfmot then
+    clusters the zeros too (a 0.8-sparse model came out dense).
+
+    Raises:
+        ValueError: Naming the kernel and the largest ``--clusters`` it takes.
+    """
+    if clusters < 2:
+        raise ValueError(f"--clusters must be >= 2, got {clusters}")
+    for target in policy.select(model):
+        if target.kind == "bias":
+            continue
+        size = int(np.prod(model.trainable_weights[target.index].shape))
+        kept = size - num_to_prune(sparsity, size)
+        if clusters > kept:
+            raise ValueError(
+                f"--clusters {clusters} is more than the {kept} weights layer "
+                f"{target.layer} keeps at sparsity {sparsity:g}; use --clusters "
+                f"{kept} or fewer"
+            )
+
+
 def cluster_preserving_sparsity(
     model: tf.keras.Model,
     x_train: np.ndarray,
@@ -377,6 +404,14 @@ def cluster_preserving_sparsity(
     )
     seconds = time.perf_counter() - started
     stripped = tfmot.clustering.keras.strip_clustering(clustered)
+    for target in policy.select(model):
+        before = model.get_layer(target.layer).kernel.numpy() == 0
+        after = stripped.get_layer(target.layer).kernel.numpy() == 0
+        if np.any(before & ~after):
+            raise ValueError(
+                f"clustering into {number_of_clusters} values revived pruned "
+                f"weights of layer {target.layer}; use fewer clusters"
+            )
     return _result(stripped, x_test, y_test, policy, seconds, history, learning_rate)
 
 
@@ -431,6 +466,8 @@ def run_centralized(
         x_train, y_train = x_train[chosen], y_train[chosen]
     policy = PruningPolicy(prune_logits=prune_logits)
     network = build_model(model, data.input_shape, data.num_classes, seed=seed)
+    if clusters is not None:
+        check_clusters(network, policy, sparsity, clusters)
     output_dir = prepare_output_dir(output_dir, overwrite=overwrite)
     summary: dict[str, object] = {
         "workflow": workflow,
