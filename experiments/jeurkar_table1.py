@@ -222,10 +222,10 @@ def summarize(
 
     files = tensors * baselines.NPZ_FILE_OVERHEAD
     until = rows[: int(reached[0]["round"])] if reached else []
-    to_target = sum(r["upload_bytes"] + r["download_bytes"] for r in until)
-    npz_to_target = sum(
-        r["upload_bytes_csr"] + r["download_bytes_csr"] + 2 * clients_per_round * files
-        for r in until
+    to_target = int(sum(r["upload_bytes"] + r["download_bytes"] for r in until))
+    npz_to_target = int(
+        sum(r["upload_bytes_csr"] + r["download_bytes_csr"] for r in until)
+        + len(until) * 2 * clients_per_round * files
     )
     pruning = key["pruning"]
     paper = PAPER["unstructured" if pruning == "none" else pruning]
