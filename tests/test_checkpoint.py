@@ -1,5 +1,6 @@
 """Checkpoints: the last two kept, and what a resume may and may not change."""
 
+import numpy as np
 import pytest
 
 from tffprune.checkpoint import load_checkpoint, previous_path, save_checkpoint
@@ -61,3 +62,33 @@ def test_saving_keeps_the_checkpoint_before_as_previous(data, tmp_path):
         "checkpoint.npz",
         "checkpoint.previous.npz",
     ]
+
+
+def test_resume_on_other_data_is_refused_naming_the_data(tmp_path):
+    from click.testing import CliRunner
+
+    from tffprune.cli import cli
+
+    rng = np.random.default_rng(0)
+    arrays = dict(
+        x_train=rng.integers(0, 256, (120, 8, 8, 1), dtype=np.uint8),
+        y_train=rng.integers(0, 3, 120),
+        x_test=rng.integers(0, 256, (30, 8, 8, 1), dtype=np.uint8),
+        y_test=rng.integers(0, 3, 30),
+    )
+    data = tmp_path / "data.npz"
+    np.savez(data, **arrays)
+    command = ["train", "--dataset", str(data), "--model", "tfmot_cnn"]
+    command += ["--num-clients", "4", "--clients-per-round", "2", "--quiet"]
+    command += ["--output-dir", str(tmp_path / "run")]
+    assert CliRunner().invoke(cli, [*command, "--rounds", "1"]).exit_code == 0
+    arrays["y_train"] = (arrays["y_train"] + 1) % 3  # same file, other labels
+    np.savez(data, **arrays)
+
+    result = CliRunner().invoke(cli, [*command, "--rounds", "2", "--resume"])
+
+    assert result.exit_code == 2, result.output
+    assert (
+        "differs in: the data (examples, labels or their split over clients)"
+        in result.output
+    )

@@ -127,6 +127,16 @@ def test_sweep_command_writes_table_plot_and_rerunnable_best(tmp_path):
     assert again.exit_code == 0, again.output
     assert again.output.count("(done earlier)") == 3
 
+    # Another seed is another sweep: every point reruns, and best.toml says so.
+    reseeded = CliRunner().invoke(cli, [*arguments, "--resume", "--seed", "9"])
+
+    assert reseeded.exit_code == 0, reseeded.output
+    assert "(done earlier)" not in reseeded.output
+    assert reseeded.output.count("its configuration changed (seed); rerunning") == 3
+    for row in rows:
+        assert load_toml(output / row["run_dir"] / "config.toml").seed == 9
+    assert load_toml(output / "best.toml").seed == 9
+
 
 def test_sweep_rejects_bad_lists(tmp_path):
     for option, value, message in [

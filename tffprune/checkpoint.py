@@ -37,6 +37,12 @@ class DamagedCheckpointError(CheckpointError):
     """A checkpoint is missing, truncated, corrupt or of an unknown format."""
 
 
+_IDENTITY_NAMES = {
+    "data_fingerprint": "the data (examples, labels or their split over clients)",
+    "client_ids": "the client ids",
+}
+
+
 def previous_path(path: str | Path) -> Path:
     """Where the checkpoint before ``path`` is kept."""
     path = Path(path)
@@ -154,7 +160,9 @@ def _read_checkpoint(path: Path, config: dict) -> TrainerState:
     saved = {k: v for k, v in meta["config"].items() if k != "rounds"}
     wanted = {k: v for k, v in config.items() if k != "rounds"}
     if saved != wanted:
-        differences = sorted(k for k in wanted if saved.get(k) != wanted[k])
+        differences = sorted(
+            _IDENTITY_NAMES.get(k, k) for k in wanted if saved.get(k) != wanted[k]
+        )
         raise CheckpointError(
             f"checkpoint {path} was written with a different configuration "
             f"(differs in: {', '.join(differences)})"

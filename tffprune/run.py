@@ -133,14 +133,19 @@ class _StopAfterRound:
             signal.signal(signal.SIGINT, self._previous)
 
 
-def _checkpoint_config(config: TrainConfig, data: FederatedData) -> dict:
+def _checkpoint_config(
+    config: TrainConfig, data: FederatedData, fingerprint: str
+) -> dict:
     """What a checkpoint must match to be resumed (``rounds`` may differ).
 
-    The data directory is where the files are, not what they are; the
-    clients' ids are part of the identity (per-client state is theirs).
+    The data directory is where the files are, not what they are: the data's
+    fingerprint (`FederatedData.fingerprint`: examples, labels and split)
+    stands for them. The clients' ids are part of the identity (per-client
+    state is theirs).
     """
     identity = {k: v for k, v in config.to_dict().items() if k != "data_dir"}
     identity["client_ids"] = [data.client_id(c) for c in range(data.num_clients)]
+    identity["data_fingerprint"] = fingerprint
     return identity
 
 
@@ -275,11 +280,10 @@ def _run(
     started: float,
 ) -> dict:
     """`run_training` once its inputs are checked and its directory locked."""
+    identity = _checkpoint_config(config, data, data.fingerprint())
     state = None
     if resume:
-        state = load_checkpoint(
-            output_dir / CHECKPOINT_NAME, _checkpoint_config(config, data), announce
-        )
+        state = load_checkpoint(output_dir / CHECKPOINT_NAME, identity, announce)
     if announce is not None:
         for note in data.dataset.notes:
             announce(note)
@@ -311,10 +315,7 @@ def _run(
 
         def checkpoint() -> None:
             save_checkpoint(
-                output_dir / CHECKPOINT_NAME,
-                trainer.state,
-                _checkpoint_config(config, data),
-                trainer.shapes,
+                output_dir / CHECKPOINT_NAME, trainer.state, identity, trainer.shapes
             )
 
         # One Ctrl-C anywhere in a round, its files or its checkpoint: the

@@ -28,7 +28,7 @@ import math
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
-from tffprune.config import TrainConfig, to_toml
+from tffprune.config import TrainConfig, load_toml, to_toml
 from tffprune.pruning.masks import check_sparsity
 from tffprune.pruning.policy import METHODS
 
@@ -128,6 +128,16 @@ def sweep_points(
     return [("none", 0.0)] + [(m, s) for m in methods for s in values]
 
 
+def _changed(run_dir: Path, config: TrainConfig) -> list[str]:
+    """The options in which a point's recorded run differs from ``config``."""
+    recorded = run_dir / "config.toml"
+    if not recorded.exists():
+        return []
+    saved = load_toml(recorded).to_dict()
+    wanted = config.to_dict()
+    return sorted(key for key in wanted if saved.get(key) != wanted[key])
+
+
 def _point_dir(output_dir: Path, method: str, sparsity: float) -> Path:
     return output_dir / "runs" / f"{method}_{sparsity:g}"
 
@@ -171,7 +181,7 @@ def run_sweep(
     from tffprune.reporting.files import prepare_output_dir, write_text_atomic
     from tffprune.reporting.metrics import read_metrics_csv, write_metrics_csv
     from tffprune.reporting.plots import plot_sweep
-    from tffprune.run import TrainingFailedError, run_training
+    from tffprune.run import TrainingFailedError, prepare_inputs, run_training
 
     if not 0.0 < target <= 1.0:
         raise ValueError(f"target accuracy must be in (0, 1], got {target}")
@@ -180,6 +190,7 @@ def run_sweep(
     if rank not in RANKS:
         raise ValueError(f"unknown rank {rank!r}; expected one of {', '.join(RANKS)}")
     points = sweep_points(methods, sparsities)
+    base, _, _ = prepare_inputs(base)  # model and data paths as runs record them
     output_dir = prepare_output_dir(
         Path(output_dir), resume=resume, overwrite=overwrite
     )
@@ -187,9 +198,17 @@ def run_sweep(
     for index, (method, sparsity) in enumerate(points, start=1):
         config = base.replace(method=method, sparsity=sparsity, eval_every=1)
         run_dir = _point_dir(output_dir, method, sparsity)
-        finished = resume and (run_dir / "summary.json").exists()
+        changed = resume and _changed(run_dir, config)
+        if changed:
+            announce(
+                f"[{index}/{len(points)}] {method} {sparsity:g}: its configuration "
+                f"changed ({', '.join(changed)}); rerunning it"
+            )
+        finished = resume and not changed and (run_dir / "summary.json").exists()
         if not finished:
-            continuing = resume and (run_dir / "checkpoint.npz").exists()
+            continuing = (
+                resume and not changed and (run_dir / "checkpoint.npz").exists()
+            )
             try:
                 run_training(
                     config,

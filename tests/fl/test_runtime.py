@@ -93,3 +93,32 @@ def test_worker_dies_when_parent_is_killed_hard():
     finally:
         process.kill()
         process.stdout.close()
+
+
+def test_the_watchdog_probes_every_two_seconds_not_in_a_busy_loop():
+    from tffprune.fl.runtime import LocalRuntime
+
+    with LocalRuntime() as runtime:
+        worker = runtime.worker_pids[0]
+        cpu_before = time.process_time()
+        time.sleep(6)
+        cpu = time.process_time() - cpu_before
+        open_files = len(os.listdir(f"/proc/{worker}/fd"))
+
+    # Three probes in 6 s, each one short connection. A busy loop spent a core
+    # and left the worker thousands of connections ("Too many open files").
+    assert cpu < 1.0
+    assert open_files < 50
+
+
+def test_a_local_worker_that_dies_is_reported_not_waited_for():
+    from tffprune.fl.runtime import LocalRuntime, WorkerLostError
+
+    started = time.monotonic()
+    with (
+        pytest.raises(WorkerLostError, match="local TFF worker"),
+        LocalRuntime() as runtime,
+    ):
+        os.kill(runtime.worker_pids[0], signal.SIGKILL)
+        time.sleep(30)  # the watchdog interrupts this within ~2 s
+    assert time.monotonic() - started < 25

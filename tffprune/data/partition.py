@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -226,6 +227,24 @@ class FederatedData:
     def num_clients(self) -> int:
         """Number of clients."""
         return len(self.clients)
+
+    def fingerprint(self) -> str:
+        """SHA-256 of the examples, labels and every client's split.
+
+        Two runs see the same data exactly when their fingerprints agree
+        (wherever the files were read from); a checkpoint records it.
+        """
+        digest = hashlib.sha256()
+        dataset = self.dataset
+        for array in (dataset.x_train, dataset.y_train, dataset.x_test, dataset.y_test):
+            array = np.ascontiguousarray(array)
+            digest.update(f"{array.dtype.str}{array.shape}".encode())
+            digest.update(memoryview(array).cast("B"))
+        for split in self.clients:
+            for indices in (split.train_indices, split.test_indices):
+                digest.update(np.ascontiguousarray(indices, np.int64).tobytes())
+                digest.update(b"|")
+        return digest.hexdigest()
 
     def client_train(self, client: int) -> tuple[np.ndarray, np.ndarray]:
         """Images and labels of one client's training split."""

@@ -253,7 +253,7 @@ class LocalRuntime:
         self._previous_context = None
         self._context = None
         self._watchdog: threading.Thread | None = None
-        self._watching = threading.Event()
+        self._stop_watching = threading.Event()
         self._lost: str | None = None
         self._previous_handler = None
 
@@ -305,7 +305,7 @@ class LocalRuntime:
         if threading.current_thread() is not threading.main_thread():
             return
         self._previous_handler = signal.signal(signal.SIGUSR1, self._on_lost)
-        self._watching.set()
+        self._stop_watching.clear()
         self._watchdog = threading.Thread(
             target=self._watch, name="tffprune-worker-watchdog", daemon=True
         )
@@ -324,14 +324,19 @@ class LocalRuntime:
 
     def _lose(self, address: str) -> None:
         self._lost = address
-        self._watching.clear()
+        self._stop_watching.set()
         os.kill(os.getpid(), signal.SIGUSR1)
 
     def _watch(self) -> None:
         failures = dict.fromkeys(self._addresses, 0)
-        while self._watching.is_set():
+        # wait() returns at once when stopped: no busy loop (a set "watching"
+        # event here once probed the worker thousands of times a second).
+        while not self._stop_watching.wait(self._PROBE_SECONDS):
             for worker in self._started:
-                if worker.process.poll() is not None and self._watching.is_set():
+                if (
+                    worker.process.poll() is not None
+                    and not self._stop_watching.is_set()
+                ):
                     self._lose(worker.address)
                     return
             for address in self._addresses:
@@ -343,15 +348,14 @@ class LocalRuntime:
                     failures[address] += 1
                 if (
                     failures[address] >= self._FAILURES_BEFORE_LOST
-                    and self._watching.is_set()
+                    and not self._stop_watching.is_set()
                 ):
                     self._lose(address)
                     return
-            self._watching.wait(self._PROBE_SECONDS)
 
     def stop(self) -> None:
         """Stops every worker this runtime started; idempotent."""
-        self._watching.clear()
+        self._stop_watching.set()
         if self._previous_handler is not None:
             signal.signal(signal.SIGUSR1, self._previous_handler)
             self._previous_handler = None
