@@ -136,11 +136,15 @@ def _cases(root):
         (
             "sparsity 1",
             [*QUICK, "--sparsity", "1"],
-            "sparsity must be in [0, 1), got 1.0",
+            "--sparsity must be in [0, 1), got 1.0",
         ),
-        ("sparsity -0.1", [*QUICK, "--sparsity", "-0.1"], "sparsity must be in [0, 1)"),
+        (
+            "sparsity -0.1",
+            [*QUICK, "--sparsity", "-0.1"],
+            "--sparsity must be in [0, 1)",
+        ),
         ("unknown dataset", ["--dataset", "imagenet"], "unknown dataset 'imagenet'"),
-        ("unknown model", [*QUICK, "--model", "vgg16"], "unknown model 'vgg16'"),
+        ("unknown model", [*QUICK, "--model", "vgg16"], "unknown --model 'vgg16'"),
         (
             "unknown method",
             [*QUICK, "--method", "random"],
@@ -159,22 +163,22 @@ def _cases(root):
         (
             "too many per round",
             [*QUICK, "--clients-per-round", "9"],
-            "clients_per_round (9) cannot exceed num_clients (4)",
+            "--clients-per-round (9) cannot exceed --num-clients (4)",
         ),
         (
             "zero rounds",
             [*QUICK, "--rounds", "0"],
-            "rounds must be a whole number >= 1",
+            "--rounds must be a whole number >= 1",
         ),
         (
             "negative epochs",
             [*QUICK, "--local-epochs", "-1"],
-            "local_epochs must be a whole number >= 1",
+            "--local-epochs must be a whole number >= 1",
         ),
         (
             "zero batch",
             [*QUICK, "--batch-size", "0"],
-            "batch_size must be a whole number >= 1",
+            "--batch-size must be a whole number >= 1",
         ),
         (
             "missing data",
@@ -216,7 +220,27 @@ def _cases(root):
         (
             "dropout 1",
             [*QUICK, "--dropout-rate", "1"],
-            "dropout_rate must be in [0, 1)",
+            "--dropout-rate must be in [0, 1)",
+        ),
+        (
+            "negative seed",
+            [*QUICK, "--seed", "-1"],
+            "--seed must be a whole number in [0, 4294967295], got -1",
+        ),
+        (
+            "seed too large",
+            [*QUICK, "--seed", "4294967296"],
+            "--seed must be a whole number in [0, 4294967295], got 4294967296",
+        ),
+        (
+            "non-ASCII worker address",
+            [*QUICK, "--workers", "8\u00b2:1"],
+            "--workers expects HOST:PORT[,HOST:PORT...] (a host name or IP address",
+        ),
+        (
+            "infinite width",
+            [*QUICK, "--model", "resnet12", "--width-multiplier", "inf"],
+            "--width-multiplier must be in (0, 16], got inf",
         ),
     ]
 
@@ -292,6 +316,6 @@ def test_bad_input_through_a_real_process(tmp_path):
 
     assert completed.returncode == 2
     assert completed.stderr.strip().splitlines()[-1] == (
-        "Error: command line: sparsity must be in [0, 1), got 1.5"
+        "Error: --sparsity must be in [0, 1), got 1.5"
     )
     assert "Traceback" not in completed.stderr

@@ -10,6 +10,14 @@ The Python API (imported on first use, so ``import tffprune`` stays fast):
 """
 
 import importlib
+import warnings
+
+# google.rpc (imported by TFF) imports pkg_resources, which setuptools warns
+# about on every start; the setuptools pin that keeps tensorboard working
+# (pyproject.toml) is ours, so the warning is noise to our users.
+warnings.filterwarnings(
+    "ignore", message="pkg_resources is deprecated", category=UserWarning
+)
 
 __version__ = "0.1.0"
 

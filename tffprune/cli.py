@@ -8,6 +8,7 @@ line on stderr and exit code 2, never a traceback.
 from __future__ import annotations
 
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -401,14 +402,19 @@ def train(
     global_model.keras, accuracy.png, bytes.png, clients.csv and checkpoint.npz
     to --output-dir. Example: tffprune train --sparsity 0.5
     """
-    from tffprune.config import TrainConfig, config_from_mapping, load_toml
+    from tffprune.config import (
+        COMMAND_LINE,
+        TrainConfig,
+        config_from_mapping,
+        load_toml,
+    )
     from tffprune.run import run_training
 
     if resume and overwrite:
         raise BadInput("--resume and --overwrite contradict each other; pick one")
     base = load_toml(config) if config is not None else TrainConfig()
     given = {key: value for key, value in options.items() if value is not None}
-    resolved = config_from_mapping(given, base, source="command line")
+    resolved = config_from_mapping(given, base, source=COMMAND_LINE)
     click.echo(
         f"{resolved.aggregation} / {resolved.method} to sparsity {resolved.sparsity} "
         f"({resolved.schedule}), {resolved.model} on {resolved.dataset} "
@@ -524,14 +530,19 @@ def sweep(
     with `tffprune train --config best.toml`). Example:
     tffprune sweep --target-accuracy 0.8 --rounds 20
     """
-    from tffprune.config import TrainConfig, config_from_mapping, load_toml
+    from tffprune.config import (
+        COMMAND_LINE,
+        TrainConfig,
+        config_from_mapping,
+        load_toml,
+    )
     from tffprune.sweep import run_sweep
 
     if resume and overwrite:
         raise BadInput("--resume and --overwrite contradict each other; pick one")
     base = load_toml(config) if config is not None else TrainConfig()
     given = {key: value for key, value in options.items() if value is not None}
-    resolved = config_from_mapping(given, base, source="command line")
+    resolved = config_from_mapping(given, base, source=COMMAND_LINE)
     _, winner = run_sweep(
         resolved,
         target_accuracy,
@@ -682,14 +693,24 @@ def export_command(
     click.echo("; ".join(parts) + f"; wrote {output_dir}")
 
 
+_HOST = re.compile(r"[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\]")
+
+
 def _parse_workers(text: str | None) -> tuple[str, ...]:
     if not text:
         return ()
     addresses = []
     for item in text.split(","):
         host, _, port = item.strip().rpartition(":")
-        if not host or not port.isdigit() or not 0 < int(port) < 65536:
-            raise BadInput(f"--workers expects HOST:PORT[,HOST:PORT...], got {item!r}")
+        if (
+            not _HOST.fullmatch(host)
+            or not (port.isascii() and port.isdigit())
+            or not 0 < int(port) < 65536
+        ):
+            raise BadInput(
+                f"--workers expects HOST:PORT[,HOST:PORT...] (a host name or IP "
+                f"address, a port 1-65535), got {item!r}"
+            )
         addresses.append(f"{host}:{int(port)}")
     return tuple(addresses)
 

@@ -8,6 +8,7 @@ options given on the command line. Keys are the option names with ``_`` or
 from __future__ import annotations
 
 import dataclasses
+import re
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -245,6 +246,14 @@ class TrainConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(f"{name} must be a whole number >= 1, got {value!r}")
+        if (
+            isinstance(self.seed, bool)
+            or not isinstance(self.seed, int)
+            or not 0 <= self.seed < 2**32
+        ):
+            raise ConfigError(
+                f"seed must be a whole number in [0, {2**32 - 1}], got {self.seed!r}"
+            )
         if self.clients_per_round > self.num_clients:
             raise ConfigError(
                 f"clients_per_round ({self.clients_per_round}) cannot exceed "
@@ -318,6 +327,8 @@ def _choice(name: str, value: object, choices: tuple[str, ...]) -> None:
 
 
 _FIELDS = {field.name: field for field in dataclasses.fields(TrainConfig)}
+COMMAND_LINE = "command line"
+"""The ``source`` of `config_from_mapping` whose errors name ``--options``."""
 
 
 def _coerce(name: str, value: Any) -> Any:
@@ -365,11 +376,23 @@ def config_from_mapping(
         try:
             changes[name] = _coerce(name, value)
         except ConfigError as error:
-            raise ConfigError(f"{source}: {error}") from None
+            raise ConfigError(_located(source, error)) from None
     try:
         return dataclasses.replace(base or TrainConfig(), **changes)
     except ConfigError as error:
-        raise ConfigError(f"{source}: {error}") from None
+        raise ConfigError(_located(source, error)) from None
+
+
+_FIELD_WORDS = re.compile(
+    r"\b(" + "|".join(sorted(_FIELDS, key=len, reverse=True)) + r")\b"
+)
+
+
+def _located(source: str, error: ConfigError) -> str:
+    """The error prefixed by its source; on the command line, options by flag."""
+    if source != COMMAND_LINE:
+        return f"{source}: {error}"
+    return _FIELD_WORDS.sub(lambda m: "--" + m.group(1).replace("_", "-"), str(error))
 
 
 def load_toml(path: str | Path, base: TrainConfig | None = None) -> TrainConfig:

@@ -31,6 +31,25 @@ def test_uint8_inputs_are_scaled_to_unit_range_and_say_so():
     )
 
 
+def test_float_pixels_in_0_255_are_kept_but_named_in_a_note():
+    x_train, y_train, x_test, y_test = _arrays()
+    pixels = np.full(x_train.shape, 12.5, np.float32)
+    pixels[1, 0, 0, 0] = 255.0
+
+    data = from_arrays(pixels, y_train, x_test, y_test, num_clients=4)
+
+    assert data.dataset.x_train.max() == 255.0  # used as given
+    assert data.dataset.notes == (
+        "x_train: float inputs range up to 255 and are used as they are (only "
+        "integer inputs are scaled); divide pixel values by 255",
+    )
+    # Standardized inputs (e.g. (x - 0.13) / 0.31, up to 2.8) pass quietly.
+    standardized = from_arrays(
+        (x_train - 0.13) / 0.31, y_train, x_test, y_test, num_clients=4
+    )
+    assert standardized.dataset.notes == ()
+
+
 def test_flat_features_and_float_labels_holding_whole_numbers():
     x_train, y_train, x_test, y_test = _arrays(shape=(7,))
 

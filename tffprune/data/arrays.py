@@ -32,9 +32,16 @@ from tffprune.data.partition import (
     split_client_examples,
 )
 
+LARGE_FLOAT_INPUT = 10.0
+"""Float inputs beyond this magnitude get a note: likely unscaled pixels (a
+loss of 2e5 on 0..255 images); standardized features stay well below it."""
+
 
 def as_inputs(array: object, name: str, notes: list[str]) -> np.ndarray:
     """Validates model inputs; returns them as float32.
+
+    Integer inputs are scaled to [0, 1]; float inputs are used as they are,
+    with a note in ``notes`` when they exceed `LARGE_FLOAT_INPUT`.
 
     Raises:
         DataError: If they are not numeric, have no examples, or hold NaN/Inf.
@@ -60,6 +67,14 @@ def as_inputs(array: object, name: str, notes: list[str]) -> np.ndarray:
     bad = array.size - int(np.count_nonzero(np.isfinite(array)))
     if bad:
         raise DataError(f"{name} holds {bad} NaN or infinite values")
+    largest = float(np.max(np.abs(array)))
+    if largest > LARGE_FLOAT_INPUT:
+        note = (
+            f"{name}: float inputs range up to {largest:g} and are used as they "
+            "are (only integer inputs are scaled); divide pixel values by 255"
+        )
+        if note not in notes:
+            notes.append(note)
     return array
 
 
