@@ -143,6 +143,11 @@ def test_user_model_and_npz_through_the_cli_rerun_and_export(user_files):
     assert report["input_quantization"]["dtype"] == "int8"
     assert report["input_quantization"]["scale"] > 0
     assert report["output_quantization"]["dtype"] == "int8"
+    # A train run has no trained dense baseline: the ratio says what it is.
+    assert report["baseline"] == "same architecture, dense random weights"
+    assert "zipped dense with random weights (no trained baseline.keras" in (
+        exported.stdout + exported.stderr
+    )
 
 
 def test_user_model_and_arrays_through_the_api(user_files, tmp_path):

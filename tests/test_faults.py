@@ -170,3 +170,27 @@ def test_a_failed_write_names_the_file_and_leaves_nothing(tmp_path):
     assert raised.value.errno == errno.ENOSPC
     assert target.read_text() == "the last good version\n"
     assert [p.name for p in tmp_path.iterdir()] == ["metrics.csv"]
+
+
+def test_an_internal_error_shows_its_traceback_and_says_it_is_a_bug(
+    tmp_path, monkeypatch
+):
+    import numpy as np
+
+    import tffprune.run
+
+    def broken(*arguments, **options):
+        return np.reshape(np.zeros(3), (2,))  # a ValueError raised by NumPy
+
+    monkeypatch.setattr(tffprune.run, "run_training", broken)
+
+    result = CliRunner().invoke(
+        cli, ["train", *QUICK, "--output-dir", str(tmp_path / "run")]
+    )
+
+    assert result.exit_code == 1
+    assert "Traceback" in result.output and "cannot reshape" in result.output
+    assert result.output.strip().splitlines()[-1] == (
+        "Error: internal error (ValueError); this is a bug in tffprune or a "
+        "library it calls: please report it with the traceback above"
+    )

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 import sys
+import traceback
 from pathlib import Path
 
 import click
@@ -30,6 +31,19 @@ class BadInput(click.ClickException):
     exit_code = EXIT_BAD_INPUT
 
 
+def _raised_by_tffprune(error: BaseException) -> bool:
+    """Whether tffprune itself raised ``error`` (input checks), not a library.
+
+    tffprune validates what users give it and raises with a message for
+    them; a ValueError from deep inside TensorFlow or NumPy is a bug.
+    """
+    if isinstance(error, FileNotFoundError):
+        return True
+    frames = traceback.extract_tb(error.__traceback__)
+    package = str(Path(__file__).parent)
+    return bool(frames) and frames[-1].filename.startswith(package)
+
+
 class _Group(click.Group):
     """Turns the library's input errors into one-line messages."""
 
@@ -48,9 +62,14 @@ class _Group(click.Group):
                 raise click.ClickException(str(error)) from None
             raise
         except (DataError, ValueError, FileNotFoundError) as error:
-            raise BadInput(
-                str(error).splitlines()[0] if "\n" not in str(error) else str(error)
-            ) from None
+            if not _raised_by_tffprune(error):
+                traceback.print_exception(error)
+                raise click.ClickException(
+                    f"internal error ({type(error).__name__}); this is a bug in "
+                    "tffprune or a library it calls: please report it with the "
+                    "traceback above"
+                ) from None
+            raise BadInput(str(error) or type(error).__name__) from None
         except OSError as error:  # a full disk, a read-only directory, ...
             where = f"{error.filename}: " if error.filename else ""
             raise click.ClickException(
@@ -649,7 +668,7 @@ def export_command(
     then sizes, ratios, accuracies in Keras, TFLite and TFLite Micro.
     Example: tffprune export runs/latest --clusters 16 --compress lut
     """
-    from tffprune.export.pipeline import export_model
+    from tffprune.export.pipeline import RANDOM_BASELINE, export_model
 
     result = export_model(
         source,
@@ -676,8 +695,13 @@ def export_command(
         f"{kind}: flash {result['flash_bytes']:,} bytes"
         + (f", RAM arena {arena:,} bytes" if arena else ""),
         f".tflite zipped {result['tflite_zipped_bytes']:,} bytes, "
-        f"{result['ratio_tflite_zipped_vs_baseline_zipped']:.1f}x below the zipped "
-        "dense baseline",
+        f"{result['ratio_tflite_zipped_vs_baseline_zipped']:.1f}x below "
+        + (
+            "the same network zipped dense with random weights (no trained "
+            "baseline.keras beside the model)"
+            if result["baseline"] == RANDOM_BASELINE
+            else "the zipped dense baseline"
+        ),
     ]
     if result["keras_accuracy"] is None:
         parts.append("accuracy not measured (no x_test, y_test)")

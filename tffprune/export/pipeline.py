@@ -105,6 +105,12 @@ def _dataset_name(summary: dict, dataset: str | None) -> str:
     )
 
 
+RANDOM_BASELINE = "same architecture, dense random weights"
+"""``export.json``'s ``baseline`` when no trained ``baseline.keras`` is beside
+the model (``tffprune train`` runs): the ratios then compare against untrained
+dense weights, which zip about as well as trained ones."""
+
+
 def export_model(
     source: str | Path,
     output_dir: str | Path,
@@ -190,7 +196,7 @@ def export_model(
     else:
         # clone_model builds the same layers with freshly initialized weights.
         baseline = tf.keras.models.clone_model(model)
-        baseline_source = "same architecture, dense random weights"
+        baseline_source = RANDOM_BASELINE
     # TFLite's outputs, once: its accuracy, and TFLite Micro's reference.
     tflite_out = (
         verify.tflite_outputs(uncompressed_bytes, x_test) if len(y_test) else None
