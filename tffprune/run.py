@@ -102,35 +102,40 @@ def _participation(trainer: Trainer) -> dict:
 
 
 class _StopAfterRound:
-    """Ctrl-C during a round: finish it, checkpoint, then stop.
+    """Ctrl-C or SIGTERM during a round: finish it, checkpoint, then stop.
 
     A KeyboardInterrupt raised at an arbitrary point can land inside TensorFlow
     or TFF code that swallows it; a flag checked between rounds cannot be lost.
-    A second Ctrl-C stops at once.
+    A second signal stops at once.
     """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
     def __init__(self) -> None:
         self.requested = False
-        self._previous = None
+        self._previous: dict[int, object] = {}
 
     def _handle(self, signum: int, frame: object) -> None:
         if self.requested:
             raise KeyboardInterrupt
         self.requested = True
+        name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
         print(
-            "\nstopping after this round (Ctrl-C again to stop now)",
+            f"\n{name}: stopping after this round (again to stop now)",
             file=sys.stderr,
             flush=True,
         )
 
     def __enter__(self) -> _StopAfterRound:
         if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGINT, self._handle)
+            for number in self.SIGNALS:
+                self._previous[number] = signal.signal(number, self._handle)
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
+        for number, previous in self._previous.items():
+            signal.signal(number, previous)
+        self._previous.clear()
 
 
 def _checkpoint_config(

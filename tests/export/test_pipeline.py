@@ -77,6 +77,42 @@ def test_int8_needs_representative_data():
         tflite.convert(model, "int8", representative_images=None)
 
 
+def test_a_model_the_converter_refuses_is_one_line_and_leaves_nothing(tmp_path):
+    from click.testing import CliRunner
+
+    from tffprune.cli import cli
+
+    # A GRU has no int8 TFLite kernels: the converter fails with a long
+    # MLIR diagnostic; the user gets its one useful line and a way out.
+    model = tf.keras.Sequential(
+        [tf.keras.Input((5, 3)), tf.keras.layers.GRU(4), tf.keras.layers.Dense(2)]
+    )
+    model.save(tmp_path / "gru.keras")
+    rng = np.random.default_rng(0)
+    np.savez(
+        tmp_path / "sequences.npz",
+        x_train=rng.random((20, 5, 3), np.float32),
+        y_train=rng.integers(0, 2, 20),
+        x_test=rng.random((6, 5, 3), np.float32),
+        y_test=rng.integers(0, 2, 6),
+    )
+
+    result = CliRunner().invoke(
+        cli,
+        ["export", str(tmp_path / "gru.keras"), "--quantize", "int8"]
+        + ["--representative-data", str(tmp_path / "sequences.npz")]
+        + ["--output-dir", str(tmp_path / "edge")],
+    )
+
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    errors = [line for line in result.output.splitlines() if "rror" in line]
+    assert len(errors) == 1
+    assert errors[0].startswith("Error: TFLite conversion (int8) failed: ")
+    assert errors[0].endswith("try --quantize dynamic or float32")
+    assert not (tmp_path / "edge").exists()
+
+
 def test_sparse_flag_shrinks_a_pruned_float_model(trained_run):
     model = tf.keras.models.load_model(trained_run / "model.keras", compile=False)
 

@@ -217,3 +217,28 @@ def test_ctrl_c_to_the_process_group_at_random_moments(tmp_path, worker_pids):
                 )
     time.sleep(0.5)
     assert worker_pids() <= workers_before
+
+
+@pytest.mark.slow
+def test_sigterm_finishes_the_round_and_checkpoints_it(tmp_path, worker_pids):
+    workers_before = worker_pids()
+    run, metrics = tmp_path / "run", tmp_path / "run" / "metrics.csv"
+    process = subprocess.Popen(
+        _digits_command(run, "--rounds", "200"),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 300
+    while not metrics.exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    process.send_signal(signal.SIGTERM)  # as a scheduler or `kill` stops a job
+    _, stderr = process.communicate(timeout=120)
+
+    assert process.returncode == 130, stderr[-2000:]
+    assert "SIGTERM: stopping after this round" in stderr
+    assert "Traceback" not in stderr
+    assert _checkpoint_round(run / "checkpoint.npz") == len(_rows(metrics)) < 200
+    time.sleep(0.5)
+    assert worker_pids() <= workers_before

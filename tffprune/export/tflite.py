@@ -15,6 +15,9 @@ pruned tensors in a sparse format where it pays.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
 from collections.abc import Iterator
 
 import numpy as np
@@ -43,6 +46,8 @@ def convert(
 
     Raises:
         ValueError: On an unknown mode, or ``int8`` without representative data.
+        ConversionError: If the converter refuses the model (its reason in
+            one line).
     """
     if quantize not in QUANTIZE_MODES:
         raise ValueError(
@@ -74,4 +79,42 @@ def convert(
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         converter.inference_input_type = tf.int8
         converter.inference_output_type = tf.int8
-    return bytes(converter.convert())
+    try:
+        with _quiet_stderr():  # its C++ diagnostics are in the exception too
+            return bytes(converter.convert())
+    except Exception as error:  # noqa: BLE001 - the converter raises many kinds
+        raise ConversionError(_conversion_reason(error, quantize)) from None
+
+
+@contextlib.contextmanager
+def _quiet_stderr() -> Iterator[None]:
+    """Sends file descriptor 2 (where the converter's C++ code writes) away."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "wb") as sink:
+            os.dup2(sink.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+class ConversionError(ValueError):
+    """The TFLite converter refused the model (one line saying why)."""
+
+
+def _conversion_reason(error: Exception, quantize: str) -> str:
+    """The converter's own reason, in one line, and what to try."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    useful = [
+        line for line in lines if "error:" in line.lower() or "failed" in line.lower()
+    ]
+    reason = (useful or lines or [type(error).__name__])[0]
+    hint = (
+        "; the model has operations without int8 kernels: try --quantize dynamic "
+        "or float32"
+        if quantize == "int8"
+        else ""
+    )
+    return f"TFLite conversion ({quantize}) failed: {reason[:300]}{hint}"
