@@ -92,3 +92,29 @@ def test_resume_on_other_data_is_refused_naming_the_data(tmp_path):
         "differs in: the data (examples, labels or their split over clients)"
         in result.output
     )
+
+
+def test_resume_after_the_model_file_changed_is_refused(tmp_path):
+    from click.testing import CliRunner
+
+    from tffprune.cli import cli
+
+    model_file = tmp_path / "mine.py"
+    layers = "[tf.keras.Input(shape), tf.keras.layers.Flatten(), {}]"
+    source = (
+        "import tensorflow as tf\n\n\ndef build(shape, classes):\n"
+        "    return tf.keras.Sequential(" + layers + ")\n"
+    )
+    model_file.write_text(source.format("tf.keras.layers.Dense(classes)"))
+    command = ["train", "--dataset", "digits", "--model", f"{model_file}:build"]
+    command += ["--num-clients", "4", "--clients-per-round", "2", "--quiet"]
+    command += ["--output-dir", str(tmp_path / "run")]
+    assert CliRunner().invoke(cli, [*command, "--rounds", "1"]).exit_code == 0
+    model_file.write_text(
+        source.format("tf.keras.layers.Dense(classes, use_bias=False)")
+    )
+
+    result = CliRunner().invoke(cli, [*command, "--rounds", "2", "--resume"])
+
+    assert result.exit_code == 2, result.output
+    assert "differs in: the model's file (edited since)" in result.output

@@ -40,6 +40,7 @@ class DamagedCheckpointError(CheckpointError):
 _IDENTITY_NAMES = {
     "data_fingerprint": "the data (examples, labels or their split over clients)",
     "client_ids": "the client ids",
+    "model_fingerprint": "the model's file (edited since)",
 }
 
 

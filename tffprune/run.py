@@ -46,7 +46,12 @@ from tffprune.data.datasets import is_dataset_file
 from tffprune.data.partition import FederatedData
 from tffprune.fl.runtime import LocalRuntime
 from tffprune.fl.training import METRIC_COLUMNS, Trainer
-from tffprune.models.source import ResolvedModel, check_user_model_fn, resolve_model
+from tffprune.models.source import (
+    ResolvedModel,
+    check_user_model_fn,
+    model_fingerprint,
+    resolve_model,
+)
 from tffprune.reporting.files import (
     check_output_dir,
     prepare_output_dir,
@@ -151,6 +156,7 @@ def _checkpoint_config(
     identity = {k: v for k, v in config.to_dict().items() if k != "data_dir"}
     identity["client_ids"] = [data.client_id(c) for c in range(data.num_clients)]
     identity["data_fingerprint"] = fingerprint
+    identity["model_fingerprint"] = model_fingerprint(config.model)
     return identity
 
 

@@ -17,6 +17,7 @@ number of outputs) with a one-line error, and says where it came from.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import importlib
 import importlib.util
 import sys
@@ -44,6 +45,29 @@ class ResolvedModel:
     model_fn: Callable[[], tf.keras.Model]
     initial_weights: list[np.ndarray] | None
     source: str
+
+
+def model_fingerprint(source: str) -> str | None:
+    """SHA-256 of the file a model source reads, or None for a built-in name.
+
+    A ``.py`` file, a module's source file, or a saved ``.keras`` file: a
+    resume checks it, so an edited model is not continued from a checkpoint
+    of another.
+    """
+    if source in MODEL_NAMES:
+        return None
+    location = source.rpartition(":")[0] if ":" in source else source
+    path = Path(location)
+    if not path.is_file():
+        try:
+            spec = importlib.util.find_spec(location) if location else None
+        except (ImportError, ValueError):  # e.g. __main__, or not importable
+            spec = None
+        origin = spec.origin if spec is not None else None
+        if origin is None or not Path(origin).is_file():
+            return None
+        path = Path(origin)
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def _load_function(reference: str) -> tuple[Callable, str]:
