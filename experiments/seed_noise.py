@@ -309,7 +309,9 @@ def main() -> None:
                 )
                 print(f"{metric} = {value:.4f}", flush=True)
             order = {s.name: index for index, s in enumerate(SETTINGS)}
-            table.sort(key=lambda r: (order[r["setting"]], int(r["seed"])))
+            table.sort(
+                key=lambda r: (order.get(r["setting"], len(order)), int(r["seed"]))
+            )
             write_metrics_csv(output, table, COLUMNS)
     print("\n".join(summary_lines(table, arguments.results)))
     print(f"wrote {output}")
