@@ -118,3 +118,35 @@ def test_resume_after_the_model_file_changed_is_refused(tmp_path):
 
     assert result.exit_code == 2, result.output
     assert "differs in: the model's file (edited since)" in result.output
+
+
+@pytest.mark.parametrize(
+    "option,value,named",
+    [
+        ("--seed", "7", "seed"),
+        ("--sparsity", "0.3", "sparsity"),
+        ("--method", "unit", "method"),
+        ("--partition", "dirichlet", "the data (examples, labels or their split"),
+    ],
+)
+def test_resume_with_an_identity_field_changed_is_refused(
+    tmp_path_factory, option, value, named
+):
+    from click.testing import CliRunner
+
+    from tffprune.cli import cli
+
+    run = tmp_path_factory.mktemp("identity") / "run"
+    command = ["train", "--dataset", "digits", "--model", "tfmot_cnn", "--quiet"]
+    command += ["--num-clients", "4", "--clients-per-round", "2"]
+    command += ["--output-dir", str(run)]
+    assert CliRunner().invoke(cli, [*command, "--rounds", "1"]).exit_code == 0
+
+    result = CliRunner().invoke(
+        cli, [*command, "--rounds", "2", "--resume", option, value]
+    )
+
+    assert result.exit_code == 2, result.output
+    assert "was written with a different configuration (differs in: " in result.output
+    assert named in result.output.split("differs in: ")[1]
+    assert "Traceback" not in result.output
