@@ -20,7 +20,9 @@ Output directory contract (relied on by the experiments and users):
 * ``checkpoint.npz``: the state for ``--resume``;
 * ``worker.log``: the TFF worker's output;
 * ``tensorboard/``: event files, each round's metrics as scalars
-  (``tensorboard --logdir``).
+  (``tensorboard --logdir``);
+* ``.tffprune.lock``: present while a run writes the directory
+  (`tffprune.reporting.lock`).
 """
 
 from __future__ import annotations
