@@ -97,12 +97,12 @@ def test_train_refuses_bad_arguments(tmp_path):
 
     runner = CliRunner()
     cases = [
-        (["--sparsity", "1.0"], "sparsity must be in [0, 1), got 1.0"),
+        (["--sparsity", "1.0"], "--sparsity must be in [0, 1), got 1.0"),
         (
             ["--clients-per-round", "20", "--num-clients", "10"],
-            "clients_per_round (20) cannot exceed num_clients (10)",
+            "--clients-per-round (20) cannot exceed --num-clients (10)",
         ),
-        (["--rounds", "0"], "rounds must be a whole number >= 1, got 0"),
+        (["--rounds", "0"], "--rounds must be a whole number >= 1, got 0"),
         (["--method", "magic"], "Invalid value for '--method'"),
     ]
     for arguments, message in cases:
