@@ -194,3 +194,46 @@ def test_an_internal_error_shows_its_traceback_and_says_it_is_a_bug(
         "Error: internal error (ValueError); this is a bug in tffprune or a "
         "library it calls: please report it with the traceback above"
     )
+
+
+def test_a_write_the_file_system_refuses_is_one_line_and_keeps_the_checkpoint(
+    tmp_path,
+):
+    import os
+    import resource
+    import signal
+    import subprocess
+    import sys
+
+    def small_disk():  # in the child: writes past 20 KB fail (EFBIG), as on
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a full disk
+        resource.setrlimit(resource.RLIMIT_FSIZE, (20_000, 20_000))
+
+    output = tmp_path / "run"
+    completed = subprocess.run(
+        [sys.executable, "-m", "tffprune.cli", "train", *QUICK, "--rounds", "2"]
+        + ["--output-dir", str(output)],
+        preexec_fn=small_disk,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},  # no cut .pyc files
+    )
+
+    assert completed.returncode == 1, completed.stderr[-2000:]
+    assert "Traceback" not in completed.stderr
+    # The model (about 21 KB) could not be written; the file is named.
+    assert completed.stderr.strip().splitlines()[-1] == (
+        f"Error: file system error: {output / 'global_model.keras'}: File too large"
+    )
+    assert not (output / "global_model.keras").exists()
+    assert not list(output.glob(".*tffprune-tmp-*"))
+    # The checkpoints of both rounds are intact (about 10 KB each).
+    assert _checkpoint_round(output / "checkpoint.npz") == 2
+
+
+def _checkpoint_round(path):
+    import numpy as np
+
+    with np.load(path) as archive:
+        return json.loads(archive["meta"].tobytes())["round"]

@@ -11,7 +11,7 @@ exact encoded size, `tffprune.compression.wire.encoded_size`):
   bound ``n H(d) + d n b``.
 
 The download is counted per client where it is decided
-(`tffprune.fl.algorithm.FederatedAlgorithm.download_bytes`), with its SciPy
+(`tffprune.fl.algorithm.FederatedAlgorithm.download_costs`), with its SciPy
 CSR size beside it (``download_bytes_csr``).
 """
 

@@ -217,27 +217,22 @@ class FederatedAlgorithm:
             masks = [w != 0 for w in weights[: self.num_trainable]]
         return list(masks) + buffers
 
-    def download_bytes(self, weights: Sequence[np.ndarray], client: ClientState) -> int:
-        """Exact size of what the server sends a client (`distribute`).
+    def download_costs(
+        self, weights: Sequence[np.ndarray], client: ClientState
+    ) -> tuple[int, int]:
+        """Bytes of what the server sends a client (`distribute`): ours, CSR.
 
-        The values of `download_masks`; positions cost nothing where the
+        Ours is exact: the values of `download_masks`; positions cost nothing where the
         client already holds them (a Sub-FedAvg client's own mask).
         """
-        return wire.encoded_size(
-            self.download_masks(weights, client),
+        masks = self.download_masks(weights, client)
+        encoded = wire.encoded_size(
+            masks,
             self.upload.download_values,
             self.upload.positions,
             held=self.held_masks(client),
         )
-
-    def _download_costs(
-        self, weights: Sequence[np.ndarray], client: ClientState
-    ) -> tuple[int, int]:
-        """Our download bytes and the same message as SciPy CSR matrices."""
-        return (
-            self.download_bytes(weights, client),
-            baselines.csr_bytes(self.download_masks(weights, client)),
-        )
+        return encoded, baselines.csr_bytes(masks)
 
     def held_masks(self, client: ClientState) -> list[np.ndarray | None]:
         """Per weight, the client's mask as both sides already hold it.
@@ -285,14 +280,14 @@ class FederatedAlgorithm:
         every_client_same = (
             None
             if self.plan.personal
-            else self._download_costs(server.weights, ClientState())
+            else self.download_costs(server.weights, ClientState())
         )
         for client, report, arrived in zip(
             sampled, output.reports, delivered, strict=True
         ):
             client = int(client)
             received, received_csr = (
-                self._download_costs(server.weights, clients[client])
+                self.download_costs(server.weights, clients[client])
                 if every_client_same is None
                 else every_client_same
             )
