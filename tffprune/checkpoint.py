@@ -1,9 +1,10 @@
 """Checkpoints of a federated run: atomic ``.npz`` files, the last two kept.
 
-Holds the server weights, every client's mask (bit-packed) and sparsity, the
-sampler's random state, the metrics so far, the rounds the schedule spans and
-the configuration, so that a resumed run continues exactly where the
-checkpoint was taken. The file is written to a temporary name and renamed, so
+Holds the server weights, every client's mask (bit-packed), error-feedback
+residual (its nonzeros, exact), sparsity and bytes, the sampler's random
+state, the metrics so far, the rounds the schedule spans and the
+configuration, so that a resumed run continues exactly where the checkpoint
+was taken. The file is written to a temporary name and renamed, so
 a crash never leaves a torn checkpoint; the one it replaces is kept as
 ``checkpoint.previous.npz``. A checkpoint damaged later (truncated, corrupt,
 empty, deleted) is named as such, set aside as ``checkpoint.damaged.npz``, and
@@ -21,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tffprune.compression.compact import CompactTensors
 from tffprune.fl.algorithm import ClientState, ServerState
 from tffprune.fl.training import TrainerState
 from tffprune.reporting.files import TEMPORARY_MARK, atomic_path
@@ -78,6 +80,9 @@ def save_checkpoint(
         arrays[f"aggregator_{index}"] = np.asarray(value)
     num_trainable = None
     for client, client_state in enumerate(state.clients):
+        if client_state.residual is not None:
+            arrays[f"residual_nonzero_{client}"] = client_state.residual.nonzero
+            arrays[f"residual_values_{client}"] = client_state.residual.values
         if client_state.mask is None:
             continue
         num_trainable = len(client_state.mask)
@@ -92,6 +97,8 @@ def save_checkpoint(
         "aggregator_leaves": len(aggregator),
         "sparsity": [c.sparsity for c in state.clients],
         "rounds_participated": [c.rounds_participated for c in state.clients],
+        "upload_bytes": [c.upload_bytes for c in state.clients],
+        "download_bytes": [c.download_bytes for c in state.clients],
         "sampler_state": state.sampler_state,
         "metrics": state.metrics,
         "schedule_rounds": state.schedule_rounds,
@@ -192,11 +199,21 @@ def _state(arrays: dict[str, np.ndarray], meta: dict) -> TrainerState:
             mask = [
                 p.reshape(s) for p, s in zip(parts, shapes[:num_trainable], strict=True)
             ]
+        residual = None
+        if f"residual_values_{client}" in arrays:
+            residual = CompactTensors(
+                arrays[f"residual_nonzero_{client}"],
+                arrays[f"residual_values_{client}"],
+            )
+            residual.expand(shapes)  # a damaged residual fails here, not later
         clients.append(
             ClientState(
                 mask=mask,
                 sparsity=sparsity,
                 rounds_participated=meta["rounds_participated"][client],
+                residual=residual,
+                upload_bytes=meta["upload_bytes"][client],
+                download_bytes=meta["download_bytes"][client],
             )
         )
     leaves = [arrays[f"aggregator_{i}"] for i in range(meta["aggregator_leaves"])]

@@ -13,7 +13,11 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from tffprune.compression.wire import POSITION_CODINGS, VALUE_FORMATS
+from tffprune.compression.wire import (
+    DOWNLOAD_VALUE_FORMATS,
+    POSITION_CODINGS,
+    VALUE_FORMATS,
+)
 from tffprune.data.partition import PARTITION_NAMES
 from tffprune.models.names import MODEL_NAMES
 from tffprune.pruning.policy import METHODS
@@ -179,9 +183,17 @@ class TrainConfig:
     upload_values: str = option(
         "float32",
         "communication",
-        "How uploaded values are encoded (int8: per-tensor affine); the "
-        "server aggregates what it decodes.",
+        "How a client's update (trained minus received) is encoded: int8/4/2 "
+        "per-tensor affine, int1 sign and mean magnitude; the server adds what "
+        "it decodes to what it sent.",
         VALUE_FORMATS,
+    )
+    error_feedback: bool = option(
+        True,
+        "communication",
+        "Each client keeps what its lossy upload dropped and adds it to its "
+        "next update (float16 and int formats; float32 drops nothing).",
+        flag="--error-feedback/--no-error-feedback",
     )
     download_values: str = option(
         "float32",
@@ -190,7 +202,7 @@ class TrainConfig:
         "its own subnetwork's values (it holds the positions), a FedAvg client "
         "the model's nonzeros; decoded on the client, so the error is part of "
         "training (the server keeps float32).",
-        VALUE_FORMATS,
+        DOWNLOAD_VALUE_FORMATS,
     )
     positions: str = option(
         "auto",
@@ -302,6 +314,11 @@ class TrainConfig:
         if self.client_weighting is not None:
             return self.client_weighting
         return "num_examples" if self.aggregation == "fedavg" else "uniform"
+
+    @property
+    def uses_error_feedback(self) -> bool:
+        """Whether clients keep residuals (a lossy upload format asked for it)."""
+        return self.error_feedback and self.upload_values != "float32"
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dictionary (JSON/TOML-ready; ``None`` values dropped for TOML)."""

@@ -94,7 +94,7 @@ def _failure(trainer: Trainer) -> str | None:
 
 
 def _participation(trainer: Trainer) -> dict:
-    """Client sparsity over the clients that took part, and how many did."""
+    """Participation, client sparsity, bytes per client and residual memory."""
     taking_part = [c for c in trainer.state.clients if c.rounds_participated]
     sparsities = [c.sparsity for c in taking_part] or [0.0]
     return {
@@ -105,6 +105,23 @@ def _participation(trainer: Trainer) -> dict:
             "clients": len(taking_part),
         },
         "clients_never_aggregated": len(trainer.state.clients) - len(taking_part),
+        "bytes_per_client": {
+            direction: _spread(
+                [getattr(c, f"{direction}_bytes") for c in trainer.state.clients]
+            )
+            for direction in ("upload", "download")
+        },
+        "residual_bytes": sum(
+            c.residual.nbytes for c in trainer.state.clients if c.residual is not None
+        ),
+    }
+
+
+def _spread(values: list[int]) -> dict[str, float]:
+    return {
+        "mean": float(np.mean(values)),
+        "min": int(min(values)),
+        "max": int(max(values)),
     }
 
 

@@ -3,7 +3,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tffprune.compression import PayloadError, decode, encode, quantization_step
+from tffprune.compression import (
+    PayloadError,
+    decode,
+    encode,
+    quantization_step,
+    round_trip,
+)
 from tffprune.compression.baselines import (
     binary_entropy,
     csr_bytes,
@@ -41,6 +47,65 @@ def test_int8_error_at_most_half_a_step():
 
     step = quantization_step(tensor[mask])
     assert np.max(np.abs(value[mask] - tensor[mask])) <= step / 2 + 1e-6
+
+
+@pytest.mark.parametrize("value_format", ["int8", "int4", "int2"])
+def test_affine_formats_error_at_most_half_a_step(value_format):
+    rng = np.random.default_rng(1)
+    tensor = rng.normal(size=(200, 50)).astype(np.float32)
+    mask = rng.random(tensor.shape) < 0.2
+
+    (value,), _ = decode(encode([tensor], [mask], value_format))
+
+    step = quantization_step(tensor[mask], value_format)
+    levels = 2 ** int(value_format[3:])
+    spread = float(tensor[mask].max() - tensor[mask].min())
+    assert step == pytest.approx(spread / (levels - 1), rel=1e-6)
+    assert np.max(np.abs(value[mask] - tensor[mask])) <= step / 2 + 1e-6
+    assert len(np.unique(value[mask])) <= levels
+
+
+def test_int4_hand_worked_sizes_and_values():
+    # 0, 1, ..., 15 over 15 steps of 1: every value exact; 16 values in 4 bits
+    # are 8 bytes more than an empty tensor (which has min and scale too).
+    tensor = np.arange(16, dtype=np.float32)
+
+    payload = encode([tensor], None, "int4")
+
+    (value,), _ = decode(payload)
+    np.testing.assert_array_equal(value, tensor)
+    assert len(payload) == len(encode([tensor[:0]], None, "int4")) + 8
+    # 0.4 and 0.6 of a step round to the nearer level.
+    (value,), _ = decode(
+        encode([np.array([0, 0.4, 0.6, 15], np.float32)], None, "int4")
+    )
+    np.testing.assert_allclose(value, [0, 0, 1, 15], atol=1e-6)
+
+
+def test_int2_hand_worked_packs_four_to_a_byte():
+    tensor = np.array([-1.5, -0.5, 0.5, 1.5, 0.4], np.float32)
+
+    payload = encode([tensor], None, "int2")
+
+    # min -1.5, step 1: codes 0 1 2 3 | 2 -> 0b11100100, 0b00000010
+    assert payload[-4 - 2 : -4] == bytes([0b11100100, 0b00000010])
+    (value,), _ = decode(payload)
+    np.testing.assert_allclose(value, [-1.5, -0.5, 0.5, 1.5, 0.5], atol=1e-6)
+
+
+def test_int1_sends_signs_and_the_mean_magnitude():
+    tensor = np.array([0.5, -0.25, 0.0, -1.25, 3.0, -1.0, 2.0, -2.0, 1.0], np.float32)
+    mask = np.ones(9, bool)
+    mask[4] = False  # 3.0 is not sent
+
+    payload = encode([tensor], [mask], "int1")
+
+    # Kept |x|: 0.5 0.25 0 1.25 1 2 2 1 -> mean 1.0; 8 signs in one byte.
+    (value,), _ = decode(payload)
+    np.testing.assert_array_equal(value, [1, -1, 1, -1, 0, -1, 1, -1, 1])
+    assert len(payload) == encoded_size([mask], "int1")
+    dense = encode([tensor], None, "int1")
+    assert len(dense) == len(encode([tensor[:0]], None, "int1")) + 2  # 9 bits
 
 
 def test_float16_round_trip_within_half_precision():
@@ -245,7 +310,7 @@ def test_known_positions_send_only_the_kept_values():
         decode(payload, shapes, held=[tensor % 2 == 0])
 
 
-@pytest.mark.parametrize("value_format", ["float16", "int8"])
+@pytest.mark.parametrize("value_format", ["float16", "int8", "int4", "int2", "int1"])
 def test_known_positions_sizes_match_for_every_format(value_format):
     rng = np.random.default_rng(3)
     tensors = [rng.normal(size=(50, 20)).astype(np.float32), np.ones(20, np.float32)]
@@ -255,9 +320,9 @@ def test_known_positions_sizes_match_for_every_format(value_format):
 
     assert len(payload) == encoded_size(masks, value_format, held=masks)
     values, _ = decode(payload, [(50, 20), (20,)], held=masks)
-    step = quantization_step(tensors[0][masks[0]]) if value_format == "int8" else 0
-    tolerance = step / 2 + 1e-6 if value_format == "int8" else 1e-2
-    assert np.max(np.abs(values[0] - np.where(masks[0], tensors[0], 0))) <= tolerance
+    expected = np.where(masks[0], round_trip(tensors[0], value_format), 0)
+    expected[masks[0]] = round_trip(tensors[0][masks[0]], value_format)
+    np.testing.assert_array_equal(values[0], expected)
 
 
 def test_changed_positions_send_only_the_flips_against_the_held_mask():

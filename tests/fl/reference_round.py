@@ -2,9 +2,11 @@
 
 Each sampled client trains in plain TensorFlow (the same training function,
 outside TFF), prunes with the NumPy masks (`tffprune.pruning.policy.
-build_masks`) and the guard, uploads through the real codec
-(`tffprune.compression.wire`), and the server aggregates the decoded uploads
-with the NumPy Sub-FedAvg / FedAvg (`tffprune.fl.aggregation`).
+build_masks`) and the guard, uploads its update (trained minus received, plus
+its error-feedback residual) through the real codec
+(`tffprune.compression.wire`), and the server adds what it decodes to what it
+sent and aggregates with the NumPy Sub-FedAvg / FedAvg
+(`tffprune.fl.aggregation`).
 """
 
 import dataclasses
@@ -13,6 +15,7 @@ import numpy as np
 import tensorflow as tf
 
 from tffprune.compression import baselines, wire
+from tffprune.compression.error_feedback import error_feedback_step
 from tffprune.fl.aggregation import fedavg, sub_fedavg
 from tffprune.fl.client import ClientOptimizerConfig, build_client_train_fn
 from tffprune.pruning.policy import apply_masks, build_masks
@@ -22,6 +25,7 @@ from tffprune.pruning.policy import apply_masks, build_masks
 class ReferenceRound:
     weights: list
     masks: dict  # client -> new trainable masks (aggregated clients only)
+    residuals: dict  # client -> new residual, all weights (with error feedback)
     upload_bytes: int
     participating: int
     download_bytes: int
@@ -44,6 +48,7 @@ def reference_round(trainer):
     server = trainer.state.server_weights
     num_trainable = trainer.num_trainable
     values, masks, weighting, new_masks, total_bytes = [], [], [], {}, 0
+    new_residuals = {}
     download_bytes = download_bytes_csr = 0
     whole = [np.ones(w.shape, bool) for w in server[num_trainable:]]
     for client, arrived in zip(sampled, delivered, strict=True):
@@ -95,16 +100,39 @@ def reference_round(trainer):
                 if accuracy < config.accuracy_threshold:
                     mask = start
         all_masks = mask + [np.ones(b.shape, bool) for b in buffers]
+        updates = [
+            np.where(m, x - r, 0.0).astype(np.float32)
+            for x, r, m in zip(trained + buffers, received, all_masks, strict=True)
+        ]
+        if config.uses_error_feedback:
+            residual = (
+                state.residual.expand(trainer.shapes)
+                if state.residual is not None
+                else [np.zeros(s, np.float32) for s in trainer.shapes]
+            )
+            steps = [
+                error_feedback_step(u, e, m, config.upload_values)
+                for u, e, m in zip(updates, residual, all_masks, strict=True)
+            ]
+            new_residuals[client] = [e for _, e in steps]
+            updates = [
+                np.where(m, u + e, 0.0).astype(np.float32)
+                for u, e, m in zip(updates, residual, all_masks, strict=True)
+            ]
         payload = wire.encode(
-            apply_masks(trained, mask) + buffers,
-            all_masks,
-            config.upload_values,
-            config.positions,
-            held=held,
+            updates, all_masks, config.upload_values, config.positions, held=held
         )
         total_bytes += len(payload)
         decoded, decoded_masks = wire.decode(payload, trainer.shapes, held=held)
-        values.append(decoded)
+        if config.uses_error_feedback:  # the client's and the server's view agree
+            for (sent, _), value in zip(steps, decoded, strict=True):
+                np.testing.assert_array_equal(sent, value)
+        values.append(
+            [
+                np.where(m, r + u, 0.0).astype(np.float32)
+                for r, u, m in zip(received, decoded, decoded_masks, strict=True)
+            ]
+        )
         masks.append(decoded_masks)
         weighting.append(
             float(num_examples)
@@ -121,6 +149,7 @@ def reference_round(trainer):
     return ReferenceRound(
         weights,
         new_masks,
+        new_residuals,
         total_bytes,
         len(values),
         download_bytes,

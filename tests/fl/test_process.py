@@ -242,6 +242,15 @@ REFERENCE_CASES = {
     "fedavg-download-float16": dict(
         aggregation="fedavg", method="weight", download_values="float16"
     ),
+    "int1-error-feedback": dict(
+        method="weight", upload_values="int1", download_values="int8", rounds=3
+    ),
+    "fedavg-int2-error-feedback": dict(
+        aggregation="fedavg", method="weight", upload_values="int2"
+    ),
+    "int4-without-feedback": dict(
+        method="unit", upload_values="int4", error_feedback=False
+    ),
 }
 
 
@@ -268,6 +277,11 @@ def test_round_equals_the_numpy_reference_round(changes):
                     trainer.state.clients[client].mask, masks, strict=True
                 ):
                     np.testing.assert_array_equal(ours, theirs)
+        assert bool(expected.residuals) == trainer.config.uses_error_feedback
+        for client, residual in expected.residuals.items():
+            stored = trainer.state.clients[client].residual.expand(trainer.shapes)
+            for ours, theirs in zip(stored, residual, strict=True):
+                np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-6)
     assert row["sparsity"] > 0
 
 
@@ -297,14 +311,15 @@ def test_guard_at_full_accuracy_keeps_every_mask():
     assert row["sparsity"] == 0.0 and row["clients_participating"] == 3
 
 
-@pytest.mark.parametrize("method", ["weight", "unit"])
-def test_verified_uploads_agree_with_the_round(method):
+@pytest.mark.parametrize("method, values", [("weight", "int8"), ("unit", "int1")])
+def test_verified_uploads_agree_with_the_round(method, values):
     data = build_federated_data(load_dataset("digits"), 6, "iid", seed=5)
     trainer = Trainer(
-        _digits_config(method=method, upload_values="int8", verify_uploads=True), data
+        _digits_config(method=method, upload_values=values, verify_uploads=True), data
     )
 
-    row = trainer.run_round()  # raises UploadVerificationError on disagreement
+    for _ in range(2):  # the second round starts from residuals
+        row = trainer.run_round()  # raises UploadVerificationError on disagreement
 
     assert row["clients_participating"] == 3
 

@@ -63,17 +63,26 @@ def _rows(path):
         ]
 
 
+# 1-bit updates with error feedback: the clients' residuals must survive too.
+LOW_BITS = ("--upload-values", "int1", "--download-values", "int8")
+
+
 @pytest.mark.slow
 def test_kill_9_then_resume_equals_uninterrupted_run(tmp_path, worker_pids):
     workers_before = worker_pids()
     reference = subprocess.run(
-        _command(tmp_path / "reference"), capture_output=True, text=True, timeout=900
+        _command(tmp_path / "reference", *LOW_BITS),
+        capture_output=True,
+        text=True,
+        timeout=900,
     )
     assert reference.returncode == 0, reference.stderr[-2000:]
 
     crashed = tmp_path / "crashed"
     process = subprocess.Popen(
-        _command(crashed), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        _command(crashed, *LOW_BITS),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     metrics = crashed / "metrics.csv"
     deadline = time.monotonic() + 600
@@ -86,9 +95,14 @@ def test_kill_9_then_resume_equals_uninterrupted_run(tmp_path, worker_pids):
     process.send_signal(signal.SIGKILL)
     process.wait(timeout=30)
     assert len(_rows(metrics)) < 6
+    with np.load(crashed / "checkpoint.npz") as checkpoint:
+        assert any(name.startswith("residual_values_") for name in checkpoint.files)
 
     resumed = subprocess.run(
-        _command(crashed, "--resume"), capture_output=True, text=True, timeout=900
+        _command(crashed, "--resume", *LOW_BITS),
+        capture_output=True,
+        text=True,
+        timeout=900,
     )
     assert resumed.returncode == 0, resumed.stderr[-2000:]
 

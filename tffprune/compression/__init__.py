@@ -8,6 +8,7 @@ from tffprune.compression.wire import (
     dense_size,
     encode,
     quantization_step,
+    round_trip,
 )
 
 __all__ = [
@@ -18,4 +19,5 @@ __all__ = [
     "dense_size",
     "encode",
     "quantization_step",
+    "round_trip",
 ]

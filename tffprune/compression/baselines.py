@@ -27,8 +27,9 @@ from collections.abc import Sequence
 import numpy as np
 import scipy.sparse
 
+from tffprune.compression.wire import VALUE_BITS
+
 TFF_QUANTIZATION_THRESHOLD = 20_000
-VALUE_BITS = {"float32": 32, "float16": 16, "int8": 8}
 
 
 def _as_matrix(values: np.ndarray, mask: np.ndarray) -> scipy.sparse.csr_matrix:

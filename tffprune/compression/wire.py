@@ -16,10 +16,22 @@ Layout (all integers little-endian)::
                        length u32 | positions | values of the kept entries
     crc32 of everything above, u32
 
-Values are ``float32``, ``float16`` or ``int8``. ``int8`` is per-tensor affine
-quantization: ``scale = (max - min) / 255``, ``q = round((x - min) / scale) - 128``,
-decoded as ``(q + 128) * scale + min`` (error at most half a step,
-``scale / 2``), with min and scale sent as float32.
+Values are ``float32``, ``float16``, ``int8``, ``int4``, ``int2`` or ``int1``.
+
+* ``intB`` for B = 8, 4, 2 is per-tensor affine quantization over the kept
+  values with ``L = 2**B`` levels: ``scale = (max - min) / (L - 1)``,
+  ``q = round((x - min) / scale)``, decoded as ``q * scale + min`` (error at
+  most half a step, ``scale / 2``); min and scale are sent as float32 and the
+  ``q`` packed B bits each, little-endian within a byte (``int8`` stores
+  ``q - 128`` as a signed byte, as version 1 always did).
+* ``int1`` is the sign and one scale per tensor (signSGD with a scale, as in
+  EF-signSGD, Karimireddy et al. 2019): ``scale = mean |x|`` over the kept
+  values, bit ``x >= 0``, decoded as ``+scale`` or ``-scale``; the scale is
+  sent as float32 and the bits packed eight to a byte.
+
+The low-bit formats are meant for updates with error feedback
+(`tffprune.compression.error_feedback`), which carries what they drop into
+the next round.
 
 Positions are coded as a bitmap (one bit per entry) or as Golomb-Rice coded gaps
 between the rarer kind of entry (kept ones below 50% density, pruned ones
@@ -37,7 +49,7 @@ above), whichever is smaller (``positions="auto"``). Encodings per tensor:
   when smaller than SPARSE (a pruning step flips few entries).
 
 So with float32 values a tensor never costs more than dense float32 (plus its
-small header), and float16/int8 are far below it.
+small header), and the other formats are far below it.
 """
 
 from __future__ import annotations
@@ -52,7 +64,9 @@ from tffprune.compression import rice
 
 MAGIC = b"TFP"
 VERSION = 1
-VALUE_FORMATS = ("float32", "float16", "int8")
+VALUE_FORMATS = ("float32", "float16", "int8", "int4", "int2", "int1")
+DOWNLOAD_VALUE_FORMATS = ("float32", "float16", "int8")
+VALUE_BITS = {"float32": 32, "float16": 16, "int8": 8, "int4": 4, "int2": 2, "int1": 1}
 POSITION_CODINGS = ("auto", "bitmap", "gaps")
 
 _DENSE, _SPARSE, _DENSE_ZEROS_PRUNED, _KNOWN_POSITIONS, _CHANGED_POSITIONS = range(5)
@@ -64,31 +78,80 @@ class PayloadError(ValueError):
     """A payload is truncated, corrupted, or does not match what was expected."""
 
 
+def _affine_header(values: np.ndarray, levels: int) -> tuple[float, float]:
+    """``(min, scale)`` of the affine formats; ``scale`` rounded to float32."""
+    if values.size == 0:
+        return 0.0, 0.0
+    low, high = float(values.min()), float(values.max())
+    return low, float(np.float32((high - low) / (levels - 1)))
+
+
+def _sign_scale(values: np.ndarray) -> float:
+    """``int1``'s scale: the mean magnitude (summed in float64), as float32."""
+    if values.size == 0:
+        return 0.0
+    return float(np.float32(np.abs(values.astype(np.float64)).sum() / values.size))
+
+
+def quantize(values: np.ndarray, value_format: str) -> np.ndarray:
+    """The integer codes of the ``int*`` formats (unsigned, before packing).
+
+    ``intB`` (B = 8, 4, 2): ``round((x - min) / scale)`` in ``[0, 2**B - 1]``;
+    ``int1``: 1 where ``x >= 0``. Computed in float32, as the TensorFlow twin
+    (`tffprune.compression.tf_values`) does.
+    """
+    values = np.asarray(values, np.float32).ravel()
+    if value_format == "int1":
+        return (values >= 0).astype(np.uint8)
+    levels = 2 ** VALUE_BITS[value_format]
+    low, scale = _affine_header(values, levels)
+    if scale == 0.0:
+        return np.zeros(values.size, np.uint8)
+    codes = np.round((values - np.float32(low)) / np.float32(scale))
+    return codes.clip(0, levels - 1).astype(np.uint8)
+
+
+def _pack(codes: np.ndarray, bits: int) -> bytes:
+    """``bits``-bit codes, ``8 // bits`` to a byte, the first in the low bits."""
+    per_byte = 8 // bits
+    padded = np.zeros(-(-codes.size // per_byte) * per_byte, np.uint8)
+    padded[: codes.size] = codes
+    shifts = np.arange(per_byte, dtype=np.uint8) * bits
+    return (
+        (padded.reshape(-1, per_byte) << shifts).sum(axis=1, dtype=np.uint8).tobytes()
+    )
+
+
+def _unpack(data: bytes, count: int, bits: int) -> np.ndarray:
+    per_byte = 8 // bits
+    packed = np.frombuffer(data, np.uint8)
+    shifts = np.arange(per_byte, dtype=np.uint8) * bits
+    codes = (packed[:, None] >> shifts) & np.uint8(2**bits - 1)
+    return codes.ravel()[:count]
+
+
 def _encode_values(values: np.ndarray, value_format: str) -> bytes:
     values = np.asarray(values, np.float32).ravel()
     if value_format == "float32":
         return values.astype("<f4").tobytes()
     if value_format == "float16":
         return values.astype("<f2").tobytes()
-    if values.size == 0:
-        return struct.pack("<ff", 0.0, 0.0)
-    low, high = float(values.min()), float(values.max())
-    scale = (high - low) / 255.0
-    if scale == 0.0:
-        quantized = np.zeros(values.size, np.int8)
-    else:
-        quantized = (
-            (np.round((values - low) / scale) - 128).clip(-128, 127).astype(np.int8)
-        )
-    return struct.pack("<ff", low, scale) + quantized.tobytes()
+    codes = quantize(values, value_format)
+    if value_format == "int1":
+        return struct.pack("<f", _sign_scale(values)) + _pack(codes, 1)
+    low, scale = _affine_header(values, 2 ** VALUE_BITS[value_format])
+    header = struct.pack("<ff", low, scale)
+    if value_format == "int8":
+        return header + (codes.astype(np.int16) - 128).astype(np.int8).tobytes()
+    return header + _pack(codes, VALUE_BITS[value_format])
 
 
 def _values_size(count: int, value_format: str) -> int:
-    if value_format == "float32":
-        return 4 * count
-    if value_format == "float16":
-        return 2 * count
-    return 8 + count
+    bits = VALUE_BITS[value_format]
+    if bits >= 16:
+        return bits // 8 * count
+    header = 4 if value_format == "int1" else 8
+    return header + -(-count * bits // 8)
 
 
 def _decode_values(data: bytes, count: int, value_format: str) -> np.ndarray:
@@ -96,17 +159,32 @@ def _decode_values(data: bytes, count: int, value_format: str) -> np.ndarray:
         return np.frombuffer(data, "<f4", count).astype(np.float32)
     if value_format == "float16":
         return np.frombuffer(data, "<f2", count).astype(np.float32)
+    if value_format == "int1":
+        (scale,) = struct.unpack_from("<f", data)
+        signs = _unpack(data[4:], count, 1).astype(np.float32) * 2 - 1
+        return (signs * np.float32(scale)).astype(np.float32)
     low, scale = struct.unpack_from("<ff", data)
-    quantized = np.frombuffer(data, np.int8, count, offset=8).astype(np.float32)
-    return ((quantized + 128.0) * np.float32(scale) + np.float32(low)).astype(
-        np.float32
-    )
+    if value_format == "int8":
+        codes = np.frombuffer(data, np.int8, count, offset=8).astype(np.float32) + 128
+    else:
+        codes = _unpack(data[8:], count, VALUE_BITS[value_format]).astype(np.float32)
+    return (codes * np.float32(scale) + np.float32(low)).astype(np.float32)
 
 
-def quantization_step(values: np.ndarray) -> float:
-    """The int8 step ``(max - min) / 255`` the codec uses for these values."""
+def quantization_step(values: np.ndarray, value_format: str = "int8") -> float:
+    """The step of an affine format, ``(max - min) / (2**B - 1)``, as coded."""
+    return _affine_header(
+        np.asarray(values, np.float32).ravel(), 2 ** VALUE_BITS[value_format]
+    )[1]
+
+
+def round_trip(values: np.ndarray, value_format: str) -> np.ndarray:
+    """What a receiver decodes from ``values`` sent whole in ``value_format``."""
     values = np.asarray(values, np.float32)
-    return 0.0 if values.size == 0 else float((values.max() - values.min()) / 255.0)
+    decoded = _decode_values(
+        _encode_values(values, value_format), values.size, value_format
+    )
+    return decoded.reshape(values.shape)
 
 
 def _positions_length(mask: np.ndarray, coding: str) -> int:

@@ -4,7 +4,8 @@ The algorithm's state (FedJAX's ``fed_avg.py`` shape) is
 
 * `ServerState`: the server weights and the aggregator's state;
 * one `ClientState` per client, sampled or not: its personal mask (Sub-FedAvg
-  keeps it across rounds), its sparsity and how often it took part.
+  keeps it across rounds), its error-feedback residual, its sparsity and how
+  often it took part.
 
 `FederatedAlgorithm.apply` runs one round for the sampled clients: it
 distributes each client's mask and pruning counts (the schedule's decision for
@@ -34,6 +35,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from tffprune.compression import baselines, wire
+from tffprune.compression.compact import CompactTensors, compact
 from tffprune.fl.aggregation import fedavg, sub_fedavg
 from tffprune.pruning.counts import PruningCounts, no_pruning, pruning_counts
 from tffprune.pruning.policy import PrunableWeight, sparsity_report
@@ -66,11 +68,19 @@ class ClientState:
             first prunes (all kept).
         sparsity: Sparsity of its prunable kernels in its last upload.
         rounds_participated: Rounds whose upload the server aggregated.
+        residual: With error feedback, what its value format dropped from
+            its last aggregated upload (every weight, nonzeros only); ``None``
+            before its first.
+        upload_bytes: Bytes it uploaded over the run (aggregated uploads).
+        download_bytes: Bytes it downloaded over the run (every time sampled).
     """
 
     mask: list[np.ndarray] | None = None
     sparsity: float = 0.0
     rounds_participated: int = 0
+    residual: CompactTensors | None = None
+    upload_bytes: int = 0
+    download_bytes: int = 0
 
 
 @dataclasses.dataclass
@@ -86,6 +96,8 @@ class ClientResult:
         download_bytes: Exact size of what it received from the server.
         download_bytes_csr: The same message as SciPy CSR matrices
             (Jeurkar et al.'s format, both directions).
+        download_bound_bits: The information bound of what it received
+            (`tffprune.compression.baselines.information_bound_bits`).
         masks: Masks of every weight it uploaded (unless not aggregated).
         held: The masks the server already held for it (None where none).
         sparsity: Sparsity of its prunable kernels after the round.
@@ -98,6 +110,7 @@ class ClientResult:
     upload_bytes: int = 0
     download_bytes: int = 0
     download_bytes_csr: int = 0
+    download_bound_bits: float = 0.0
     masks: list[np.ndarray] | None = None
     held: list[np.ndarray | None] | None = None
     sparsity: float = 0.0
@@ -148,17 +161,20 @@ class UploadFormat:
     """How an upload is encoded (`tffprune.compression.wire`).
 
     Attributes:
-        values: ``float32``, ``float16`` or ``int8``.
+        values: The update's value format (`wire.VALUE_FORMATS`).
         positions: ``auto``, ``bitmap`` or ``gaps``.
-        download_values: The value format of what the server sends down.
         verify: Encode and decode every upload with the real codec and check
             the round against the NumPy aggregation of what was decoded.
+        download_values: The value format of what the server sends down.
+        error_feedback: Clients carry what the value format dropped into
+            their next upload (`tffprune.compression.error_feedback`).
     """
 
     values: str = "float32"
     positions: str = "auto"
     verify: bool = False
     download_values: str = "float32"
+    error_feedback: bool = False
 
 
 class FederatedAlgorithm:
@@ -219,20 +235,44 @@ class FederatedAlgorithm:
 
     def download_costs(
         self, weights: Sequence[np.ndarray], client: ClientState
-    ) -> tuple[int, int]:
-        """Bytes of what the server sends a client (`distribute`): ours, CSR.
+    ) -> dict[str, float]:
+        """What the server sends a client (`distribute`), three ways.
 
-        Ours is exact: the values of `download_masks`; positions cost nothing where the
-        client already holds them (a Sub-FedAvg client's own mask).
+        ``download_bytes`` is exact: the values of `download_masks`, positions
+        costing nothing where the client already holds them (a Sub-FedAvg
+        client's own mask); ``download_bytes_csr`` the same message as SciPy
+        CSR; ``download_bound_bits`` its information bound.
         """
         masks = self.download_masks(weights, client)
-        encoded = wire.encoded_size(
-            masks,
-            self.upload.download_values,
-            self.upload.positions,
-            held=self.held_masks(client),
+        held = self.held_masks(client)
+        return dict(
+            download_bytes=wire.encoded_size(
+                masks, self.upload.download_values, self.upload.positions, held=held
+            ),
+            download_bytes_csr=baselines.csr_bytes(masks),
+            download_bound_bits=baselines.information_bound_bits(
+                masks, self.upload.download_values, held
+            ),
         )
-        return encoded, baselines.csr_bytes(masks)
+
+    def received(
+        self, weights: Sequence[np.ndarray], client: ClientState
+    ) -> list[np.ndarray]:
+        """What a client decodes from its download (the codec's round trip)."""
+        received = []
+        for weight, mask in zip(
+            weights, self.download_masks(weights, client), strict=True
+        ):
+            value = np.zeros(weight.shape, np.float32)
+            value[mask] = wire.round_trip(weight[mask], self.upload.download_values)
+            received.append(value)
+        return received
+
+    def residual(self, client: ClientState) -> list[np.ndarray]:
+        """The client's error-feedback residual, dense (zeros before any)."""
+        if client.residual is None:
+            return [np.zeros(s, np.float32) for s in self.shapes]
+        return client.residual.expand(self.shapes)
 
     def held_masks(self, client: ClientState) -> list[np.ndarray | None]:
         """Per weight, the client's mask as both sides already hold it.
@@ -272,8 +312,26 @@ class FederatedAlgorithm:
         counts = [
             self.plan.counts(round_number, clients[c]).as_tensors() for c in sampled
         ]
+        residuals = (
+            [self.residual(clients[c]) for c in sampled]
+            if self.upload.error_feedback
+            else None
+        )
+        # What each client received, as the verification rebuilds it (before
+        # the round changes the clients' states).
+        received = (
+            {int(c): self.received(server.weights, clients[c]) for c in sampled}
+            if self.upload.verify
+            else {}
+        )
         output = self.process.next(
-            server.weights, server.aggregator, masks, counts, delivered, datasets
+            server.weights,
+            server.aggregator,
+            masks,
+            counts,
+            delivered,
+            datasets,
+            residuals,
         )
         results, helds = [], {}
         # FedAvg sends every client the same model: count its bytes once.
@@ -286,13 +344,13 @@ class FederatedAlgorithm:
             sampled, output.reports, delivered, strict=True
         ):
             client = int(client)
-            received, received_csr = (
+            download = (
                 self.download_costs(server.weights, clients[client])
                 if every_client_same is None
                 else every_client_same
             )
-            download = dict(download_bytes=received, download_bytes_csr=received_csr)
             held = helds[client] = self.held_masks(clients[client])
+            clients[client].download_bytes += download["download_bytes"]
             if not arrived:
                 results.append(ClientResult(client, "dropped", **download))
                 continue
@@ -332,11 +390,14 @@ class FederatedAlgorithm:
                 )
             )
             state.rounds_participated += 1
+            state.upload_bytes += results[-1].upload_bytes
             state.sparsity = sparsity
             if self.plan.personal:
                 state.mask = report.masks
+            if report.residual is not None:
+                state.residual = compact(report.residual)
         if self.upload.verify:
-            self._verify(server.weights, output, results, helds)
+            self._verify(server.weights, output, results, helds, received)
         return (
             ServerState(output.weights, output.aggregator_state),
             results,
@@ -344,9 +405,13 @@ class FederatedAlgorithm:
         )
 
     def _verify(
-        self, weights, output, results: list[ClientResult], helds: dict
+        self, weights, output, results: list[ClientResult], helds: dict, received
     ) -> None:
-        """Re-runs the round's upload and aggregation with the real codec."""
+        """Re-runs the round's upload and aggregation with the real codec.
+
+        Each client's update (with its residual) is encoded and decoded; the
+        server adds what it decodes to what it sent that client.
+        """
         values, masks, weighting = [], [], []
         for result, report in zip(results, output.reports, strict=True):
             if result.status != "aggregated":
@@ -370,7 +435,13 @@ class FederatedAlgorithm:
                 raise UploadVerificationError(
                     f"client {result.client}: its upload does not decode: {error}"
                 ) from None
-            values.append(decoded)
+            start = received[result.client]
+            values.append(
+                [
+                    np.where(m, w0 + u, 0.0).astype(np.float32)
+                    for w0, u, m in zip(start, decoded, decoded_masks, strict=True)
+                ]
+            )
             masks.append(decoded_masks)
             weighting.append(report.num_examples if self.weight_by_examples else 1.0)
         if not values:

@@ -9,7 +9,16 @@ upload in its value format::
     x_k, n_k  = SGD(w_k, gradients * m_k)             build_client_train_fn
     m_k'      = prune(x_k, m_k, counts_k)             tffprune.pruning.tf_masks
     m_k'      = m_k  if accuracy(x_k * m_k') < guard  (Sub-FedAvg's guard)
-    upload    = (decode(encode(x_k * m_k')), [m_k'], weight_k)
+    u_k       = (x_k - w_k) * m_k'                    the update
+    s_k, e_k' = Q(u_k + e_k), what Q dropped          error feedback (optional)
+    upload    = ((w_k + s_k) * m_k', [m_k'], weight_k)
+
+The client sends its update ``u_k`` in the upload's value format ``Q``; the
+server, which knows what it sent (``w_k``), adds what it decodes to it. The
+round carries ``w_k + s_k`` to the aggregator, the very values the server
+reconstructs. With error feedback (`tffprune.compression.error_feedback`)
+the client adds its residual ``e_k`` to the update and keeps what ``Q``
+dropped as its next residual.
 
 With all-ones masks and no pruning the training is exactly TFF's
 ``build_weighted_fed_avg`` client update (same forward pass, same loss, same
@@ -29,7 +38,7 @@ from collections.abc import Callable
 
 import tensorflow as tf
 
-from tffprune.compression.tf_values import transmitted
+from tffprune.compression.tf_values import transmitted, with_error_feedback
 from tffprune.models.outputs import classification_loss
 from tffprune.pruning.policy import PrunableWeight
 from tffprune.pruning.tf_masks import build_masks
@@ -67,8 +76,8 @@ class ClientWorkConfig:
     Attributes:
         method: Pruning method (`tffprune.pruning.policy.METHODS`).
         targets: The prunable kernels (`PruningPolicy.select`).
-        value_format: The upload's value format (``float32``, ``float16``,
-            ``int8``).
+        value_format: The upload's value format
+            (`tffprune.compression.wire.VALUE_FORMATS`); the update is sent.
         download_format: The format the client receives the server's values
             in: its own subnetwork's values with a masked upload (Sub-FedAvg),
             the model's nonzeros otherwise; it trains from what it decodes.
@@ -77,8 +86,11 @@ class ClientWorkConfig:
         weight_by_examples: Weight the upload by the examples seen (else 1).
         accuracy_threshold: Keep a new mask only if the pruned model's
             accuracy on the client's training data is at least this (0: off).
-        return_values: Also report the pruned values before the value format
-            (for `--verify-uploads`, which encodes them with the real codec).
+        error_feedback: Add the client's residual to its update and return
+            what the value format dropped as its new residual.
+        return_values: Also report the update (with the residual) before the
+            value format (for `--verify-uploads`, which encodes it with the
+            real codec).
     """
 
     method: str
@@ -88,6 +100,7 @@ class ClientWorkConfig:
     masked_upload: bool = True
     weight_by_examples: bool = False
     accuracy_threshold: float = 0.0
+    error_feedback: bool = False
     return_values: bool = False
 
 
@@ -193,22 +206,27 @@ def build_client_work_fn(
 
     Returns:
         ``client_work(trainable, non_trainable, masks, counts, delivered,
-        dataset) -> (upload, report)``. ``masks``: the client's boolean masks
-        for the trainable weights (training starts from weights times mask);
-        ``counts``: ``(entries, slices, total)`` of
+        residual, dataset) -> (upload, report)``. ``masks``: the client's
+        boolean masks for the trainable weights (training starts from weights
+        times mask); ``counts``: ``(entries, slices, total)`` of
         `tffprune.pruning.counts.PruningCounts` (all 0 keeps the mask);
-        ``delivered``: bool, False if the upload is lost. ``upload`` is
-        ``(values, masks, weight)`` for a masked upload or ``(values,
-        weight)`` else (weight 0 when lost or non-finite). ``report`` is
-        ``(new_masks, num_examples, loss_sum, finite, zero_kept[, values])``,
-        ``zero_kept`` per weight telling whether a kept value is exactly 0
-        (for `tffprune.compression.wire.encoded_size`).
+        ``delivered``: bool, False if the upload is lost; ``residual``: with
+        error feedback, the client's residual of every weight (else an empty
+        list). ``upload`` is ``(values, masks, weight)`` for a masked upload
+        or ``(values, weight)`` else (weight 0 when lost or non-finite).
+        ``report`` is ``(new_masks, num_examples, loss_sum, finite,
+        zero_kept, residual[, values])``: ``zero_kept`` per weight tells
+        whether a value sent is exactly 0 (for
+        `tffprune.compression.wire.encoded_size`), ``residual`` the new
+        residual (empty without error feedback).
     """
     train = build_client_train_fn(model_fn, optimizer)
     targets = list(work.targets)
 
     @tf.function
-    def client_work(trainable, non_trainable, masks, counts, delivered, dataset):
+    def client_work(
+        trainable, non_trainable, masks, counts, delivered, residual, dataset
+    ):
         TRACES["client_work"] += 1
         float_masks = [tf.cast(mask, tf.float32) for mask in masks]
         sent = list(masks) if work.masked_upload else [w != 0 for w in trainable]
@@ -247,23 +265,42 @@ def build_client_work_fn(
         ]
         all_kept = [tf.ones_like(w, tf.bool) for w in buffers]
         kept = new_masks + all_kept
-        everything = trained + buffers
+        start = received + received_buffers
+        updates = [
+            tf.where(mask, w - w0, tf.zeros_like(w))
+            for w, w0, mask in zip(trained + buffers, start, kept, strict=True)
+        ]
+        if work.error_feedback:
+            feedback = [
+                with_error_feedback(u, e, mask, work.value_format)
+                for u, e, mask in zip(updates, residual, kept, strict=True)
+            ]
+            decoded = [s for s, _ in feedback]
+            new_residual = [e for _, e in feedback]
+            encoded = [
+                tf.where(mask, u + e, tf.zeros_like(u))
+                for u, e, mask in zip(updates, residual, kept, strict=True)
+            ]
+        else:
+            decoded = [
+                transmitted(u, mask, work.value_format)
+                for u, mask in zip(updates, kept, strict=True)
+            ]
+            new_residual, encoded = [], updates
         values = [
-            transmitted(w, mask, work.value_format)
-            for w, mask in zip(everything, kept, strict=True)
+            tf.where(mask, w0 + s, tf.zeros_like(s))
+            for w0, s, mask in zip(start, decoded, kept, strict=True)
         ]
         zero_kept = [
-            tf.reduce_any(tf.logical_and(mask, tf.equal(w, 0.0)))
-            for w, mask in zip(everything, kept, strict=True)
+            tf.reduce_any(tf.logical_and(mask, tf.equal(u, 0.0)))
+            for u, mask in zip(encoded, kept, strict=True)
         ]
         base = tf.cast(num_examples, tf.float32) if work.weight_by_examples else 1.0
         weight = tf.where(tf.logical_and(finite, delivered), base, 0.0)
         upload = (values, kept, weight) if work.masked_upload else (values, weight)
-        report = (new_masks, num_examples, loss_sum, finite, zero_kept)
+        report = (new_masks, num_examples, loss_sum, finite, zero_kept, new_residual)
         if work.return_values:
-            report += (
-                [tf.where(m, w, 0.0) for w, m in zip(everything, kept, strict=True)],
-            )
+            report += (encoded,)
         return upload, report
 
     return client_work

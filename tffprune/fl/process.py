@@ -3,9 +3,10 @@
 Only this module, `runtime` and `tff_aggregation` import TFF.
 
 A round of FedAvg / Sub-FedAvg with pruned clients. The driver passes the
-server state and, per sampled client, its mask m_k and pruning counts c_k; it
-gets the new server state and, per client, its new mask m_k' and a few numbers
-back (the trained weights never leave the runtime)::
+server state and, per sampled client, its mask m_k, pruning counts c_k and
+(with error feedback) residual e_k; it gets the new server state and, per
+client, its new mask m_k', residual e_k' and a few numbers back (the trained
+weights never leave the runtime)::
 
       SERVER                          CLIENTS (k = 1..K sampled)
     weights w ─────── distribute ────► w          (federated_broadcast)
@@ -15,8 +16,10 @@ back (the trained weights never leave the runtime)::
                                        │   gradients ⊙ m_k  -> x_k, n_k
                                        │   prune x_k -> m_k' (tf_masks, c_k)
                                        │   guard: m_k' = m_k if accuracy low
-                                       │   x̂_k = x_k ⊙ m_k' as the server
-                                       │        decodes it (tf_values)
+                                       │   update u_k = (x_k - w_k) ⊙ m_k',
+                                       │   sent as Q(u_k + e_k) (tf_values),
+                                       │   x̂_k = w_k + Q(u_k + e_k) as the
+                                       │        server rebuilds it
                                        ▼ aggregate (tff_aggregation):
     (mean, coverage) ◄──── MaskedMeanFactory (x̂_k, m_k', n_k)   Sub-FedAvg
                       ◄── WeightedMeanFactory (x̂_k, n_k)         FedAvg
@@ -24,8 +27,8 @@ back (the trained weights never leave the runtime)::
 
 Every pruning method, schedule and the accuracy guard run inside this one
 computation; an algorithm is a choice of these parts (`RoundParts`). Personal
-per-client state (masks) lives with the driver, keyed by client, and is passed
-in for the sampled clients only (`tffprune.fl.algorithm`).
+per-client state (masks, residuals) lives with the driver, keyed by client,
+and is passed in for the sampled clients only (`tffprune.fl.algorithm`).
 """
 
 from __future__ import annotations
@@ -55,9 +58,11 @@ class ClientReport:
         num_examples: Examples seen in training (over all epochs).
         mean_loss: Mean training loss over those examples.
         finite: False if training produced NaN or Inf (the upload was dropped).
-        zero_kept: Per weight (all), whether a kept value is exactly 0.
-        values: With ``return_values``: the pruned values before the value
-            format (all weights), for the real codec to check.
+        zero_kept: Per weight (all), whether a value sent is exactly 0.
+        residual: With error feedback, the client's new residual (all
+            weights); else None.
+        values: With ``return_values``: the update as encoded, before the
+            value format (all weights), for the real codec to check.
     """
 
     masks: list[np.ndarray]
@@ -65,6 +70,7 @@ class ClientReport:
     mean_loss: float
     finite: bool
     zero_kept: list[bool]
+    residual: list[np.ndarray] | None = None
     values: list[np.ndarray] | None = None
 
 
@@ -121,7 +127,11 @@ class RoundProcess:
         num_trainable = len(self.trainable_shapes)
         self.num_trainable = num_trainable
         self.return_values = parts.client_work.return_values
-        weights_type = _tensor_types(self.trainable_shapes + self.non_trainable_shapes)
+        self.error_feedback = parts.client_work.error_feedback
+        all_shapes = self.trainable_shapes + self.non_trainable_shapes
+        weights_type = _tensor_types(all_shapes)
+        # Without error feedback no residual crosses into TFF (an empty list).
+        residual_type = _tensor_types(all_shapes if self.error_feedback else [])
         # Masks cross into TFF as booleans: a quarter of the bytes of float32.
         mask_type = _tensor_types(self.trainable_shapes, np.bool_)
         counts_type = tff.StructWithPythonType(
@@ -137,9 +147,14 @@ class RoundProcess:
         )
 
         @tff.tensorflow.computation(
-            weights_type, mask_type, counts_type, tff.TensorType(np.bool_), dataset_type
+            weights_type,
+            mask_type,
+            counts_type,
+            tff.TensorType(np.bool_),
+            residual_type,
+            dataset_type,
         )
-        def client_work(weights, masks, counts, delivered, dataset):
+        def client_work(weights, masks, counts, delivered, residual, dataset):
             work = build_client_work_fn(
                 parts.model_fn, parts.optimizer, parts.client_work
             )
@@ -149,6 +164,7 @@ class RoundProcess:
                 list(masks),
                 tuple(counts),
                 delivered,
+                list(residual),
                 dataset,
             )
 
@@ -180,12 +196,15 @@ class RoundProcess:
             tff.FederatedType(mask_type, tff.CLIENTS),
             tff.FederatedType(counts_type, tff.CLIENTS),
             tff.FederatedType(tff.TensorType(np.bool_), tff.CLIENTS),
+            tff.FederatedType(residual_type, tff.CLIENTS),
             tff.FederatedType(dataset_type, tff.CLIENTS),
         )
-        def next_round(weights, aggregator_state, masks, counts, delivered, datasets):
+        def next_round(
+            weights, aggregator_state, masks, counts, delivered, residuals, datasets
+        ):
             received = tff.federated_broadcast(weights)
             outputs = tff.federated_map(
-                client_work, (received, masks, counts, delivered, datasets)
+                client_work, (received, masks, counts, delivered, residuals, datasets)
             )
             aggregated = aggregation.next(
                 aggregator_state, tff.federated_map(upload_of, outputs)
@@ -216,6 +235,7 @@ class RoundProcess:
         counts: Sequence[tuple],
         delivered: Sequence[bool],
         datasets: Sequence[tf.data.Dataset],
+        residuals: Sequence[Sequence[np.ndarray]] | None = None,
     ) -> RoundOutput:
         """Runs one round (one TFF call).
 
@@ -226,6 +246,8 @@ class RoundProcess:
             counts: Per client, `PruningCounts.as_tensors()`.
             delivered: Per client, False if its upload is lost.
             datasets: Per client, its batched training data for this round.
+            residuals: With error feedback, per client, its residual of every
+                weight (zeros at first); ignored otherwise.
 
         Returns:
             The new weights and aggregator state, the aggregator's
@@ -233,12 +255,17 @@ class RoundProcess:
         """
         ensure_runtime()
         masks = [[np.asarray(m, np.bool_) for m in ms] for ms in client_masks]
+        if not self.error_feedback:
+            residuals = [[] for _ in masks]
+        elif residuals is None or len(residuals) != len(masks):
+            raise ValueError("error feedback needs one residual per client")
         new_weights, state, measurements, reports = self._next(
             list(weights),
             aggregator_state,
             masks,
             [tuple(c) for c in counts],
             [np.bool_(d) for d in delivered],
+            [[np.asarray(e, np.float32) for e in r] for r in residuals],
             list(datasets),
         )
         results = []
@@ -252,7 +279,10 @@ class RoundProcess:
                     mean_loss=float(loss_sum) / count if count else float("nan"),
                     finite=bool(finite),
                     zero_kept=[bool(z) for z in zero_kept],
-                    values=[np.asarray(v) for v in report[5]]
+                    residual=[np.asarray(e) for e in report[5]]
+                    if self.error_feedback
+                    else None,
+                    values=[np.asarray(v) for v in report[6]]
                     if self.return_values
                     else None,
                 )

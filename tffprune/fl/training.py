@@ -55,6 +55,7 @@ METRIC_COLUMNS = (
     "download_bytes",
     "download_bytes_dense",
     "download_bytes_csr",
+    "download_bound_ratio",
     "total_bytes",
     "total_bytes_cumulative",
     "train_loss",
@@ -163,6 +164,7 @@ class Trainer:
             masked_upload=personal,
             weight_by_examples=weight_by_examples,
             accuracy_threshold=config.accuracy_threshold if personal else 0.0,
+            error_feedback=config.uses_error_feedback,
             return_values=config.verify_uploads,
         )
         self.process = RoundProcess(RoundParts(model_fn, element_spec, optimizer, work))
@@ -174,6 +176,7 @@ class Trainer:
                 config.positions,
                 config.verify_uploads,
                 config.download_values,
+                config.uses_error_feedback,
             ),
             weight_by_examples,
             self.shapes,
@@ -276,6 +279,13 @@ class Trainer:
             "download_bytes": sum(r.download_bytes for r in results),
             "download_bytes_dense": len(results) * self._dense_bytes,
             "download_bytes_csr": sum(r.download_bytes_csr for r in results),
+            "download_bound_ratio": _mean(
+                [
+                    8 * r.download_bytes / r.download_bound_bits
+                    for r in results
+                    if r.download_bound_bits
+                ]
+            ),
             "total_bytes": sum(r.upload_bytes + r.download_bytes for r in results),
             "train_loss": _mean([r.mean_loss for r in aggregated]),
             "clients_participating": len(aggregated),
