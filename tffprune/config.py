@@ -37,6 +37,7 @@ def is_model_reference(text: object) -> bool:
 
 AGGREGATIONS = ("fedavg", "subfedavg")
 CLIENT_WEIGHTINGS = ("num_examples", "uniform")
+NEW_CLIENTS = ("dense", "subnetwork")
 
 
 class ConfigError(ValueError):
@@ -175,6 +176,15 @@ class TrainConfig:
         "for subfedavg).",
         CLIENT_WEIGHTINGS,
     )
+    new_clients: str = option(
+        "dense",
+        "federated",
+        "subfedavg: what a client seen for the first time starts from: the "
+        "whole model (dense, the reference code's way) or the server's "
+        "subnetwork at the round's target sparsity (subnetwork: its positions "
+        "and values, a fraction of the download).",
+        NEW_CLIENTS,
+    )
     dropout_rate: float = option(
         0.0,
         "federated",
@@ -265,6 +275,11 @@ class TrainConfig:
         ):
             raise ConfigError(
                 f"seed must be a whole number in [0, {2**32 - 1}], got {self.seed!r}"
+            )
+        if self.new_clients == "subnetwork" and self.aggregation != "subfedavg":
+            raise ConfigError(
+                "new_clients 'subnetwork' needs aggregation 'subfedavg' (FedAvg "
+                "clients have no subnetwork of their own)"
             )
         if self.clients_per_round > self.num_clients:
             raise ConfigError(

@@ -51,10 +51,12 @@ def reference_round(trainer):
     new_residuals = {}
     download_bytes = download_bytes_csr = 0
     whole = [np.ones(w.shape, bool) for w in server[num_trainable:]]
-    for client, arrived in zip(sampled, delivered, strict=True):
+    starts = trainer.algorithm.start_masks(
+        server, trainer.state.clients, [int(c) for c in sampled], trainer.state.round
+    )
+    for client, arrived, start in zip(sampled, delivered, starts, strict=True):
         client = int(client)
         state = trainer.state.clients[client]
-        start = trainer.algorithm.start_mask(state)
         # Download: a Sub-FedAvg client's own subnetwork (it holds the
         # positions once it has a mask), a FedAvg client the nonzeros.
         sent = start if plan.personal else [w != 0 for w in server[:num_trainable]]
@@ -64,6 +66,9 @@ def reference_round(trainer):
         payload = wire.encode(
             server, sent + whole, config.download_values, config.positions, held=held
         )
+        # The server knows the subnetwork it gave a new client.
+        if plan.personal and config.new_clients == "subnetwork":
+            held = list(start) + [None] * len(whole)
         download_bytes += len(payload)
         download_bytes_csr += sum(
             m.data.nbytes + m.indices.nbytes + m.indptr.nbytes

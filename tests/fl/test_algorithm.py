@@ -40,7 +40,8 @@ def test_a_client_decodes_the_server_weights_times_its_mask(download_values, tol
     client = ClientState(mask=[mask, np.ones(30, bool)])
     algorithm = _algorithm(download_values)
 
-    received = algorithm.received(weights, client)
+    start = algorithm.start_masks(weights, [client], [0], 0)[0]
+    received = algorithm.received(weights, start)
 
     assert np.all(received[0][~mask] == 0)
     expected = weights[0][mask]
@@ -57,7 +58,7 @@ def test_a_client_decodes_the_server_weights_times_its_mask(download_values, tol
     )
     decoded, _ = wire.decode(payload, SHAPES, held=held)
     np.testing.assert_array_equal(decoded[0], received[0])
-    costs = algorithm.download_costs(weights, client)
+    costs = algorithm.download_costs(weights, start, client)
     assert costs["download_bytes"] == len(payload)
     value_bytes = {"float32": 4, "float16": 2, "int8": 1}[download_values]
     assert len(payload) < value_bytes * (mask.sum() + 30) + 64
@@ -73,3 +74,44 @@ def test_a_client_without_a_residual_starts_from_zeros():
 
     assert all(np.all(r == 0) for r in fresh)
     assert kept[1][3] == -0.5 and np.count_nonzero(kept[0]) == 0
+
+
+def test_a_new_client_starts_from_the_server_subnetwork_when_asked():
+    rng = np.random.default_rng(1)
+    # Kernel |w| = 1..1200 shuffled: at 50% exactly the 600 largest are kept.
+    kernel = rng.permutation(np.arange(1, 1201, dtype=np.float32)).reshape(40, 30)
+    weights = [kernel, np.zeros(30, np.float32)]
+    plan = dict(
+        method="weight",
+        schedule=ConstantSparsity(0.5),
+        personal=True,
+        targets=(PrunableWeight(0, "dense", "dense", 1),),
+        shapes=tuple(SHAPES),
+    )
+    dense = FederatedAlgorithm(None, PruningPlan(**plan), UploadFormat(), False, SHAPES)
+    subnetwork = FederatedAlgorithm(
+        None,
+        PruningPlan(**plan, new_clients="subnetwork"),
+        UploadFormat(),
+        False,
+        SHAPES,
+    )
+    own = [rng.random((40, 30)) < 0.8, np.ones(30, bool)]
+    clients = [ClientState(), ClientState(mask=own)]
+
+    assert all(np.all(m) for m in dense.start_masks(weights, clients, [0], 0)[0])
+    new, returning = subnetwork.start_masks(weights, clients, [0, 1], 0)
+
+    # The union of the clients' masks is client 1's (about 960 entries):
+    # entries outside it go first, then the smallest magnitudes, to 600 kept.
+    assert np.count_nonzero(new[0]) == 600
+    assert not np.any(new[0] & ~own[0])
+    smallest_kept = kernel[new[0]].min()
+    assert np.all(kernel[own[0] & ~new[0]] < smallest_kept)
+    assert returning is own
+    # A new client receives positions and values; the server knows them when
+    # its upload comes back.
+    first = subnetwork.download_costs(weights, new, clients[0])["download_bytes"]
+    assert 600 * 4 < first < 600 * 4 + 1200 // 8 + 30 * 4 + 64
+    assert subnetwork.upload_held(clients[0], new)[0] is new[0]
+    assert dense.upload_held(clients[0], new)[0] is None

@@ -248,6 +248,13 @@ REFERENCE_CASES = {
     "fedavg-int2-error-feedback": dict(
         aggregation="fedavg", method="weight", upload_values="int2"
     ),
+    "new-clients-subnetwork": dict(
+        method="weight",
+        new_clients="subnetwork",
+        upload_values="int2",
+        download_values="int8",
+        rounds=3,
+    ),
     "int4-without-feedback": dict(
         method="unit", upload_values="int4", error_feedback=False
     ),

@@ -38,7 +38,7 @@ from tffprune.compression import baselines, wire
 from tffprune.compression.compact import CompactTensors, compact
 from tffprune.fl.aggregation import fedavg, sub_fedavg
 from tffprune.pruning.counts import PruningCounts, no_pruning, pruning_counts
-from tffprune.pruning.policy import PrunableWeight, sparsity_report
+from tffprune.pruning.policy import PrunableWeight, build_masks, sparsity_report
 from tffprune.pruning.schedules import IterativeSchedule, Schedule
 
 
@@ -129,6 +129,11 @@ class PruningPlan:
         targets: The prunable kernels.
         shapes: Shapes of the trainable weights.
         structured_share: ``hybrid``'s structured share.
+        new_clients: What a Sub-FedAvg client seen for the first time starts
+            from: ``dense`` (the whole model, the reference code's way) or
+            ``subnetwork`` (the server's current subnetwork at the round's
+            target, `subnetwork`: positions and values, a fraction of the
+            bytes).
     """
 
     method: str
@@ -137,6 +142,40 @@ class PruningPlan:
     targets: tuple[PrunableWeight, ...]
     shapes: tuple[tuple[int, ...], ...]
     structured_share: float = 0.5
+    new_clients: str = "dense"
+
+    def subnetwork(
+        self,
+        weights: Sequence[np.ndarray],
+        clients: Sequence[ClientState],
+        sparsity: float,
+    ) -> list[np.ndarray]:
+        """The server's subnetwork at ``sparsity``: masks of the trainable weights.
+
+        Entries no client's subnetwork holds go first (Sub-FedAvg), then the
+        method's rule on the server weights (`pruning.policy.build_masks`).
+        """
+        trainable = list(weights[: len(self.shapes)])
+        if sparsity == 0.0:
+            return [np.ones(s, bool) for s in self.shapes]
+        union = None
+        if self.personal:
+            for client in clients:
+                if client.mask is None:
+                    continue
+                if union is None:
+                    union = [m.copy() for m in client.mask]
+                    continue
+                for kept, mask in zip(union, client.mask, strict=True):
+                    np.logical_or(kept, mask, out=kept)
+        return build_masks(
+            trainable,
+            self.targets,
+            self.method,
+            sparsity,
+            masks=union,
+            structured_share=self.structured_share,
+        )
 
     def target_sparsity(self, round_number: int, client: ClientState) -> float:
         """The sparsity ``client`` prunes to in round ``round_number`` (from 0)."""
@@ -211,30 +250,62 @@ class FederatedAlgorithm:
             [np.asarray(w) for w in weights], self.process.initialize_aggregator()
         )
 
-    def start_mask(self, client: ClientState) -> list[np.ndarray]:
-        """The mask a client trains under (all kept for FedAvg)."""
-        if self.plan.personal and client.mask is not None:
-            return client.mask
-        return [np.ones(s, bool) for s in self.plan.shapes]
+    def start_masks(
+        self,
+        weights: Sequence[np.ndarray],
+        clients: Sequence[ClientState],
+        sampled: Sequence[int],
+        round_number: int,
+    ) -> list[list[np.ndarray]]:
+        """The masks the sampled clients train under (`distribute`).
+
+        A Sub-FedAvg client that holds a mask trains under it; one seen for
+        the first time under all-ones masks, or with ``new_clients=
+        "subnetwork"`` under the server's subnetwork at the round's target
+        (computed once a round). FedAvg clients: all kept.
+        """
+        ones = [np.ones(s, bool) for s in self.plan.shapes]
+        subnetwork = None
+        masks = []
+        for index in sampled:
+            client = clients[index]
+            if not self.plan.personal:
+                masks.append(ones)
+            elif client.mask is not None:
+                masks.append(client.mask)
+            elif self.plan.new_clients == "subnetwork":
+                if subnetwork is None:
+                    subnetwork = self.plan.subnetwork(
+                        weights,
+                        clients,
+                        self.plan.target_sparsity(round_number, ClientState()),
+                    )
+                masks.append(subnetwork)
+            else:
+                masks.append(ones)
+        return masks
 
     def download_masks(
-        self, weights: Sequence[np.ndarray], client: ClientState
+        self, weights: Sequence[np.ndarray], start: Sequence[np.ndarray]
     ) -> list[np.ndarray]:
         """The entries the server sends a client (`distribute`), every weight.
 
-        A Sub-FedAvg client that holds a mask receives its subnetwork; one
-        without receives the whole model. A FedAvg client receives the
-        model's nonzeros. Non-trainable weights go whole.
+        A Sub-FedAvg client receives the subnetwork it starts from
+        (``start``); a FedAvg client the model's nonzeros. Non-trainable
+        weights go whole.
         """
         buffers = [np.ones(s, bool) for s in self.shapes[self.num_trainable :]]
         if self.plan.personal:
-            masks = self.start_mask(client)
+            masks = start
         else:
             masks = [w != 0 for w in weights[: self.num_trainable]]
         return list(masks) + buffers
 
     def download_costs(
-        self, weights: Sequence[np.ndarray], client: ClientState
+        self,
+        weights: Sequence[np.ndarray],
+        start: Sequence[np.ndarray],
+        client: ClientState,
     ) -> dict[str, float]:
         """What the server sends a client (`distribute`), three ways.
 
@@ -243,7 +314,7 @@ class FederatedAlgorithm:
         client's own mask); ``download_bytes_csr`` the same message as SciPy
         CSR; ``download_bound_bits`` its information bound.
         """
-        masks = self.download_masks(weights, client)
+        masks = self.download_masks(weights, start)
         held = self.held_masks(client)
         return dict(
             download_bytes=wire.encoded_size(
@@ -256,12 +327,12 @@ class FederatedAlgorithm:
         )
 
     def received(
-        self, weights: Sequence[np.ndarray], client: ClientState
+        self, weights: Sequence[np.ndarray], start: Sequence[np.ndarray]
     ) -> list[np.ndarray]:
         """What a client decodes from its download (the codec's round trip)."""
         received = []
         for weight, mask in zip(
-            weights, self.download_masks(weights, client), strict=True
+            weights, self.download_masks(weights, start), strict=True
         ):
             value = np.zeros(weight.shape, np.float32)
             value[mask] = wire.round_trip(weight[mask], self.upload.download_values)
@@ -284,6 +355,18 @@ class FederatedAlgorithm:
         known = self.plan.personal and client.mask is not None
         held = list(client.mask) if known else [None] * self.num_trainable
         return held + [None] * (len(self.shapes) - self.num_trainable)
+
+    def upload_held(
+        self, client: ClientState, start: Sequence[np.ndarray]
+    ) -> list[np.ndarray | None]:
+        """The masks the server holds when a client's upload arrives.
+
+        Those of `held_masks`, and for a new Sub-FedAvg client the subnetwork
+        the server chose for it (``new_clients="subnetwork"``).
+        """
+        if self.plan.personal and self.plan.new_clients == "subnetwork":
+            return list(start) + [None] * (len(self.shapes) - self.num_trainable)
+        return self.held_masks(client)
 
     def apply(
         self,
@@ -308,7 +391,8 @@ class FederatedAlgorithm:
             The new server state, one `ClientResult` per sampled client and
             the aggregator's measurements.
         """
-        masks = [self.start_mask(clients[c]) for c in sampled]
+        masks = self.start_masks(server.weights, clients, sampled, round_number)
+        starts = dict(zip((int(c) for c in sampled), masks, strict=True))
         counts = [
             self.plan.counts(round_number, clients[c]).as_tensors() for c in sampled
         ]
@@ -320,7 +404,7 @@ class FederatedAlgorithm:
         # What each client received, as the verification rebuilds it (before
         # the round changes the clients' states).
         received = (
-            {int(c): self.received(server.weights, clients[c]) for c in sampled}
+            {c: self.received(server.weights, starts[c]) for c in starts}
             if self.upload.verify
             else {}
         )
@@ -335,21 +419,21 @@ class FederatedAlgorithm:
         )
         results, helds = [], {}
         # FedAvg sends every client the same model: count its bytes once.
-        every_client_same = (
-            None
-            if self.plan.personal
-            else self.download_costs(server.weights, ClientState())
-        )
+        every_client_same = None
+        if not self.plan.personal and masks:
+            every_client_same = self.download_costs(
+                server.weights, masks[0], ClientState()
+            )
         for client, report, arrived in zip(
             sampled, output.reports, delivered, strict=True
         ):
             client = int(client)
             download = (
-                self.download_costs(server.weights, clients[client])
+                self.download_costs(server.weights, starts[client], clients[client])
                 if every_client_same is None
                 else every_client_same
             )
-            held = helds[client] = self.held_masks(clients[client])
+            held = helds[client] = self.upload_held(clients[client], starts[client])
             clients[client].download_bytes += download["download_bytes"]
             if not arrived:
                 results.append(ClientResult(client, "dropped", **download))

@@ -25,7 +25,7 @@ from tffprune.data.pipeline import batched_dataset
 from tffprune.fl.algorithm import ClientState, PruningPlan
 from tffprune.fl.client import ClientOptimizerConfig, build_client_train_fn
 from tffprune.models.outputs import classification_loss
-from tffprune.pruning.policy import apply_masks, build_masks, sparsity_report
+from tffprune.pruning.policy import apply_masks, sparsity_report
 from tffprune.pruning.schedules import IterativeSchedule
 
 
@@ -92,26 +92,8 @@ def central_weights(
     if target == 0.0:
         return list(weights)
     num_trainable = len(plan.shapes)
-    trainable = weights[:num_trainable]
-    union = None
-    if plan.personal:
-        for client in clients:
-            if client.mask is None:
-                continue
-            if union is None:
-                union = [m.copy() for m in client.mask]
-                continue
-            for kept, mask in zip(union, client.mask, strict=True):
-                np.logical_or(kept, mask, out=kept)
-    masks = build_masks(
-        trainable,
-        plan.targets,
-        plan.method,
-        target,
-        masks=union,
-        structured_share=plan.structured_share,
-    )
-    return apply_masks(trainable, masks) + list(weights[num_trainable:])
+    masks = plan.subnetwork(weights, clients, target)
+    return apply_masks(weights[:num_trainable], masks) + list(weights[num_trainable:])
 
 
 def personal_weights(

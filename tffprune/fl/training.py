@@ -151,6 +151,7 @@ class Trainer:
             targets=self.targets,
             shapes=tuple(self.shapes[: self.num_trainable]),
             structured_share=config.structured_share,
+            new_clients=config.new_clients,
         )
         element_spec = (
             tf.TensorSpec([None, *input_shape], tf.float32),
