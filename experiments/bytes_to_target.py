@@ -1,66 +1,321 @@
-"""Experiment 5: the fewest upload bytes that reach a target accuracy.
+"""Experiment 5: the fewest bytes, both directions, that reach a target accuracy.
 
-Runs `tffprune sweep` (`tffprune.sweep.run_sweep`) on configs/sweep_fc.toml:
-`fc` on IID Fashion-MNIST with Sub-FedAvg, weight and unit pruning at
-sparsities 0.5, 0.8, 0.9 and 0.95 plus the dense baseline, each trained until
-the central accuracy first reaches the target (0.80) or 20 rounds pass.
+Default (the comparison): in one run, trains each row of a setting for the
+same number of rounds and counts the bytes, upload plus download, of the
+rounds up to the first that reaches the target:
+
+* ``fc_iid``: fc on IID Fashion-MNIST (100 clients, 10 per round, 1 epoch of
+  batch 32 at lr 0.1, configs/sweep_fc.toml), central accuracy 0.80, 40
+  rounds;
+* ``lenet5_shards``: LeNet-5 on the 2-shards split (configs/shards.toml: 5
+  epochs of batch 10 at lr 0.01), personalized accuracy 0.95, 30 rounds.
+
+Rows: the baselines (dense FedAvg in float32; dense FedAvg with TFF's 8-bit
+``compression_aggregator`` scheme, counted as TFF sends it: 8 bits for tensors
+of 20,000 entries or more, float32 else, the model down in float32; FedAvg
+with Jeurkar et al.'s pruning and SciPy CSR both ways; Sub-FedAvg with float32
+values as it was before low-bit updates) and ours (Sub-FedAvg, new clients
+start from the server's subnetwork, int8 values down, 2- or 1-bit updates up
+with error feedback). Each row's bytes are the columns of its metrics.csv
+named in ROWS.
 
 Usage:
-    uv run python experiments/bytes_to_target.py            # about 20 min
-    uv run python experiments/bytes_to_target.py --with int8_uploads_40_rounds
-    uv run python experiments/bytes_to_target.py --quick    # smoke test
-    uv run python experiments/plot.py                       # the figures
+    uv run python experiments/bytes_to_target.py                 # both, ~60 min
+    uv run python experiments/bytes_to_target.py --setting fc_iid
+    uv run python experiments/bytes_to_target.py --quick         # smoke test
+    uv run python experiments/bytes_to_target.py --sweep [--with NAME]
 
-``--with NAME`` applies configs/NAME.toml on top of sweep_fc.toml and names
-the results after it (bytes_to_target_NAME.csv, ...).
-
-The same from the command line (defaults.toml's other keys do not apply to
-this sweep: sweep_fc.toml sets every one that differs from TrainConfig's):
-    tffprune sweep --config experiments/configs/sweep_fc.toml
-        --target-accuracy 0.8 --methods weight,unit --sparsities 0.5,0.8,0.9,0.95
-
-Writes the sweep directory (--output-dir: sweep.csv, bytes_to_target.png,
-best.toml, runs/) and copies the table and the winning configuration to
-experiments/results/bytes_to_target[_NAME].csv and _best.toml.
+Writes results/bytes_both_ways_SETTING.csv, figures/bytes_both_ways_SETTING.png
+and prints the README table. ``--sweep`` runs the older experiment instead:
+`tffprune sweep` over weight/unit at sparsities 0.5-0.95 on
+configs/sweep_fc.toml, ranked by upload bytes (the papers' view; results
+bytes_to_target[_NAME].csv; ``--with NAME`` applies configs/NAME.toml on top).
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import shutil
+import statistics
 from pathlib import Path
 
-from common import CONFIGS, RESULTS, configuration
+import matplotlib
 
-from tffprune.sweep import run_sweep
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+from common import CONFIGS, RESULTS, configuration  # noqa: E402
 
-TARGET = 0.80
+from tffprune.run import run_training  # noqa: E402
+from tffprune.sweep import bytes_to_target, run_sweep  # noqa: E402
+
+FIGURES = Path(__file__).parent / "figures"
+SWEEP_TARGET = 0.80
 METHODS = ("weight", "unit")
 SPARSITIES = (0.5, 0.8, 0.9, 0.95)
 
+OURS = dict(aggregation="subfedavg", new_clients="subnetwork", download_values="int8")
+# label: (configuration changes, upload bytes column, download bytes column)
+ROWS = {
+    "dense FedAvg, float32": (
+        dict(aggregation="fedavg", method="none"),
+        "upload_bytes",
+        "download_bytes",
+    ),
+    "dense FedAvg, TFF 8-bit aggregator": (
+        dict(
+            aggregation="fedavg",
+            method="none",
+            upload_values="int8",
+            error_feedback=False,
+        ),
+        "upload_bytes_tff_8bit",
+        "download_bytes_dense",
+    ),
+    "FedAvg + pruning 50%, SciPy CSR (Jeurkar et al.)": (
+        dict(
+            aggregation="fedavg",
+            method="global-weight",
+            sparsity=0.5,
+            prune_logits=True,
+            prune_biases=True,
+        ),
+        "upload_bytes_csr",
+        "download_bytes_csr",
+    ),
+    "Sub-FedAvg 50%, float32 (before)": (
+        dict(aggregation="subfedavg", method="weight", sparsity=0.5),
+        "upload_bytes",
+        "download_bytes",
+    ),
+    "Sub-FedAvg 50%, int8 down, int2 up + EF": (
+        dict(OURS, method="weight", sparsity=0.5, upload_values="int2"),
+        "upload_bytes",
+        "download_bytes",
+    ),
+    "Sub-FedAvg 80%, int8 down, int2 up + EF": (
+        dict(OURS, method="weight", sparsity=0.8, upload_values="int2"),
+        "upload_bytes",
+        "download_bytes",
+    ),
+    "Sub-FedAvg 90%, int8 down, int2 up + EF": (
+        dict(OURS, method="weight", sparsity=0.9, upload_values="int2"),
+        "upload_bytes",
+        "download_bytes",
+    ),
+    "Sub-FedAvg 90%, int8 down, int1 up + EF": (
+        dict(OURS, method="weight", sparsity=0.9, upload_values="int1"),
+        "upload_bytes",
+        "download_bytes",
+    ),
+}
+BASELINE = "dense FedAvg, float32"
+BEFORE = "Sub-FedAvg 50%, float32 (before)"
+# setting: (config files, metric, target, rounds)
+SETTINGS = {
+    "fc_iid": (("sweep_fc",), "central_accuracy", 0.80, 40),
+    "lenet5_shards": (("shards",), "personalized_accuracy", 0.95, 30),
+}
+COLUMNS = (
+    "setting",
+    "label",
+    "metric",
+    "target",
+    "reached_round",
+    "upload_bytes_to_target",
+    "download_bytes_to_target",
+    "total_bytes_to_target",
+    "ratio_to_dense_float32",
+    "ratio_to_subfedavg_float32",
+    "final_accuracy",
+    "best_accuracy",
+    "rounds_run",
+    "median_upload_bound_ratio",
+    "median_download_bound_ratio",
+    "run_dir",
+)
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="tiny smoke test")
-    parser.add_argument(
-        "--with",
-        dest="overrides",
-        nargs="+",
-        default=[],
-        metavar="NAME",
-        choices=sorted(p.stem for p in CONFIGS.glob("*.toml")),
-        help="configs/NAME.toml applied on top of sweep_fc.toml",
+
+def _read_rows(path: Path) -> list[dict]:
+    with path.open() as handle:
+        return list(csv.DictReader(handle))
+
+
+def _number(text: str) -> float:
+    return float("nan") if text in ("", None) else float(text)
+
+
+def measure(rows: list[dict], metric: str, target: float, up: str, down: str) -> dict:
+    """Bytes to the target from a run's metrics rows (pure)."""
+    parsed = [
+        {
+            "round": int(r["round"]),
+            metric: _number(r[metric]),
+            "up": int(float(r[up])),
+            "down": int(float(r[down])),
+            "total": int(float(r[up])) + int(float(r[down])),
+        }
+        for r in rows
+    ]
+    reached = bytes_to_target(parsed, target, metric, "total")
+    upload = bytes_to_target(parsed, target, metric, "up")
+    accuracies = [r[metric] for r in parsed if r[metric] == r[metric]]
+    ratios = {
+        name: [_number(r[name]) for r in rows if r[name] not in ("", "nan")]
+        for name in ("upload_bound_ratio", "download_bound_ratio")
+    }
+    return {
+        "reached_round": reached[0] if reached else "",
+        "upload_bytes_to_target": upload[1] if reached else "",
+        "download_bytes_to_target": reached[1] - upload[1] if reached else "",
+        "total_bytes_to_target": reached[1] if reached else "",
+        "final_accuracy": accuracies[-1] if accuracies else "",
+        "best_accuracy": max(accuracies) if accuracies else "",
+        "rounds_run": len(parsed),
+        **{
+            f"median_{name}": round(statistics.median(values), 4) if values else ""
+            for name, values in ratios.items()
+        },
+    }
+
+
+def compare(setting: str, quick: bool, output_dir: Path, results: Path) -> Path:
+    """Trains every row of ``setting`` and writes its table and figure."""
+    names, metric, target, rounds = SETTINGS[setting]
+    if quick:
+        target = 0.3
+    table = []
+    labels = list(ROWS)
+    if quick:  # the two references and our smallest
+        labels = [BASELINE, BEFORE, labels[-1]]
+    for label in labels:
+        changes, up, down = ROWS[label]
+        config = configuration(*names, quick=quick, rounds=rounds, eval_every=1)
+        config = config.replace(**changes)
+        if quick:
+            config = config.replace(rounds=2, eval_every=1)
+        run_dir = output_dir / setting / _slug(label)
+        run_training(config, run_dir, overwrite=True, progress=False)
+        row = measure(_read_rows(run_dir / "metrics.csv"), metric, target, up, down)
+        table.append(
+            dict(setting=setting, label=label, metric=metric, target=target, **row)
+        )
+        table[-1]["run_dir"] = str(run_dir)
+        print(f"{setting} {label}: {_summary(table[-1])}", flush=True)
+    for baseline, column in (
+        (BASELINE, "ratio_to_dense_float32"),
+        (BEFORE, "ratio_to_subfedavg_float32"),
+    ):
+        reference = next(r for r in table if r["label"] == baseline)
+        for row in table:
+            both = row["total_bytes_to_target"], reference["total_bytes_to_target"]
+            row[column] = round(both[1] / both[0], 2) if all(both) else ""
+    results.mkdir(parents=True, exist_ok=True)
+    path = results / f"bytes_both_ways_{setting}.csv"
+    with path.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, COLUMNS)
+        writer.writeheader()
+        writer.writerows(table)
+    print(f"wrote {path}")
+    print(f"wrote {plot(table, FIGURES if not quick else results)}")
+    print(markdown(table))
+    return path
+
+
+def _slug(label: str) -> str:
+    keep = "".join(c if c.isalnum() else "_" for c in label.lower())
+    return "_".join(part for part in keep.split("_") if part)
+
+
+def _summary(row: dict) -> str:
+    if row["reached_round"] == "":
+        return (
+            f"not reached in {row['rounds_run']} rounds (best {row['best_accuracy']})"
+        )
+    return (
+        f"round {row['reached_round']}, "
+        f"{row['total_bytes_to_target'] / 1e6:.1f} MB "
+        f"(up {row['upload_bytes_to_target'] / 1e6:.1f}, "
+        f"down {row['download_bytes_to_target'] / 1e6:.1f}), "
+        f"final {row['final_accuracy']:.4f}"
     )
-    parser.add_argument("--output-dir", type=Path, default=None)
-    parser.add_argument("--results", type=Path, default=RESULTS)
-    parser.add_argument("--resume", action="store_true", help="continue a sweep")
-    arguments = parser.parse_args()
+
+
+def markdown(table: list[dict]) -> str:
+    """The README table of one setting."""
+    lines = [
+        "| method | round | up MB | down MB | total MB | x below dense f32 "
+        "| x below Sub-FedAvg f32 | final acc. | bound ratio up / down |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in table:
+        if row["reached_round"] == "":
+            cells = ["not reached", "", "", "", "", ""]
+        else:
+            cells = [
+                str(row["reached_round"]),
+                f"{row['upload_bytes_to_target'] / 1e6:.1f}",
+                f"{row['download_bytes_to_target'] / 1e6:.1f}",
+                f"{row['total_bytes_to_target'] / 1e6:.1f}",
+                f"{row['ratio_to_dense_float32']}x",
+                f"{row['ratio_to_subfedavg_float32']}x",
+            ]
+        bounds = (
+            f"{row['median_upload_bound_ratio']} / {row['median_download_bound_ratio']}"
+        )
+        lines.append(
+            f"| {row['label']} | "
+            + " | ".join(cells)
+            + f" | {row['final_accuracy']:.4f} | {bounds} |"
+        )
+    return "\n".join(lines)
+
+
+def plot(table: list[dict], figures: Path) -> Path:
+    """Stacked bars: MB to the target, upload and download, per method."""
+    setting, metric, target = (
+        table[0]["setting"],
+        table[0]["metric"],
+        table[0]["target"],
+    )
+    figure, axes = plt.subplots(figsize=(9, 0.55 * len(table) + 1.5))
+    labels = [r["label"] for r in table][::-1]
+    for index, row in enumerate(table[::-1]):
+        if row["reached_round"] == "":
+            axes.text(0.01, index, "  not reached", va="center", fontsize=8)
+            continue
+        up = row["upload_bytes_to_target"] / 1e6
+        down = row["download_bytes_to_target"] / 1e6
+        axes.barh(index, down, color="tab:blue", label="download" if index else None)
+        axes.barh(
+            index, up, left=down, color="tab:orange", label="upload" if index else None
+        )
+        ratio = row["ratio_to_dense_float32"]
+        axes.text(up + down, index, f"  {up + down:.0f} MB ({ratio}x)", va="center")
+    axes.set_yticks(range(len(labels)), labels, fontsize=8)
+    axes.set_xscale("log")
+    axes.set_xlabel("MB to the target (both directions, log scale)")
+    axes.set_title(f"{setting}: bytes to {metric.replace('_', ' ')} {target}")
+    handles, names = axes.get_legend_handles_labels()
+    unique = dict(zip(names, handles, strict=True))
+    axes.legend(unique.values(), unique.keys(), loc="lower right", fontsize=8)
+    axes.grid(alpha=0.3, axis="x")
+    figure.tight_layout()
+    figures.mkdir(parents=True, exist_ok=True)
+    path = figures / f"bytes_both_ways_{setting}.png"
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+    return path
+
+
+def sweep(arguments: argparse.Namespace) -> None:
+    """The older experiment: `tffprune sweep`, ranked by upload bytes."""
     stem = "_".join(["bytes_to_target", *arguments.overrides])
     output_dir = arguments.output_dir or Path("runs") / stem
     base = configuration("sweep_fc", *arguments.overrides, quick=arguments.quick)
     _, winner = run_sweep(
         base,
-        0.3 if arguments.quick else TARGET,
+        0.3 if arguments.quick else SWEEP_TARGET,
         output_dir,
         methods=METHODS,
         sparsities=(0.5,) if arguments.quick else SPARSITIES,
@@ -80,6 +335,34 @@ def main() -> None:
             f"{winner.bytes_to_target:,} bytes in {winner.reached_round} rounds"
         )
     print(f"wrote {arguments.results / f'{stem}.csv'}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="tiny smoke test")
+    parser.add_argument(
+        "--setting", nargs="+", choices=sorted(SETTINGS), default=sorted(SETTINGS)
+    )
+    parser.add_argument("--sweep", action="store_true", help="the older sweep")
+    parser.add_argument(
+        "--with",
+        dest="overrides",
+        nargs="+",
+        default=[],
+        metavar="NAME",
+        choices=sorted(p.stem for p in CONFIGS.glob("*.toml")),
+        help="--sweep: configs/NAME.toml applied on top of sweep_fc.toml",
+    )
+    parser.add_argument("--output-dir", type=Path, default=None)
+    parser.add_argument("--results", type=Path, default=RESULTS)
+    parser.add_argument("--resume", action="store_true", help="--sweep: continue")
+    arguments = parser.parse_args()
+    if arguments.sweep:
+        sweep(arguments)
+        return
+    output_dir = arguments.output_dir or Path("runs") / "bytes_both_ways"
+    for setting in arguments.setting:
+        compare(setting, arguments.quick, output_dir, arguments.results)
 
 
 if __name__ == "__main__":

@@ -111,11 +111,39 @@ def test_every_experiment_config_loads():
         assert config.num_clients == 100  # the shared default survives
 
 
-def test_bytes_to_target_quick(tmp_path):
+def test_bytes_both_ways_quick(tmp_path):
     output = _run(
         [
             "experiments/bytes_to_target.py",
             "--quick",
+            "--setting",
+            "fc_iid",
+            "--output-dir",
+            str(tmp_path / "runs"),
+            "--results",
+            str(tmp_path / "results"),
+        ]
+    )
+    assert "| dense FedAvg, float32 |" in output
+    with (tmp_path / "results" / "bytes_both_ways_fc_iid.csv").open() as handle:
+        rows = {row["label"]: row for row in csv.DictReader(handle)}
+    assert len(rows) == 3  # --quick: dense, Sub-FedAvg float32, our smallest
+    dense = rows["dense FedAvg, float32"]
+    ours = rows["Sub-FedAvg 90%, int8 down, int1 up + EF"]
+    # Whether or not the quick runs reach the target, the bytes were counted:
+    # ours sends a small fraction of dense float32 in the rounds it ran.
+    runs = tmp_path / "runs" / "fc_iid"
+    assert (runs / "sub_fedavg_90_int8_down_int1_up_ef" / "metrics.csv").exists()
+    assert dense["rounds_run"] == ours["rounds_run"] == "2"
+    assert (tmp_path / "results" / "bytes_both_ways_fc_iid.png").stat().st_size > 0
+
+
+def test_bytes_to_target_sweep_quick(tmp_path):
+    output = _run(
+        [
+            "experiments/bytes_to_target.py",
+            "--quick",
+            "--sweep",
             "--with",
             "int8_uploads_40_rounds",
             "--output-dir",

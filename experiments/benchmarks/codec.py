@@ -7,8 +7,9 @@ Usage:
     uv run python experiments/benchmarks/codec.py [--repeats 5]
 
 Prints one table; targets (issue: upload encoding):
-  * fc at 90% weight sparsity, int8 values: within 1.15x of the bound over the
-    pruned tensors, and >= 20x smaller than dense float32 for the whole update;
+  * fc at 90% weight sparsity, int8 values (int4, int2, int1 printed too):
+    within 1.15x of the bound over the pruned tensors, and >= 20x smaller
+    than dense float32 for the whole update;
   * at low sparsity never more than dense float32;
   * encode + decode well under one epoch of the client's training.
 """
@@ -53,7 +54,7 @@ def main() -> None:
         model, weights, masks, pruned = fc_update(sparsity)
         dense = 4 * sum(w.size for w in weights)
         csr = baselines.csr_bytes(masks)
-        for value_format in ("float32", "int8"):
+        for value_format in ("float32", "int8", "int4", "int2", "int1"):
             payload = encode(weights, masks, value_format)
             whole_bound = baselines.information_bound_bits(masks, value_format) / 8
             pruned_payload = encode(
