@@ -14,10 +14,10 @@ Rows: the baselines (dense FedAvg in float32; dense FedAvg with TFF's 8-bit
 ``compression_aggregator`` scheme, counted as TFF sends it: 8 bits for tensors
 of 20,000 entries or more, float32 else, the model down in float32; FedAvg
 with Jeurkar et al.'s pruning and SciPy CSR both ways; Sub-FedAvg with float32
-values as it was before low-bit updates) and ours (Sub-FedAvg, new clients
-start from the server's subnetwork, int8 values down, 2- or 1-bit updates up
-with error feedback). Each row's bytes are the columns of its metrics.csv
-named in ROWS.
+values as it was before low-bit updates) and ours (Sub-FedAvg, int8 values
+down, 2- or 1-bit updates up with error feedback; on IID data new clients
+start from the server's subnetwork). Each row's bytes are the columns of its
+metrics.csv named in BASELINES and OURS.
 
 Usage:
     uv run python experiments/bytes_to_target.py                 # both, ~60 min
@@ -54,9 +54,8 @@ SWEEP_TARGET = 0.80
 METHODS = ("weight", "unit")
 SPARSITIES = (0.5, 0.8, 0.9, 0.95)
 
-OURS = dict(aggregation="subfedavg", new_clients="subnetwork", download_values="int8")
 # label: (configuration changes, upload bytes column, download bytes column)
-ROWS = {
+BASELINES = {
     "dense FedAvg, float32": (
         dict(aggregation="fedavg", method="none"),
         "upload_bytes",
@@ -88,25 +87,40 @@ ROWS = {
         "upload_bytes",
         "download_bytes",
     ),
-    "Sub-FedAvg 50%, int8 down, int2 up + EF": (
-        dict(OURS, method="weight", sparsity=0.5, upload_values="int2"),
-        "upload_bytes",
-        "download_bytes",
+}
+
+
+def _ours(sparsity: float, upload: str, new_clients: str) -> tuple:
+    first = ", new clients get the subnetwork" if new_clients == "subnetwork" else ""
+    label = f"Sub-FedAvg {sparsity:.0%}, int8 down, {upload} up + EF{first}"
+    changes = dict(
+        aggregation="subfedavg",
+        method="weight",
+        sparsity=sparsity,
+        download_values="int8",
+        upload_values=upload,
+        new_clients=new_clients,
+    )
+    return label, (changes, "upload_bytes", "download_bytes")
+
+
+# Under IID data a new client loses nothing by starting from the server's
+# subnetwork; under shards it would lose its personal mask (it starts at the
+# target and never prunes by its own data), so there new clients get the
+# whole model, as in the reference code.
+OURS = {
+    "fc_iid": dict(
+        _ours(sparsity, upload, "subnetwork")
+        for sparsity, upload in (
+            (0.5, "int2"),
+            (0.8, "int2"),
+            (0.9, "int2"),
+            (0.9, "int1"),
+        )
     ),
-    "Sub-FedAvg 80%, int8 down, int2 up + EF": (
-        dict(OURS, method="weight", sparsity=0.8, upload_values="int2"),
-        "upload_bytes",
-        "download_bytes",
-    ),
-    "Sub-FedAvg 90%, int8 down, int2 up + EF": (
-        dict(OURS, method="weight", sparsity=0.9, upload_values="int2"),
-        "upload_bytes",
-        "download_bytes",
-    ),
-    "Sub-FedAvg 90%, int8 down, int1 up + EF": (
-        dict(OURS, method="weight", sparsity=0.9, upload_values="int1"),
-        "upload_bytes",
-        "download_bytes",
+    "lenet5_shards": dict(
+        _ours(sparsity, upload, "dense")
+        for sparsity, upload in ((0.5, "int2"), (0.8, "int2"), (0.8, "int1"))
     ),
 }
 BASELINE = "dense FedAvg, float32"
@@ -185,11 +199,12 @@ def compare(setting: str, quick: bool, output_dir: Path, results: Path) -> Path:
     if quick:
         target = 0.3
     table = []
-    labels = list(ROWS)
+    rows = {**BASELINES, **OURS[setting]}
+    labels = list(rows)
     if quick:  # the two references and our smallest
         labels = [BASELINE, BEFORE, labels[-1]]
     for label in labels:
-        changes, up, down = ROWS[label]
+        changes, up, down = rows[label]
         config = configuration(*names, quick=quick, rounds=rounds, eval_every=1)
         config = config.replace(**changes)
         if quick:

@@ -129,11 +129,17 @@ def test_bytes_both_ways_quick(tmp_path):
         rows = {row["label"]: row for row in csv.DictReader(handle)}
     assert len(rows) == 3  # --quick: dense, Sub-FedAvg float32, our smallest
     dense = rows["dense FedAvg, float32"]
-    ours = rows["Sub-FedAvg 90%, int8 down, int1 up + EF"]
+    ours = rows[
+        "Sub-FedAvg 90%, int8 down, int1 up + EF, new clients get the subnetwork"
+    ]
     # Whether or not the quick runs reach the target, the bytes were counted:
     # ours sends a small fraction of dense float32 in the rounds it ran.
     runs = tmp_path / "runs" / "fc_iid"
-    assert (runs / "sub_fedavg_90_int8_down_int1_up_ef" / "metrics.csv").exists()
+    assert (
+        runs
+        / "sub_fedavg_90_int8_down_int1_up_ef_new_clients_get_the_subnetwork"
+        / "metrics.csv"
+    ).exists()
     assert dense["rounds_run"] == ours["rounds_run"] == "2"
     assert (tmp_path / "results" / "bytes_both_ways_fc_iid.png").stat().st_size > 0
 

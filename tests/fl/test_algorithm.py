@@ -17,13 +17,15 @@ from tffprune.pruning.schedules import ConstantSparsity
 SHAPES = [(40, 30), (30,)]
 
 
-def _algorithm(download_values, personal=True):
+def _algorithm(download_values="float32", new_clients="dense"):
+    """Sub-FedAvg, weight pruning of the (40, 30) kernel to 50%."""
     plan = PruningPlan(
         method="weight",
         schedule=ConstantSparsity(0.5),
-        personal=personal,
+        personal=True,
         targets=(PrunableWeight(0, "dense", "dense", 1),),
         shapes=tuple(SHAPES),
+        new_clients=new_clients,
     )
     upload = UploadFormat(values="int1", download_values=download_values)
     return FederatedAlgorithm(None, plan, upload, False, SHAPES)
@@ -81,21 +83,8 @@ def test_a_new_client_starts_from_the_server_subnetwork_when_asked():
     # Kernel |w| = 1..1200 shuffled: at 50% exactly the 600 largest are kept.
     kernel = rng.permutation(np.arange(1, 1201, dtype=np.float32)).reshape(40, 30)
     weights = [kernel, np.zeros(30, np.float32)]
-    plan = dict(
-        method="weight",
-        schedule=ConstantSparsity(0.5),
-        personal=True,
-        targets=(PrunableWeight(0, "dense", "dense", 1),),
-        shapes=tuple(SHAPES),
-    )
-    dense = FederatedAlgorithm(None, PruningPlan(**plan), UploadFormat(), False, SHAPES)
-    subnetwork = FederatedAlgorithm(
-        None,
-        PruningPlan(**plan, new_clients="subnetwork"),
-        UploadFormat(),
-        False,
-        SHAPES,
-    )
+    dense = _algorithm()
+    subnetwork = _algorithm(new_clients="subnetwork")
     own = [rng.random((40, 30)) < 0.8, np.ones(30, bool)]
     clients = [ClientState(), ClientState(mask=own)]
 
