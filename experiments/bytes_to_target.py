@@ -23,6 +23,7 @@ Usage:
     uv run python experiments/bytes_to_target.py                 # both, ~60 min
     uv run python experiments/bytes_to_target.py --setting fc_iid
     uv run python experiments/bytes_to_target.py --quick         # smoke test
+    uv run python experiments/bytes_to_target.py --replot --setting fc_iid
     uv run python experiments/bytes_to_target.py --sweep [--with NAME]
 
 Writes results/bytes_both_ways_SETTING.csv, figures/bytes_both_ways_SETTING.png
@@ -38,6 +39,7 @@ import argparse
 import csv
 import shutil
 import statistics
+import textwrap
 from pathlib import Path
 
 import matplotlib
@@ -287,29 +289,44 @@ def markdown(table: list[dict]) -> str:
 
 
 def plot(table: list[dict], figures: Path) -> Path:
-    """Stacked bars: MB to the target, upload and download, per method."""
+    """Stacked bars: MB to the target, download then upload, per method."""
     setting, metric, target = (
         table[0]["setting"],
         table[0]["metric"],
         table[0]["target"],
     )
-    figure, axes = plt.subplots(figsize=(9, 0.55 * len(table) + 1.5))
-    labels = [r["label"] for r in table][::-1]
+    figure, axes = plt.subplots(figsize=(10, 0.5 * len(table) + 1.6))
+    labels = [textwrap.fill(r["label"], 44) for r in table][::-1]
+    widest = max(
+        (_number(r["total_bytes_to_target"]) / 1e6 for r in table),
+        default=1.0,
+    )
     for index, row in enumerate(table[::-1]):
-        if row["reached_round"] == "":
-            axes.text(0.01, index, "  not reached", va="center", fontsize=8)
+        if row["reached_round"] in ("", None):
+            axes.text(
+                0.01 * widest,
+                index,
+                f"not reached in {row['rounds_run']} rounds",
+                va="center",
+                fontsize=8,
+            )
             continue
-        up = row["upload_bytes_to_target"] / 1e6
-        down = row["download_bytes_to_target"] / 1e6
-        axes.barh(index, down, color="tab:blue", label="download" if index else None)
-        axes.barh(
-            index, up, left=down, color="tab:orange", label="upload" if index else None
-        )
+        up = float(row["upload_bytes_to_target"]) / 1e6
+        down = float(row["download_bytes_to_target"]) / 1e6
+        axes.barh(index, down, color="tab:blue", label="download")
+        axes.barh(index, up, left=down, color="tab:orange", label="upload")
         ratio = row["ratio_to_dense_float32"]
-        axes.text(up + down, index, f"  {up + down:.0f} MB ({ratio}x)", va="center")
-    axes.set_yticks(range(len(labels)), labels, fontsize=8)
-    axes.set_xscale("log")
-    axes.set_xlabel("MB to the target (both directions, log scale)")
+        axes.text(
+            up + down,
+            index,
+            f" {up + down:,.0f} MB, round {row['reached_round']} ({ratio}x)",
+            va="center",
+            fontsize=8,
+        )
+    axes.set_yticks(range(len(labels)), labels, fontsize=7)
+    axes.set_ylim(-0.8, len(labels) - 0.4)
+    axes.set_xlim(0, widest * 1.35)
+    axes.set_xlabel("MB to the target, both directions")
     axes.set_title(f"{setting}: bytes to {metric.replace('_', ' ')} {target}")
     handles, names = axes.get_legend_handles_labels()
     unique = dict(zip(names, handles, strict=True))
@@ -321,6 +338,23 @@ def plot(table: list[dict], figures: Path) -> Path:
     figure.savefig(path, dpi=120)
     plt.close(figure)
     return path
+
+
+def replot(results: Path, settings: list[str]) -> None:
+    """Redraws the figures and reprints the tables from the results files."""
+    for setting in settings:
+        with (results / f"bytes_both_ways_{setting}.csv").open() as handle:
+            table = list(csv.DictReader(handle))
+        for row in table:
+            for column in (
+                "total_bytes_to_target",
+                "upload_bytes_to_target",
+                "download_bytes_to_target",
+            ):
+                row[column] = int(row[column]) if row[column] else ""
+            row["final_accuracy"] = float(row["final_accuracy"])
+        print(f"wrote {plot(table, FIGURES)}")
+        print(markdown(table))
 
 
 def sweep(arguments: argparse.Namespace) -> None:
@@ -371,7 +405,13 @@ def main() -> None:
     parser.add_argument("--output-dir", type=Path, default=None)
     parser.add_argument("--results", type=Path, default=RESULTS)
     parser.add_argument("--resume", action="store_true", help="--sweep: continue")
+    parser.add_argument(
+        "--replot", action="store_true", help="figures and tables from --results"
+    )
     arguments = parser.parse_args()
+    if arguments.replot:
+        replot(arguments.results, arguments.setting)
+        return
     if arguments.sweep:
         sweep(arguments)
         return
