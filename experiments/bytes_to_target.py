@@ -258,6 +258,10 @@ def _summary(row: dict) -> str:
     )
 
 
+def _times(ratio) -> str:
+    return f"{ratio}x" if ratio not in ("", None) else "-"
+
+
 def markdown(table: list[dict]) -> str:
     """The README table of one setting."""
     lines = [
@@ -274,8 +278,8 @@ def markdown(table: list[dict]) -> str:
                 f"{row['upload_bytes_to_target'] / 1e6:.1f}",
                 f"{row['download_bytes_to_target'] / 1e6:.1f}",
                 f"{row['total_bytes_to_target'] / 1e6:.1f}",
-                f"{row['ratio_to_dense_float32']}x",
-                f"{row['ratio_to_subfedavg_float32']}x",
+                _times(row["ratio_to_dense_float32"]),
+                _times(row["ratio_to_subfedavg_float32"]),
             ]
         bounds = (
             f"{row['median_upload_bound_ratio']} / {row['median_download_bound_ratio']}"
@@ -298,7 +302,11 @@ def plot(table: list[dict], figures: Path) -> Path:
     figure, axes = plt.subplots(figsize=(10, 0.5 * len(table) + 1.6))
     labels = [textwrap.fill(r["label"], 44) for r in table][::-1]
     widest = max(
-        (_number(r["total_bytes_to_target"]) / 1e6 for r in table),
+        (
+            float(r["total_bytes_to_target"]) / 1e6
+            for r in table
+            if r["reached_round"] not in ("", None)
+        ),
         default=1.0,
     )
     for index, row in enumerate(table[::-1]):

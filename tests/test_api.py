@@ -174,11 +174,18 @@ def test_user_model_and_arrays_through_the_api(user_files, tmp_path):
         method="channel",
         rounds=2,
         clients_per_round=4,
+        upload_values="int2",
         progress=False,
     )
 
     assert summary["rounds_completed"] == 2
     assert summary["config"]["num_clients"] == 8
+    # Per client bytes add up to the run's totals, both directions.
+    per_client = summary["bytes_per_client"]
+    assert per_client["upload"]["mean"] * 8 == summary["total_upload_bytes"]
+    assert per_client["download"]["mean"] * 8 == summary["total_download_bytes"]
+    assert summary["residual_bytes"] > 0  # 2-bit updates kept residuals
+    assert summary["median_bound_ratio"]["upload"] > 0
     model = tf.keras.models.load_model(
         tmp_path / "api" / "global_model.keras", compile=False
     )

@@ -157,8 +157,18 @@ def _cases(root):
         ),
         (
             "unknown upload values",
-            [*QUICK, "--upload-values", "int4"],
+            [*QUICK, "--upload-values", "int3"],
             "Invalid value for '--upload-values'",
+        ),
+        (
+            "2-bit download",
+            [*QUICK, "--download-values", "int2"],
+            "Invalid value for '--download-values'",
+        ),
+        (
+            "new clients' subnetwork under FedAvg",
+            [*QUICK, "--aggregation", "fedavg", "--new-clients", "subnetwork"],
+            "--new-clients 'subnetwork' needs --aggregation 'subfedavg'",
         ),
         (
             "too many per round",

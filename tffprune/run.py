@@ -117,6 +117,12 @@ def _participation(trainer: Trainer) -> dict:
     }
 
 
+def _median(values) -> float | None:
+    """The median of the finite values (None without any)."""
+    finite = [v for v in values if np.isfinite(v)]
+    return float(np.median(finite)) if finite else None
+
+
 def _spread(values: list[int]) -> dict[str, float]:
     return {
         "mean": float(np.mean(values)),
@@ -417,6 +423,10 @@ def _run(
         "total_download_bytes": sum(r["download_bytes"] for r in metrics),
         "total_download_bytes_dense": sum(r["download_bytes_dense"] for r in metrics),
         "total_bytes": sum(r["total_bytes"] for r in metrics),
+        "median_bound_ratio": {
+            direction: _median(r[f"{direction}_bound_ratio"] for r in metrics)
+            for direction in ("upload", "download")
+        },
         **_participation(trainer),
         "stopped_at_target": reached,
         "startup_seconds": startup_seconds,
