@@ -39,19 +39,14 @@ import argparse
 import csv
 import shutil
 import statistics
-import textwrap
 from pathlib import Path
 
-import matplotlib
+from common import CONFIGS, RESULTS, configuration
+from plot import FIGURES, bytes_both_ways, read_table
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-from common import CONFIGS, RESULTS, configuration  # noqa: E402
+from tffprune.run import run_training
+from tffprune.sweep import bytes_to_target, run_sweep
 
-from tffprune.run import run_training  # noqa: E402
-from tffprune.sweep import bytes_to_target, run_sweep  # noqa: E402
-
-FIGURES = Path(__file__).parent / "figures"
 SWEEP_TARGET = 0.80
 METHODS = ("weight", "unit")
 SPARSITIES = (0.5, 0.8, 0.9, 0.95)
@@ -234,7 +229,7 @@ def compare(setting: str, quick: bool, output_dir: Path, results: Path) -> Path:
         writer.writeheader()
         writer.writerows(table)
     print(f"wrote {path}")
-    print(f"wrote {plot(table, FIGURES if not quick else results)}")
+    print(f"wrote {bytes_both_ways(path, FIGURES if not quick else results)}")
     print(markdown(table))
     return path
 
@@ -292,77 +287,12 @@ def markdown(table: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def plot(table: list[dict], figures: Path) -> Path:
-    """Stacked bars: MB to the target, download then upload, per method."""
-    setting, metric, target = (
-        table[0]["setting"],
-        table[0]["metric"],
-        table[0]["target"],
-    )
-    figure, axes = plt.subplots(figsize=(10, 0.5 * len(table) + 1.6))
-    labels = [textwrap.fill(r["label"], 44) for r in table][::-1]
-    widest = max(
-        (
-            float(r["total_bytes_to_target"]) / 1e6
-            for r in table
-            if r["reached_round"] not in ("", None)
-        ),
-        default=1.0,
-    )
-    for index, row in enumerate(table[::-1]):
-        if row["reached_round"] in ("", None):
-            axes.text(
-                0.01 * widest,
-                index,
-                f"not reached in {row['rounds_run']} rounds",
-                va="center",
-                fontsize=8,
-            )
-            continue
-        up = float(row["upload_bytes_to_target"]) / 1e6
-        down = float(row["download_bytes_to_target"]) / 1e6
-        axes.barh(index, down, color="tab:blue", label="download")
-        axes.barh(index, up, left=down, color="tab:orange", label="upload")
-        ratio = row["ratio_to_dense_float32"]
-        axes.text(
-            up + down,
-            index,
-            f" {up + down:,.0f} MB, round {row['reached_round']} ({ratio}x)",
-            va="center",
-            fontsize=8,
-        )
-    axes.set_yticks(range(len(labels)), labels, fontsize=7)
-    axes.set_ylim(-0.8, len(labels) - 0.4)
-    axes.set_xlim(0, widest * 1.35)
-    axes.set_xlabel("MB to the target, both directions")
-    axes.set_title(f"{setting}: bytes to {metric.replace('_', ' ')} {target}")
-    handles, names = axes.get_legend_handles_labels()
-    unique = dict(zip(names, handles, strict=True))
-    axes.legend(unique.values(), unique.keys(), loc="lower right", fontsize=8)
-    axes.grid(alpha=0.3, axis="x")
-    figure.tight_layout()
-    figures.mkdir(parents=True, exist_ok=True)
-    path = figures / f"bytes_both_ways_{setting}.png"
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
-    return path
-
-
 def replot(results: Path, settings: list[str]) -> None:
     """Redraws the figures and reprints the tables from the results files."""
     for setting in settings:
-        with (results / f"bytes_both_ways_{setting}.csv").open() as handle:
-            table = list(csv.DictReader(handle))
-        for row in table:
-            for column in (
-                "total_bytes_to_target",
-                "upload_bytes_to_target",
-                "download_bytes_to_target",
-            ):
-                row[column] = int(row[column]) if row[column] else ""
-            row["final_accuracy"] = float(row["final_accuracy"])
-        print(f"wrote {plot(table, FIGURES)}")
-        print(markdown(table))
+        path = results / f"bytes_both_ways_{setting}.csv"
+        print(f"wrote {bytes_both_ways(path, FIGURES)}")
+        print(markdown(read_table(path)))
 
 
 def sweep(arguments: argparse.Namespace) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import textwrap
 from pathlib import Path
 
 import matplotlib
@@ -35,6 +36,71 @@ def save(figure, name: str, figures: Path) -> Path:
     figure.savefig(output, dpi=80)
     plt.close(figure)
     return output
+
+
+def read_table(path: Path) -> list[dict]:
+    """A bytes_both_ways_*.csv with its byte and accuracy columns as numbers."""
+    table = read(path)
+    for row in table:
+        for column in (
+            "total_bytes_to_target",
+            "upload_bytes_to_target",
+            "download_bytes_to_target",
+        ):
+            row[column] = int(row[column]) if row[column] else ""
+        row["final_accuracy"] = float(row["final_accuracy"])
+    return table
+
+
+def bytes_both_ways(path: Path, figures: Path = FIGURES) -> Path:
+    """Stacked bars: MB to the target, download then upload, per method."""
+    table = read_table(path)
+    setting, metric, target = (
+        table[0]["setting"],
+        table[0]["metric"],
+        table[0]["target"],
+    )
+    figure, axes = plt.subplots(figsize=(10, 0.5 * len(table) + 1.6))
+    labels = [textwrap.fill(r["label"], 44) for r in table][::-1]
+    widest = max(
+        (r["total_bytes_to_target"] / 1e6 for r in table if r["reached_round"]),
+        default=1.0,
+    )
+    for index, row in enumerate(table[::-1]):
+        if not row["reached_round"]:
+            axes.text(
+                0.01 * widest,
+                index,
+                f"not reached in {row['rounds_run']} rounds",
+                va="center",
+                fontsize=8,
+            )
+            continue
+        up = row["upload_bytes_to_target"] / 1e6
+        down = row["download_bytes_to_target"] / 1e6
+        axes.barh(index, down, color="tab:blue", label="download")
+        axes.barh(index, up, left=down, color="tab:orange", label="upload")
+        ratio = row["ratio_to_dense_float32"] or row["ratio_to_subfedavg_float32"]
+        reference = "dense f32" if row["ratio_to_dense_float32"] else "Sub-FedAvg f32"
+        axes.text(
+            up + down,
+            index,
+            f" {up + down:,.1f} MB, round {row['reached_round']} "
+            f"({ratio}x below {reference})",
+            va="center",
+            fontsize=8,
+        )
+    axes.set_yticks(range(len(labels)), labels, fontsize=7)
+    axes.set_ylim(-0.8, len(labels) - 0.4)
+    axes.set_xlim(0, widest * 1.9)
+    axes.set_xlabel("MB to the target, both directions")
+    axes.set_title(f"{setting}: bytes to {metric.replace('_', ' ')} {target}")
+    handles, names = axes.get_legend_handles_labels()
+    unique = dict(zip(names, handles, strict=True))
+    axes.legend(unique.values(), unique.keys(), loc="lower right", fontsize=8)
+    axes.grid(alpha=0.3, axis="x")
+    figure.tight_layout()
+    return save(figure, path.stem, figures)
 
 
 def sparsity_sweep(path: Path, figures: Path = FIGURES) -> Path:
@@ -345,6 +411,8 @@ def main() -> None:
         print(f"wrote {sparsity_sweep(path, figures)}")
     for sweep in sorted(results.glob("bytes_to_target*.csv")):
         print(f"wrote {bytes_to_target(sweep, figures)}")
+    for comparison in sorted(results.glob("bytes_both_ways_*.csv")):
+        print(f"wrote {bytes_both_ways(comparison, figures)}")
     structured = results / "structured_vs_unstructured_curves.csv"
     if structured.exists():
         for output in structured_curves(structured, figures):
