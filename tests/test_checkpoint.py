@@ -150,3 +150,60 @@ def test_resume_with_an_identity_field_changed_is_refused(
     assert "was written with a different configuration (differs in: " in result.output
     assert named in result.output.split("differs in: ")[1]
     assert "Traceback" not in result.output
+
+
+def test_personal_models_are_what_training_returned_and_survive_a_checkpoint(
+    data, tmp_path, monkeypatch
+):
+    trainer = Trainer(
+        _config(personal_models=True, upload_values="int2", rounds=2), data
+    )
+    returned = {}
+    real_next = trainer.process.next
+
+    def recording_next(*arguments, **options):
+        output = real_next(*arguments, **options)
+        returned["reports"] = output.reports
+        return output
+
+    monkeypatch.setattr(trainer.process, "next", recording_next)
+    sampled_before = trainer.rng.bit_generator.state
+    row = trainer.run_round()
+
+    rng = np.random.default_rng()
+    rng.bit_generator.state = sampled_before
+    sampled = sorted(rng.choice(4, 2, replace=False))
+    for client, report in zip(sampled, returned["reports"], strict=True):
+        stored = trainer.state.clients[client].personal_model.expand(trainer.shapes)
+        for ours, theirs in zip(stored, report.personal, strict=True):
+            np.testing.assert_array_equal(ours, theirs)  # bit for bit
+        kernel = trainer.targets[0].index
+        assert np.all(stored[kernel][~trainer.state.clients[client].mask[kernel]] == 0)
+    # Two clients never took part: they are evaluated with the global model.
+    assert row["clients_without_personal_model"] == 2
+    evaluator = trainer.evaluator.evaluator
+    expected = []
+    for index, client in enumerate(trainer.state.clients):
+        weights = (
+            client.personal_model.expand(trainer.shapes)
+            if client.personal_model is not None
+            else trainer.state.server_weights
+        )
+        evaluator.set_weights(weights)
+        expected.append(evaluator.evaluate(*data.client_test(index))[0])
+    assert row["personal_accuracy"] == pytest.approx(np.mean(expected), abs=1e-9)
+
+    path = tmp_path / "checkpoint.npz"
+    save_checkpoint(path, trainer.state, {"identity": 1}, trainer.shapes)
+    loaded = load_checkpoint(path, {"identity": 1})
+    for before, after in zip(trainer.state.clients, loaded.clients, strict=True):
+        for name in ("personal_model", "residual"):
+            if getattr(before, name) is None:
+                assert getattr(after, name) is None
+                continue
+            for a, b in zip(
+                getattr(before, name).expand(trainer.shapes),
+                getattr(after, name).expand(trainer.shapes),
+                strict=True,
+            ):
+                np.testing.assert_array_equal(a, b)

@@ -1,9 +1,9 @@
 """Checkpoints of a federated run: atomic ``.npz`` files, the last two kept.
 
 Holds the server weights, every client's mask (bit-packed), error-feedback
-residual (its nonzeros, exact), sparsity and bytes, the sampler's random
-state, the metrics so far, the rounds the schedule spans and the
-configuration, so that a resumed run continues exactly where the checkpoint
+residual and personal model (their nonzeros, exact), sparsity and bytes, the
+sampler's random state, the metrics so far, the rounds the schedule spans and
+the configuration, so that a resumed run continues exactly where the checkpoint
 was taken. The file is written to a temporary name and renamed, so
 a crash never leaves a torn checkpoint; the one it replaces is kept as
 ``checkpoint.previous.npz``. A checkpoint damaged later (truncated, corrupt,
@@ -28,6 +28,8 @@ from tffprune.fl.training import TrainerState
 from tffprune.reporting.files import TEMPORARY_MARK, atomic_path
 
 CHECKPOINT_NAME = "checkpoint.npz"
+# Per-client tensors kept as their nonzeros (`CompactTensors`).
+COMPACT_FIELDS = ("residual", "personal_model")
 FORMAT_VERSION = 2
 
 
@@ -80,9 +82,11 @@ def save_checkpoint(
         arrays[f"aggregator_{index}"] = np.asarray(value)
     num_trainable = None
     for client, client_state in enumerate(state.clients):
-        if client_state.residual is not None:
-            arrays[f"residual_nonzero_{client}"] = client_state.residual.nonzero
-            arrays[f"residual_values_{client}"] = client_state.residual.values
+        for name in COMPACT_FIELDS:
+            stored = getattr(client_state, name)
+            if stored is not None:
+                arrays[f"{name}_nonzero_{client}"] = stored.nonzero
+                arrays[f"{name}_values_{client}"] = stored.values
         if client_state.mask is None:
             continue
         num_trainable = len(client_state.mask)
@@ -199,19 +203,20 @@ def _state(arrays: dict[str, np.ndarray], meta: dict) -> TrainerState:
             mask = [
                 p.reshape(s) for p, s in zip(parts, shapes[:num_trainable], strict=True)
             ]
-        residual = None
-        if f"residual_values_{client}" in arrays:
-            residual = CompactTensors(
-                arrays[f"residual_nonzero_{client}"],
-                arrays[f"residual_values_{client}"],
-            )
-            residual.expand(shapes)  # a damaged residual fails here, not later
+        stored = {}
+        for name in COMPACT_FIELDS:
+            if f"{name}_values_{client}" in arrays:
+                stored[name] = CompactTensors(
+                    arrays[f"{name}_nonzero_{client}"],
+                    arrays[f"{name}_values_{client}"],
+                )
+                stored[name].expand(shapes)  # damaged: fails here, not later
         clients.append(
             ClientState(
                 mask=mask,
                 sparsity=sparsity,
                 rounds_participated=meta["rounds_participated"][client],
-                residual=residual,
+                **stored,
                 upload_bytes=meta["upload_bytes"][client],
                 download_bytes=meta["download_bytes"][client],
             )

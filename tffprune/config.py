@@ -234,6 +234,15 @@ class TrainConfig:
         "Also report the global model + 1 epoch of local fine-tuning.",
         flag="--finetune-baseline/--no-finetune-baseline",
     )
+    personal_models: bool = option(
+        False,
+        "run",
+        "Keep each client's own model after its last local training and "
+        "pruning (its nonzeros) and report personal_accuracy, as the Sub-FedAvg "
+        "reference code does (costs one more copy of each sampled client's "
+        "weights out of the round).",
+        flag="--personal-models/--no-personal-models",
+    )
     checkpoint_every: int = option(1, "run", "Checkpoint every N rounds.")
     seed: int = option(
         0, "run", "Seed of the data split, sampling, initialization, shuffling."

@@ -71,6 +71,9 @@ class ClientState:
         residual: With error feedback, what its value format dropped from
             its last aggregated upload (every weight, nonzeros only); ``None``
             before its first.
+        personal_model: Its own model after its last aggregated round's
+            training and pruning (every weight, nonzeros only), with
+            ``personal_models``; ``None`` before.
         upload_bytes: Bytes it uploaded over the run (aggregated uploads).
         download_bytes: Bytes it downloaded over the run (every time sampled).
     """
@@ -79,6 +82,7 @@ class ClientState:
     sparsity: float = 0.0
     rounds_participated: int = 0
     residual: CompactTensors | None = None
+    personal_model: CompactTensors | None = None
     upload_bytes: int = 0
     download_bytes: int = 0
 
@@ -480,6 +484,8 @@ class FederatedAlgorithm:
                 state.mask = report.masks
             if report.residual is not None:
                 state.residual = compact(report.residual)
+            if report.personal is not None:
+                state.personal_model = compact(report.personal)
         if self.upload.verify:
             self._verify(server.weights, output, results, helds, received)
         return (

@@ -88,6 +88,9 @@ class ClientWorkConfig:
             accuracy on the client's training data is at least this (0: off).
         error_feedback: Add the client's residual to its update and return
             what the value format dropped as its new residual.
+        personal_models: Also return the client's own model after its local
+            training and pruning (trained weights times its new mask, and its
+            buffers): the model Sub-FedAvg's reference code reports.
         return_values: Also report the update (with the residual) before the
             value format (for `--verify-uploads`, which encodes it with the
             real codec).
@@ -101,6 +104,7 @@ class ClientWorkConfig:
     weight_by_examples: bool = False
     accuracy_threshold: float = 0.0
     error_feedback: bool = False
+    personal_models: bool = False
     return_values: bool = False
 
 
@@ -215,10 +219,11 @@ def build_client_work_fn(
         list). ``upload`` is ``(values, masks, weight)`` for a masked upload
         or ``(values, weight)`` else (weight 0 when lost or non-finite).
         ``report`` is ``(new_masks, num_examples, loss_sum, finite,
-        zero_kept, residual[, values])``: ``zero_kept`` per weight tells
-        whether a value sent is exactly 0 (for
+        zero_kept, residual, personal[, values])``: ``zero_kept`` per weight
+        tells whether a value sent is exactly 0 (for
         `tffprune.compression.wire.encoded_size`), ``residual`` the new
-        residual (empty without error feedback).
+        residual (empty without error feedback), ``personal`` the client's
+        own model (empty unless ``personal_models``).
     """
     train = build_client_train_fn(model_fn, optimizer)
     targets = list(work.targets)
@@ -298,7 +303,21 @@ def build_client_work_fn(
         base = tf.cast(num_examples, tf.float32) if work.weight_by_examples else 1.0
         weight = tf.where(tf.logical_and(finite, delivered), base, 0.0)
         upload = (values, kept, weight) if work.masked_upload else (values, weight)
-        report = (new_masks, num_examples, loss_sum, finite, zero_kept, new_residual)
+        personal = []
+        if work.personal_models:
+            personal = [
+                tf.where(mask, w, tf.zeros_like(w))
+                for w, mask in zip(trained + buffers, kept, strict=True)
+            ]
+        report = (
+            new_masks,
+            num_examples,
+            loss_sum,
+            finite,
+            zero_kept,
+            new_residual,
+            personal,
+        )
         if work.return_values:
             report += (encoded,)
         return upload, report

@@ -117,6 +117,9 @@ class RunEvaluator:
         optimizer: Client optimizer (for the fine-tuning baseline).
         batch_size: Batch size of the fine-tuning baseline.
         seed: Seed of the fine-tuning baseline's shuffles.
+        personal_models: Also report ``personal_accuracy``: each client's
+            own model (`ClientState.personal_model`) on its own test split,
+            the global model for a client without one.
     """
 
     def __init__(
@@ -127,6 +130,7 @@ class RunEvaluator:
         optimizer: ClientOptimizerConfig,
         batch_size: int,
         seed: int,
+        personal_models: bool = False,
     ) -> None:
         self.model_fn = model_fn
         self.data = data
@@ -134,6 +138,7 @@ class RunEvaluator:
         self.optimizer = optimizer
         self.batch_size = batch_size
         self.seed = seed
+        self.personal_models = personal_models
         self.evaluator = Evaluator(model_fn)
         self._finetune_fn = None
 
@@ -178,11 +183,40 @@ class RunEvaluator:
             "central_accuracy_unpruned": unpruned_accuracy,
             "personalized_accuracy": float(np.mean(accuracies)),
         }
+        if self.personal_models:
+            result.update(self.personal_accuracy(weights, clients))
         if finetune:
             result["finetuned_personalized_accuracy"] = self.finetuned_accuracy(
                 weights, clients
             )
         return result
+
+    def personal_accuracy(
+        self, weights: Sequence[np.ndarray], clients: Sequence[ClientState]
+    ) -> dict[str, float]:
+        """Mean accuracy of each client's own model on its own test split.
+
+        The Sub-FedAvg reference code's figure: a client's model from the
+        last round it took part in, after its local training and pruning. A
+        client that never took part is evaluated with the global weights and
+        counted in ``clients_without_personal_model``.
+        """
+        shapes = [w.shape for w in weights]
+        accuracies, without = [], 0
+        for index, client in enumerate(clients):
+            inputs, labels = self.data.client_test(index)
+            if labels.size == 0:
+                continue
+            if client.personal_model is None:
+                without += 1
+                self.evaluator.set_weights(weights)
+            else:
+                self.evaluator.set_weights(client.personal_model.expand(shapes))
+            accuracies.append(self.evaluator.evaluate(inputs, labels)[0])
+        return {
+            "personal_accuracy": float(np.mean(accuracies)),
+            "clients_without_personal_model": without,
+        }
 
     def finetuned_accuracy(
         self,

@@ -61,6 +61,8 @@ class ClientReport:
         zero_kept: Per weight (all), whether a value sent is exactly 0.
         residual: With error feedback, the client's new residual (all
             weights); else None.
+        personal: With ``personal_models``, the client's own model after
+            training and pruning (all weights); else None.
         values: With ``return_values``: the update as encoded, before the
             value format (all weights), for the real codec to check.
     """
@@ -71,6 +73,7 @@ class ClientReport:
     finite: bool
     zero_kept: list[bool]
     residual: list[np.ndarray] | None = None
+    personal: list[np.ndarray] | None = None
     values: list[np.ndarray] | None = None
 
 
@@ -128,6 +131,7 @@ class RoundProcess:
         self.num_trainable = num_trainable
         self.return_values = parts.client_work.return_values
         self.error_feedback = parts.client_work.error_feedback
+        self.personal_models = parts.client_work.personal_models
         all_shapes = self.trainable_shapes + self.non_trainable_shapes
         weights_type = _tensor_types(all_shapes)
         # Without error feedback no residual crosses into TFF (an empty list).
@@ -282,7 +286,10 @@ class RoundProcess:
                     residual=[np.asarray(e) for e in report[5]]
                     if self.error_feedback
                     else None,
-                    values=[np.asarray(v) for v in report[6]]
+                    personal=[np.asarray(w) for w in report[6]]
+                    if self.personal_models
+                    else None,
+                    values=[np.asarray(v) for v in report[7]]
                     if self.return_values
                     else None,
                 )

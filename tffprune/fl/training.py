@@ -43,6 +43,8 @@ METRIC_COLUMNS = (
     "central_sparsity",
     "central_accuracy_unpruned",
     "personalized_accuracy",
+    "personal_accuracy",
+    "clients_without_personal_model",
     "finetuned_personalized_accuracy",
     "sparsity",
     "global_sparsity",
@@ -166,6 +168,7 @@ class Trainer:
             weight_by_examples=weight_by_examples,
             accuracy_threshold=config.accuracy_threshold if personal else 0.0,
             error_feedback=config.uses_error_feedback,
+            personal_models=config.personal_models,
             return_values=config.verify_uploads,
         )
         self.process = RoundProcess(RoundParts(model_fn, element_spec, optimizer, work))
@@ -183,7 +186,13 @@ class Trainer:
             self.shapes,
         )
         self.evaluator = evaluation.RunEvaluator(
-            model_fn, data, self.plan, optimizer, config.batch_size, config.seed
+            model_fn,
+            data,
+            self.plan,
+            optimizer,
+            config.batch_size,
+            config.seed,
+            personal_models=config.personal_models,
         )
         self.rejections: list[tuple[int, int, str]] = []
         if state is None:
