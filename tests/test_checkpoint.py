@@ -207,3 +207,18 @@ def test_personal_models_are_what_training_returned_and_survive_a_checkpoint(
                 strict=True,
             ):
                 np.testing.assert_array_equal(a, b)
+
+
+def test_client_test_labels_evaluates_on_the_central_test_examples_of_its_labels(
+    data,
+):
+    trainer = Trainer(_config(client_test="labels", personal_models=True), data)
+
+    row = trainer.evaluate()  # before any round: every client has the global model
+
+    evaluator = trainer.evaluator.evaluator
+    evaluator.set_weights(trainer.state.server_weights)
+    expected = [evaluator.evaluate(*data.client_test_of_labels(c))[0] for c in range(4)]
+    assert row["personalized_accuracy"] == pytest.approx(np.mean(expected), abs=1e-9)
+    assert row["personal_accuracy"] == row["personalized_accuracy"]
+    assert row["clients_without_personal_model"] == 4

@@ -38,6 +38,7 @@ def is_model_reference(text: object) -> bool:
 AGGREGATIONS = ("fedavg", "subfedavg")
 CLIENT_WEIGHTINGS = ("num_examples", "uniform")
 NEW_CLIENTS = ("dense", "subnetwork")
+CLIENT_TESTS = ("own", "labels")
 
 
 class ConfigError(ValueError):
@@ -242,6 +243,14 @@ class TrainConfig:
         "reference code does (costs one more copy of each sampled client's "
         "weights out of the round).",
         flag="--personal-models/--no-personal-models",
+    )
+    client_test: str = option(
+        "own",
+        "run",
+        "A client's test data for personalized and personal accuracy: its "
+        "own held-out split, or every central test example of the labels it "
+        "holds (labels: the Sub-FedAvg reference code's).",
+        CLIENT_TESTS,
     )
     checkpoint_every: int = option(1, "run", "Checkpoint every N rounds.")
     seed: int = option(

@@ -3,7 +3,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tffprune.data import Dataset, build_federated_data
+from tffprune.data import Dataset, build_federated_data, load_dataset
 from tffprune.data.partition import (
     dirichlet_partition,
     iid_partition,
@@ -136,3 +136,16 @@ def test_federated_data_max_examples_and_summary(tmp_path):
         .read_text()
         .startswith("client,train_examples,test_examples,num_labels,label_counts")
     )
+
+
+def test_client_test_of_labels_is_every_central_test_example_of_its_labels():
+    data = build_federated_data(load_dataset("digits"), 5, "shards", seed=0)
+
+    for client in range(5):
+        held = np.unique(data.client_train(client)[1])
+        inputs, labels = data.client_test_of_labels(client)
+
+        np.testing.assert_array_equal(np.unique(labels), held)
+        expected = np.isin(data.dataset.y_test, held)
+        assert labels.size == np.count_nonzero(expected)
+        np.testing.assert_array_equal(inputs, data.dataset.x_test[expected])

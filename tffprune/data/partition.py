@@ -256,6 +256,16 @@ class FederatedData:
         indices = self.clients[client].test_indices
         return self.dataset.x_train[indices], self.dataset.y_train[indices]
 
+    def client_test_of_labels(self, client: int) -> tuple[np.ndarray, np.ndarray]:
+        """Every central test example of the labels the client trains on.
+
+        The Sub-FedAvg reference code's client test set: clients holding the
+        same labels share test images.
+        """
+        held = np.unique(self.dataset.y_train[self.clients[client].train_indices])
+        chosen = np.isin(self.dataset.y_test, held)
+        return self.dataset.x_test[chosen], self.dataset.y_test[chosen]
+
     def summary(self) -> list[dict[str, object]]:
         """One row per client: sizes and label counts of its train split."""
         rows = []

@@ -120,6 +120,9 @@ class RunEvaluator:
         personal_models: Also report ``personal_accuracy``: each client's
             own model (`ClientState.personal_model`) on its own test split,
             the global model for a client without one.
+        client_test: A client's test data: ``own`` (its held-out split) or
+            ``labels`` (every central test example of the labels it holds,
+            as the Sub-FedAvg reference code evaluates).
     """
 
     def __init__(
@@ -131,6 +134,7 @@ class RunEvaluator:
         batch_size: int,
         seed: int,
         personal_models: bool = False,
+        client_test: str = "own",
     ) -> None:
         self.model_fn = model_fn
         self.data = data
@@ -139,6 +143,9 @@ class RunEvaluator:
         self.batch_size = batch_size
         self.seed = seed
         self.personal_models = personal_models
+        self.client_test = (
+            data.client_test_of_labels if client_test == "labels" else data.client_test
+        )
         self.evaluator = Evaluator(model_fn)
         self._finetune_fn = None
 
@@ -169,7 +176,7 @@ class RunEvaluator:
             )
         accuracies = []
         for index, client in enumerate(clients):
-            inputs, labels = self.data.client_test(index)
+            inputs, labels = self.client_test(index)
             if labels.size == 0:
                 continue
             self.evaluator.set_weights(personal_weights(weights, self.plan, client))
@@ -204,7 +211,7 @@ class RunEvaluator:
         shapes = [w.shape for w in weights]
         accuracies, without = [], 0
         for index, client in enumerate(clients):
-            inputs, labels = self.data.client_test(index)
+            inputs, labels = self.client_test(index)
             if labels.size == 0:
                 continue
             if client.personal_model is None:
@@ -235,7 +242,7 @@ class RunEvaluator:
         num_trainable = len(self.plan.shapes)
         accuracies = []
         for index, client in enumerate(clients):
-            inputs, labels = self.data.client_test(index)
+            inputs, labels = self.client_test(index)
             if labels.size == 0:
                 continue
             start = personal_weights(weights, self.plan, client)

@@ -193,6 +193,7 @@ class Trainer:
             config.batch_size,
             config.seed,
             personal_models=config.personal_models,
+            client_test=config.client_test,
         )
         self.rejections: list[tuple[int, int, str]] = []
         if state is None:
