@@ -198,8 +198,8 @@ def compare(setting: str, quick: bool, output_dir: Path, results: Path) -> Path:
     table = []
     rows = {**BASELINES, **OURS[setting]}
     labels = list(rows)
-    if quick:  # the two references and our smallest
-        labels = [BASELINE, BEFORE, labels[-1]]
+    if quick:  # the reference and our smallest
+        labels = [BASELINE, labels[-1]]
     for label in labels:
         changes, up, down = rows[label]
         config = configuration(*names, quick=quick, rounds=rounds, eval_every=1)
@@ -218,9 +218,12 @@ def compare(setting: str, quick: bool, output_dir: Path, results: Path) -> Path:
         (BASELINE, "ratio_to_dense_float32"),
         (BEFORE, "ratio_to_subfedavg_float32"),
     ):
-        reference = next(r for r in table if r["label"] == baseline)
+        reference = next((r for r in table if r["label"] == baseline), {})
         for row in table:
-            both = row["total_bytes_to_target"], reference["total_bytes_to_target"]
+            both = (
+                row["total_bytes_to_target"],
+                reference.get("total_bytes_to_target"),
+            )
             row[column] = round(both[1] / both[0], 2) if all(both) else ""
     results.mkdir(parents=True, exist_ok=True)
     path = results / f"bytes_both_ways_{setting}.csv"

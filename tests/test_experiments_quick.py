@@ -127,7 +127,7 @@ def test_bytes_both_ways_quick(tmp_path):
     assert "| dense FedAvg, float32 |" in output
     with (tmp_path / "results" / "bytes_both_ways_fc_iid.csv").open() as handle:
         rows = {row["label"]: row for row in csv.DictReader(handle)}
-    assert len(rows) == 3  # --quick: dense, Sub-FedAvg float32, our smallest
+    assert len(rows) == 2  # --quick: dense and our smallest
     dense = rows["dense FedAvg, float32"]
     ours = rows[
         "Sub-FedAvg 90%, int8 down, int1 up + EF, new clients get the subnetwork"
