@@ -158,40 +158,51 @@ def sparsity_sweep(path: Path, figures: Path = FIGURES) -> Path:
 
 
 def personalization_curves(path: Path, figures: Path = FIGURES) -> list[Path]:
-    """Accuracy vs round per split: personalized (solid) and central (dashed)."""
+    """Accuracy vs round per split (its first seed), a colour per algorithm.
+
+    Personal accuracy solid, personalized dotted, central dashed.
+    """
     rows = read(path)
     outputs = []
     for split in dict.fromkeys(r["split"] for r in rows):
+        seed = next(r["seed"] for r in rows if r["split"] == split)
         figure, axes = plt.subplots(figsize=(6, 4))
         for algorithm in dict.fromkeys(r["algorithm"] for r in rows):
             points = [
-                r for r in rows if r["split"] == split and r["algorithm"] == algorithm
+                r
+                for r in rows
+                if r["split"] == split
+                and r["seed"] == seed
+                and r["algorithm"] == algorithm
             ]
             if not points:
                 continue
             rounds = [int(r["round"]) for r in points]
-            (line,) = axes.plot(
-                rounds,
-                [float(r["personalized_accuracy"]) for r in points],
-                marker="o",
-                markersize=3,
-                label=f"{algorithm}, personalized",
-            )
-            if algorithm != "fedavg_finetune1":  # same global model as fedavg
-                axes.plot(
+            color = None
+            for column, style, name in (
+                ("personal_accuracy", "-o", "personal"),
+                ("personalized_accuracy", ":", "personalized"),
+                ("central_accuracy", "--", "central"),
+            ):
+                (line,) = axes.plot(
                     rounds,
-                    [float(r["central_accuracy"]) for r in points],
-                    "--",
-                    color=line.get_color(),
-                    lw=0.8,
-                    label=f"{algorithm}, central",
+                    [float(r[column]) for r in points],
+                    style,
+                    color=color,
+                    markersize=3,
+                    lw=1.2 if name == "personal" else 0.8,
+                    label=f"{algorithm}, {name}",
                 )
+                color = line.get_color()
         axes.set_xlabel("round")
         axes.set_ylabel("test accuracy")
-        axes.set_title(f"lenet5, Fashion-MNIST, {split.replace('_', ' alpha ')}")
+        axes.set_title(
+            f"lenet5, Fashion-MNIST, {split.replace('_', ' alpha ')}, seed {seed}",
+            fontsize=9,
+        )
         axes.set_ylim(0, 1)
         axes.grid(alpha=0.3)
-        axes.legend(fontsize=7)
+        axes.legend(fontsize=6)
         figure.tight_layout()
         outputs.append(save(figure, f"personalization_{split}", figures))
     return outputs

@@ -171,6 +171,29 @@ def _cases(root):
             "--new-clients 'subnetwork' needs --aggregation 'subfedavg'",
         ),
         (
+            "mask-distance rule under FedAvg",
+            [
+                *QUICK,
+                "--aggregation",
+                "fedavg",
+                "--local-epochs",
+                "2",
+                "--mask-distance-threshold",
+                "0.0001",
+            ],
+            "--mask-distance-threshold needs --aggregation 'subfedavg'",
+        ),
+        (
+            "mask-distance rule with one local epoch",
+            [*QUICK, "--mask-distance-threshold", "0.0001"],
+            "--mask-distance-threshold needs --local-epochs >= 2",
+        ),
+        (
+            "mask-distance threshold of 1",
+            [*QUICK, "--local-epochs", "2", "--mask-distance-threshold", "1"],
+            r"--mask-distance-threshold must be in [0, 1), got 1.0",
+        ),
+        (
             "too many per round",
             [*QUICK, "--clients-per-round", "9"],
             "--clients-per-round (9) cannot exceed --num-clients (4)",

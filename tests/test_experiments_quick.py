@@ -82,8 +82,8 @@ def test_personalization_quick(tmp_path):
         [
             "experiments/personalization.py",
             "--quick",
-            "--splits",
-            "dirichlet_0.5",
+            "--algorithms",
+            "subfedavg_reference",
             "--output-dir",
             str(tmp_path / "runs"),
             "--results",
@@ -91,11 +91,19 @@ def test_personalization_quick(tmp_path):
         ]
     )
     assert "wrote" in output
-    table = (tmp_path / "results" / "personalization.csv").read_text().splitlines()
-    # fedavg, fedavg + fine-tuning, Sub-FedAvg weight, Sub-FedAvg hybrid
-    assert len(table) == 1 + 4
+    with (tmp_path / "results" / "personalization.csv").open() as handle:
+        table = list(csv.DictReader(handle))
+    # Our run, then the reference code's two rows.
+    assert [r["source"] for r in table] == ["tffprune"] + [
+        "reference code (issue 18)"
+    ] * 2
+    ours = table[0]
+    for column in ("personal_accuracy", "finetuned_personal_accuracy"):
+        assert 0.0 <= float(ours[column]) <= 1.0
+    # 20 clients, 4 per round, 2 rounds: at least 12 never took part.
+    assert int(ours["clients_without_personal_model"]) >= 12
     curves = (tmp_path / "results" / "personalization_curves.csv").read_text()
-    assert curves.count("dirichlet_0.5,subfedavg_weight50,") == 2  # 2 rounds
+    assert curves.count("shards,0,subfedavg_reference,") == 2  # 2 rounds
 
 
 def test_every_experiment_config_loads():

@@ -353,7 +353,7 @@ def _train_options(function, exclude: tuple[str, ...] = ()):
     """
     import dataclasses
 
-    from tffprune.config import TrainConfig
+    from tffprune.config import OPTIONAL_NUMBERS, TrainConfig
 
     fields = [f for f in dataclasses.fields(TrainConfig) if f.name not in exclude]
     for field in reversed(fields):
@@ -367,7 +367,9 @@ def _train_options(function, exclude: tuple[str, ...] = ()):
             settings["type"] = click.Choice(meta["choices"])
         elif isinstance(field.default, bool):
             pass
-        elif isinstance(field.default, int) or field.name == "max_examples":
+        elif field.name in OPTIONAL_NUMBERS:
+            settings["type"] = OPTIONAL_NUMBERS[field.name]
+        elif isinstance(field.default, int):
             settings["type"] = int
         elif isinstance(field.default, float):
             settings["type"] = float

@@ -143,6 +143,14 @@ class TrainConfig:
         "subfedavg: keep a new mask only if the client's pruned model is at "
         "least this accurate on its training data (0: off).",
     )
+    mask_distance_threshold: float | None = option(
+        None,
+        "pruning",
+        "subfedavg: Sub-FedAvg's reference rule: draw a candidate mask after "
+        "the first local epoch and one after the last, and prune only if their "
+        "mean Hamming distance exceeds this (reference: 0.0001; needs "
+        "local_epochs >= 2).",
+    )
     prune_logits: bool = option(
         False,
         "pruning",
@@ -232,9 +240,13 @@ class TrainConfig:
     finetune_baseline: bool = option(
         False,
         "run",
-        "Also report the global model + 1 epoch of local fine-tuning.",
+        "Also report each client's model after local fine-tuning on its own "
+        "data: the global model (fedavg) or its subnetwork (subfedavg), and "
+        "with --personal-models its own model, so FedAvg + fine-tuning and "
+        "Sub-FedAvg + the same fine-tuning are measured alike.",
         flag="--finetune-baseline/--no-finetune-baseline",
     )
+    finetune_epochs: int = option(1, "run", "Local epochs of the fine-tuning baseline.")
     personal_models: bool = option(
         False,
         "run",
@@ -282,6 +294,7 @@ class TrainConfig:
             "shards_per_client",
             "eval_every",
             "checkpoint_every",
+            "finetune_epochs",
         ):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -335,6 +348,22 @@ class TrainConfig:
             raise ConfigError(
                 f"accuracy_threshold must be in [0, 1], got {self.accuracy_threshold}"
             )
+        if self.mask_distance_threshold is not None:
+            if not 0.0 <= self.mask_distance_threshold < 1.0:
+                raise ConfigError(
+                    "mask_distance_threshold must be in [0, 1), got "
+                    f"{self.mask_distance_threshold}"
+                )
+            if self.aggregation != "subfedavg":
+                raise ConfigError(
+                    "mask_distance_threshold needs aggregation 'subfedavg' (the "
+                    "rule decides when a client's own mask takes a step)"
+                )
+            if self.local_epochs < 2:
+                raise ConfigError(
+                    "mask_distance_threshold needs local_epochs >= 2 (it compares "
+                    "the masks after the first and the last local epoch)"
+                )
         if self.max_examples is not None and self.max_examples < self.num_clients * 2:
             raise ConfigError(
                 f"max_examples ({self.max_examples}) must give every one of "
@@ -377,20 +406,22 @@ def _choice(name: str, value: object, choices: tuple[str, ...]) -> None:
 
 
 _FIELDS = {field.name: field for field in dataclasses.fields(TrainConfig)}
+OPTIONAL_NUMBERS = {"max_examples": int, "mask_distance_threshold": float}
+"""The type of the number options whose default is ``None`` (off)."""
 COMMAND_LINE = "command line"
 """The ``source`` of `config_from_mapping` whose errors name ``--options``."""
 
 
 def _coerce(name: str, value: Any) -> Any:
     default = _FIELDS[name].default
-    kind = type(default) if default is not None else None
+    kind = type(default) if default is not None else OPTIONAL_NUMBERS.get(name)
     if value is None:
         return None
     if name in ("data_dir", "client_weighting"):
         if not isinstance(value, str):
             raise ConfigError(f"{name} must be a string, got {value!r}")
         return value
-    if name == "max_examples" or kind is int:
+    if kind is int:
         if isinstance(value, bool) or not isinstance(value, int):
             raise ConfigError(f"{name} must be a whole number, got {value!r}")
         return value

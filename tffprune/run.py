@@ -114,6 +114,29 @@ def _participation(trainer: Trainer) -> dict:
         "residual_bytes": sum(
             c.residual.nbytes for c in trainer.state.clients if c.residual is not None
         ),
+        "personal_model_bytes": _personal_model_bytes(trainer),
+    }
+
+
+def _personal_model_bytes(trainer: Trainer) -> dict | None:
+    """What the clients' own models hold in memory (and in a checkpoint).
+
+    Per client with one: its kept values (float32) and one bit per entry,
+    beside the bytes of a dense float32 copy of the model.
+    """
+    held = [
+        c.personal_model.nbytes
+        for c in trainer.state.clients
+        if c.personal_model is not None
+    ]
+    if not held:
+        return None
+    dense = 4 * sum(int(np.prod(s)) for s in trainer.shapes)
+    return {
+        "clients": len(held),
+        "total": int(sum(held)),
+        "per_client": _spread(held),
+        "dense_float32_per_client": dense,
     }
 
 

@@ -318,6 +318,23 @@ def test_guard_at_full_accuracy_keeps_every_mask():
     assert row["sparsity"] == 0.0 and row["clients_participating"] == 3
 
 
+def test_mask_distance_rule_inside_the_round_holds_back_stable_masks():
+    data = build_federated_data(load_dataset("digits"), 6, "iid", seed=5)
+    config = _digits_config(local_epochs=2, mask_distance_threshold=0.99)
+    trainer = Trainer(config, data)
+
+    row = trainer.run_round()
+
+    # The rule ran in every client (a distance each) and, the masks after
+    # epochs 1 and 2 differing by far less than 99%, held every client back.
+    assert 0.0 < row["mask_distance"] < 0.99
+    assert row["clients_held_back"] == row["clients_participating"] == 3
+    assert row["sparsity"] == 0.0
+    assert all(
+        c.mask is None or all(m.all() for m in c.mask) for c in trainer.state.clients
+    )
+
+
 @pytest.mark.parametrize("method, values", [("weight", "int8"), ("unit", "int1")])
 def test_verified_uploads_agree_with_the_round(method, values):
     data = build_federated_data(load_dataset("digits"), 6, "iid", seed=5)

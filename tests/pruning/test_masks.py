@@ -10,6 +10,7 @@ from tffprune.pruning import (
     channel_mask,
     global_weight_masks,
     hybrid_mask,
+    mask_distance,
     mask_sparsity,
     unit_mask,
     weight_mask,
@@ -206,3 +207,19 @@ def test_property_apply_twice_changes_nothing(weights, sparsity):
     once = apply_mask(weights, mask)
 
     np.testing.assert_array_equal(apply_mask(once, mask), once)
+
+
+def test_mask_distance_is_the_mean_over_tensors_of_the_hamming_share():
+    first = [np.array([1, 1, 0, 0], bool), np.array([[1, 1], [1, 1]], bool)]
+    second = [np.array([1, 0, 0, 1], bool), np.array([[1, 1], [1, 0]], bool)]
+
+    # 2 of 4 differ, then 1 of 4: (0.5 + 0.25) / 2.
+    assert mask_distance(first, second) == 0.375
+    assert mask_distance(first, first) == 0.0
+
+
+def test_mask_distance_rejects_mismatched_masks():
+    with pytest.raises(ValueError, match="shapes differ"):
+        mask_distance([np.ones(3, bool)], [np.ones(4, bool)])
+    with pytest.raises(ValueError, match="1 masks against 2"):
+        mask_distance([np.ones(3, bool)], [np.ones(3, bool)] * 2)

@@ -5,7 +5,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tffprune.pruning import masks as reference
-from tffprune.pruning.tf_masks import weight_mask
+from tffprune.pruning.tf_masks import mask_distance, weight_mask
 
 _compiled = tf.function(weight_mask)
 
@@ -146,3 +146,17 @@ def test_structured_mask_hand_worked_columns():
     assert mask.numpy().all(axis=0).tolist() == [True, False, True, True]
     mask = structured_mask(tf.constant(kernel), tf.constant(alive), tf.constant(2))
     assert mask.numpy().all(axis=0).tolist() == [True, False, True, False]
+
+
+def test_mask_distance_matches_the_numpy_reference():
+    rng = np.random.default_rng(4)
+    first = [rng.random((5, 3)) < 0.5, rng.random(7) < 0.3]
+    second = [rng.random((5, 3)) < 0.5, rng.random(7) < 0.3]
+
+    ours = mask_distance(
+        [tf.constant(m) for m in first], [tf.constant(m) for m in second]
+    )
+
+    np.testing.assert_allclose(
+        float(ours), reference.mask_distance(first, second), rtol=1e-6
+    )

@@ -106,6 +106,8 @@ class ClientResult:
         held: The masks the server already held for it (None where none).
         sparsity: Sparsity of its prunable kernels after the round.
         mean_loss: Its mean training loss.
+        mask_distance: The mask-distance rule's distance between its early
+            and final candidate masks (None when the rule did not apply).
     """
 
     client: int
@@ -119,6 +121,7 @@ class ClientResult:
     held: list[np.ndarray | None] | None = None
     sparsity: float = 0.0
     mean_loss: float = float("nan")
+    mask_distance: float | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -138,6 +141,10 @@ class PruningPlan:
             ``subnetwork`` (the server's current subnetwork at the round's
             target, `subnetwork`: positions and values, a fraction of the
             bytes).
+        mask_distance_threshold: Sub-FedAvg's reference rule (None: off): a
+            client that prunes this round draws an early candidate mask after
+            its first local epoch and prunes only if it differs from the
+            final candidate by more than this (`ClientWorkConfig`).
     """
 
     method: str
@@ -147,6 +154,7 @@ class PruningPlan:
     shapes: tuple[tuple[int, ...], ...]
     structured_share: float = 0.5
     new_clients: str = "dense"
+    mask_distance_threshold: float | None = None
 
     def subnetwork(
         self,
@@ -189,14 +197,26 @@ class PruningPlan:
             return self.schedule.next_sparsity(client.sparsity)
         return float(self.schedule(round_number))
 
-    def counts(self, round_number: int, client: ClientState) -> PruningCounts:
-        """The client's `PruningCounts` this round (all 0: its mask stays)."""
+    def counts(
+        self, round_number: int, client: ClientState, epoch_examples: int = 0
+    ) -> PruningCounts:
+        """The client's `PruningCounts` this round (all 0: its mask stays).
+
+        Args:
+            round_number: The round, from 0.
+            client: The client's state.
+            epoch_examples: Its examples in one local epoch: with the
+                mask-distance rule, when its early candidate mask is drawn.
+        """
         target = self.target_sparsity(round_number, client)
         if target == 0.0 or (self.personal and target <= client.sparsity):
             return no_pruning(len(self.shapes))
-        return pruning_counts(
+        counts = pruning_counts(
             self.shapes, self.targets, self.method, target, self.structured_share
         )
+        if self.mask_distance_threshold is None or not counts.prunes:
+            return counts
+        return dataclasses.replace(counts, early_examples=epoch_examples)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -380,6 +400,7 @@ class FederatedAlgorithm:
         round_number: int,
         datasets: Sequence,
         delivered: Sequence[bool],
+        epoch_examples: Sequence[int] | None = None,
     ) -> tuple[ServerState, list[ClientResult], dict[str, float]]:
         """Runs one round; updates the sampled clients' states in place.
 
@@ -390,6 +411,8 @@ class FederatedAlgorithm:
             round_number: The round, from 0.
             datasets: Per sampled client, its batched data for this round.
             delivered: Per sampled client, False if its upload is lost.
+            epoch_examples: Per sampled client, its examples in one local
+                epoch (the mask-distance rule's early candidate; default 0).
 
         Returns:
             The new server state, one `ClientResult` per sampled client and
@@ -397,8 +420,13 @@ class FederatedAlgorithm:
         """
         masks = self.start_masks(server.weights, clients, sampled, round_number)
         starts = dict(zip((int(c) for c in sampled), masks, strict=True))
+        if epoch_examples is None:
+            if self.plan.mask_distance_threshold is not None:
+                raise ValueError("the mask-distance rule needs epoch_examples")
+            epoch_examples = [0] * len(sampled)
         counts = [
-            self.plan.counts(round_number, clients[c]).as_tensors() for c in sampled
+            self.plan.counts(round_number, clients[c], int(n)).as_tensors()
+            for c, n in zip(sampled, epoch_examples, strict=True)
         ]
         residuals = (
             [self.residual(clients[c]) for c in sampled]
@@ -475,6 +503,7 @@ class FederatedAlgorithm:
                     held=held,
                     sparsity=sparsity,
                     mean_loss=report.mean_loss,
+                    mask_distance=report.mask_distance,
                 )
             )
             state.rounds_participated += 1

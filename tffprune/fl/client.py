@@ -13,6 +13,11 @@ upload in its value format::
     s_k, e_k' = Q(u_k + e_k), what Q dropped          error feedback (optional)
     upload    = ((w_k + s_k) * m_k', [m_k'], weight_k)
 
+With the mask-distance rule (Sub-FedAvg's reference client) the pruning step
+is taken only if the candidate mask drawn after the first local epoch and the
+one drawn after the last differ by more than a threshold (mean Hamming
+distance): ``m_k' = m_k`` while the masks are still moving.
+
 The client sends its update ``u_k`` in the upload's value format ``Q``; the
 server, which knows what it sent (``w_k``), adds what it decodes to it. The
 round carries ``w_k + s_k`` to the aggregator, the very values the server
@@ -41,7 +46,7 @@ import tensorflow as tf
 from tffprune.compression.tf_values import transmitted, with_error_feedback
 from tffprune.models.outputs import classification_loss
 from tffprune.pruning.policy import PrunableWeight
-from tffprune.pruning.tf_masks import build_masks
+from tffprune.pruning.tf_masks import build_masks, mask_distance
 
 # How many times each client function's Python body ran, i.e. was traced into
 # a graph (benchmarks check that rounds do not retrace).
@@ -86,6 +91,10 @@ class ClientWorkConfig:
         weight_by_examples: Weight the upload by the examples seen (else 1).
         accuracy_threshold: Keep a new mask only if the pruned model's
             accuracy on the client's training data is at least this (0: off).
+        mask_distance_threshold: Sub-FedAvg's reference rule (None: off):
+            draw a candidate mask after the first local epoch and one after
+            the last, and prune only if their mean Hamming distance
+            (`tffprune.pruning.tf_masks.mask_distance`) exceeds this.
         error_feedback: Add the client's residual to its update and return
             what the value format dropped as its new residual.
         personal_models: Also return the client's own model after its local
@@ -103,13 +112,16 @@ class ClientWorkConfig:
     masked_upload: bool = True
     weight_by_examples: bool = False
     accuracy_threshold: float = 0.0
+    mask_distance_threshold: float | None = None
     error_feedback: bool = False
     personal_models: bool = False
     return_values: bool = False
 
 
 def build_client_train_fn(
-    model_fn: Callable[[], tf.keras.Model], optimizer: ClientOptimizerConfig
+    model_fn: Callable[[], tf.keras.Model],
+    optimizer: ClientOptimizerConfig,
+    early_snapshot: bool = False,
 ) -> Callable[..., tuple]:
     """Builds the client's training function.
 
@@ -119,15 +131,21 @@ def build_client_train_fn(
     Args:
         model_fn: Builds the Keras model (same architecture as the server's).
         optimizer: Local optimizer settings.
+        early_snapshot: Also return the trainable weights as they were after
+            the batch that brought the examples seen to ``early_examples``
+            (the end of the first local epoch, for the mask-distance rule).
 
     Returns:
-        ``train(trainable, non_trainable, masks, dataset) -> (trainable,
-        non_trainable, num_examples, loss_sum)``: lists of tensors in
-        ``model.trainable_weights`` / ``non_trainable_weights`` order, float32
-        masks (1 kept, 0 pruned) for the trainable weights, and a dataset of
-        ``(inputs, labels)`` batches. ``loss_sum`` is the sum over examples of
-        the training loss. The returned function has an ``accuracy(trainable,
-        non_trainable, dataset)`` attribute on the same model.
+        ``train(trainable, non_trainable, masks, dataset[, early_examples])
+        -> (trainable, non_trainable, num_examples, loss_sum[, early])``:
+        lists of tensors in ``model.trainable_weights`` /
+        ``non_trainable_weights`` order, float32 masks (1 kept, 0 pruned) for
+        the trainable weights, and a dataset of ``(inputs, labels)`` batches.
+        ``loss_sum`` is the sum over examples of the training loss; ``early``
+        (with ``early_snapshot``) the snapshot, the starting weights if the
+        data never reach ``early_examples``. The returned function has an
+        ``accuracy(trainable, non_trainable, dataset)`` attribute on the same
+        model.
     """
     model = model_fn()
     loss_fn = classification_loss(model)
@@ -146,12 +164,20 @@ def build_client_train_fn(
             variable.assign(value)
 
     @tf.function
-    def train(trainable, non_trainable, masks, dataset):
+    def train(trainable, non_trainable, masks, dataset, early_examples=0):
         TRACES["train"] += 1
         load(trainable, non_trainable, masks)
         accumulators = tuple(tf.zeros_like(v) for v in model.trainable_weights)
         num_examples = tf.constant(0, tf.int64)
         loss_sum = tf.constant(0.0, tf.float32)
+        # Loop variables even without the snapshot (autograph sees every name).
+        early = (
+            tuple(tf.identity(v) for v in model.trainable_weights)
+            if early_snapshot
+            else ()
+        )
+        early_taken = tf.constant(False)
+        early_examples = tf.cast(early_examples, tf.int64)
         for inputs, labels in dataset:
             with tf.GradientTape() as tape:
                 outputs = model(inputs, training=True)
@@ -170,12 +196,23 @@ def build_client_train_fn(
             batch_size = tf.shape(labels, out_type=tf.int64)[0]
             num_examples += batch_size
             loss_sum += loss * tf.cast(batch_size, tf.float32)
-        return (
+            if early_snapshot:
+                take = tf.logical_and(
+                    tf.logical_not(early_taken), num_examples >= early_examples
+                )
+                early = tf.cond(
+                    take,
+                    lambda: tuple(tf.identity(v) for v in model.trainable_weights),
+                    lambda kept=early: kept,
+                )
+                early_taken = tf.logical_or(early_taken, take)
+        result = (
             [tf.identity(v) for v in model.trainable_weights],
             [tf.identity(v) for v in model.non_trainable_weights],
             num_examples,
             loss_sum,
         )
+        return result + (list(early),) if early_snapshot else result
 
     @tf.function
     def accuracy(trainable, non_trainable, dataset):
@@ -212,20 +249,24 @@ def build_client_work_fn(
         ``client_work(trainable, non_trainable, masks, counts, delivered,
         residual, dataset) -> (upload, report)``. ``masks``: the client's
         boolean masks for the trainable weights (training starts from weights
-        times mask); ``counts``: ``(entries, slices, total)`` of
-        `tffprune.pruning.counts.PruningCounts` (all 0 keeps the mask);
+        times mask); ``counts``: ``(entries, slices, total,
+        early_examples)`` of `tffprune.pruning.counts.PruningCounts` (all 0
+        keeps the mask);
         ``delivered``: bool, False if the upload is lost; ``residual``: with
         error feedback, the client's residual of every weight (else an empty
         list). ``upload`` is ``(values, masks, weight)`` for a masked upload
         or ``(values, weight)`` else (weight 0 when lost or non-finite).
         ``report`` is ``(new_masks, num_examples, loss_sum, finite,
-        zero_kept, residual, personal[, values])``: ``zero_kept`` per weight
+        zero_kept, residual, personal, mask_distance[, values])``:
+        ``mask_distance`` is the rule's distance (-1 when the rule is off or
+        the client does not prune this round); ``zero_kept`` per weight
         tells whether a value sent is exactly 0 (for
         `tffprune.compression.wire.encoded_size`), ``residual`` the new
         residual (empty without error feedback), ``personal`` the client's
         own model (empty unless ``personal_models``).
     """
-    train = build_client_train_fn(model_fn, optimizer)
+    distance_rule = work.mask_distance_threshold is not None
+    train = build_client_train_fn(model_fn, optimizer, early_snapshot=distance_rule)
     targets = list(work.targets)
 
     @tf.function
@@ -243,9 +284,15 @@ def build_client_work_fn(
             transmitted(w, tf.ones_like(w, tf.bool), work.download_format)
             for w in non_trainable
         ]
-        trained, buffers, num_examples, loss_sum = train(
-            received, received_buffers, float_masks, dataset
-        )
+        prune_counts, early_examples = tuple(counts[:3]), counts[3]
+        if distance_rule:
+            trained, buffers, num_examples, loss_sum, early = train(
+                received, received_buffers, float_masks, dataset, early_examples
+            )
+        else:
+            trained, buffers, num_examples, loss_sum = train(
+                received, received_buffers, float_masks, dataset
+            )
         finite = tf.reduce_all(
             [tf.reduce_all(tf.math.is_finite(w)) for w in trained + buffers]
         )
@@ -253,8 +300,31 @@ def build_client_work_fn(
         # dropped (weight 0) and the client's mask is left as it was.
         trained = [tf.where(finite, w, tf.zeros_like(w)) for w in trained]
         buffers = [tf.where(finite, w, tf.zeros_like(w)) for w in buffers]
-        candidate = build_masks(work.method, targets, trained, list(masks), counts)
+        candidate = build_masks(
+            work.method, targets, trained, list(masks), prune_counts
+        )
         accept = finite
+        distance = tf.constant(-1.0)
+        if distance_rule and targets:
+            early = [tf.where(finite, w, tf.zeros_like(w)) for w in early]
+            early_candidate = build_masks(
+                work.method, targets, early, list(masks), prune_counts
+            )
+            indices = [target.index for target in targets]
+            distance = tf.where(
+                early_examples > 0,
+                mask_distance(
+                    [early_candidate[i] for i in indices],
+                    [candidate[i] for i in indices],
+                ),
+                -1.0,
+            )
+            accept = tf.logical_and(
+                accept,
+                tf.logical_or(
+                    early_examples <= 0, distance > work.mask_distance_threshold
+                ),
+            )
         if work.accuracy_threshold > 0:
             pruned = [
                 w * tf.cast(m, tf.float32)
@@ -317,6 +387,7 @@ def build_client_work_fn(
             zero_kept,
             new_residual,
             personal,
+            distance,
         )
         if work.return_values:
             report += (encoded,)

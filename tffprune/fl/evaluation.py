@@ -7,8 +7,13 @@
   values where no client ever kept an entry).
 * Personalized accuracy: the mean over all clients of the client's
   subnetwork (global weights times its mask) on its own test split.
-* The fine-tuning baseline: each client trains that subnetwork for one more
-  epoch on its own data first.
+* Personal accuracy: the mean over all clients of the client's own model
+  (`ClientState.personal_model`, the global model for a client never
+  sampled), the Sub-FedAvg reference code's figure.
+* The fine-tuning baseline: each client first trains, for a few more epochs
+  on its own data and under its own mask, the model the protocol evaluates
+  (the global model or its subnetwork; its own model): FedAvg + fine-tuning
+  and Sub-FedAvg + the same fine-tuning, measured alike.
 
 Plain TensorFlow: one compiled Keras model evaluates every weight list.
 """
@@ -120,6 +125,7 @@ class RunEvaluator:
         personal_models: Also report ``personal_accuracy``: each client's
             own model (`ClientState.personal_model`) on its own test split,
             the global model for a client without one.
+        finetune_epochs: Epochs of the fine-tuning baseline.
         client_test: A client's test data: ``own`` (its held-out split) or
             ``labels`` (every central test example of the labels it holds,
             as the Sub-FedAvg reference code evaluates).
@@ -135,6 +141,7 @@ class RunEvaluator:
         seed: int,
         personal_models: bool = False,
         client_test: str = "own",
+        finetune_epochs: int = 1,
     ) -> None:
         self.model_fn = model_fn
         self.data = data
@@ -143,6 +150,7 @@ class RunEvaluator:
         self.batch_size = batch_size
         self.seed = seed
         self.personal_models = personal_models
+        self.finetune_epochs = finetune_epochs
         self.client_test = (
             data.client_test_of_labels if client_test == "labels" else data.client_test
         )
@@ -196,6 +204,10 @@ class RunEvaluator:
             result["finetuned_personalized_accuracy"] = self.finetuned_accuracy(
                 weights, clients
             )
+            if self.personal_models:
+                result["finetuned_personal_accuracy"] = self.finetuned_accuracy(
+                    weights, clients, own_models=True
+                )
         return result
 
     def personal_accuracy(
@@ -229,13 +241,14 @@ class RunEvaluator:
         self,
         weights: Sequence[np.ndarray],
         clients: Sequence[ClientState],
-        epochs: int = 1,
+        own_models: bool = False,
     ) -> float:
-        """Personalized accuracy after local fine-tuning.
+        """Mean accuracy over clients after local fine-tuning.
 
-        Each client trains the global model (or its subnetwork) for ``epochs``
-        on its own data and is evaluated on its own test split; returns the
-        mean over clients.
+        Each client trains, for ``finetune_epochs`` on its own training data
+        under its own mask, the global model (its subnetwork with Sub-FedAvg),
+        or with ``own_models`` its own model (the global model if it has
+        none), and is evaluated on its own test data.
         """
         if self._finetune_fn is None:
             self._finetune_fn = build_client_train_fn(self.model_fn, self.optimizer)
@@ -245,7 +258,10 @@ class RunEvaluator:
             inputs, labels = self.client_test(index)
             if labels.size == 0:
                 continue
-            start = personal_weights(weights, self.plan, client)
+            if own_models and client.personal_model is not None:
+                start = client.personal_model.expand([w.shape for w in weights])
+            else:
+                start = personal_weights(weights, self.plan, client)
             mask = (
                 client.mask
                 if self.plan.personal and client.mask is not None
@@ -257,7 +273,7 @@ class RunEvaluator:
                 train_labels,
                 self.batch_size,
                 shuffle_seed=self.seed + index,
-                epochs=epochs,
+                epochs=self.finetune_epochs,
             )
             trainable, non_trainable, _, _ = self._finetune_fn(
                 [tf.constant(w) for w in start[:num_trainable]],

@@ -63,6 +63,8 @@ class ClientReport:
             weights); else None.
         personal: With ``personal_models``, the client's own model after
             training and pruning (all weights); else None.
+        mask_distance: The mask-distance rule's distance between its early
+            and final candidate masks; None when the rule did not apply.
         values: With ``return_values``: the update as encoded, before the
             value format (all weights), for the real codec to check.
     """
@@ -74,6 +76,7 @@ class ClientReport:
     zero_kept: list[bool]
     residual: list[np.ndarray] | None = None
     personal: list[np.ndarray] | None = None
+    mask_distance: float | None = None
     values: list[np.ndarray] | None = None
 
 
@@ -142,6 +145,7 @@ class RoundProcess:
             [
                 tff.TensorType(np.int32, [num_trainable]),
                 tff.TensorType(np.int32, [num_trainable]),
+                tff.TensorType(np.int32),
                 tff.TensorType(np.int32),
             ],
             tuple,
@@ -289,7 +293,8 @@ class RoundProcess:
                     personal=[np.asarray(w) for w in report[6]]
                     if self.personal_models
                     else None,
-                    values=[np.asarray(v) for v in report[7]]
+                    mask_distance=float(report[7]) if report[7] >= 0 else None,
+                    values=[np.asarray(v) for v in report[8]]
                     if self.return_values
                     else None,
                 )

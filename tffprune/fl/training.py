@@ -46,6 +46,7 @@ METRIC_COLUMNS = (
     "personal_accuracy",
     "clients_without_personal_model",
     "finetuned_personalized_accuracy",
+    "finetuned_personal_accuracy",
     "sparsity",
     "global_sparsity",
     "covered_fraction",
@@ -54,6 +55,8 @@ METRIC_COLUMNS = (
     "upload_bytes_csr",
     "upload_bytes_tff_8bit",
     "upload_bound_ratio",
+    "mask_distance",
+    "clients_held_back",
     "download_bytes",
     "download_bytes_dense",
     "download_bytes_csr",
@@ -154,6 +157,7 @@ class Trainer:
             shapes=tuple(self.shapes[: self.num_trainable]),
             structured_share=config.structured_share,
             new_clients=config.new_clients,
+            mask_distance_threshold=config.mask_distance_threshold,
         )
         element_spec = (
             tf.TensorSpec([None, *input_shape], tf.float32),
@@ -167,6 +171,7 @@ class Trainer:
             masked_upload=personal,
             weight_by_examples=weight_by_examples,
             accuracy_threshold=config.accuracy_threshold if personal else 0.0,
+            mask_distance_threshold=config.mask_distance_threshold,
             error_feedback=config.uses_error_feedback,
             personal_models=config.personal_models,
             return_values=config.verify_uploads,
@@ -194,6 +199,7 @@ class Trainer:
             config.seed,
             personal_models=config.personal_models,
             client_test=config.client_test,
+            finetune_epochs=config.finetune_epochs,
         )
         self.rejections: list[tuple[int, int, str]] = []
         if state is None:
@@ -248,6 +254,7 @@ class Trainer:
             round_number,
             datasets,
             delivered,
+            epoch_examples=[self.data.client_train(int(c))[1].size for c in sampled],
         )
         self.state.server = server
         self.state.round += 1
@@ -303,6 +310,18 @@ class Trainer:
             "clients_rejected": len(rejected),
             "clients_dropped": sum(r.status == "dropped" for r in results),
             "round_skipped": int(not aggregated),
+            **self._distance_rule(aggregated),
+        }
+
+    def _distance_rule(self, aggregated: list[ClientResult]) -> dict[str, float]:
+        """The mask-distance rule's round: mean distance, clients held back."""
+        threshold = self.config.mask_distance_threshold
+        distances = [r.mask_distance for r in aggregated if r.mask_distance is not None]
+        if threshold is None:
+            return {}
+        return {
+            "mask_distance": _mean(distances),
+            "clients_held_back": sum(d <= threshold for d in distances),
         }
 
     def evaluate(self) -> dict[str, float]:

@@ -34,19 +34,29 @@ class PruningCounts:
         entries: int32, per trainable weight, entries its mask prunes in all.
         slices: int32, per trainable weight, output slices pruned in all.
         total: Entries pruned over all prunable kernels (``global-weight``).
+        early_examples: With the mask-distance rule (Sub-FedAvg's reference
+            client), the training examples after which the client draws its
+            early candidate mask (one local epoch); 0 without the rule.
     """
 
     entries: np.ndarray
     slices: np.ndarray
     total: int
+    early_examples: int = 0
 
-    def as_tensors(self) -> tuple[np.ndarray, np.ndarray, np.int32]:
+    def as_tensors(self) -> tuple[np.ndarray, np.ndarray, np.int32, np.int32]:
         """The form a round's client work takes."""
         return (
             np.asarray(self.entries, np.int32),
             np.asarray(self.slices, np.int32),
             np.int32(self.total),
+            np.int32(self.early_examples),
         )
+
+    @property
+    def prunes(self) -> bool:
+        """Whether these counts change a mask at all."""
+        return bool(np.any(self.entries) or np.any(self.slices) or self.total)
 
 
 def no_pruning(num_trainable: int) -> PruningCounts:

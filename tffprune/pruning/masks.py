@@ -346,3 +346,30 @@ def mask_sparsity(mask: np.ndarray) -> float:
     """Fraction of pruned (``False``) entries; 0 for an empty mask."""
     mask = np.asarray(mask, dtype=bool)
     return 0.0 if mask.size == 0 else 1.0 - np.count_nonzero(mask) / mask.size
+
+
+def mask_distance(first: Sequence[np.ndarray], second: Sequence[np.ndarray]) -> float:
+    """Mean over tensors of the Hamming distance of two masks.
+
+    Sub-FedAvg's reference client (``dist_masks``): per tensor, the share of
+    entries whose kept/pruned state differs, then the mean over tensors.
+
+    Args:
+        first: Boolean masks.
+        second: Masks of the same shapes.
+
+    Returns:
+        The distance in [0, 1]; 0 for no tensors.
+
+    Raises:
+        ValueError: If the lists' lengths or shapes differ.
+    """
+    if len(first) != len(second):
+        raise ValueError(f"{len(first)} masks against {len(second)}")
+    distances = []
+    for a, b in zip(first, second, strict=True):
+        a, b = np.asarray(a, bool), np.asarray(b, bool)
+        if a.shape != b.shape:
+            raise ValueError(f"mask shapes differ: {a.shape} and {b.shape}")
+        distances.append(float(np.mean(a != b)) if a.size else 0.0)
+    return float(np.mean(distances)) if distances else 0.0

@@ -148,7 +148,7 @@ def build_masks(
     targets,
     weights: list[tf.Tensor],
     masks: list[tf.Tensor],
-    counts: tuple[tf.Tensor, tf.Tensor, tf.Tensor],
+    counts: tuple[tf.Tensor, ...],
     norm: float = 2.0,
 ) -> list[tf.Tensor]:
     """Every method's new masks, in TensorFlow.
@@ -162,13 +162,14 @@ def build_masks(
         targets: The prunable kernels (`PrunableWeight` list, static).
         weights: All trainable weights (float32).
         masks: Their current bool masks (entries pruned stay pruned).
-        counts: ``(entries, slices, total)`` of `PruningCounts.as_tensors`.
+        counts: ``(entries, slices, total, ...)`` of `PruningCounts.as_tensors`
+            (what follows ``total`` is not about how much to prune).
         norm: Ln norm of ``channel`` and ``hybrid`` (``unit`` uses L2).
 
     Returns:
         One bool mask per trainable weight.
     """
-    entries, slices, total = counts
+    entries, slices, total = counts[:3]
     result = list(masks)
     if method == "none" or not targets:
         return result
@@ -207,3 +208,21 @@ def build_masks(
             bias = target.bias_index
             result[bias] = tf.logical_and(result[bias], bias_mask_for(new))
     return result
+
+
+def mask_distance(first: list[tf.Tensor], second: list[tf.Tensor]) -> tf.Tensor:
+    """The TensorFlow twin of `tffprune.pruning.masks.mask_distance`.
+
+    Args:
+        first: Boolean masks (static, non-empty list).
+        second: Masks of the same shapes.
+
+    Returns:
+        float32 scalar: the mean over tensors of the share of entries whose
+        kept/pruned state differs.
+    """
+    distances = [
+        tf.reduce_mean(tf.cast(tf.not_equal(a, b), tf.float32))
+        for a, b in zip(first, second, strict=True)
+    ]
+    return tf.reduce_mean(tf.stack(distances))

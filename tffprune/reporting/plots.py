@@ -53,8 +53,10 @@ def plot_run(rows: Sequence[dict], output_dir: str | Path, title: str) -> list[P
     output_dir = Path(output_dir)
     accuracy = [
         ("central_accuracy", "central (global model)"),
-        ("personalized_accuracy", "personalized (own test split)"),
-        ("finetuned_personalized_accuracy", "global + 1 epoch fine-tuning"),
+        ("personalized_accuracy", "personalized (global x client mask)"),
+        ("personal_accuracy", "personal (each client's own model)"),
+        ("finetuned_personalized_accuracy", "global (x mask) + fine-tuning"),
+        ("finetuned_personal_accuracy", "own model + fine-tuning"),
     ]
     traffic = [
         ("upload_bytes", "upload (encoded)"),

@@ -16,7 +16,9 @@ GROUPS = {
     "accuracy": (
         "central_accuracy",
         "personalized_accuracy",
+        "personal_accuracy",
         "finetuned_personalized_accuracy",
+        "finetuned_personal_accuracy",
         "central_accuracy_unpruned",
     ),
     "loss": ("central_loss", "train_loss"),
