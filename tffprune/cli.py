@@ -408,6 +408,13 @@ def _train_options(function, exclude: tuple[str, ...] = ()):
     help="Run the rounds on these TFF workers (started with `tffprune worker`) "
     "instead of a local one; several split each round's clients.",
 )
+@click.option(
+    "--worker-timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=30.0,
+    show_default=True,
+    help="Seconds to wait for each --workers address to answer.",
+)
 def train(
     output_dir: Path,
     resume: bool,
@@ -415,6 +422,7 @@ def train(
     quiet: bool,
     config: Path | None,
     workers: str | None,
+    worker_timeout: float,
     **options: object,
 ) -> None:
     """Federated training with pruned clients (FedAvg or Sub-FedAvg) on TFF.
@@ -452,6 +460,7 @@ def train(
         overwrite=overwrite,
         progress=not quiet,
         workers=addresses,
+        worker_timeout=worker_timeout,
         announce=lambda line: click.echo(line, err=True),
     )
     final = summary["final"]

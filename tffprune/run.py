@@ -260,6 +260,7 @@ def run_training(
     overwrite: bool = False,
     progress: bool = True,
     workers: tuple[str, ...] = (),
+    worker_timeout: float = 30.0,
     stop_at: tuple[str, float] | None = None,
     data: FederatedData | None = None,
     model_fn: Callable[[], tf.keras.Model] | None = None,
@@ -274,6 +275,7 @@ def run_training(
         overwrite: Replace results in an existing directory.
         progress: Show a progress bar.
         workers: Remote TFF worker addresses (empty: one local worker).
+        worker_timeout: Seconds to wait for each remote worker to answer.
         stop_at: ``(metric, value)``, e.g. ``("central_accuracy", 0.8)``: stop
             after the first evaluated round where the metric reaches the value
             (the summary's ``stopped_at_target`` says whether it did).
@@ -311,6 +313,7 @@ def run_training(
             overwrite,
             progress,
             workers,
+            worker_timeout,
             stop_at,
             announce,
             started,
@@ -334,6 +337,7 @@ def _run(
     overwrite: bool,
     progress: bool,
     workers: tuple[str, ...],
+    worker_timeout: float,
     stop_at: tuple[str, float] | None,
     announce: Callable[[str], None] | None,
     started: float,
@@ -349,7 +353,9 @@ def _run(
     output_dir = prepare_output_dir(output_dir, resume=resume, overwrite=overwrite)
     data.write_summary(output_dir / "clients.csv")
     write_text_atomic(output_dir / "config.toml", to_toml(config))
-    with LocalRuntime(workers, log_path=output_dir / "worker.log"):
+    with LocalRuntime(
+        workers, log_path=output_dir / "worker.log", connect_timeout=worker_timeout
+    ):
         trainer = Trainer(
             config,
             data,

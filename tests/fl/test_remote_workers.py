@@ -108,11 +108,13 @@ def test_unreachable_worker_is_a_clear_error(tmp_path):
     port = portpicker.pick_unused_port()
     started = time.monotonic()
 
-    result = _train(tmp_path / "run", "--workers", f"127.0.0.1:{port}")
+    result = _train(
+        tmp_path / "run", "--workers", f"127.0.0.1:{port}", "--worker-timeout", "3"
+    )
 
     assert result.returncode == 1
-    assert f"TFF worker at 127.0.0.1:{port} did not answer" in result.stderr
-    assert time.monotonic() - started < 90  # 30 s connect timeout plus start-up
+    assert f"TFF worker at 127.0.0.1:{port} did not answer within 3 s" in result.stderr
+    assert time.monotonic() - started < 60  # 3 s connect timeout plus start-up
 
 
 def test_worker_killed_mid_run_stops_cleanly_then_resume(tmp_path):

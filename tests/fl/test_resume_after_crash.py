@@ -63,20 +63,34 @@ def _rows(path):
         ]
 
 
+@pytest.fixture
+def beside():
+    """Starts a command beside the test's own; kills it if the test ends first."""
+    started = []
+
+    def start(command):
+        process = subprocess.Popen(
+            command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+        )
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        if process.poll() is None:
+            process.kill()
+        process.communicate()
+
+
 # 1-bit updates with error feedback: the clients' residuals must survive too.
 LOW_BITS = ("--upload-values", "int1", "--download-values", "int8")
 
 
 @pytest.mark.slow
-def test_kill_9_then_resume_equals_uninterrupted_run(tmp_path, worker_pids):
+def test_kill_9_then_resume_equals_uninterrupted_run(tmp_path, worker_pids, beside):
     workers_before = worker_pids()
-    reference = subprocess.run(
-        _command(tmp_path / "reference", *LOW_BITS),
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    assert reference.returncode == 0, reference.stderr[-2000:]
+    # The uninterrupted run trains beside the one to be killed (2 cores).
+    reference = beside(_command(tmp_path / "reference", *LOW_BITS))
 
     crashed = tmp_path / "crashed"
     process = subprocess.Popen(
@@ -105,6 +119,8 @@ def test_kill_9_then_resume_equals_uninterrupted_run(tmp_path, worker_pids):
         timeout=900,
     )
     assert resumed.returncode == 0, resumed.stderr[-2000:]
+    _, stderr = reference.communicate(timeout=900)
+    assert reference.returncode == 0, stderr[-2000:]
 
     expected, actual = _rows(tmp_path / "reference" / "metrics.csv"), _rows(metrics)
     assert [r["round"] for r in actual] == ["1", "2", "3", "4", "5", "6"]
@@ -178,16 +194,11 @@ def _checkpoint_round(path):
 
 
 @pytest.mark.slow
-def test_ctrl_c_to_the_process_group_at_random_moments(tmp_path, worker_pids):
+def test_ctrl_c_to_the_process_group_at_random_moments(tmp_path, worker_pids, beside):
     """Like a terminal's Ctrl-C: SIGINT to every process of the run's group."""
     workers_before = worker_pids()
-    reference = subprocess.run(
-        _digits_command(tmp_path / "reference"),
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert reference.returncode == 0, reference.stderr[-2000:]
+    # The uninterrupted run trains beside the interrupted one (2 cores).
+    reference = beside(_digits_command(tmp_path / "reference"))
     run, metrics = tmp_path / "run", tmp_path / "run" / "metrics.csv"
     moments = random.Random(0)
     interrupted = 0
@@ -218,6 +229,8 @@ def test_ctrl_c_to_the_process_group_at_random_moments(tmp_path, worker_pids):
         # The last finished round is in the checkpoint.
         assert _checkpoint_round(run / "checkpoint.npz") == len(_rows(metrics))
     assert interrupted == 3
+    _, stderr = reference.communicate(timeout=600)
+    assert reference.returncode == 0, stderr[-2000:]
 
     expected, actual = _rows(tmp_path / "reference" / "metrics.csv"), _rows(metrics)
     assert [r["round"] for r in actual] == [str(r) for r in range(1, 25)]
