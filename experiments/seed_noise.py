@@ -10,10 +10,11 @@ far a rerun may land from the committed number:
 * exp1: sparsity_sweep.py, federated weight pruning 50% (central accuracy)
 * exp3: jeurkar_table1.py, as run, unstructured 50% (best central accuracy
   in 25 rounds)
-* exp4: personalization.py, shards, FedAvg (+ fine-tuning) and Sub-FedAvg
-  weight 50% (personalized and central accuracy)
-* acceptance: train_acceptance.py, IID fc dense FedAvg and Sub-FedAvg 50%
-  (the 1-point target is on their difference)
+* acceptance: train_acceptance.py, shards LeNet-5 FedAvg (+ fine-tuning)
+  and Sub-FedAvg weight 50% (personalized and central accuracy), IID fc
+  dense FedAvg and Sub-FedAvg 50% (the 1-point target is on their
+  difference). (Experiment 4, personalization.py, runs its own seeds:
+  ``--seeds 0 1 2``.)
 * exp5: bytes_to_target.py, dense and weight 50% (round and MB to reach 0.80)
 
 Usage:
@@ -39,7 +40,6 @@ from pathlib import Path
 from common import RESULTS, configuration
 from jeurkar_table1 import federated_data as jeurkar_data
 from jeurkar_table1 import run_config as jeurkar_config
-from personalization import ALGORITHMS
 from sparsity_sweep import federated_config
 from train_acceptance import RUNS
 
@@ -94,20 +94,14 @@ def _to_target(summary: dict, rows: list[dict]) -> dict[str, float]:
     return {"reached_round": reached[0], "mb_to_target": reached[1] / 1e6}
 
 
-def _acceptance(run: str) -> Setting:
-    """A train_acceptance.py run; its committed central accuracy."""
+def _acceptance(run: str, metrics: tuple[str, ...] = ("central_accuracy",)) -> Setting:
+    """A train_acceptance.py run; its committed final ``metrics``."""
     split, overrides = RUNS[run]
     return Setting(
         f"acceptance_{run}",
         lambda quick: configuration(split, quick=quick, **overrides),
-        _final("central_accuracy"),
-        {
-            "central_accuracy": (
-                "train_acceptance.csv",
-                "central_accuracy",
-                dict(run=run),
-            )
-        },
+        _final(*metrics),
+        {metric: ("train_acceptance.csv", metric, dict(run=run)) for metric in metrics},
     )
 
 
@@ -164,46 +158,16 @@ SETTINGS = (
         },
         data=lambda quick, seed: jeurkar_data("fashion_mnist", "as-run", seed, quick),
     ),
-    Setting(
-        "exp4_shards_fedavg",
-        lambda quick: configuration("shards", quick=quick, **ALGORITHMS["fedavg"]),
-        _final(
+    _acceptance(
+        "shards_fedavg",
+        (
             "personalized_accuracy",
             "finetuned_personalized_accuracy",
             "central_accuracy",
         ),
-        {
-            "personalized_accuracy": (
-                "personalization.csv",
-                "personalized_accuracy",
-                dict(split="shards", algorithm="fedavg"),
-            ),
-            "finetuned_personalized_accuracy": (
-                "personalization.csv",
-                "personalized_accuracy",
-                dict(split="shards", algorithm="fedavg_finetune1"),
-            ),
-            "central_accuracy": (
-                "personalization.csv",
-                "central_accuracy",
-                dict(split="shards", algorithm="fedavg"),
-            ),
-        },
     ),
-    Setting(
-        "exp4_shards_subfedavg_weight50",
-        lambda quick: configuration(
-            "shards", quick=quick, **ALGORITHMS["subfedavg_weight50"]
-        ),
-        _final("personalized_accuracy", "central_accuracy"),
-        {
-            metric: (
-                "personalization.csv",
-                metric,
-                dict(split="shards", algorithm="subfedavg_weight50"),
-            )
-            for metric in ("personalized_accuracy", "central_accuracy")
-        },
+    _acceptance(
+        "shards_subfedavg_weight50", ("personalized_accuracy", "central_accuracy")
     ),
     _acceptance("iid_fedavg_dense"),
     _acceptance("iid_subfedavg_weight50"),

@@ -288,7 +288,11 @@ def test_round_equals_the_numpy_reference_round(changes):
         for client, residual in expected.residuals.items():
             stored = trainer.state.clients[client].residual.expand(trainer.shapes)
             for ours, theirs in zip(stored, residual, strict=True):
-                np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-6)
+                # float16 residuals: TF and NumPy agree within one float16 step
+                # (2**-10 relative) where their float32 updates differ in the
+                # last bits and the rounding falls on either side.
+                assert ours.dtype == theirs.dtype == np.float16
+                np.testing.assert_allclose(ours, theirs, rtol=2**-10, atol=1e-6)
     assert row["sparsity"] > 0
 
 

@@ -1,11 +1,12 @@
 """Per-client tensors kept compactly: their nonzero entries only.
 
-A client's state between rounds (its error-feedback residual) is zero
-wherever the client's subnetwork dropped a weight, so it is kept as one bit
-per entry (nonzero or not) plus the float32 values of the nonzero entries:
-``n / 8 + 4 nnz`` bytes instead of ``4 n``. The round trip is exact
-(`CompactTensors.expand` returns the very same float32 values), so a run
-resumed from a checkpoint of these continues bit for bit.
+A client's state between rounds (its error-feedback residual, its own model)
+is zero wherever the client's subnetwork dropped a weight, so it is kept as
+one bit per entry (nonzero or not) plus the values of the nonzero entries in
+the tensors' own float type: ``n / 8 + 4 nnz`` bytes for float32 instead of
+``4 n`` (``2 nnz`` for float16 residuals). The round trip is exact
+(`CompactTensors.expand` returns the very same values, in the same type), so
+a run resumed from a checkpoint of these continues bit for bit.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ class CompactTensors:
 
     Attributes:
         nonzero: ``np.packbits`` of the concatenated, flattened tensors' ``!= 0``.
-        values: float32 values of the nonzero entries, in that order.
+        values: The nonzero entries' values (float32 or float16), in order.
     """
 
     nonzero: np.ndarray
@@ -34,7 +35,7 @@ class CompactTensors:
         return int(self.nonzero.nbytes + self.values.nbytes)
 
     def expand(self, shapes: Sequence[tuple[int, ...]]) -> list[np.ndarray]:
-        """The dense float32 tensors of these shapes.
+        """The dense tensors of these shapes, in the values' float type.
 
         Raises:
             ValueError: If the shapes do not hold as many entries as were
@@ -52,17 +53,20 @@ class CompactTensors:
                 f"{self.values.size} values for {np.count_nonzero(flat_nonzero)} "
                 "nonzero entries"
             )
-        flat = np.zeros(total, np.float32)
+        flat = np.zeros(total, self.values.dtype)
         flat[flat_nonzero] = self.values
         parts = np.split(flat, np.cumsum(sizes)[:-1])
         return [part.reshape(shape) for part, shape in zip(parts, shapes, strict=True)]
 
 
-def compact(tensors: Sequence[np.ndarray]) -> CompactTensors:
-    """Keeps the nonzero entries of ``tensors`` (as float32)."""
+def compact(tensors: Sequence[np.ndarray], dtype: type = np.float32) -> CompactTensors:
+    """Keeps the nonzero entries of ``tensors`` as ``dtype`` values.
+
+    Exact when the tensors hold ``dtype`` values (float16 residuals, float32
+    weights).
+    """
     flat = np.concatenate(
-        [np.asarray(t, np.float32).ravel() for t in tensors]
-        or [np.zeros(0, np.float32)]
+        [np.asarray(t, dtype).ravel() for t in tensors] or [np.zeros(0, dtype)]
     )
     nonzero = flat != 0
     return CompactTensors(np.packbits(nonzero), flat[nonzero])

@@ -8,11 +8,16 @@ adds it to its next update. With ``Q`` the value format's round trip
 
     c   = (u + e) ⊙ m          corrected update
     s   = Q(c)                 what the server decodes
-    e'  = (c - s) ⊙ m          what it dropped, kept for next time
+    e'  = fp16((c - s) ⊙ m)    what it dropped, kept for next time
 
 so over k rounds ``sum s_t = sum (u_t ⊙ m_t) + e_0 - e_k`` where the mask
-does not change (``e_0 = 0``): nothing is lost, it arrives late. Entries a
-client prunes leave its residual (their weight is gone).
+does not change (``e_0 = 0``), up to the float16 rounding of each residual
+(a relative 2**-11 of what was dropped): nothing is lost, it arrives late.
+Entries a client prunes leave its residual (their weight is gone).
+
+Residuals are kept in float16 (`RESIDUAL_DTYPE`): they are per-client state
+that crosses into the round and out of it every time the client is sampled
+(the whole model's size), and half the bytes are half that time and memory.
 
 This is the NumPy reference; the round computes the same in TensorFlow
 (`tffprune.compression.tf_values.with_error_feedback`).
@@ -23,6 +28,9 @@ from __future__ import annotations
 import numpy as np
 
 from tffprune.compression.wire import round_trip
+
+RESIDUAL_DTYPE = np.float16
+"""The type a client's residual is kept and moved in."""
 
 
 def error_feedback_step(
@@ -38,7 +46,7 @@ def error_feedback_step(
 
     Returns:
         ``(sent, residual)``: the values the server decodes (0 outside the
-        mask) and the new residual.
+        mask, float32) and the new residual (`RESIDUAL_DTYPE`).
     """
     mask = np.asarray(mask, bool)
     corrected = np.where(
@@ -46,4 +54,4 @@ def error_feedback_step(
     ).astype(np.float32)
     sent = np.zeros_like(corrected)
     sent[mask] = round_trip(corrected[mask], value_format)
-    return sent, np.where(mask, corrected - sent, 0.0).astype(np.float32)
+    return sent, np.where(mask, corrected - sent, 0.0).astype(RESIDUAL_DTYPE)

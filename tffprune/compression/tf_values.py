@@ -80,8 +80,11 @@ def with_error_feedback(
 
     Returns:
         ``(sent, residual)``: ``Q((update + residual) ⊙ mask)`` as the server
-        decodes it, and what it dropped (0 outside the mask).
+        decodes it (float32), and what it dropped (0 outside the mask), in
+        float16 (`tffprune.compression.error_feedback.RESIDUAL_DTYPE`).
     """
+    residual = tf.cast(residual, tf.float32)
     corrected = tf.where(mask, update + residual, tf.zeros_like(update))
     sent = transmitted(corrected, mask, value_format)
-    return sent, tf.where(mask, corrected - sent, tf.zeros_like(update))
+    dropped = tf.where(mask, corrected - sent, tf.zeros_like(update))
+    return sent, tf.cast(dropped, tf.float16)

@@ -36,6 +36,7 @@ import numpy as np
 
 from tffprune.compression import baselines, wire
 from tffprune.compression.compact import CompactTensors, compact
+from tffprune.compression.error_feedback import RESIDUAL_DTYPE
 from tffprune.fl.aggregation import fedavg, sub_fedavg
 from tffprune.pruning.counts import PruningCounts, no_pruning, pruning_counts
 from tffprune.pruning.policy import PrunableWeight, build_masks, sparsity_report
@@ -366,7 +367,7 @@ class FederatedAlgorithm:
     def residual(self, client: ClientState) -> list[np.ndarray]:
         """The client's error-feedback residual, dense (zeros before any)."""
         if client.residual is None:
-            return [np.zeros(s, np.float32) for s in self.shapes]
+            return [np.zeros(s, RESIDUAL_DTYPE) for s in self.shapes]
         return client.residual.expand(self.shapes)
 
     def held_masks(self, client: ClientState) -> list[np.ndarray | None]:
@@ -512,7 +513,7 @@ class FederatedAlgorithm:
             if self.plan.personal:
                 state.mask = report.masks
             if report.residual is not None:
-                state.residual = compact(report.residual)
+                state.residual = compact(report.residual, RESIDUAL_DTYPE)
             if report.personal is not None:
                 state.personal_model = compact(report.personal)
         if self.upload.verify:

@@ -253,8 +253,8 @@ def build_client_work_fn(
         early_examples)`` of `tffprune.pruning.counts.PruningCounts` (all 0
         keeps the mask);
         ``delivered``: bool, False if the upload is lost; ``residual``: with
-        error feedback, the client's residual of every weight (else an empty
-        list). ``upload`` is ``(values, masks, weight)`` for a masked upload
+        error feedback, the client's float16 residual of every weight (else
+        an empty list). ``upload`` is ``(values, masks, weight)`` for a masked upload
         or ``(values, weight)`` else (weight 0 when lost or non-finite).
         ``report`` is ``(new_masks, num_examples, loss_sum, finite,
         zero_kept, residual, personal, mask_distance[, values])``:
@@ -353,7 +353,7 @@ def build_client_work_fn(
             decoded = [s for s, _ in feedback]
             new_residual = [e for _, e in feedback]
             encoded = [
-                tf.where(mask, u + e, tf.zeros_like(u))
+                tf.where(mask, u + tf.cast(e, tf.float32), tf.zeros_like(u))
                 for u, e, mask in zip(updates, residual, kept, strict=True)
             ]
         else:

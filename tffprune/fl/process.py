@@ -40,6 +40,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_federated as tff
 
+from tffprune.compression.error_feedback import RESIDUAL_DTYPE
 from tffprune.fl.client import (
     ClientOptimizerConfig,
     ClientWorkConfig,
@@ -138,7 +139,10 @@ class RoundProcess:
         all_shapes = self.trainable_shapes + self.non_trainable_shapes
         weights_type = _tensor_types(all_shapes)
         # Without error feedback no residual crosses into TFF (an empty list).
-        residual_type = _tensor_types(all_shapes if self.error_feedback else [])
+        # Residuals cross in float16, half the bytes (RESIDUAL_DTYPE).
+        residual_type = _tensor_types(
+            all_shapes if self.error_feedback else [], RESIDUAL_DTYPE
+        )
         # Masks cross into TFF as booleans: a quarter of the bytes of float32.
         mask_type = _tensor_types(self.trainable_shapes, np.bool_)
         counts_type = tff.StructWithPythonType(
@@ -273,7 +277,7 @@ class RoundProcess:
             masks,
             [tuple(c) for c in counts],
             [np.bool_(d) for d in delivered],
-            [[np.asarray(e, np.float32) for e in r] for r in residuals],
+            [[np.asarray(e, RESIDUAL_DTYPE) for e in r] for r in residuals],
             list(datasets),
         )
         results = []
