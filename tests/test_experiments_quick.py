@@ -187,6 +187,8 @@ def test_structured_vs_unstructured_quick(tmp_path):
         [
             "experiments/structured_vs_unstructured.py",
             "--quick",
+            "--resnet-width",
+            "0.0625",  # the script's path, at a sixteenth of the compute
             "--output-dir",
             str(tmp_path / "runs"),
             "--results",
