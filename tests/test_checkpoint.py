@@ -175,7 +175,8 @@ def test_personal_models_are_what_training_returned_and_survive_a_checkpoint(
     sampled = sorted(rng.choice(4, 2, replace=False))
     for client, report in zip(sampled, returned["reports"], strict=True):
         stored = trainer.state.clients[client].personal_model.expand(trainer.shapes)
-        for ours, theirs in zip(stored, report.personal, strict=True):
+        returned = report.personal.expand(trainer.shapes)
+        for ours, theirs in zip(stored, returned, strict=True):
             np.testing.assert_array_equal(ours, theirs)  # bit for bit
         kernel = trainer.targets[0].index
         assert np.all(stored[kernel][~trainer.state.clients[client].mask[kernel]] == 0)

@@ -1,14 +1,14 @@
 """Checkpoints of a federated run: atomic ``.npz`` files, the last two kept.
 
 Holds the server weights, every client's mask (bit-packed), error-feedback
-residual and personal model (their nonzeros, exact), sparsity and bytes, the
-sampler's random state, the metrics so far, the rounds the schedule spans and
-the configuration, so that a resumed run continues exactly where the checkpoint
-was taken. The file is written to a temporary name and renamed, so
-a crash never leaves a torn checkpoint; the one it replaces is kept as
-``checkpoint.previous.npz``. A checkpoint damaged later (truncated, corrupt,
-empty, deleted) is named as such, set aside as ``checkpoint.damaged.npz``, and
-the run resumes from the previous one.
+residual and personal model (their values at their positions, exact),
+sparsity and bytes, the sampler's random state, the metrics so far, the
+rounds the schedule spans and the configuration, so that a resumed run
+continues exactly where the checkpoint was taken. The file is written to a
+temporary name and renamed, so a crash never leaves a torn checkpoint; the
+one it replaces is kept as ``checkpoint.previous.npz``. A checkpoint damaged
+later (truncated, corrupt, empty, deleted) is named as such, set aside as
+``checkpoint.damaged.npz``, and the run resumes from the previous one.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from tffprune.fl.training import TrainerState
 from tffprune.reporting.files import TEMPORARY_MARK, atomic_path
 
 CHECKPOINT_NAME = "checkpoint.npz"
-# Per-client tensors kept as their nonzeros (`CompactTensors`).
+# Per-client tensors kept as positions and values (`CompactTensors`).
 COMPACT_FIELDS = ("residual", "personal_model")
 FORMAT_VERSION = 2
 
@@ -85,7 +85,7 @@ def save_checkpoint(
         for name in COMPACT_FIELDS:
             stored = getattr(client_state, name)
             if stored is not None:
-                arrays[f"{name}_nonzero_{client}"] = stored.nonzero
+                arrays[f"{name}_positions_{client}"] = stored.positions
                 arrays[f"{name}_values_{client}"] = stored.values
         if client_state.mask is None:
             continue
@@ -206,9 +206,12 @@ def _state(arrays: dict[str, np.ndarray], meta: dict) -> TrainerState:
         stored = {}
         for name in COMPACT_FIELDS:
             if f"{name}_values_{client}" in arrays:
+                # Checkpoints before positions were named: "_nonzero_".
+                positions = f"{name}_positions_{client}"
+                if positions not in arrays:
+                    positions = f"{name}_nonzero_{client}"
                 stored[name] = CompactTensors(
-                    arrays[f"{name}_nonzero_{client}"],
-                    arrays[f"{name}_values_{client}"],
+                    arrays[positions], arrays[f"{name}_values_{client}"]
                 )
                 stored[name].expand(shapes)  # damaged: fails here, not later
         clients.append(

@@ -2,7 +2,6 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tffprune.compression.compact import compact
 from tffprune.compression.error_feedback import error_feedback_step
 from tffprune.compression.tf_values import with_error_feedback
 
@@ -71,22 +70,3 @@ def test_tensorflow_twin_equals_numpy(value_format):
 
     for theirs, mine in zip(expected, ours, strict=True):
         np.testing.assert_array_equal(mine.numpy(), theirs)
-
-
-def test_compact_tensors_round_trip_exactly_and_cost_a_bit_per_entry():
-    tensors = [
-        np.array([[0.0, 1.5], [-2.0, 0.0]], np.float32),
-        np.zeros(3, np.float32),
-        np.array([7.25], np.float32),
-    ]
-
-    stored = compact(tensors)
-
-    # 8 entries -> 1 byte of positions; 3 nonzero float32 values -> 12 bytes.
-    assert stored.nbytes == 1 + 12
-    for original, back in zip(
-        tensors, stored.expand([(2, 2), (3,), (1,)]), strict=True
-    ):
-        np.testing.assert_array_equal(back, original)
-    with pytest.raises(ValueError, match="cannot hold"):
-        stored.expand([(2, 2), (30,)])

@@ -4,7 +4,6 @@ import numpy as np
 import pytest
 
 from tffprune.compression import wire
-from tffprune.compression.compact import compact
 from tffprune.fl.algorithm import (
     ClientState,
     FederatedAlgorithm,
@@ -64,18 +63,6 @@ def test_a_client_decodes_the_server_weights_times_its_mask(download_values, tol
     assert costs["download_bytes"] == len(payload)
     value_bytes = {"float32": 4, "float16": 2, "int8": 1}[download_values]
     assert len(payload) < value_bytes * (mask.sum() + 30) + 64
-
-
-def test_a_client_without_a_residual_starts_from_zeros():
-    algorithm = _algorithm("float32")
-    residual = [np.full(s, 0.0, np.float32) for s in SHAPES]
-    residual[1][3] = -0.5
-
-    fresh = algorithm.residual(ClientState())
-    kept = algorithm.residual(ClientState(residual=compact(residual)))
-
-    assert all(np.all(r == 0) for r in fresh)
-    assert kept[1][3] == -0.5 and np.count_nonzero(kept[0]) == 0
 
 
 def test_a_new_client_starts_from_the_server_subnetwork_when_asked():

@@ -1,12 +1,14 @@
-"""Per-client tensors kept compactly: their nonzero entries only.
+"""Per-client tensors kept compactly: the values at a set of positions.
 
 A client's state between rounds (its error-feedback residual, its own model)
 is zero wherever the client's subnetwork dropped a weight, so it is kept as
-one bit per entry (nonzero or not) plus the values of the nonzero entries in
-the tensors' own float type: ``n / 8 + 4 nnz`` bytes for float32 instead of
-``4 n`` (``2 nnz`` for float16 residuals). The round trip is exact
-(`CompactTensors.expand` returns the very same values, in the same type), so
-a run resumed from a checkpoint of these continues bit for bit.
+one bit per entry (position kept or not) plus the values at the kept
+positions, in the tensors' own float type: ``n / 8 + 4 k`` bytes for float32
+instead of ``4 n`` (``2 k`` for float16 residuals). The positions are either
+the tensors' nonzeros (`compact`) or the client's masks (`at_positions`, what
+the round hands back: the values over the client's new masks). The round trip
+is exact (`CompactTensors.expand` returns the very same values, in the same
+type), so a run resumed from a checkpoint of these continues bit for bit.
 """
 
 from __future__ import annotations
@@ -19,42 +21,47 @@ import numpy as np
 
 @dataclasses.dataclass(frozen=True)
 class CompactTensors:
-    """Tensors as a packed bitmap of their nonzero entries and those values.
+    """Tensors as a packed bitmap of positions and the values there.
+
+    Entries outside the positions are zero.
 
     Attributes:
-        nonzero: ``np.packbits`` of the concatenated, flattened tensors' ``!= 0``.
-        values: The nonzero entries' values (float32 or float16), in order.
+        positions: ``np.packbits`` of the concatenated, flattened tensors'
+            kept positions.
+        values: The values at those positions (float32 or float16), in order.
     """
 
-    nonzero: np.ndarray
+    positions: np.ndarray
     values: np.ndarray
 
     @property
     def nbytes(self) -> int:
         """Bytes held in memory (and written to a checkpoint)."""
-        return int(self.nonzero.nbytes + self.values.nbytes)
+        return int(self.positions.nbytes + self.values.nbytes)
+
+    def _flat_positions(self, total: int) -> np.ndarray:
+        if -(-total // 8) != self.positions.size:
+            raise ValueError(
+                f"{self.positions.size} bytes of positions cannot hold {total} entries"
+            )
+        flat = np.unpackbits(self.positions, count=total).astype(bool)
+        if int(np.count_nonzero(flat)) != self.values.size:
+            raise ValueError(
+                f"{self.values.size} values for {np.count_nonzero(flat)} positions"
+            )
+        return flat
 
     def expand(self, shapes: Sequence[tuple[int, ...]]) -> list[np.ndarray]:
         """The dense tensors of these shapes, in the values' float type.
 
         Raises:
             ValueError: If the shapes do not hold as many entries as were
-                packed.
+                packed, or the positions not as many as there are values.
         """
         sizes = [int(np.prod(shape, dtype=np.int64)) for shape in shapes]
-        total = sum(sizes)
-        if -(-total // 8) != self.nonzero.size:
-            raise ValueError(
-                f"{self.nonzero.size} bytes of positions cannot hold {total} entries"
-            )
-        flat_nonzero = np.unpackbits(self.nonzero, count=total).astype(bool)
-        if int(np.count_nonzero(flat_nonzero)) != self.values.size:
-            raise ValueError(
-                f"{self.values.size} values for {np.count_nonzero(flat_nonzero)} "
-                "nonzero entries"
-            )
-        flat = np.zeros(total, self.values.dtype)
-        flat[flat_nonzero] = self.values
+        flat_positions = self._flat_positions(sum(sizes))
+        flat = np.zeros(flat_positions.size, self.values.dtype)
+        flat[flat_positions] = self.values
         parts = np.split(flat, np.cumsum(sizes)[:-1])
         return [part.reshape(shape) for part, shape in zip(parts, shapes, strict=True)]
 
@@ -70,3 +77,30 @@ def compact(tensors: Sequence[np.ndarray], dtype: type = np.float32) -> CompactT
     )
     nonzero = flat != 0
     return CompactTensors(np.packbits(nonzero), flat[nonzero])
+
+
+def at_positions(
+    masks: Sequence[np.ndarray], values: Sequence[np.ndarray]
+) -> CompactTensors:
+    """Tensors given as, per tensor, its values at its mask's ``True`` entries.
+
+    Args:
+        masks: One bool array per tensor, of the tensor's shape.
+        values: Per tensor, a 1-D array of its values there, in flat order.
+
+    Raises:
+        ValueError: If a tensor's values do not match its mask's count.
+    """
+    for index, (mask, value) in enumerate(zip(masks, values, strict=True)):
+        if np.size(value) != np.count_nonzero(mask):
+            raise ValueError(
+                f"tensor {index}: {np.size(value)} values for "
+                f"{np.count_nonzero(mask)} positions"
+            )
+    flat_masks = np.concatenate(
+        [np.asarray(m, bool).ravel() for m in masks] or [np.zeros(0, bool)]
+    )
+    flat_values = np.concatenate(
+        [np.ravel(v) for v in values] or [np.zeros(0, np.float32)]
+    )
+    return CompactTensors(np.packbits(flat_masks), flat_values)

@@ -35,8 +35,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from tffprune.compression import baselines, wire
-from tffprune.compression.compact import CompactTensors, compact
-from tffprune.compression.error_feedback import RESIDUAL_DTYPE
+from tffprune.compression.compact import CompactTensors
 from tffprune.fl.aggregation import fedavg, sub_fedavg
 from tffprune.pruning.counts import PruningCounts, no_pruning, pruning_counts
 from tffprune.pruning.policy import PrunableWeight, build_masks, sparsity_report
@@ -70,10 +69,10 @@ class ClientState:
         sparsity: Sparsity of its prunable kernels in its last upload.
         rounds_participated: Rounds whose upload the server aggregated.
         residual: With error feedback, what its value format dropped from
-            its last aggregated upload (every weight, nonzeros only); ``None``
-            before its first.
+            its last aggregated upload (every weight, kept at its mask);
+            ``None`` before its first.
         personal_model: Its own model after its last aggregated round's
-            training and pruning (every weight, nonzeros only), with
+            training and pruning (every weight, kept at its mask), with
             ``personal_models``; ``None`` before.
         upload_bytes: Bytes it uploaded over the run (aggregated uploads).
         download_bytes: Bytes it downloaded over the run (every time sampled).
@@ -364,12 +363,6 @@ class FederatedAlgorithm:
             received.append(value)
         return received
 
-    def residual(self, client: ClientState) -> list[np.ndarray]:
-        """The client's error-feedback residual, dense (zeros before any)."""
-        if client.residual is None:
-            return [np.zeros(s, RESIDUAL_DTYPE) for s in self.shapes]
-        return client.residual.expand(self.shapes)
-
     def held_masks(self, client: ClientState) -> list[np.ndarray | None]:
         """Per weight, the client's mask as both sides already hold it.
 
@@ -430,7 +423,7 @@ class FederatedAlgorithm:
             for c, n in zip(sampled, epoch_examples, strict=True)
         ]
         residuals = (
-            [self.residual(clients[c]) for c in sampled]
+            [clients[c].residual for c in sampled]
             if self.upload.error_feedback
             else None
         )
@@ -513,9 +506,9 @@ class FederatedAlgorithm:
             if self.plan.personal:
                 state.mask = report.masks
             if report.residual is not None:
-                state.residual = compact(report.residual, RESIDUAL_DTYPE)
+                state.residual = report.residual
             if report.personal is not None:
-                state.personal_model = compact(report.personal)
+                state.personal_model = report.personal
         if self.upload.verify:
             self._verify(server.weights, output, results, helds, received)
         return (

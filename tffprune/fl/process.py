@@ -40,6 +40,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_federated as tff
 
+from tffprune.compression.compact import CompactTensors, at_positions
 from tffprune.compression.error_feedback import RESIDUAL_DTYPE
 from tffprune.fl.client import (
     ClientOptimizerConfig,
@@ -61,9 +62,9 @@ class ClientReport:
         finite: False if training produced NaN or Inf (the upload was dropped).
         zero_kept: Per weight (all), whether a value sent is exactly 0.
         residual: With error feedback, the client's new residual (all
-            weights); else None.
+            weights, at its new masks); else None.
         personal: With ``personal_models``, the client's own model after
-            training and pruning (all weights); else None.
+            training and pruning (all weights, at its new masks); else None.
         mask_distance: The mask-distance rule's distance between its early
             and final candidate masks; None when the rule did not apply.
         values: With ``return_values``: the update as encoded, before the
@@ -75,8 +76,8 @@ class ClientReport:
     mean_loss: float
     finite: bool
     zero_kept: list[bool]
-    residual: list[np.ndarray] | None = None
-    personal: list[np.ndarray] | None = None
+    residual: CompactTensors | None = None
+    personal: CompactTensors | None = None
     mask_distance: float | None = None
     values: list[np.ndarray] | None = None
 
@@ -139,7 +140,9 @@ class RoundProcess:
         all_shapes = self.trainable_shapes + self.non_trainable_shapes
         weights_type = _tensor_types(all_shapes)
         # Without error feedback no residual crosses into TFF (an empty list).
-        # Residuals cross in float16, half the bytes (RESIDUAL_DTYPE).
+        # Residuals cross in float16, half the bytes (RESIDUAL_DTYPE); dense
+        # in (scattering values into place costs the worker more than the
+        # bytes saved), only the new masks' entries out.
         residual_type = _tensor_types(
             all_shapes if self.error_feedback else [], RESIDUAL_DTYPE
         )
@@ -247,7 +250,7 @@ class RoundProcess:
         counts: Sequence[tuple],
         delivered: Sequence[bool],
         datasets: Sequence[tf.data.Dataset],
-        residuals: Sequence[Sequence[np.ndarray]] | None = None,
+        residuals: Sequence[CompactTensors | None] | None = None,
     ) -> RoundOutput:
         """Runs one round (one TFF call).
 
@@ -258,8 +261,8 @@ class RoundProcess:
             counts: Per client, `PruningCounts.as_tensors()`.
             delivered: Per client, False if its upload is lost.
             datasets: Per client, its batched training data for this round.
-            residuals: With error feedback, per client, its residual of every
-                weight (zeros at first); ignored otherwise.
+            residuals: With error feedback, per client, its residual of
+                every weight (None: zeros); ignored otherwise.
 
         Returns:
             The new weights and aggregator state, the aggregator's
@@ -267,34 +270,44 @@ class RoundProcess:
         """
         ensure_runtime()
         masks = [[np.asarray(m, np.bool_) for m in ms] for ms in client_masks]
+        buffers = [np.ones(s, np.bool_) for s in self.non_trainable_shapes]
         if not self.error_feedback:
-            residuals = [[] for _ in masks]
+            residual_values = [[] for _ in masks]
         elif residuals is None or len(residuals) != len(masks):
             raise ValueError("error feedback needs one residual per client")
+        else:
+            shapes = self.trainable_shapes + self.non_trainable_shapes
+            residual_values = [
+                [np.zeros(s, RESIDUAL_DTYPE) for s in shapes]
+                if residual is None
+                else [np.asarray(e, RESIDUAL_DTYPE) for e in residual.expand(shapes)]
+                for residual in residuals
+            ]
         new_weights, state, measurements, reports = self._next(
             list(weights),
             aggregator_state,
             masks,
             [tuple(c) for c in counts],
             [np.bool_(d) for d in delivered],
-            [[np.asarray(e, RESIDUAL_DTYPE) for e in r] for r in residuals],
+            residual_values,
             list(datasets),
         )
         results = []
         for report in reports:
             new_masks, num_examples, loss_sum, finite, zero_kept = report[:5]
             count = int(num_examples)
+            new_masks = [np.asarray(m, bool) for m in new_masks]
             results.append(
                 ClientReport(
-                    masks=[np.asarray(m, bool) for m in new_masks],
+                    masks=new_masks,
                     num_examples=count,
                     mean_loss=float(loss_sum) / count if count else float("nan"),
                     finite=bool(finite),
                     zero_kept=[bool(z) for z in zero_kept],
-                    residual=[np.asarray(e) for e in report[5]]
+                    residual=at_positions(new_masks + buffers, report[5])
                     if self.error_feedback
                     else None,
-                    personal=[np.asarray(w) for w in report[6]]
+                    personal=at_positions(new_masks + buffers, report[6])
                     if self.personal_models
                     else None,
                     mask_distance=float(report[7]) if report[7] >= 0 else None,
