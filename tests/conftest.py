@@ -6,9 +6,25 @@ import time
 import pytest
 import tensorflow_federated
 
+# Imported first thing in every test process (each pytest-xdist worker too):
+# it registers the exit hook that releases TFF's import-time default context,
+# whose own clean-up otherwise prints a traceback at interpreter exit.
+from tffprune.fl import runtime
+
 # Workers of this checkout's environment only (a second checkout's test run
 # on the same machine has its own).
 TFF_DIRECTORY = os.path.dirname(tensorflow_federated.__file__).encode()
+# Under pytest-xdist each worker guards only the processes it started.
+XDIST_WORKER = os.environ.get("PYTEST_XDIST_WORKER")
+
+
+def _started_by_this_session(environment: list[bytes]) -> bool:
+    """Whether a process inherited this test session's environment."""
+    if not any(v.startswith(b"PYTEST_CURRENT_TEST=") for v in environment):
+        return False
+    if XDIST_WORKER is None:
+        return True
+    return f"PYTEST_XDIST_WORKER={XDIST_WORKER}".encode() in environment
 
 
 def _worker_pids():
@@ -22,7 +38,8 @@ def _worker_pids():
             with open(f"/proc/{entry}/stat") as handle:
                 state = handle.read().rsplit(")", 1)[1].split()[0]
             with open(f"/proc/{entry}/environ", "rb") as handle:
-                from_tests = b"PYTEST_CURRENT_TEST=" in handle.read()
+                environment = handle.read().split(b"\0")
+            from_tests = _started_by_this_session(environment)
         except OSError:
             continue
         # Only workers started by this test session (they inherit pytest's
@@ -42,8 +59,6 @@ def worker_pids():
 def no_orphaned_tff_workers():
     before = _worker_pids()
     yield
-    from tffprune.fl import runtime
-
     if runtime._default_runtime is not None:
         runtime._default_runtime.stop()
     deadline = time.monotonic() + 10
