@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from tffprune.compression.compact import compact
+from tffprune.compression.compact import at_positions
 from tffprune.data import build_federated_data, load_dataset
 from tffprune.fl.algorithm import ClientState, PruningPlan
 from tffprune.fl.client import ClientOptimizerConfig
@@ -52,7 +52,9 @@ def _clients(setting):
     classifier); client 1 a mask; clients 2 and 3 nothing yet."""
     _, weights, plan = setting
     clients = [ClientState() for _ in range(4)]
-    clients[0].personal_model = compact([-w for w in weights])
+    clients[0].personal_model = at_positions(
+        [np.ones(w.shape, bool) for w in weights], [-w.ravel() for w in weights]
+    )
     clients[1].mask = [np.ones(s, bool) for s in plan.shapes]
     kernel = plan.targets[0].index
     clients[1].mask[kernel].ravel()[::2] = False

@@ -4,11 +4,11 @@ A client's state between rounds (its error-feedback residual, its own model)
 is zero wherever the client's subnetwork dropped a weight, so it is kept as
 one bit per entry (position kept or not) plus the values at the kept
 positions, in the tensors' own float type: ``n / 8 + 4 k`` bytes for float32
-instead of ``4 n`` (``2 k`` for float16 residuals). The positions are either
-the tensors' nonzeros (`compact`) or the client's masks (`at_positions`, what
-the round hands back: the values over the client's new masks). The round trip
-is exact (`CompactTensors.expand` returns the very same values, in the same
-type), so a run resumed from a checkpoint of these continues bit for bit.
+instead of ``4 n`` (``2 k`` for float16 residuals). The positions are the
+client's new masks (`at_positions`: the round hands back the values there).
+The round trip is exact (`CompactTensors.expand` returns the very same
+values, in the same type), so a run resumed from a checkpoint of these
+continues bit for bit.
 """
 
 from __future__ import annotations
@@ -39,18 +39,6 @@ class CompactTensors:
         """Bytes held in memory (and written to a checkpoint)."""
         return int(self.positions.nbytes + self.values.nbytes)
 
-    def _flat_positions(self, total: int) -> np.ndarray:
-        if -(-total // 8) != self.positions.size:
-            raise ValueError(
-                f"{self.positions.size} bytes of positions cannot hold {total} entries"
-            )
-        flat = np.unpackbits(self.positions, count=total).astype(bool)
-        if int(np.count_nonzero(flat)) != self.values.size:
-            raise ValueError(
-                f"{self.values.size} values for {np.count_nonzero(flat)} positions"
-            )
-        return flat
-
     def expand(self, shapes: Sequence[tuple[int, ...]]) -> list[np.ndarray]:
         """The dense tensors of these shapes, in the values' float type.
 
@@ -59,24 +47,21 @@ class CompactTensors:
                 packed, or the positions not as many as there are values.
         """
         sizes = [int(np.prod(shape, dtype=np.int64)) for shape in shapes]
-        flat_positions = self._flat_positions(sum(sizes))
-        flat = np.zeros(flat_positions.size, self.values.dtype)
+        total = sum(sizes)
+        if -(-total // 8) != self.positions.size:
+            raise ValueError(
+                f"{self.positions.size} bytes of positions cannot hold {total} entries"
+            )
+        flat_positions = np.unpackbits(self.positions, count=total).astype(bool)
+        if int(np.count_nonzero(flat_positions)) != self.values.size:
+            raise ValueError(
+                f"{self.values.size} values for "
+                f"{np.count_nonzero(flat_positions)} positions"
+            )
+        flat = np.zeros(total, self.values.dtype)
         flat[flat_positions] = self.values
         parts = np.split(flat, np.cumsum(sizes)[:-1])
         return [part.reshape(shape) for part, shape in zip(parts, shapes, strict=True)]
-
-
-def compact(tensors: Sequence[np.ndarray], dtype: type = np.float32) -> CompactTensors:
-    """Keeps the nonzero entries of ``tensors`` as ``dtype`` values.
-
-    Exact when the tensors hold ``dtype`` values (float16 residuals, float32
-    weights).
-    """
-    flat = np.concatenate(
-        [np.asarray(t, dtype).ravel() for t in tensors] or [np.zeros(0, dtype)]
-    )
-    nonzero = flat != 0
-    return CompactTensors(np.packbits(nonzero), flat[nonzero])
 
 
 def at_positions(
