@@ -1,14 +1,17 @@
 """Checkpoints of a federated run: atomic ``.npz`` files, the last two kept.
 
-Holds the server weights, every client's mask (bit-packed), error-feedback
-residual and personal model (their values at their positions, exact),
-sparsity and bytes, the sampler's random state, the metrics so far, the
-rounds the schedule spans and the configuration, so that a resumed run
-continues exactly where the checkpoint was taken. The file is written to a
-temporary name and renamed, so a crash never leaves a torn checkpoint; the
-one it replaces is kept as ``checkpoint.previous.npz``. A checkpoint damaged
-later (truncated, corrupt, empty, deleted) is named as such, set aside as
-``checkpoint.damaged.npz``, and the run resumes from the previous one.
+Holds the server weights, every client's mask (bit-packed), the name of its
+error-feedback residual's file (the files themselves are in the run's
+``residuals/`` directory, written by the clients' work:
+`tffprune.fl.residual_store`), its personal model (the values at its
+positions, exact), sparsity and bytes, the sampler's random state, the
+metrics so far, the rounds the schedule spans and the configuration, so that
+a resumed run continues exactly where the checkpoint was taken. The file is
+written to a temporary name and renamed, so a crash never leaves a torn
+checkpoint; the one it replaces is kept as ``checkpoint.previous.npz``. A
+checkpoint damaged later (truncated, corrupt, empty, deleted) is named as
+such, set aside as ``checkpoint.damaged.npz``, and the run resumes from the
+previous one.
 """
 
 from __future__ import annotations
@@ -24,13 +27,19 @@ import numpy as np
 
 from tffprune.compression.compact import CompactTensors
 from tffprune.fl.algorithm import ClientState, ServerState
+from tffprune.fl.residual_store import ResidualStore
 from tffprune.fl.training import TrainerState
 from tffprune.reporting.files import TEMPORARY_MARK, atomic_path
 
 CHECKPOINT_NAME = "checkpoint.npz"
+RESIDUAL_DIRECTORY = "residuals"
+"""The run directory's folder of residual files (`tffprune.fl.residual_store`)."""
 # Per-client tensors kept as positions and values (`CompactTensors`).
-COMPACT_FIELDS = ("residual", "personal_model")
-FORMAT_VERSION = 2
+COMPACT_FIELDS = ("personal_model",)
+FORMAT_VERSION = 3
+# Version 2 kept residuals in the checkpoint (as positions and values); they
+# are moved to residual files when such a checkpoint is read.
+READABLE_VERSIONS = (2, 3)
 
 
 class CheckpointError(ValueError):
@@ -103,6 +112,7 @@ def save_checkpoint(
         "rounds_participated": [c.rounds_participated for c in state.clients],
         "upload_bytes": [c.upload_bytes for c in state.clients],
         "download_bytes": [c.download_bytes for c in state.clients],
+        "residual_files": [c.residual for c in state.clients],
         "sampler_state": state.sampler_state,
         "metrics": state.metrics,
         "schedule_rounds": state.schedule_rounds,
@@ -167,7 +177,7 @@ def _read_checkpoint(path: Path, config: dict) -> TrainerState:
         raise DamagedCheckpointError(
             f"checkpoint {path} is damaged ({reason})"
         ) from None
-    if version != FORMAT_VERSION:
+    if version not in READABLE_VERSIONS:
         raise DamagedCheckpointError(f"checkpoint {path} has an unknown format version")
     saved = {k: v for k, v in meta["config"].items() if k != "rounds"}
     wanted = {k: v for k, v in config.items() if k != "rounds"}
@@ -180,15 +190,18 @@ def _read_checkpoint(path: Path, config: dict) -> TrainerState:
             f"(differs in: {', '.join(differences)})"
         )
     try:
-        return _state(arrays, meta)
+        return _state(arrays, meta, path.parent / RESIDUAL_DIRECTORY)
     except (KeyError, ValueError, IndexError) as error:
         raise DamagedCheckpointError(
             f"checkpoint {path} is damaged (incomplete: {error})"
         ) from None
 
 
-def _state(arrays: dict[str, np.ndarray], meta: dict) -> TrainerState:
+def _state(
+    arrays: dict[str, np.ndarray], meta: dict, residual_dir: Path
+) -> TrainerState:
     shapes = [tuple(s) for s in meta["shapes"]]
+    residual_files = meta.get("residual_files") or [None] * len(meta["sparsity"])
     server = [arrays[f"server_{i}"] for i in range(len(shapes))]
     clients = []
     num_trainable = meta["num_trainable"]
@@ -214,11 +227,22 @@ def _state(arrays: dict[str, np.ndarray], meta: dict) -> TrainerState:
                     arrays[positions], arrays[f"{name}_values_{client}"]
                 )
                 stored[name].expand(shapes)  # damaged: fails here, not later
+        residual = residual_files[client]
+        if f"residual_values_{client}" in arrays:  # format version 2
+            residual = ResidualStore.name(client, meta["round"] - 1)
+            ResidualStore(residual_dir).write(
+                residual,
+                CompactTensors(
+                    arrays[f"residual_positions_{client}"],
+                    arrays[f"residual_values_{client}"],
+                ).expand(shapes),
+            )
         clients.append(
             ClientState(
                 mask=mask,
                 sparsity=sparsity,
                 rounds_participated=meta["rounds_participated"][client],
+                residual=residual,
                 **stored,
                 upload_bytes=meta["upload_bytes"][client],
                 download_bytes=meta["download_bytes"][client],

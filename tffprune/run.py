@@ -18,6 +18,8 @@ Output directory contract (relied on by the experiments and users):
 * ``clients.csv``: the partition (examples and labels per client);
 * ``rejections.csv``: every rejected client update (round, client, reason);
 * ``checkpoint.npz``: the state for ``--resume``;
+* ``residuals/``: with error feedback, each client's residual file (the ones
+  the last two checkpoints name; `tffprune.fl.residual_store`);
 * ``worker.log``: the TFF worker's output;
 * ``tensorboard/``: event files, each round's metrics as scalars
   (``tensorboard --logdir``);
@@ -41,7 +43,12 @@ import numpy as np
 import tensorflow as tf
 from tqdm import tqdm
 
-from tffprune.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
+from tffprune.checkpoint import (
+    CHECKPOINT_NAME,
+    RESIDUAL_DIRECTORY,
+    load_checkpoint,
+    save_checkpoint,
+)
 from tffprune.config import TrainConfig, to_toml
 from tffprune.data import build_federated_data, load_dataset
 from tffprune.data.datasets import is_dataset_file
@@ -94,7 +101,7 @@ def _failure(trainer: Trainer) -> str | None:
 
 
 def _participation(trainer: Trainer) -> dict:
-    """Participation, client sparsity, bytes per client and residual memory."""
+    """Participation, client sparsity, bytes per client and residual files."""
     taking_part = [c for c in trainer.state.clients if c.rounds_participated]
     sparsities = [c.sparsity for c in taking_part] or [0.0]
     return {
@@ -111,9 +118,7 @@ def _participation(trainer: Trainer) -> dict:
             )
             for direction in ("upload", "download")
         },
-        "residual_bytes": sum(
-            c.residual.nbytes for c in trainer.state.clients if c.residual is not None
-        ),
+        "residual_bytes": trainer.residuals.nbytes(trainer.residual_names()),
         "personal_model_bytes": _personal_model_bytes(trainer),
     }
 
@@ -362,6 +367,7 @@ def _run(
             state,
             model_fn=model.model_fn,
             initial_weights=model.initial_weights,
+            residual_dir=output_dir / RESIDUAL_DIRECTORY,
         )
         if announce is not None and trainer.unpruned_layers:
             announce(f"not pruned: {', '.join(trainer.unpruned_layers)}")
@@ -379,9 +385,11 @@ def _run(
         events = EventWriter(output_dir / TENSORBOARD_DIRECTORY)
 
         def checkpoint() -> None:
+            trainer.checkpoint_saving()
             save_checkpoint(
                 output_dir / CHECKPOINT_NAME, trainer.state, identity, trainer.shapes
             )
+            trainer.checkpoint_saved()
 
         # One Ctrl-C anywhere in a round, its files or its checkpoint: the
         # round finishes, is checkpointed, and the run stops (`_StopAfterRound`).

@@ -7,11 +7,14 @@ these communication settings:
 * ``float32``: float32 values both ways, no residuals (the round before
   low-bit updates existed; the baseline);
 * ``int8 down, int8 up``: no error feedback;
-* ``int8 down, int4/int2/int1 up + EF``: each client's residual goes into and
-  comes out of the round's TFF computation and is kept compactly.
+* ``int8 down, int4/int2/int1 up + EF``: each client reads its residual from
+  its file and writes the new one inside the round
+  (`tffprune.fl.residual_store`).
 
-Prints the median seconds per round after warm-up and each ratio to the
-baseline. Target (issue "Fewer bytes both ways"): error feedback with low-bit
+Prints the median seconds per round after warm-up, each median's ratio to
+the baseline's, and the median of the round-by-round ratios (each round
+against the baseline round just before it, which trained the same clients on
+the same data). Target (issue "Fewer bytes both ways"): error feedback with low-bit
 values at most 1.10x the baseline.
 
 Usage:
@@ -70,15 +73,22 @@ def main() -> None:
                 trainer.run_round()
                 if index >= arguments.warmup:
                     seconds[name].append(time.perf_counter() - started)
-    baseline = statistics.median(seconds["float32 both ways (baseline)"])
+    baseline_seconds = seconds["float32 both ways (baseline)"]
+    baseline = statistics.median(baseline_seconds)
     print(
         f"{arguments.model}, Sub-FedAvg weight 50%, 10 clients x 480 examples, "
         f"1 epoch, batch 32; median of {arguments.rounds} interleaved rounds "
-        f"after {arguments.warmup} warm-up"
+        f"after {arguments.warmup} warm-up; last column: median of the ratios "
+        "to the baseline round run just before (the same clients and data)"
     )
     for name, values in seconds.items():
         median = statistics.median(values)
-        print(f"{name:<32} {median:6.2f} s/round  {median / baseline:.2f}x")
+        paired = statistics.median(
+            v / b for v, b in zip(values, baseline_seconds, strict=True)
+        )
+        print(
+            f"{name:<32} {median:6.2f} s/round  {median / baseline:.2f}x  {paired:.2f}x"
+        )
 
 
 if __name__ == "__main__":

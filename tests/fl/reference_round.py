@@ -111,7 +111,7 @@ def reference_round(trainer):
         ]
         if config.uses_error_feedback:
             residual = (
-                state.residual.expand(trainer.shapes)
+                trainer.residuals.read(state.residual, trainer.shapes)
                 if state.residual is not None
                 else [np.zeros(s, np.float32) for s in trainer.shapes]
             )

@@ -286,7 +286,9 @@ def test_round_equals_the_numpy_reference_round(changes):
                     np.testing.assert_array_equal(ours, theirs)
         assert bool(expected.residuals) == trainer.config.uses_error_feedback
         for client, residual in expected.residuals.items():
-            stored = trainer.state.clients[client].residual.expand(trainer.shapes)
+            stored = trainer.residuals.read(
+                trainer.state.clients[client].residual, trainer.shapes
+            )
             for ours, theirs in zip(stored, residual, strict=True):
                 # float16 residuals: TF and NumPy agree within one float16 step
                 # (2**-10 relative) where their float32 updates differ in the

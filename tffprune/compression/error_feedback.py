@@ -15,9 +15,10 @@ does not change (``e_0 = 0``), up to the float16 rounding of each residual
 (a relative 2**-11 of what was dropped): nothing is lost, it arrives late.
 Entries a client prunes leave its residual (their weight is gone).
 
-Residuals are kept in float16 (`RESIDUAL_DTYPE`): they are per-client state
-that crosses into the round and out of it every time the client is sampled
-(the whole model's size), and half the bytes are half that time and memory.
+Residuals are kept in float16 (`RESIDUAL_DTYPE`): each is a file the client
+reads and writes every time it is sampled (the whole model's size,
+`tffprune.fl.residual_store`), and half the bytes are half that time and
+disk.
 
 This is the NumPy reference; the round computes the same in TensorFlow
 (`tffprune.compression.tf_values.with_error_feedback`).

@@ -75,16 +75,18 @@ def transmitted(values: tf.Tensor, mask: tf.Tensor, value_format: str) -> tf.Ten
 
 def with_error_feedback(
     update: tf.Tensor, residual: tf.Tensor, mask: tf.Tensor, value_format: str
-) -> tuple[tf.Tensor, tf.Tensor]:
+) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
     """`tffprune.compression.error_feedback.error_feedback_step` in TensorFlow.
 
     Returns:
-        ``(sent, residual)``: ``Q((update + residual) ⊙ mask)`` as the server
-        decodes it (float32), and what it dropped (0 outside the mask), in
-        float16 (`tffprune.compression.error_feedback.RESIDUAL_DTYPE`).
+        ``(sent, residual, corrected)``: ``Q((update + residual) ⊙ mask)`` as
+        the server decodes it (float32), what it dropped (0 outside the
+        mask) in float16 (`tffprune.compression.error_feedback.
+        RESIDUAL_DTYPE`), and the corrected update ``(update + residual) ⊙
+        mask`` that was encoded (float32).
     """
     residual = tf.cast(residual, tf.float32)
     corrected = tf.where(mask, update + residual, tf.zeros_like(update))
     sent = transmitted(corrected, mask, value_format)
     dropped = tf.where(mask, corrected - sent, tf.zeros_like(update))
-    return sent, tf.cast(dropped, tf.float16)
+    return sent, tf.cast(dropped, tf.float16), corrected

@@ -4,8 +4,8 @@ The algorithm's state (FedJAX's ``fed_avg.py`` shape) is
 
 * `ServerState`: the server weights and the aggregator's state;
 * one `ClientState` per client, sampled or not: its personal mask (Sub-FedAvg
-  keeps it across rounds), its error-feedback residual, its sparsity and how
-  often it took part.
+  keeps it across rounds), the name of its error-feedback residual's file
+  (`tffprune.fl.residual_store`), its sparsity and how often it took part.
 
 `FederatedAlgorithm.apply` runs one round for the sampled clients: it
 distributes each client's mask and pruning counts (the schedule's decision for
@@ -37,6 +37,7 @@ import numpy as np
 from tffprune.compression import baselines, wire
 from tffprune.compression.compact import CompactTensors
 from tffprune.fl.aggregation import fedavg, sub_fedavg
+from tffprune.fl.residual_store import ResidualStore
 from tffprune.pruning.counts import PruningCounts, no_pruning, pruning_counts
 from tffprune.pruning.policy import PrunableWeight, build_masks, sparsity_report
 from tffprune.pruning.schedules import IterativeSchedule, Schedule
@@ -68,9 +69,9 @@ class ClientState:
             first prunes (all kept).
         sparsity: Sparsity of its prunable kernels in its last upload.
         rounds_participated: Rounds whose upload the server aggregated.
-        residual: With error feedback, what its value format dropped from
-            its last aggregated upload (every weight, kept at its mask);
-            ``None`` before its first.
+        residual: With error feedback, the name of the file (in the
+            algorithm's `ResidualStore`) holding what its value format dropped
+            from its last aggregated upload; ``None`` before its first.
         personal_model: Its own model after its last aggregated round's
             training and pruning (every weight, kept at its mask), with
             ``personal_models``; ``None`` before.
@@ -81,7 +82,7 @@ class ClientState:
     mask: list[np.ndarray] | None = None
     sparsity: float = 0.0
     rounds_participated: int = 0
-    residual: CompactTensors | None = None
+    residual: str | None = None
     personal_model: CompactTensors | None = None
     upload_bytes: int = 0
     download_bytes: int = 0
@@ -251,6 +252,8 @@ class FederatedAlgorithm:
         weight_by_examples: Whether uploads are weighted by examples seen
             (used by the verification's NumPy aggregation).
         shapes: Shapes of all weights (trainable then non-trainable).
+        residuals: Where clients keep their error-feedback residuals (default:
+            a temporary directory).
     """
 
     def __init__(
@@ -260,6 +263,7 @@ class FederatedAlgorithm:
         upload: UploadFormat,
         weight_by_examples: bool,
         shapes: Sequence[tuple[int, ...]],
+        residuals: ResidualStore | None = None,
     ) -> None:
         self.process = process
         self.plan = plan
@@ -267,6 +271,7 @@ class FederatedAlgorithm:
         self.weight_by_examples = weight_by_examples
         self.shapes = [tuple(s) for s in shapes]
         self.num_trainable = len(plan.shapes)
+        self.residuals = residuals or ResidualStore()
 
     def init(self, weights: Sequence[np.ndarray]) -> ServerState:
         """The initial server state for these weights."""
@@ -422,8 +427,16 @@ class FederatedAlgorithm:
             self.plan.counts(round_number, clients[c], int(n)).as_tensors()
             for c, n in zip(sampled, epoch_examples, strict=True)
         ]
-        residuals = (
-            [clients[c].residual for c in sampled]
+        # A new file for every residual written: the one a checkpoint names
+        # is never overwritten.
+        residual_files = (
+            [
+                (
+                    self.residuals.path(clients[c].residual),
+                    self.residuals.path(self.residuals.name(c, round_number)),
+                )
+                for c in sampled
+            ]
             if self.upload.error_feedback
             else None
         )
@@ -441,7 +454,7 @@ class FederatedAlgorithm:
             counts,
             delivered,
             datasets,
-            residuals,
+            residual_files,
         )
         results, helds = [], {}
         # FedAvg sends every client the same model: count its bytes once.
@@ -505,8 +518,8 @@ class FederatedAlgorithm:
             state.sparsity = sparsity
             if self.plan.personal:
                 state.mask = report.masks
-            if report.residual is not None:
-                state.residual = report.residual
+            if self.upload.error_feedback:
+                state.residual = self.residuals.name(client, round_number)
             if report.personal is not None:
                 state.personal_model = report.personal
         if self.upload.verify:

@@ -23,7 +23,8 @@ server, which knows what it sent (``w_k``), adds what it decodes to it. The
 round carries ``w_k + s_k`` to the aggregator, the very values the server
 reconstructs. With error feedback (`tffprune.compression.error_feedback`)
 the client adds its residual ``e_k`` to the update and keeps what ``Q``
-dropped as its next residual.
+dropped as its next residual, in a file of its own that it reads and writes
+here (`tffprune.fl.residual_store`): a residual never goes to the server.
 
 With all-ones masks and no pruning the training is exactly TFF's
 ``build_weighted_fed_avg`` client update (same forward pass, same loss, same
@@ -44,6 +45,7 @@ from collections.abc import Callable
 import tensorflow as tf
 
 from tffprune.compression.tf_values import transmitted, with_error_feedback
+from tffprune.fl.residual_store import read_tensors, write_tensors
 from tffprune.models.outputs import classification_loss
 from tffprune.pruning.policy import PrunableWeight
 from tffprune.pruning.tf_masks import build_masks, mask_distance
@@ -95,8 +97,8 @@ class ClientWorkConfig:
             draw a candidate mask after the first local epoch and one after
             the last, and prune only if their mean Hamming distance
             (`tffprune.pruning.tf_masks.mask_distance`) exceeds this.
-        error_feedback: Add the client's residual to its update and return
-            what the value format dropped as its new residual.
+        error_feedback: Add the client's residual (read from its file) to its
+            update and write what the value format dropped as its new one.
         personal_models: Also return the client's own model after its local
             training and pruning (trained weights times its new mask, and its
             buffers): the model Sub-FedAvg's reference code reports.
@@ -247,26 +249,28 @@ def build_client_work_fn(
 
     Returns:
         ``client_work(trainable, non_trainable, masks, counts, delivered,
-        residual, dataset) -> (upload, report)``. ``masks``: the client's
+        residual_files, dataset) -> (upload, report)``. ``masks``: the client's
         boolean masks for the trainable weights (training starts from weights
         times mask); ``counts``: ``(entries, slices, total,
         early_examples)`` of `tffprune.pruning.counts.PruningCounts` (all 0
         keeps the mask);
-        ``delivered``: bool, False if the upload is lost; ``residual``: with
-        error feedback, the client's float16 residual of every weight (else
-        an empty list). ``upload`` is
+        ``delivered``: bool, False if the upload is lost; ``residual_files``:
+        with error feedback, ``(read, write)``: the file holding the client's
+        residual ("" for none yet) and the file its new residual is written
+        to (`tffprune.fl.residual_store`); else an empty tuple. ``upload`` is
         ``(values, masks, weight)`` for a masked upload or ``(values,
         weight)`` else (weight 0 when lost or non-finite).
         ``report`` is ``(new_masks, num_examples, loss_sum, finite,
-        zero_kept, residual, personal, mask_distance[, values])``:
+        zero_kept, residual_written, personal, mask_distance[, values])``:
         ``mask_distance`` is the rule's distance (-1 when the rule is off or
         the client does not prune this round); ``zero_kept`` per weight
         tells whether a value sent is exactly 0 (for
-        `tffprune.compression.wire.encoded_size`), ``residual`` the new
-        residual (empty without error feedback), ``personal`` the client's
-        own model (empty unless ``personal_models``), both per weight at the
-        ``True`` entries of ``new_masks`` (all entries of a non-trainable
-        weight), 1-D in flat order.
+        `tffprune.compression.wire.encoded_size`), ``residual_written``
+        True once the new residual is written (False without error
+        feedback), ``personal`` the client's own model (empty unless
+        ``personal_models``) per weight at the ``True`` entries of
+        ``new_masks`` (all entries of a non-trainable weight), 1-D in flat
+        order.
     """
     distance_rule = work.mask_distance_threshold is not None
     train = build_client_train_fn(model_fn, optimizer, early_snapshot=distance_rule)
@@ -274,7 +278,7 @@ def build_client_work_fn(
 
     @tf.function
     def client_work(
-        trainable, non_trainable, masks, counts, delivered, residual, dataset
+        trainable, non_trainable, masks, counts, delivered, residual_files, dataset
     ):
         TRACES["client_work"] += 1
         float_masks = [tf.cast(mask, tf.float32) for mask in masks]
@@ -349,24 +353,24 @@ def build_client_work_fn(
             for w, w0, mask in zip(trained + buffers, start, kept, strict=True)
         ]
         if work.error_feedback:
+            residual = read_tensors(
+                residual_files[0], [tuple(u.shape) for u in updates]
+            )
             feedback = [
                 with_error_feedback(u, e, mask, work.value_format)
                 for u, e, mask in zip(updates, residual, kept, strict=True)
             ]
-            decoded = [s for s, _ in feedback]
-            new_residual = [
-                _values_at(e, mask) for (_, e), mask in zip(feedback, kept, strict=True)
-            ]
-            encoded = [
-                tf.where(mask, u + tf.cast(e, tf.float32), tf.zeros_like(u))
-                for u, e, mask in zip(updates, residual, kept, strict=True)
-            ]
+            decoded = [s for s, _, _ in feedback]
+            residual_written = write_tensors(
+                residual_files[1], [e for _, e, _ in feedback]
+            )
+            encoded = [c for _, _, c in feedback]
         else:
             decoded = [
                 transmitted(u, mask, work.value_format)
                 for u, mask in zip(updates, kept, strict=True)
             ]
-            new_residual, encoded = [], updates
+            residual_written, encoded = tf.constant(False), updates
         values = [
             tf.where(mask, w0 + s, tf.zeros_like(s))
             for w0, s, mask in zip(start, decoded, kept, strict=True)
@@ -390,7 +394,7 @@ def build_client_work_fn(
             loss_sum,
             finite,
             zero_kept,
-            new_residual,
+            residual_written,
             personal,
             distance,
         )

@@ -4,9 +4,10 @@ Only this module, `runtime` and `tff_aggregation` import TFF.
 
 A round of FedAvg / Sub-FedAvg with pruned clients. The driver passes the
 server state and, per sampled client, its mask m_k, pruning counts c_k and
-(with error feedback) residual e_k; it gets the new server state and, per
-client, its new mask m_k', residual e_k' and a few numbers back (the trained
-weights never leave the runtime)::
+(with error feedback) the names of the files its residual e_k is read from
+and e_k' written to (`tffprune.fl.residual_store`); it gets the new server
+state and, per client, its new mask m_k' and a few numbers back (the trained
+weights and the residuals never leave the runtime)::
 
       SERVER                          CLIENTS (k = 1..K sampled)
     weights w ─────── distribute ────► w          (federated_broadcast)
@@ -27,8 +28,9 @@ weights never leave the runtime)::
 
 Every pruning method, schedule and the accuracy guard run inside this one
 computation; an algorithm is a choice of these parts (`RoundParts`). Personal
-per-client state (masks, residuals) lives with the driver, keyed by client,
-and is passed in for the sampled clients only (`tffprune.fl.algorithm`).
+per-client state (masks, own models) lives with the driver, keyed by client,
+and is passed in for the sampled clients only (`tffprune.fl.algorithm`);
+residuals live in the clients' files.
 """
 
 from __future__ import annotations
@@ -41,7 +43,6 @@ import tensorflow as tf
 import tensorflow_federated as tff
 
 from tffprune.compression.compact import CompactTensors, at_positions
-from tffprune.compression.error_feedback import RESIDUAL_DTYPE
 from tffprune.fl.client import (
     ClientOptimizerConfig,
     ClientWorkConfig,
@@ -61,8 +62,6 @@ class ClientReport:
         mean_loss: Mean training loss over those examples.
         finite: False if training produced NaN or Inf (the upload was dropped).
         zero_kept: Per weight (all), whether a value sent is exactly 0.
-        residual: With error feedback, the client's new residual (all
-            weights, at its new masks); else None.
         personal: With ``personal_models``, the client's own model after
             training and pruning (all weights, at its new masks); else None.
         mask_distance: The mask-distance rule's distance between its early
@@ -76,7 +75,6 @@ class ClientReport:
     mean_loss: float
     finite: bool
     zero_kept: list[bool]
-    residual: CompactTensors | None = None
     personal: CompactTensors | None = None
     mask_distance: float | None = None
     values: list[np.ndarray] | None = None
@@ -139,12 +137,10 @@ class RoundProcess:
         self.personal_models = parts.client_work.personal_models
         all_shapes = self.trainable_shapes + self.non_trainable_shapes
         weights_type = _tensor_types(all_shapes)
-        # Without error feedback no residual crosses into TFF (an empty list).
-        # Residuals cross in float16, half the bytes (RESIDUAL_DTYPE); dense
-        # in (scattering values into place costs the worker more than the
-        # bytes saved), only the new masks' entries out.
-        residual_type = _tensor_types(
-            all_shapes if self.error_feedback else [], RESIDUAL_DTYPE
+        # With error feedback, the names of the files a client reads its
+        # residual from and writes its new one to; else nothing.
+        residual_type = tff.StructWithPythonType(
+            [tff.TensorType(np.str_)] * 2 if self.error_feedback else [], tuple
         )
         # Masks cross into TFF as booleans: a quarter of the bytes of float32.
         mask_type = _tensor_types(self.trainable_shapes, np.bool_)
@@ -169,7 +165,7 @@ class RoundProcess:
             residual_type,
             dataset_type,
         )
-        def client_work(weights, masks, counts, delivered, residual, dataset):
+        def client_work(weights, masks, counts, delivered, residual_files, dataset):
             work = build_client_work_fn(
                 parts.model_fn, parts.optimizer, parts.client_work
             )
@@ -179,7 +175,7 @@ class RoundProcess:
                 list(masks),
                 tuple(counts),
                 delivered,
-                list(residual),
+                tuple(residual_files),
                 dataset,
             )
 
@@ -250,7 +246,7 @@ class RoundProcess:
         counts: Sequence[tuple],
         delivered: Sequence[bool],
         datasets: Sequence[tf.data.Dataset],
-        residuals: Sequence[CompactTensors | None] | None = None,
+        residual_files: Sequence[tuple[str, str]] | None = None,
     ) -> RoundOutput:
         """Runs one round (one TFF call).
 
@@ -261,8 +257,9 @@ class RoundProcess:
             counts: Per client, `PruningCounts.as_tensors()`.
             delivered: Per client, False if its upload is lost.
             datasets: Per client, its batched training data for this round.
-            residuals: With error feedback, per client, its residual of
-                every weight (None: zeros); ignored otherwise.
+            residual_files: With error feedback, per client, the path of
+                the file holding its residual ("" for none: zeros) and the
+                path its new residual is written to; ignored otherwise.
 
         Returns:
             The new weights and aggregator state, the aggregator's
@@ -272,24 +269,18 @@ class RoundProcess:
         masks = [[np.asarray(m, np.bool_) for m in ms] for ms in client_masks]
         buffers = [np.ones(s, np.bool_) for s in self.non_trainable_shapes]
         if not self.error_feedback:
-            residual_values = [[] for _ in masks]
-        elif residuals is None or len(residuals) != len(masks):
-            raise ValueError("error feedback needs one residual per client")
+            files = [() for _ in masks]
+        elif residual_files is None or len(residual_files) != len(masks):
+            raise ValueError("error feedback needs residual files for every client")
         else:
-            shapes = self.trainable_shapes + self.non_trainable_shapes
-            residual_values = [
-                [np.zeros(s, RESIDUAL_DTYPE) for s in shapes]
-                if residual is None
-                else [np.asarray(e, RESIDUAL_DTYPE) for e in residual.expand(shapes)]
-                for residual in residuals
-            ]
+            files = [(str(read), str(write)) for read, write in residual_files]
         new_weights, state, measurements, reports = self._next(
             list(weights),
             aggregator_state,
             masks,
             [tuple(c) for c in counts],
             [np.bool_(d) for d in delivered],
-            residual_values,
+            files,
             list(datasets),
         )
         results = []
@@ -304,9 +295,6 @@ class RoundProcess:
                     mean_loss=float(loss_sum) / count if count else float("nan"),
                     finite=bool(finite),
                     zero_kept=[bool(z) for z in zero_kept],
-                    residual=at_positions(new_masks + buffers, report[5])
-                    if self.error_feedback
-                    else None,
                     personal=at_positions(new_masks + buffers, report[6])
                     if self.personal_models
                     else None,

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
@@ -32,6 +33,7 @@ from tffprune.fl.algorithm import (
 )
 from tffprune.fl.client import ClientOptimizerConfig, ClientWorkConfig
 from tffprune.fl.process import RoundParts, RoundProcess
+from tffprune.fl.residual_store import ResidualStore
 from tffprune.models.source import resolve_model
 from tffprune.pruning.policy import PruningPolicy, sparsity_report
 from tffprune.pruning.schedules import IterativeSchedule, build_schedule
@@ -103,6 +105,12 @@ class Trainer:
         model_fn: Builds a new model (default: ``config.model``'s).
         initial_weights: Weights to start from (default: ``model_fn()``'s
             after seeding TensorFlow with ``config.seed``).
+        residual_dir: Where clients keep their error-feedback residuals
+            (`tffprune.fl.residual_store`; default: a temporary directory).
+            A checkpointed state's residual files must be there.
+
+    Raises:
+        ValueError: If ``state`` names residual files ``residual_dir`` lacks.
     """
 
     def __init__(
@@ -112,6 +120,7 @@ class Trainer:
         state: TrainerState | None = None,
         model_fn: Callable[[], tf.keras.Model] | None = None,
         initial_weights: list[np.ndarray] | None = None,
+        residual_dir: str | Path | None = None,
     ) -> None:
         self.config = config
         self.data = data
@@ -189,7 +198,9 @@ class Trainer:
             ),
             weight_by_examples,
             self.shapes,
+            ResidualStore(residual_dir),
         )
+        self.residuals = self.algorithm.residuals
         self.evaluator = evaluation.RunEvaluator(
             model_fn,
             data,
@@ -202,6 +213,7 @@ class Trainer:
             finetune_epochs=config.finetune_epochs,
         )
         self.rejections: list[tuple[int, int, str]] = []
+        resumed = state is not None
         if state is None:
             weights = initial_weights or [w.numpy() for w in variables]
             state = TrainerState(
@@ -218,7 +230,18 @@ class Trainer:
                 self.process.initialize_aggregator(),
                 tf.nest.flatten(state.server.aggregator),
             )
+        missing = self.residuals.missing(c.residual for c in state.clients)
+        if missing:
+            raise ValueError(
+                f"the checkpoint names {len(missing)} residual file(s) missing "
+                f"from {self.residuals.directory} (first: {missing[0]})"
+            )
         self.state = state
+        # Residual files a checkpoint names are kept until a later checkpoint
+        # replaces it (`checkpoint_saved`); a resumed run keeps every file
+        # until its first checkpoint (the previous one may name others).
+        self._pinned: set[str] | None = None if resumed else set()
+        self._checkpointed: set[str] = set()
         self.rng = np.random.default_rng()
         self.rng.bit_generator.state = state.sampler_state
 
@@ -257,6 +280,8 @@ class Trainer:
             epoch_examples=[self.data.client_train(int(c))[1].size for c in sampled],
         )
         self.state.server = server
+        if self._pinned is not None:
+            self.residuals.collect(self.residual_names() | self._pinned)
         self.state.round += 1
         self.state.sampler_state = self.rng.bit_generator.state
         row = self._round_row(results, measurements)
@@ -272,6 +297,24 @@ class Trainer:
         row["round_seconds"] = time.perf_counter() - started
         self.state.metrics.append(row)
         return row
+
+    def residual_names(self) -> set[str]:
+        """The residual files the clients' states name."""
+        return {c.residual for c in self.state.clients if c.residual}
+
+    def checkpoint_saving(self) -> None:
+        """Flushes the residual files the state names (call before saving it)."""
+        self.residuals.sync(self.residual_names())
+
+    def checkpoint_saved(self) -> None:
+        """Marks the state as checkpointed.
+
+        Its residual files, and those of the checkpoint before it (the
+        fallback), are kept until later checkpoints replace them.
+        """
+        names = self.residual_names()
+        self._pinned = names | self._checkpointed
+        self._checkpointed = names
 
     def _round_row(
         self, results: list[ClientResult], measurements: dict
