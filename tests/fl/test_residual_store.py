@@ -6,7 +6,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tffprune.checkpoint import RESIDUAL_DIRECTORY, load_checkpoint, save_checkpoint
+from tffprune.checkpoint import (
+    RESIDUAL_DIRECTORY,
+    load_checkpoint,
+    previous_path,
+    save_checkpoint,
+)
 from tffprune.compression.compact import at_positions
 from tffprune.config import TrainConfig
 from tffprune.data import build_federated_data, load_dataset
@@ -175,3 +180,35 @@ def test_a_version_2_checkpoint_moves_its_residuals_to_files(data, tmp_path):
             np.testing.assert_array_equal(ours, theirs)
     resumed = Trainer(_config(), data, state, residual_dir=store.directory)
     resumed.run_round()  # and the run goes on from them
+
+
+def _on_disk(directory) -> set[str]:
+    return {p.name for p in directory.iterdir()}
+
+
+def test_a_resumed_run_keeps_its_checkpoints_files_until_two_newer_ones(data, tmp_path):
+    residuals = tmp_path / RESIDUAL_DIRECTORY
+    path = tmp_path / "checkpoint.npz"
+    trainer = Trainer(_config(rounds=8), data, residual_dir=residuals)
+    trainer.run_round()
+    save_checkpoint(path, trainer.state, {}, trainer.shapes)
+    loaded = trainer.residual_names()
+
+    resumed = Trainer(
+        _config(rounds=8), data, load_checkpoint(path, {}), residual_dir=residuals
+    )
+    for _ in range(2):  # its checkpoint at round 1 is the "previous" one next
+        resumed.run_round()
+        assert loaded <= _on_disk(residuals)
+        resumed.checkpoint_saving()
+        save_checkpoint(path, resumed.state, {}, resumed.shapes)
+        resumed.checkpoint_saved()
+    resumed.run_round()
+
+    # Two checkpoints later, what only the first one named is gone.
+    newer = resumed.residual_names()
+    for checkpoint in (path, previous_path(path)):
+        state = load_checkpoint(checkpoint, {})
+        newer |= {c.residual for c in state.clients if c.residual}
+    assert _on_disk(residuals) == newer
+    assert loaded - newer and not (loaded - newer) & _on_disk(residuals)

@@ -88,5 +88,5 @@ def with_error_feedback(
     residual = tf.cast(residual, tf.float32)
     corrected = tf.where(mask, update + residual, tf.zeros_like(update))
     sent = transmitted(corrected, mask, value_format)
-    dropped = tf.where(mask, corrected - sent, tf.zeros_like(update))
-    return sent, tf.cast(dropped, tf.float16), corrected
+    # Both are 0 outside the mask, so what was dropped is too.
+    return sent, tf.cast(corrected - sent, tf.float16), corrected

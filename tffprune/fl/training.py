@@ -241,7 +241,7 @@ class Trainer:
         # replaces it (`checkpoint_saved`); a resumed run keeps every file
         # until its first checkpoint (the previous one may name others).
         self._pinned: set[str] | None = None if resumed else set()
-        self._checkpointed: set[str] = set()
+        self._checkpointed = self.residual_names() if resumed else set()
         self.rng = np.random.default_rng()
         self.rng.bit_generator.state = state.sampler_state
 
