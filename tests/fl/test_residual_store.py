@@ -212,3 +212,23 @@ def test_a_resumed_run_keeps_its_checkpoints_files_until_two_newer_ones(data, tm
         newer |= {c.residual for c in state.clients if c.residual}
     assert _on_disk(residuals) == newer
     assert loaded - newer and not (loaded - newer) & _on_disk(residuals)
+
+
+def test_a_residual_file_the_round_cannot_write_fails_the_round_as_an_os_error(
+    data, tmp_path
+):
+    residuals = tmp_path / RESIDUAL_DIRECTORY
+    trainer = Trainer(_config(), data, residual_dir=residuals)
+    trainer.run_round()
+    before = trainer.residual_names()
+    for path in residuals.iterdir():
+        path.unlink()
+    residuals.rmdir()
+    residuals.write_text("a file where the directory was")
+
+    with pytest.raises(OSError, match="Not a directory") as caught:
+        trainer.run_round()
+
+    assert caught.value.filename.startswith(str(residuals))
+    assert trainer.state.round == 1  # the failed round changed nothing
+    assert trainer.residual_names() == before

@@ -36,8 +36,11 @@ residuals live in the clients' files.
 from __future__ import annotations
 
 import dataclasses
+import errno
+import re
 from collections.abc import Callable, Sequence
 
+import grpc
 import numpy as np
 import tensorflow as tf
 import tensorflow_federated as tff
@@ -105,6 +108,27 @@ class RoundParts:
     element_spec: tuple[tf.TensorSpec, tf.TensorSpec]
     optimizer: ClientOptimizerConfig
     client_work: ClientWorkConfig
+
+
+_FILE_FAILURE = re.compile(
+    r"Failed to run computation: (?P<path>[^;\n]+); (?P<reason>[^\n]+)"
+    r".*\{\{node (?:ReadFile|WriteFile)\}\}",
+    re.DOTALL,
+)
+
+
+def _file_error(error: grpc.RpcError) -> OSError | None:
+    """A residual file the round could not read or write, as an `OSError`.
+
+    A full disk, a missing directory, or a remote worker that does not see
+    the run directory fail the round inside the TFF worker; the driver gets
+    them as a gRPC error. None for any other failure.
+    """
+    details = error.details() if callable(getattr(error, "details", None)) else ""
+    match = _FILE_FAILURE.search(details or "")
+    if match is None:
+        return None
+    return OSError(errno.EIO, match["reason"].strip(), match["path"])
 
 
 def _tensor_types(
@@ -274,15 +298,18 @@ class RoundProcess:
             raise ValueError("error feedback needs residual files for every client")
         else:
             files = [(str(read), str(write)) for read, write in residual_files]
-        new_weights, state, measurements, reports = self._next(
-            list(weights),
-            aggregator_state,
-            masks,
-            [tuple(c) for c in counts],
-            [np.bool_(d) for d in delivered],
-            files,
-            list(datasets),
-        )
+        try:
+            new_weights, state, measurements, reports = self._next(
+                list(weights),
+                aggregator_state,
+                masks,
+                [tuple(c) for c in counts],
+                [np.bool_(d) for d in delivered],
+                files,
+                list(datasets),
+            )
+        except grpc.RpcError as error:
+            raise _file_error(error) or error from None
         results = []
         for report in reports:
             new_masks, num_examples, loss_sum, finite, zero_kept = report[:5]
