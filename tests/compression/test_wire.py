@@ -8,6 +8,7 @@ from tffprune.compression import (
     decode,
     encode,
     quantization_step,
+    rice,
     round_trip,
 )
 from tffprune.compression.baselines import (
@@ -145,9 +146,10 @@ def test_low_sparsity_falls_back_to_dense():
 
     payload = encode(tensors, masks)
 
-    # Header (3 magic + 6) + rank/dims (9) + encoding (1) + crc (4) + 4 bytes/entry:
-    # the mask travels implicitly as "zero means pruned".
-    assert len(payload) == 3 + 6 + 9 + 1 + 40_000 + 4
+    # Header (3 magic + version, format + count 1) + rank 1 + dims 100, 100 (a
+    # byte each) + encoding 1 + crc 4 + 4 bytes/entry: the mask travels
+    # implicitly as "zero means pruned".
+    assert len(payload) == 3 + 2 + 1 + 1 + 2 + 1 + 40_000 + 4
     _, decoded = decode(payload)
     np.testing.assert_array_equal(decoded[0], masks[0])
 
@@ -170,10 +172,12 @@ def test_property_round_trip_never_larger_than_dense(
     values, decoded = decode(payload, [(rows, columns)])
 
     np.testing.assert_array_equal(decoded[0], masks[0])
-    # Never more than dense float32 plus fixed headers: payload 13 bytes
-    # (magic, version, format, count, crc), per tensor rank/dims 9, encoding 1,
-    # a sparse header 9 and, for int8, min and scale 8.
-    assert len(payload) <= 4 * rows * columns + 13 + 9 + 1 + 9 + 8
+    # Never more than dense float32 plus fixed headers: payload 10 bytes
+    # (magic, version, format, count, crc), per tensor rank 1 and dims 2 (each
+    # below 128), encoding 1, a sparse header of at most 5 (kept count and
+    # positions length below 16,384: 2 bytes each, coding 1) and, for int8,
+    # min and scale 8.
+    assert len(payload) <= 4 * rows * columns + 10 + 3 + 1 + 5 + 8
 
 
 def test_sparse_size_within_bound_factor():
@@ -296,9 +300,9 @@ def test_known_positions_send_only_the_kept_values():
 
     payload = encode([tensor], [mask], "float32", held=[mask])
 
-    # magic 3 + version, format, count 6 + rank 1 + dims 8 + encoding 1
-    # + kept count 4 + 4 float32 values 16 + crc 4.
-    assert len(payload) == 3 + 6 + 1 + 8 + 1 + 4 + 16 + 4
+    # magic 3 + version, format 2 + count 1 + rank 1 + dims 2 + encoding 1
+    # + kept count 1 + 4 float32 values 16 + crc 4.
+    assert len(payload) == 3 + 2 + 1 + 1 + 2 + 1 + 1 + 16 + 4
     assert len(payload) == encoded_size([mask], "float32", held=[mask])
     assert len(payload) < len(encode([tensor], [mask], "float32"))
     values, masks = decode(payload, shapes, held=[mask])
@@ -343,7 +347,26 @@ def test_changed_positions_send_only_the_flips_against_the_held_mask():
     assert np.max(np.abs(values[0] - np.where(new, tensor, 0))) <= step / 2 + 1e-6
     # One flip: a few bytes of positions.
     one = old.copy()
-    one[np.unravel_index(np.flatnonzero(old)[0], old.shape)] = False
+    flip = np.flatnonzero(old)[0]
+    one[np.unravel_index(flip, old.shape)] = False
     size_one = encoded_size([one], "int8", held=[old])
     size_same = encoded_size([old], "int8", held=[old])
-    assert 0 < size_one - size_same - 8 <= 8  # 12-byte header vs 4, a few bits
+    # The flips count and the change's length, a byte each, the change's gap
+    # code, and one int8 value fewer (the kept count is 2 bytes either way).
+    change = rice.encoded_length(np.array([flip]))
+    assert change <= 8  # its parameter byte and a few bits
+    assert size_one - size_same == 2 + change - 1
+
+
+def test_counts_and_dims_take_a_byte_per_seven_bits():
+    # 300 = 0b10_0101100: two varint bytes; 20,000 needs 15 bits: three.
+    for shape, dims_bytes in (((300,), 2), ((1, 20_000), 1 + 3)):
+        tensor = np.ones(shape, np.float32)
+
+        payload = encode([tensor], None, "float16")
+
+        # magic 3, version and format 2, count 1, rank 1, encoding 1, crc 4.
+        assert len(payload) == 3 + 2 + 1 + 1 + dims_bytes + 1 + 2 * tensor.size + 4
+        assert len(payload) == encoded_size([np.ones(shape, bool)], "float16")
+        (value,), _ = decode(payload, [shape])
+        np.testing.assert_array_equal(value, tensor)

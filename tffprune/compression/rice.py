@@ -12,7 +12,11 @@ The unary quotients and the fixed-width remainders are stored as two separate
 bit streams, so that both directions are vectorized (same total bits as the
 interleaved code)::
 
-    k u8 | unary stream length u32 | unary stream | remainder stream
+    k u8 | unary stream | remainder stream
+
+The unary stream's length is not sent: the decoder knows how many gaps to
+read, and the remainders start at the byte after the one holding the last
+gap's terminating zero.
 """
 
 from __future__ import annotations
@@ -79,7 +83,7 @@ def encode_positions(indices: np.ndarray, size: int) -> bytes:
         remainder_bytes = np.packbits(bits.astype(np.uint8).ravel()).tobytes()
     else:
         remainder_bytes = b""
-    return struct.pack("<BI", k, len(unary_bytes)) + unary_bytes + remainder_bytes
+    return struct.pack("<B", k) + unary_bytes + remainder_bytes
 
 
 def encoded_length(indices: np.ndarray) -> int:
@@ -87,7 +91,7 @@ def encoded_length(indices: np.ndarray) -> int:
     gaps = _gaps(indices)
     k = best_parameter(gaps)
     unary_bits = int(np.sum(gaps >> k)) + gaps.size
-    return 5 + (unary_bits + 7) // 8 + (gaps.size * k + 7) // 8
+    return 1 + (unary_bits + 7) // 8 + (gaps.size * k + 7) // 8
 
 
 def decode_positions(data: bytes, count: int, size: int) -> np.ndarray:
@@ -105,21 +109,20 @@ def decode_positions(data: bytes, count: int, size: int) -> np.ndarray:
         RiceError: If the stream is truncated or yields positions outside
             ``[0, size)``.
     """
-    if len(data) < 5:
+    if len(data) < 1:
         raise RiceError("position stream shorter than its header")
-    k, unary_length = struct.unpack_from("<BI", data)
-    if k > 32 or 5 + unary_length > len(data):
+    (k,) = struct.unpack_from("<B", data)
+    if k > 32:
         raise RiceError("position stream header is inconsistent")
-    unary = np.unpackbits(
-        np.frombuffer(data, np.uint8, unary_length, offset=5), bitorder="little"
-    )
+    unary = np.unpackbits(np.frombuffer(data, np.uint8, offset=1), bitorder="little")
     ends = np.flatnonzero(unary == 0)
     if ends.size < count:
         raise RiceError(f"position stream holds {ends.size} of {count} gaps")
     ends = ends[:count]
     quotients = np.diff(ends, prepend=-1) - 1
+    unary_length = (int(ends[-1]) + 1 + 7) // 8 if count else 0
     remainder_bits = np.unpackbits(
-        np.frombuffer(data, np.uint8, offset=5 + unary_length)
+        np.frombuffer(data, np.uint8, offset=1 + unary_length)
     )
     if remainder_bits.size < count * k:
         raise RiceError("position stream remainders are truncated")
