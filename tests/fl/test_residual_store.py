@@ -214,21 +214,32 @@ def test_a_resumed_run_keeps_its_checkpoints_files_until_two_newer_ones(data, tm
     assert loaded - newer and not (loaded - newer) & _on_disk(residuals)
 
 
-def test_a_residual_file_the_round_cannot_write_fails_the_round_as_an_os_error(
+def test_a_residual_file_the_round_cannot_read_fails_the_round_as_an_os_error(
     data, tmp_path
 ):
     residuals = tmp_path / RESIDUAL_DIRECTORY
-    trainer = Trainer(_config(), data, residual_dir=residuals)
+    trainer = Trainer(_config(clients_per_round=4), data, residual_dir=residuals)
     trainer.run_round()
     before = trainer.residual_names()
-    for path in residuals.iterdir():
-        path.unlink()
-    residuals.rmdir()
-    residuals.write_text("a file where the directory was")
+    for path in residuals.iterdir():  # a disk that lost them, a worker that
+        path.unlink()  # does not see the run directory, ...
 
-    with pytest.raises(OSError, match="Not a directory") as caught:
+    with pytest.raises(OSError, match="No such file or directory") as caught:
         trainer.run_round()
 
     assert caught.value.filename.startswith(str(residuals))
+    assert caught.value.filename.endswith(".residual")
     assert trainer.state.round == 1  # the failed round changed nothing
     assert trainer.residual_names() == before
+
+
+def test_a_run_without_error_feedback_makes_no_residual_directory(data, tmp_path):
+    trainer = Trainer(
+        _config(upload_values="float32"), data, residual_dir=tmp_path / "residuals"
+    )
+
+    trainer.run_round()
+
+    assert not trainer.config.uses_error_feedback
+    assert not (tmp_path / "residuals").exists()
+    assert trainer.residual_names() == set()

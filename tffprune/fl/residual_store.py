@@ -81,18 +81,23 @@ class ResidualStore:
     """The directory of residual files and the names in it.
 
     Args:
-        directory: Where the files go (created if missing); None: a temporary
+        directory: Where the files go, created when the first one is (so a
+            run without error feedback has none); None: a temporary
             directory, removed when the store is garbage-collected or the
             interpreter exits.
     """
 
     def __init__(self, directory: str | Path | None = None) -> None:
         self._temporary = None
-        if directory is None:
+        self._directory = None if directory is None else Path(directory).resolve()
+
+    @property
+    def directory(self) -> Path:
+        """The directory of the files."""
+        if self._directory is None:
             self._temporary = tempfile.TemporaryDirectory(prefix="tffprune-residuals-")
-            directory = self._temporary.name
-        self.directory = Path(directory).resolve()
-        self.directory.mkdir(parents=True, exist_ok=True)
+            self._directory = Path(self._temporary.name)
+        return self._directory
 
     @staticmethod
     def name(client: int, round_number: int) -> str:
@@ -100,8 +105,11 @@ class ResidualStore:
         return f"c{int(client)}_r{int(round_number)}{SUFFIX}"
 
     def path(self, name: str | None) -> str:
-        """The file's full path, as the round reads it ("" for None)."""
-        return str(self.directory / name) if name else ""
+        """The file's full path, as the round reads or writes it ("" for None)."""
+        if not name:
+            return ""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        return str(self.directory / name)
 
     def read(self, name: str, shapes: Sequence[tuple[int, ...]]) -> list[np.ndarray]:
         """A residual file's arrays (float16), one per shape.
@@ -152,7 +160,9 @@ class ResidualStore:
         """Deletes the residual files not in ``keep``; returns their names."""
         kept = {n for n in keep if n}
         removed = []
-        for path in self.directory.glob(f"*{SUFFIX}"):
+        if self._directory is None:
+            return removed
+        for path in self._directory.glob(f"*{SUFFIX}"):
             if path.name not in kept:
                 path.unlink(missing_ok=True)
                 removed.append(path.name)
