@@ -202,6 +202,7 @@ def _state(
 ) -> TrainerState:
     shapes = [tuple(s) for s in meta["shapes"]]
     residual_files = meta.get("residual_files") or [None] * len(meta["sparsity"])
+    residuals = ResidualStore(residual_dir)
     server = [arrays[f"server_{i}"] for i in range(len(shapes))]
     clients = []
     num_trainable = meta["num_trainable"]
@@ -230,7 +231,7 @@ def _state(
         residual = residual_files[client]
         if f"residual_values_{client}" in arrays:  # format version 2
             residual = ResidualStore.name(client, meta["round"] - 1)
-            ResidualStore(residual_dir).write(
+            residuals.write(
                 residual,
                 CompactTensors(
                     arrays[f"residual_positions_{client}"],

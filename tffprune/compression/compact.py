@@ -5,10 +5,9 @@ the client's subnetwork dropped a weight, so it is kept as one bit per entry
 (position kept or not) plus the values at the kept positions, in the
 tensors' own float type: ``n / 8 + 4 k`` bytes for float32 instead of
 ``4 n``. The positions are the client's new masks (`at_positions`: the round
-hands back the values there).
-The round trip is exact (`CompactTensors.expand` returns the very same
-values, in the same type), so a run resumed from a checkpoint of these
-continues bit for bit.
+hands back the values there). The round trip is exact
+(`CompactTensors.expand` returns the very same values, in the same type), so
+a run resumed from a checkpoint of these continues bit for bit.
 """
 
 from __future__ import annotations

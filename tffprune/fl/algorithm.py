@@ -429,11 +429,12 @@ class FederatedAlgorithm:
         ]
         # A new file for every residual written: the one a checkpoint names
         # is never overwritten.
+        new_residuals = {int(c): self.residuals.name(c, round_number) for c in sampled}
         residual_files = (
             [
                 (
                     self.residuals.path(clients[c].residual),
-                    self.residuals.path(self.residuals.name(c, round_number)),
+                    self.residuals.path(new_residuals[int(c)]),
                 )
                 for c in sampled
             ]
@@ -519,7 +520,7 @@ class FederatedAlgorithm:
             if self.plan.personal:
                 state.mask = report.masks
             if self.upload.error_feedback:
-                state.residual = self.residuals.name(client, round_number)
+                state.residual = new_residuals[client]
             if report.personal is not None:
                 state.personal_model = report.personal
         if self.upload.verify:
