@@ -280,8 +280,7 @@ class Trainer:
             epoch_examples=[self.data.client_train(int(c))[1].size for c in sampled],
         )
         self.state.server = server
-        if self._pinned is not None:
-            self.residuals.collect(self.residual_names() | self._pinned)
+        self._collect_residuals()
         self.state.round += 1
         self.state.sampler_state = self.rng.bit_generator.state
         row = self._round_row(results, measurements)
@@ -315,6 +314,12 @@ class Trainer:
         names = self.residual_names()
         self._pinned = names | self._checkpointed
         self._checkpointed = names
+        self._collect_residuals()
+
+    def _collect_residuals(self) -> None:
+        """Deletes the residual files neither the state nor a kept checkpoint names."""
+        if self._pinned is not None:
+            self.residuals.collect(self.residual_names() | self._pinned)
 
     def _round_row(
         self, results: list[ClientResult], measurements: dict
