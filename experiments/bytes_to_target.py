@@ -14,9 +14,9 @@ Rows: the baselines (dense FedAvg in float32; dense FedAvg with TFF's 8-bit
 ``compression_aggregator`` scheme, counted as TFF sends it: 8 bits for tensors
 of 20,000 entries or more, float32 else, the model down in float32; FedAvg
 with Jeurkar et al.'s pruning and SciPy CSR both ways; Sub-FedAvg with float32
-values as it was before low-bit updates) and ours (Sub-FedAvg, int8 values
-down, 2- or 1-bit updates up with error feedback; on IID data new clients
-start from the server's subnetwork). Each row's bytes are the columns of its
+values as it was before low-bit updates) and ours (Sub-FedAvg, int8 or int4
+values down, 2- or 1-bit updates up with error feedback; on IID data new
+clients start from the server's subnetwork). Each row's bytes are the columns of its
 metrics.csv named in BASELINES and OURS.
 
 Usage:
@@ -87,14 +87,14 @@ BASELINES = {
 }
 
 
-def _ours(sparsity: float, upload: str, new_clients: str) -> tuple:
+def _ours(sparsity: float, download: str, upload: str, new_clients: str) -> tuple:
     first = ", new clients get the subnetwork" if new_clients == "subnetwork" else ""
-    label = f"Sub-FedAvg {sparsity:.0%}, int8 down, {upload} up + EF{first}"
+    label = f"Sub-FedAvg {sparsity:.0%}, {download} down, {upload} up + EF{first}"
     changes = dict(
         aggregation="subfedavg",
         method="weight",
         sparsity=sparsity,
-        download_values="int8",
+        download_values=download,
         upload_values=upload,
         new_clients=new_clients,
     )
@@ -107,17 +107,23 @@ def _ours(sparsity: float, upload: str, new_clients: str) -> tuple:
 # whole model, as in the reference code.
 OURS = {
     "fc_iid": dict(
-        _ours(sparsity, upload, "subnetwork")
-        for sparsity, upload in (
-            (0.5, "int2"),
-            (0.8, "int2"),
-            (0.9, "int2"),
-            (0.9, "int1"),
+        _ours(sparsity, download, upload, "subnetwork")
+        for sparsity, download, upload in (
+            (0.5, "int8", "int2"),
+            (0.5, "int4", "int2"),
+            (0.5, "int4", "int1"),
+            (0.8, "int4", "int2"),
+            (0.9, "int4", "int2"),
         )
     ),
     "lenet5_shards": dict(
-        _ours(sparsity, upload, "dense")
-        for sparsity, upload in ((0.5, "int2"), (0.8, "int2"), (0.8, "int1"))
+        _ours(sparsity, download, upload, "dense")
+        for sparsity, download, upload in (
+            (0.5, "int8", "int2"),
+            (0.5, "int4", "int2"),
+            (0.5, "int4", "int1"),
+            (0.8, "int4", "int2"),
+        )
     ),
 }
 BASELINE = "dense FedAvg, float32"

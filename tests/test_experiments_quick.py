@@ -138,14 +138,14 @@ def test_bytes_both_ways_quick(tmp_path):
     assert len(rows) == 2  # --quick: dense and our smallest
     dense = rows["dense FedAvg, float32"]
     ours = rows[
-        "Sub-FedAvg 90%, int8 down, int1 up + EF, new clients get the subnetwork"
+        "Sub-FedAvg 90%, int4 down, int2 up + EF, new clients get the subnetwork"
     ]
     # Whether or not the quick runs reach the target, the bytes were counted:
     # ours sends a small fraction of dense float32 in the rounds it ran.
     runs = tmp_path / "runs" / "fc_iid"
     assert (
         runs
-        / "sub_fedavg_90_int8_down_int1_up_ef_new_clients_get_the_subnetwork"
+        / "sub_fedavg_90_int4_down_int2_up_ef_new_clients_get_the_subnetwork"
         / "metrics.csv"
     ).exists()
     assert dense["rounds_run"] == ours["rounds_run"] == "2"

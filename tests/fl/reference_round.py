@@ -4,8 +4,8 @@ Each sampled client trains in plain TensorFlow (the same training function,
 outside TFF), prunes with the NumPy masks (`tffprune.pruning.policy.
 build_masks`) and the guard, uploads its update (trained minus received, plus
 its error-feedback residual) through the real codec
-(`tffprune.compression.wire`), and the server adds what it decodes to what it
-sent and aggregates with the NumPy Sub-FedAvg / FedAvg
+(`tffprune.compression.wire`), and the server adds what it decodes to its
+float32 copy of what it sent and aggregates with the NumPy Sub-FedAvg / FedAvg
 (`tffprune.fl.aggregation`).
 """
 
@@ -75,6 +75,9 @@ def reference_round(trainer):
             for m in baselines.as_scipy_csr(server, sent + whole)
         )
         received, _ = wire.decode(payload, trainer.shapes, held=held)
+        # The server adds what it decodes to its own float32 copy of what it
+        # sent, not to the client's decoded (lossy) download.
+        exact = [np.where(m, w, 0.0) for w, m in zip(server, sent + whole, strict=True)]
         trained, buffers, num_examples, _ = train(
             [tf.constant(w) for w in received[:num_trainable]],
             [tf.constant(w) for w in received[num_trainable:]],
@@ -135,7 +138,7 @@ def reference_round(trainer):
         values.append(
             [
                 np.where(m, r + u, 0.0).astype(np.float32)
-                for r, u, m in zip(received, decoded, decoded_masks, strict=True)
+                for r, u, m in zip(exact, decoded, decoded_masks, strict=True)
             ]
         )
         masks.append(decoded_masks)

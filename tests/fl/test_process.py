@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from tffprune.compression.tf_values import transmitted
 from tffprune.config import TrainConfig
 from tffprune.data import build_federated_data, load_dataset
 from tffprune.data.pipeline import batched_dataset
@@ -161,6 +162,47 @@ def _trainer_run(aggregation, method, weighting):
     for _ in range(config.rounds):
         trainer.run_round()
     return trainer
+
+
+@pytest.mark.parametrize("download_format", ["float16", "int8", "int4"])
+def test_a_lossy_download_never_enters_the_server_weights(download_format):
+    # Clients with no data train nothing: every update is 0. The server adds
+    # the decoded updates to its own float32 weights, so the round leaves them
+    # exactly as they were, although every client trained from a copy the
+    # download format rounded (added to that copy, they would come back
+    # rounded: e.g. int2 keeps 4 values per tensor).
+    process = RoundProcess(
+        RoundParts(
+            model_fn,
+            ELEMENT_SPEC,
+            ClientOptimizerConfig(0.1, 0.5),
+            ClientWorkConfig("none", (), download_format=download_format),
+        )
+    )
+    weights = _initial_weights()
+    rng = np.random.default_rng(1)
+    masks = [[rng.random(w.shape) < 0.7 for w in weights] for _ in range(3)]
+    empty = np.zeros((0, *INPUT_SHAPE), np.float32), np.zeros(0, np.int32)
+
+    output = process.next(
+        weights,
+        process.initialize_aggregator(),
+        masks,
+        [no_pruning(len(weights)).as_tensors()] * 3,
+        [True] * 3,
+        [batched_dataset(*empty, 16)] * 3,
+    )
+
+    for new, old in zip(output.weights, weights, strict=True):
+        # Equal up to the mean's float32 rounding ((w + w + w) / 3: a few
+        # 1e-8 relative); float16's rounding alone is 2**-11 = 4.9e-4.
+        np.testing.assert_allclose(new, old, rtol=3e-7, atol=0)
+    # The clients did train from a rounded copy (what they upload is their
+    # update, which is 0, so it is the only place the rounding could enter).
+    received = transmitted(
+        tf.constant(weights[0]), tf.constant(masks[0][0]), download_format
+    ).numpy()
+    assert not np.array_equal(received[masks[0][0]], weights[0][masks[0][0]])
 
 
 @pytest.mark.parametrize("weighting", ["uniform", "num_examples"])

@@ -71,7 +71,7 @@ from tffprune.compression import rice
 MAGIC = b"TFP"
 VERSION = 2
 VALUE_FORMATS = ("float32", "float16", "int8", "int4", "int2", "int1")
-DOWNLOAD_VALUE_FORMATS = ("float32", "float16", "int8")
+DOWNLOAD_VALUE_FORMATS = ("float32", "float16", "int8", "int4")
 VALUE_BITS = {"float32": 32, "float16": 16, "int8": 8, "int4": 4, "int2": 2, "int1": 1}
 POSITION_CODINGS = ("auto", "bitmap", "gaps")
 

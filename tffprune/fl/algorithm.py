@@ -356,15 +356,27 @@ class FederatedAlgorithm:
         )
 
     def received(
-        self, weights: Sequence[np.ndarray], start: Sequence[np.ndarray]
+        self,
+        weights: Sequence[np.ndarray],
+        start: Sequence[np.ndarray],
+        value_format: str | None = None,
     ) -> list[np.ndarray]:
-        """What a client decodes from its download (the codec's round trip)."""
+        """What a client decodes from its download (the codec's round trip).
+
+        Args:
+            weights: The server's weights.
+            start: The client's start masks (`start_masks`).
+            value_format: The download's value format; ``"float32"`` gives
+                the server's own copy of what it sent. Default: the
+                algorithm's ``download_values``.
+        """
+        value_format = value_format or self.upload.download_values
         received = []
         for weight, mask in zip(
             weights, self.download_masks(weights, start), strict=True
         ):
             value = np.zeros(weight.shape, np.float32)
-            value[mask] = wire.round_trip(weight[mask], self.upload.download_values)
+            value[mask] = wire.round_trip(weight[mask], value_format)
             received.append(value)
         return received
 
@@ -441,10 +453,11 @@ class FederatedAlgorithm:
             if self.upload.error_feedback
             else None
         )
-        # What each client received, as the verification rebuilds it (before
-        # the round changes the clients' states).
-        received = (
-            {c: self.received(server.weights, starts[c]) for c in starts}
+        # What the server sent each client, as its float32 copy (before the
+        # round changes the clients' states): the verification adds the
+        # decoded uploads to it.
+        sent = (
+            {c: self.received(server.weights, starts[c], "float32") for c in starts}
             if self.upload.verify
             else {}
         )
@@ -524,7 +537,7 @@ class FederatedAlgorithm:
             if report.personal is not None:
                 state.personal_model = report.personal
         if self.upload.verify:
-            self._verify(server.weights, output, results, helds, received)
+            self._verify(server.weights, output, results, helds, sent)
         return (
             ServerState(output.weights, output.aggregator_state),
             results,
@@ -532,12 +545,13 @@ class FederatedAlgorithm:
         )
 
     def _verify(
-        self, weights, output, results: list[ClientResult], helds: dict, received
+        self, weights, output, results: list[ClientResult], helds: dict, sent
     ) -> None:
         """Re-runs the round's upload and aggregation with the real codec.
 
         Each client's update (with its residual) is encoded and decoded; the
-        server adds what it decodes to what it sent that client.
+        server adds what it decodes to its float32 copy of what it sent that
+        client (its weights at the download's positions).
         """
         values, masks, weighting = [], [], []
         for result, report in zip(results, output.reports, strict=True):
@@ -562,7 +576,7 @@ class FederatedAlgorithm:
                 raise UploadVerificationError(
                     f"client {result.client}: its upload does not decode: {error}"
                 ) from None
-            start = received[result.client]
+            start = sent[result.client]
             values.append(
                 [
                     np.where(m, w0 + u, 0.0).astype(np.float32)
