@@ -204,7 +204,7 @@ class TrainConfig:
         "communication",
         "How a client's update (trained minus received) is encoded: int8/4/2 "
         "per-tensor affine, int1 sign and mean magnitude; the server adds what "
-        "it decodes to what it sent.",
+        "it decodes to its float32 copy of what it sent.",
         VALUE_FORMATS,
     )
     error_feedback: bool = option(
@@ -219,8 +219,9 @@ class TrainConfig:
         "communication",
         "How the server's values are sent down: a Sub-FedAvg client gets only "
         "its own subnetwork's values (it holds the positions), a FedAvg client "
-        "the model's nonzeros; decoded on the client, so the error is part of "
-        "training (the server keeps float32).",
+        "the model's nonzeros (int8/int4 per-tensor affine); decoded on the "
+        "client, so the error is part of training, never of the server's "
+        "float32 weights.",
         DOWNLOAD_VALUE_FORMATS,
     )
     positions: str = option(

@@ -31,10 +31,17 @@ def _algorithm(download_values="float32", new_clients="dense"):
 
 
 @pytest.mark.parametrize(
-    "download_values, tolerance",
-    [("float32", 0.0), ("float16", 2.0**-11), ("int8", None)],
+    "download_values, tolerance, steps",
+    [
+        ("float32", 0.0, None),
+        ("float16", 2.0**-11, None),
+        ("int8", None, 255),
+        ("int4", None, 15),
+    ],
 )
-def test_a_client_decodes_the_server_weights_times_its_mask(download_values, tolerance):
+def test_a_client_decodes_the_server_weights_times_its_mask(
+    download_values, tolerance, steps
+):
     rng = np.random.default_rng(0)
     weights = [rng.normal(size=s).astype(np.float32) for s in SHAPES]
     mask = rng.random(SHAPES[0]) < 0.3
@@ -46,9 +53,9 @@ def test_a_client_decodes_the_server_weights_times_its_mask(download_values, tol
 
     assert np.all(received[0][~mask] == 0)
     expected = weights[0][mask]
-    if tolerance is None:  # half an int8 step of the kept values
-        tolerance = (expected.max() - expected.min()) / 255 / 2 + 1e-7
-        assert tolerance < 0.02
+    if steps:  # half a step: the kept values' range over 2**bits - 1 steps
+        tolerance = (expected.max() - expected.min()) / steps / 2 + 1e-7
+        assert tolerance < 4 / steps
     error = np.abs(received[0][mask] - expected)
     assert np.all(error <= tolerance * np.maximum(1, np.abs(expected)))
     # What the codec really sends it decodes to the same values, and costs
@@ -61,8 +68,8 @@ def test_a_client_decodes_the_server_weights_times_its_mask(download_values, tol
     np.testing.assert_array_equal(decoded[0], received[0])
     costs = algorithm.download_costs(weights, start, client)
     assert costs["download_bytes"] == len(payload)
-    value_bytes = {"float32": 4, "float16": 2, "int8": 1}[download_values]
-    assert len(payload) < value_bytes * (mask.sum() + 30) + 64
+    value_bytes = {"float32": 4, "float16": 2, "int8": 1, "int4": 0.5}
+    assert len(payload) < value_bytes[download_values] * (mask.sum() + 30) + 64
 
 
 def test_a_new_client_starts_from_the_server_subnetwork_when_asked():

@@ -284,8 +284,8 @@ REFERENCE_CASES = {
     "fedavg-download-float16": dict(
         aggregation="fedavg", method="weight", download_values="float16"
     ),
-    "int1-error-feedback": dict(
-        method="weight", upload_values="int1", download_values="int8", rounds=3
+    "int1-error-feedback-int4-download": dict(
+        method="weight", upload_values="int1", download_values="int4", rounds=3
     ),
     "fedavg-int2-error-feedback": dict(
         aggregation="fedavg", method="weight", upload_values="int2"
