@@ -383,12 +383,19 @@ def test_mask_distance_rule_inside_the_round_holds_back_stable_masks():
     )
 
 
-@pytest.mark.parametrize("method, values", [("weight", "int8"), ("unit", "int1")])
-def test_verified_uploads_agree_with_the_round(method, values):
+@pytest.mark.parametrize(
+    "method, values, download",
+    [("weight", "int8", "float32"), ("unit", "int1", "int4")],
+)
+def test_verified_uploads_agree_with_the_round(method, values, download):
     data = build_federated_data(load_dataset("digits"), 6, "iid", seed=5)
-    trainer = Trainer(
-        _digits_config(method=method, upload_values=values, verify_uploads=True), data
+    config = _digits_config(
+        method=method,
+        upload_values=values,
+        download_values=download,
+        verify_uploads=True,
     )
+    trainer = Trainer(config, data)
 
     for _ in range(2):  # the second round starts from residuals
         row = trainer.run_round()  # raises UploadVerificationError on disagreement
