@@ -250,9 +250,9 @@ def _slug(label: str) -> str:
 
 def _summary(row: dict) -> str:
     if row["reached_round"] == "":
-        return (
-            f"not reached in {row['rounds_run']} rounds (best {row['best_accuracy']})"
-        )
+        best = row["best_accuracy"]
+        best = f"{best:.4f}" if best != "" else "none: never evaluated"
+        return f"not reached in {row['rounds_run']} rounds (best {best})"
     return (
         f"round {row['reached_round']}, "
         f"{row['total_bytes_to_target'] / 1e6:.1f} MB "
