@@ -9,7 +9,8 @@ these communication settings:
 * ``int8 down, int8 up``: no error feedback;
 * ``int8 down, int4/int2/int1 up + EF``: each client reads its residual from
   its file and writes the new one inside the round
-  (`tffprune.fl.residual_store`).
+  (`tffprune.fl.residual_store`);
+* ``int4 down, int2 up + EF``: the fewest bytes of experiment 5 at 50%.
 
 Prints the median seconds per round after warm-up, each median's ratio to
 the baseline's, and the median of the round-by-round ratios (each round
@@ -41,6 +42,7 @@ SETTINGS = {
     "int8 down, int4 up + EF": dict(download_values="int8", upload_values="int4"),
     "int8 down, int2 up + EF": dict(download_values="int8", upload_values="int2"),
     "int8 down, int1 up + EF": dict(download_values="int8", upload_values="int1"),
+    "int4 down, int2 up + EF": dict(download_values="int4", upload_values="int2"),
 }
 
 
