@@ -355,29 +355,30 @@ class FederatedAlgorithm:
             ),
         )
 
-    def received(
-        self,
-        weights: Sequence[np.ndarray],
-        start: Sequence[np.ndarray],
-        value_format: str | None = None,
+    def sent(
+        self, weights: Sequence[np.ndarray], start: Sequence[np.ndarray]
     ) -> list[np.ndarray]:
-        """What a client decodes from its download (the codec's round trip).
+        """The server's float32 copy of what it sends a client (0 elsewhere).
 
-        Args:
-            weights: The server's weights.
-            start: The client's start masks (`start_masks`).
-            value_format: The download's value format; ``"float32"`` gives
-                the server's own copy of what it sent. Default: the
-                algorithm's ``download_values``.
+        The server adds a client's decoded update to this, not to what the
+        client decoded (`tffprune.fl.client`).
         """
-        value_format = value_format or self.upload.download_values
-        received = []
-        for weight, mask in zip(
-            weights, self.download_masks(weights, start), strict=True
+        return [
+            np.where(mask, weight, 0.0).astype(np.float32)
+            for weight, mask in zip(
+                weights, self.download_masks(weights, start), strict=True
+            )
+        ]
+
+    def received(
+        self, weights: Sequence[np.ndarray], start: Sequence[np.ndarray]
+    ) -> list[np.ndarray]:
+        """What a client decodes from its download (the codec's round trip)."""
+        received = self.sent(weights, start)
+        for value, mask in zip(
+            received, self.download_masks(weights, start), strict=True
         ):
-            value = np.zeros(weight.shape, np.float32)
-            value[mask] = wire.round_trip(weight[mask], value_format)
-            received.append(value)
+            value[mask] = wire.round_trip(value[mask], self.upload.download_values)
         return received
 
     def held_masks(self, client: ClientState) -> list[np.ndarray | None]:
@@ -457,7 +458,7 @@ class FederatedAlgorithm:
         # round changes the clients' states): the verification adds the
         # decoded uploads to it.
         sent = (
-            {c: self.received(server.weights, starts[c], "float32") for c in starts}
+            {c: self.sent(server.weights, starts[c]) for c in starts}
             if self.upload.verify
             else {}
         )
