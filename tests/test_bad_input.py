@@ -352,3 +352,43 @@ def test_bad_input_through_a_real_process(tmp_path):
         "Error: --sparsity must be in [0, 1), got 1.5"
     )
     assert "Traceback" not in completed.stderr
+
+
+class _RunsACommand:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_a_cifar_batch_that_would_run_code_is_refused_by_train_and_data(tmp_path):
+    import pickle
+
+    directory = tmp_path / "cifar-10-batches-py"
+    directory.mkdir()
+    marker = tmp_path / "ran"
+    for name in [*(f"data_batch_{i}" for i in range(1, 6)), "test_batch"]:
+        batch = {b"data": np.zeros((2, 3072), np.uint8), b"labels": [0, 1]}
+        if name == "data_batch_1":
+            batch[b"data"] = _RunsACommand(marker)
+        (directory / name).write_bytes(pickle.dumps(batch))
+    runner = CliRunner()
+    commands = [
+        ["data", "--dataset", "cifar10", "--data-dir", str(directory)],
+        ["train", *QUICK, "--dataset", "cifar10", "--data-dir", str(directory),
+         "--model", "fc", "--output-dir", str(tmp_path / "run")],
+    ]  # fmt: skip
+
+    for arguments in commands:
+        result = runner.invoke(cli, arguments)
+
+        assert result.exit_code == 2, result.output
+        assert "data_batch_1 is not a CIFAR-10 batch: it asks to run posix.system" in (
+            result.output
+        )
+        assert "Traceback" not in result.output
+    assert not marker.exists()
+    assert not (tmp_path / "run").exists()

@@ -120,3 +120,51 @@ def test_read_cifar_batch_truncated(tmp_path):
 
     with pytest.raises(DataError, match="test_batch is a truncated or corrupt"):
         read_cifar_batch(path)
+
+
+class _RunsACommand:
+    """Pickles as a call of os.system, as a crafted batch file would."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_read_cifar_batch_refuses_a_batch_that_runs_code(tmp_path):
+    marker = tmp_path / "ran"
+    path = tmp_path / "data_batch_1"
+    with path.open("wb") as handle:
+        pickle.dump({b"data": _RunsACommand(marker), b"labels": [0]}, handle)
+
+    with pytest.raises(
+        DataError,
+        match=r"data_batch_1 is not a CIFAR-10 batch: it "
+        r"asks to run posix\.system, refused",
+    ):
+        read_cifar_batch(path)
+
+    assert not marker.exists()
+
+
+def test_read_cifar_batch_reads_protocol_2_pickles(tmp_path):
+    # The published batches are protocol 2 pickles with byte keys and a list of
+    # filenames beside data and labels; Python 3 writes protocol 2 bytes through
+    # _codecs.encode, which the allow-list admits.
+    path = tmp_path / "test_batch"
+    batch = {
+        b"batch_label": b"testing batch 1 of 1",
+        b"labels": [3, 8],
+        b"data": np.arange(2 * 3072, dtype=np.int64).astype(np.uint8).reshape(2, 3072),
+        b"filenames": [b"cat_s_000001.png", b"ship_s_000002.png"],
+    }
+    path.write_bytes(pickle.dumps(batch, protocol=2))
+
+    images, labels = read_cifar_batch(path)
+
+    np.testing.assert_array_equal(labels, [3, 8])
+    assert images.shape == (2, 32, 32, 3)
+    assert images[1, 0, 0, 0] == 3072 % 256

@@ -8,7 +8,7 @@ wrong kind raises `DataError` naming the file, never returns a wrong array.
   dimensions, then the data.
 * Keras ``.npz`` archives with ``x_train, y_train, x_test, y_test``.
 * CIFAR-10 "python version" batches (pickled dicts with ``data`` and
-  ``labels``).
+  ``labels``), unpickled with an allow-list: a batch file cannot run code.
 """
 
 from __future__ import annotations
@@ -34,6 +34,39 @@ _IDX_DTYPES = {
 
 class DataError(ValueError):
     """A data set cannot be found, or a data file is invalid."""
+
+
+# The only callables a CIFAR-10 batch's pickle names: NumPy's array
+# reconstructor (under its NumPy 1 and NumPy 2 module names), the array type
+# and the dtype type, and `_codecs.encode`, which protocol 0-2 pickles written
+# by Python 3 use to rebuild bytes. Dicts, lists, str and int need no global.
+_CIFAR_GLOBALS = frozenset(
+    {
+        ("_codecs", "encode"),
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+    }
+)
+
+
+class _RefusedGlobal(pickle.UnpicklingError):
+    """A pickle named a callable outside the CIFAR batch allow-list."""
+
+
+class _CifarUnpickler(pickle.Unpickler):
+    """An unpickler that builds only what a CIFAR-10 batch holds.
+
+    `pickle.Unpickler` resolves every callable a pickle names through
+    `find_class`; refusing all but NumPy's array reconstruction means a crafted
+    file (``__reduce__`` returning ``os.system``) cannot run anything.
+    """
+
+    def find_class(self, module: str, name: str):
+        if (module, name) not in _CIFAR_GLOBALS:
+            raise _RefusedGlobal(f"{module}.{name}")
+        return super().find_class(module, name)
 
 
 def _read_bytes(path: Path) -> bytes:
@@ -150,8 +183,9 @@ def read_cifar_batch(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
 
     The batch is a pickled dict (``data``: uint8 (N, 3072) in channel-major
     order, ``labels``: N ints), the format distributed by the data set's
-    authors and cached by Keras. Only open batch files you trust: pickle can
-    run code.
+    authors and cached by Keras. It is unpickled with an allow-list (dicts,
+    lists, bytes, str, int and NumPy arrays): a file naming any other callable
+    is refused before anything in it is built, so a batch file cannot run code.
 
     Args:
         path: Path of ``data_batch_i`` or ``test_batch``.
@@ -160,15 +194,30 @@ def read_cifar_batch(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
         Images as uint8 (N, 32, 32, 3) and labels as int64 (N,).
 
     Raises:
-        DataError: If the file is unreadable or not a CIFAR-10 batch.
+        DataError: If the file is unreadable, not a CIFAR-10 batch, or names
+            a callable a CIFAR-10 batch does not hold.
     """
     path = Path(path)
     try:
         with path.open("rb") as handle:
-            batch = pickle.load(handle, encoding="bytes")
+            batch = _CifarUnpickler(handle, encoding="bytes").load()
     except OSError as error:
         raise DataError(f"cannot read {path}: {error.strerror}") from error
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError) as error:
+    except _RefusedGlobal as error:
+        raise DataError(
+            f"{path} is not a CIFAR-10 batch: it asks to run {error}, refused "
+            "(a batch holds only a dict of arrays, lists and strings); replace "
+            "it with the data set's original file"
+        ) from error
+    except (
+        pickle.UnpicklingError,
+        EOFError,
+        ValueError,
+        TypeError,
+        AttributeError,
+        KeyError,
+        IndexError,
+    ) as error:
         raise DataError(
             f"{path} is a truncated or corrupt CIFAR batch: {error}"
         ) from error
