@@ -248,3 +248,29 @@ def test_readme_python_example_runs(tmp_path):
     accuracy = float(completed.stdout.strip().splitlines()[-1])
     assert 0.3 < accuracy <= 1.0
     assert (tmp_path / "mine" / "summary.json").is_file()
+
+
+def test_readme_tff_example_runs(tmp_path):
+    from pathlib import Path
+
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    section = readme.split("## Inside your own TFF code")[1]
+    code = section.split("```python\n")[1].split("```")[0]
+    assert "range(5)" in code
+    # Two rounds instead of five keeps the suite short; nothing else changes.
+    code = code.replace("range(5)", "range(2)")
+
+    completed = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        cwd=tmp_path,
+    )
+
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    lines = completed.stdout.strip().splitlines()
+    assert [line.split()[0] for line in lines[:-1]] == ["0", "1"]
+    losses = [float(line.split()[1]) for line in lines[:-1]]
+    assert losses[1] < losses[0]
+    assert 0.5 < float(lines[-1]) <= 1.0

@@ -6,6 +6,8 @@ The Python API (imported on first use, so ``import tffprune`` stays fast):
 * `tffprune.data`: ``from_arrays``, ``from_client_arrays``,
   ``from_client_data``, ``load_dataset``;
 * `tffprune.pruning`: NumPy masks, `PruningPolicy`, schedules, tfmot interop;
+* `tffprune.learning`: the rounds as TFF processes for your own TFF code
+  (``build_fedavg``, ``build_sub_fedavg``, ``compose_round`` and its roles);
 * `tffprune.TrainConfig`: every option of a run.
 """
 
@@ -21,9 +23,17 @@ warnings.filterwarnings(
 
 __version__ = "0.1.0"
 
-__all__ = ["TrainConfig", "data", "export", "models", "pruning", "train"]
+__all__ = [
+    "TrainConfig",
+    "data",
+    "export",
+    "learning",
+    "models",
+    "pruning",
+    "train",
+]
 
-_SUBMODULES = {"data", "export", "models", "pruning"}
+_SUBMODULES = {"data", "export", "learning", "models", "pruning"}
 
 
 def __getattr__(name: str):

@@ -36,10 +36,12 @@ RESIDUAL_DIRECTORY = "residuals"
 """The run directory's folder of residual files (`tffprune.fl.residual_store`)."""
 # Per-client tensors kept as positions and values (`CompactTensors`).
 COMPACT_FIELDS = ("personal_model",)
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4
 # Version 2 kept residuals in the checkpoint (as positions and values); they
-# are moved to residual files when such a checkpoint is read.
-READABLE_VERSIONS = (2, 3)
+# are moved to residual files when such a checkpoint is read. Versions 2 and 3
+# kept the aggregator's state alone; 4 keeps every role's (the server
+# optimizer's moments too).
+READABLE_VERSIONS = (2, 3, 4)
 
 
 class CheckpointError(ValueError):
@@ -86,9 +88,9 @@ def save_checkpoint(
     arrays: dict[str, np.ndarray] = {}
     for index, weight in enumerate(state.server_weights):
         arrays[f"server_{index}"] = weight
-    aggregator = tf.nest.flatten(state.server.aggregator)
-    for index, value in enumerate(aggregator):
-        arrays[f"aggregator_{index}"] = np.asarray(value)
+    roles = tf.nest.flatten(state.server.roles)
+    for index, value in enumerate(roles):
+        arrays[f"role_{index}"] = np.asarray(value)
     num_trainable = None
     for client, client_state in enumerate(state.clients):
         for name in COMPACT_FIELDS:
@@ -107,7 +109,7 @@ def save_checkpoint(
         "config": config,
         "shapes": [list(s) for s in shapes],
         "num_trainable": num_trainable,
-        "aggregator_leaves": len(aggregator),
+        "role_leaves": len(roles),
         "sparsity": [c.sparsity for c in state.clients],
         "rounds_participated": [c.rounds_participated for c in state.clients],
         "upload_bytes": [c.upload_bytes for c in state.clients],
@@ -138,8 +140,9 @@ def load_checkpoint(
             used.
 
     Returns:
-        The state; its aggregator state is the list of its leaves (`Trainer`
-        packs them into the aggregator's structure).
+        The state; its role states are the list of their leaves (`Trainer`
+        packs them into the roles' structure), None for a version 2 or 3
+        checkpoint (the roles start afresh).
 
     Raises:
         CheckpointError: If neither checkpoint can be read, or one was written
@@ -249,7 +252,14 @@ def _state(
                 download_bytes=meta["download_bytes"][client],
             )
         )
-    leaves = [arrays[f"aggregator_{i}"] for i in range(meta["aggregator_leaves"])]
+    # Format 3 held the aggregator's state alone (no leaves for the round's
+    # own means): its rounds had no other role state, and the roles start
+    # from their initial states (None).
+    leaves = (
+        [arrays[f"role_{i}"] for i in range(meta["role_leaves"])]
+        if "role_leaves" in meta
+        else None
+    )
     return TrainerState(
         round=meta["round"],
         server=ServerState(server, leaves),

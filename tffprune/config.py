@@ -36,6 +36,9 @@ def is_model_reference(text: object) -> bool:
 
 
 AGGREGATIONS = ("fedavg", "subfedavg")
+# ``tff.learning.optimizers`` by name (`tffprune.learning.optimizers`).
+CLIENT_OPTIMIZERS = ("sgd", "sgdm", "adam")
+SERVER_OPTIMIZERS = ("sgd", "sgdm", "adam", "yogi")
 CLIENT_WEIGHTINGS = ("num_examples", "uniform")
 NEW_CLIENTS = ("dense", "subnetwork")
 CLIENT_TESTS = ("own", "labels")
@@ -176,8 +179,27 @@ class TrainConfig:
     rounds: int = option(10, "federated", "Number of rounds.")
     local_epochs: int = option(1, "federated", "Local epochs per round.")
     batch_size: int = option(32, "federated", "Local batch size.")
-    client_learning_rate: float = option(0.05, "federated", "Client SGD learning rate.")
-    client_momentum: float = option(0.5, "federated", "Client SGD momentum.")
+    client_optimizer: str = option(
+        "sgdm",
+        "federated",
+        "The clients' local optimizer (a model's compiled optimizer is not used).",
+        CLIENT_OPTIMIZERS,
+    )
+    client_learning_rate: float = option(0.05, "federated", "Client learning rate.")
+    client_momentum: float = option(
+        0.5, "federated", "Client momentum (--client-optimizer sgdm)."
+    )
+    server_optimizer: str = option(
+        "sgd",
+        "federated",
+        "The server's step on the clients' mean update: sgd at learning rate 1 "
+        "is FedAvg / Sub-FedAvg, sgdm FedAvgM, adam FedAdam, yogi FedYogi.",
+        SERVER_OPTIMIZERS,
+    )
+    server_learning_rate: float = option(1.0, "federated", "Server learning rate.")
+    server_momentum: float = option(
+        0.9, "federated", "Server momentum (--server-optimizer sgdm)."
+    )
     client_weighting: str | None = option(
         None,
         "federated",
@@ -326,6 +348,15 @@ class TrainConfig:
         if not 0.0 <= self.client_momentum < 1.0:
             raise ConfigError(
                 f"client_momentum must be in [0, 1), got {self.client_momentum}"
+            )
+        if not 0 < self.server_learning_rate < float("inf"):
+            raise ConfigError(
+                "server_learning_rate must be > 0 and finite, got "
+                f"{self.server_learning_rate}"
+            )
+        if not 0.0 <= self.server_momentum < 1.0:
+            raise ConfigError(
+                f"server_momentum must be in [0, 1), got {self.server_momentum}"
             )
         if not 0 < self.alpha < float("inf"):
             raise ConfigError(f"alpha must be > 0, got {self.alpha}")

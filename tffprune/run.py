@@ -371,6 +371,8 @@ def _run(
         )
         if announce is not None and trainer.unpruned_layers:
             announce(f"not pruned: {', '.join(trainer.unpruned_layers)}")
+        if announce is not None and trainer.optimizer_note:
+            announce(trainer.optimizer_note)
         startup_seconds = time.perf_counter() - started
         bar = tqdm(
             total=config.rounds,

@@ -25,7 +25,8 @@ import tensorflow as tf
 from tffprune.compression import baselines, decode, encode
 from tffprune.data import build_federated_data, load_dataset
 from tffprune.data.pipeline import batched_dataset
-from tffprune.fl.client import ClientOptimizerConfig, build_client_train_fn
+from tffprune.fl.client import build_client_train_fn
+from tffprune.learning.optimizers import build_optimizer
 from tffprune.models import build_model
 from tffprune.pruning import PruningPolicy, build_masks
 
@@ -90,7 +91,7 @@ def main() -> None:
     data = build_federated_data(load_dataset("fashion_mnist"), 100, "iid", seed=0)
     images, labels = data.client_train(0)
     train = build_client_train_fn(
-        lambda: build_model("fc", (28, 28, 1), 10), ClientOptimizerConfig(0.05, 0.5)
+        lambda: build_model("fc", (28, 28, 1), 10), build_optimizer("sgdm", 0.05, 0.5)
     )
     float_masks = [tf.constant(m, tf.float32) for m in masks]
     tensors = [tf.constant(w) for w in weights]

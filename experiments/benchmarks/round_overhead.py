@@ -32,9 +32,10 @@ import tensorflow as tf
 from tffprune.config import TrainConfig
 from tffprune.data import build_federated_data, load_dataset
 from tffprune.fl.aggregation import fedavg
-from tffprune.fl.client import TRACES, ClientOptimizerConfig, build_client_train_fn
+from tffprune.fl.client import TRACES, build_client_train_fn
 from tffprune.fl.runtime import LocalRuntime
 from tffprune.fl.training import Trainer
+from tffprune.learning.optimizers import build_optimizer
 
 
 def plain_round_seconds(trainer: Trainer, rounds: int, warmup: int) -> float:
@@ -42,7 +43,9 @@ def plain_round_seconds(trainer: Trainer, rounds: int, warmup: int) -> float:
     config = trainer.config
     train = build_client_train_fn(
         trainer.model_fn,
-        ClientOptimizerConfig(config.client_learning_rate, config.client_momentum),
+        build_optimizer(
+            config.client_optimizer, config.client_learning_rate, config.client_momentum
+        ),
     )
     weights = list(trainer.state.server_weights)
     ones = [

@@ -17,7 +17,8 @@ import tensorflow as tf
 from tffprune.compression import baselines, wire
 from tffprune.compression.error_feedback import error_feedback_step
 from tffprune.fl.aggregation import fedavg, sub_fedavg
-from tffprune.fl.client import ClientOptimizerConfig, build_client_train_fn
+from tffprune.fl.client import build_client_train_fn
+from tffprune.learning.optimizers import build_optimizer
 from tffprune.pruning.policy import apply_masks, build_masks
 
 
@@ -43,7 +44,11 @@ def reference_round(trainer):
     delivered = ~(rng.random(len(sampled)) < config.dropout_rate)
     train = build_client_train_fn(
         trainer.model_fn,
-        ClientOptimizerConfig(config.client_learning_rate, config.client_momentum),
+        build_optimizer(
+            config.client_optimizer,
+            config.client_learning_rate,
+            config.client_momentum,
+        ),
     )
     server = trainer.state.server_weights
     num_trainable = trainer.num_trainable

@@ -90,7 +90,7 @@ def test_tff_factory_matches_numpy_reference():
     import tensorflow_federated as tff
 
     from tffprune.fl.runtime import ensure_runtime
-    from tffprune.fl.tff_aggregation import MaskedMeanFactory
+    from tffprune.learning.aggregators import MaskedMeanFactory
 
     ensure_runtime()
     rng = np.random.default_rng(1)
@@ -138,7 +138,7 @@ def test_weighted_mean_factory_hand_worked():
     import tensorflow_federated as tff
 
     from tffprune.fl.runtime import ensure_runtime
-    from tffprune.fl.tff_aggregation import WeightedMeanFactory
+    from tffprune.learning.aggregators import WeightedMeanFactory
 
     ensure_runtime()
     value_type = tff.StructWithPythonType(

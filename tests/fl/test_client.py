@@ -1,15 +1,20 @@
-"""A client's work, run eagerly on a tiny model (no TFF)."""
+"""A client's work, run eagerly on a tiny model (no TFF runtime).
+
+The local optimizer is TFF's SGD with momentum: an optimizer object runs as
+plain TensorFlow.
+"""
 
 import numpy as np
 import pytest
 import tensorflow as tf
+import tensorflow_federated as tff
 
 from tffprune.fl.client import (
-    ClientOptimizerConfig,
     ClientWorkConfig,
     build_client_train_fn,
     build_client_work_fn,
 )
+from tffprune.fl.messages import ClientInput, Download, PruningStep
 from tffprune.pruning import PruningPolicy, build_masks, mask_distance
 from tffprune.pruning.counts import pruning_counts
 
@@ -44,7 +49,7 @@ def _dataset(inputs, labels, epochs=EPOCHS):
 
 def test_early_snapshot_is_the_model_after_the_first_epoch(setting):
     inputs, labels, weights, _ = setting
-    optimizer = ClientOptimizerConfig(learning_rate=0.5, momentum=0.5)
+    optimizer = tff.learning.optimizers.build_sgdm(0.5, momentum=0.5)
     train = build_client_train_fn(model_fn, optimizer, early_snapshot=True)
     plain = build_client_train_fn(model_fn, optimizer)
     ones = [tf.ones_like(w) for w in weights]
@@ -68,23 +73,25 @@ def _client_round(setting, learning_rate, threshold):
     shapes = [w.shape for w in weights]
     work = build_client_work_fn(
         model_fn,
-        ClientOptimizerConfig(learning_rate=learning_rate, momentum=0.5),
+        tff.learning.optimizers.build_sgdm(learning_rate, momentum=0.5),
         ClientWorkConfig(
             method="weight", targets=targets, mask_distance_threshold=threshold
         ),
     )
     counts = pruning_counts(shapes, targets, "weight", 0.5)
     counts = counts.as_tensors()[:3] + (np.int32(EXAMPLES),)
-    _, report = work(
-        [tf.constant(w) for w in weights],
-        [],
-        [tf.ones(s, tf.bool) for s in shapes],
-        tuple(tf.constant(c) for c in counts),
-        tf.constant(True),
-        [],
+    received = [tf.constant(w) for w in weights]
+    _, output = work(
+        Download(received=received, server=received),
+        ClientInput(
+            mask=[tf.ones(s, tf.bool) for s in shapes],
+            counts=PruningStep(*(tf.constant(c) for c in counts)),
+            delivered=tf.constant(True),
+            residual_files=(),
+        ),
         _dataset(inputs, labels),
     )
-    return [m.numpy() for m in report[0]], float(report[7])
+    return [m.numpy() for m in output.mask], float(output.mask_distance)
 
 
 def test_identical_candidate_masks_do_not_prune(setting):
@@ -98,7 +105,7 @@ def test_identical_candidate_masks_do_not_prune(setting):
 
 def test_a_large_distance_takes_the_step_exactly_to_the_target(setting):
     inputs, labels, weights, targets = setting
-    optimizer = ClientOptimizerConfig(learning_rate=0.5, momentum=0.5)
+    optimizer = tff.learning.optimizers.build_sgdm(0.5, momentum=0.5)
     plain = build_client_train_fn(model_fn, optimizer)
     ones = [tf.ones_like(w) for w in weights]
     early, _, _, _ = plain(weights, [], ones, _dataset(inputs, labels, 1))

@@ -2,11 +2,11 @@
 
 import numpy as np
 import pytest
+import tensorflow_federated as tff
 
 from tffprune.compression.compact import at_positions
 from tffprune.data import build_federated_data, load_dataset
 from tffprune.fl.algorithm import ClientState, PruningPlan
-from tffprune.fl.client import ClientOptimizerConfig
 from tffprune.fl.evaluation import RunEvaluator
 from tffprune.models import build_model
 from tffprune.pruning import ConstantSparsity, PruningPolicy
@@ -39,7 +39,7 @@ def _evaluator(setting, learning_rate, epochs=1):
         model_fn,
         data,
         plan,
-        ClientOptimizerConfig(learning_rate=learning_rate),
+        tff.learning.optimizers.build_sgdm(learning_rate),
         batch_size=16,
         seed=0,
         personal_models=True,

@@ -3,13 +3,14 @@
 import numpy as np
 import pytest
 import tensorflow as tf
+import tensorflow_federated as tff
 
 from tffprune.compression.tf_values import transmitted
 from tffprune.config import TrainConfig
 from tffprune.data import build_federated_data, load_dataset
 from tffprune.data.pipeline import batched_dataset
 from tffprune.fl.algorithm import UploadVerificationError
-from tffprune.fl.client import ClientOptimizerConfig, ClientWorkConfig
+from tffprune.fl.client import ClientWorkConfig
 from tffprune.fl.process import RoundParts, RoundProcess
 from tffprune.fl.runtime import ensure_runtime
 from tffprune.fl.training import Trainer
@@ -65,8 +66,6 @@ def _initial_weights():
 
 
 def test_fedavg_matches_tff_build_weighted_fed_avg(digits_clients):
-    import tensorflow_federated as tff
-
     def tff_model_fn():
         return tff.learning.models.from_keras_model(
             model_fn(),
@@ -92,36 +91,42 @@ def test_fedavg_matches_tff_build_weighted_fed_avg(digits_clients):
         RoundParts(
             model_fn,
             ELEMENT_SPEC,
-            ClientOptimizerConfig(0.1, 0.5),
+            tff.learning.optimizers.build_sgdm(0.1, momentum=0.5),
             ClientWorkConfig("none", (), masked_upload=False, weight_by_examples=True),
         )
     )
-    ours, aggregator = initial, ours_process.initialize_aggregator()
+    ours, roles = initial, ours_process.initialize_roles()
     ones = [np.ones(w.shape, bool) for w in initial]
     for _ in range(2):
         datasets = [batched_dataset(x, y, 16) for x, y in digits_clients]
         output = ours_process.next(
             ours,
-            aggregator,
+            roles,
             [ones] * 4,
             [no_pruning(len(ones)).as_tensors()] * 4,
             [True] * 4,
             datasets,
         )
-        ours, aggregator = output.weights, output.aggregator_state
+        ours, roles = output.weights, output.roles
 
     assert len(ours) == len(theirs)
     for a, b in zip(ours, theirs, strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
     assert not np.allclose(ours[0], initial[0])  # training did move the weights
     total = sum(len(y) for _, y in digits_clients)
-    assert output.measurements == {"total_weight": total, "covered_fraction": 1.0}
+    assert output.measurements["aggregator"] == {
+        "total_weight": total,
+        "covered_fraction": 1.0,
+    }
+    assert output.measurements["client_work"]["num_examples"] == total
 
 
 def test_pruned_weights_stay_exactly_zero(digits_clients):
     from tffprune.fl.client import build_client_train_fn
 
-    train = build_client_train_fn(model_fn, ClientOptimizerConfig(0.5, 0.9))
+    train = build_client_train_fn(
+        model_fn, tff.learning.optimizers.build_sgdm(0.5, momentum=0.9)
+    )
     weights = _initial_weights()
     rng = np.random.default_rng(0)
     masks = [rng.random(w.shape) > 0.5 for w in weights]
@@ -175,8 +180,9 @@ def test_a_lossy_download_never_enters_the_server_weights(download_format):
         RoundParts(
             model_fn,
             ELEMENT_SPEC,
-            ClientOptimizerConfig(0.1, 0.5),
-            ClientWorkConfig("none", (), download_format=download_format),
+            tff.learning.optimizers.build_sgdm(0.1, momentum=0.5),
+            ClientWorkConfig("none", ()),
+            download_values=download_format,
         )
     )
     weights = _initial_weights()
@@ -186,7 +192,7 @@ def test_a_lossy_download_never_enters_the_server_weights(download_format):
 
     output = process.next(
         weights,
-        process.initialize_aggregator(),
+        process.initialize_roles(),
         masks,
         [no_pruning(len(weights)).as_tensors()] * 3,
         [True] * 3,

@@ -2,7 +2,7 @@
 
 The algorithm's state (FedJAX's ``fed_avg.py`` shape) is
 
-* `ServerState`: the server weights and the aggregator's state;
+* `ServerState`: the server weights and the round's role states;
 * one `ClientState` per client, sampled or not: its personal mask (Sub-FedAvg
   keeps it across rounds), the name of its error-feedback residual's file
   (`tffprune.fl.residual_store`), its sparsity and how often it took part.
@@ -53,11 +53,13 @@ class ServerState:
 
     Attributes:
         weights: All weights (trainable then non-trainable).
-        aggregator: The aggregation process's state.
+        roles: The states of the round's roles, ``(distributor, client_work,
+            aggregator, finalizer)`` (the server optimizer's moments are the
+            finalizer's).
     """
 
     weights: list[np.ndarray]
-    aggregator: object = ()
+    roles: tuple = ()
 
 
 @dataclasses.dataclass
@@ -246,7 +248,7 @@ class FederatedAlgorithm:
 
     Args:
         process: The round computation (`tffprune.fl.process.RoundProcess`
-            or anything with its ``initialize_aggregator`` and ``next``).
+            or anything with its ``initialize_roles`` and ``next``).
         plan: The clients' pruning schedule.
         upload: The upload's encoding.
         weight_by_examples: Whether uploads are weighted by examples seen
@@ -276,7 +278,7 @@ class FederatedAlgorithm:
     def init(self, weights: Sequence[np.ndarray]) -> ServerState:
         """The initial server state for these weights."""
         return ServerState(
-            [np.asarray(w) for w in weights], self.process.initialize_aggregator()
+            [np.asarray(w) for w in weights], self.process.initialize_roles()
         )
 
     def start_masks(
@@ -428,7 +430,7 @@ class FederatedAlgorithm:
 
         Returns:
             The new server state, one `ClientResult` per sampled client and
-            the aggregator's measurements.
+            the roles' measurements (by role).
         """
         masks = self.start_masks(server.weights, clients, sampled, round_number)
         starts = dict(zip((int(c) for c in sampled), masks, strict=True))
@@ -464,7 +466,7 @@ class FederatedAlgorithm:
         )
         output = self.process.next(
             server.weights,
-            server.aggregator,
+            server.roles,
             masks,
             counts,
             delivered,
@@ -540,7 +542,7 @@ class FederatedAlgorithm:
         if self.upload.verify:
             self._verify(server.weights, output, results, helds, sent)
         return (
-            ServerState(output.weights, output.aggregator_state),
+            ServerState(output.weights, output.roles),
             results,
             output.measurements,
         )

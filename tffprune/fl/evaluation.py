@@ -28,7 +28,7 @@ import tensorflow as tf
 from tffprune.data.partition import FederatedData
 from tffprune.data.pipeline import batched_dataset
 from tffprune.fl.algorithm import ClientState, PruningPlan
-from tffprune.fl.client import ClientOptimizerConfig, build_client_train_fn
+from tffprune.fl.client import Optimizer, build_client_train_fn
 from tffprune.models.outputs import classification_loss
 from tffprune.pruning.policy import apply_masks, sparsity_report
 from tffprune.pruning.schedules import IterativeSchedule
@@ -119,7 +119,7 @@ class RunEvaluator:
         model_fn: Builds the model.
         data: The clients' data and the central test set.
         plan: The run's pruning plan.
-        optimizer: Client optimizer (for the fine-tuning baseline).
+        optimizer: The local optimizer (for the fine-tuning baseline).
         batch_size: Batch size of the fine-tuning baseline.
         seed: Seed of the fine-tuning baseline's shuffles.
         personal_models: Also report ``personal_accuracy``: each client's
@@ -136,7 +136,7 @@ class RunEvaluator:
         model_fn: Callable[[], tf.keras.Model],
         data: FederatedData,
         plan: PruningPlan,
-        optimizer: ClientOptimizerConfig,
+        optimizer: Optimizer,
         batch_size: int,
         seed: int,
         personal_models: bool = False,

@@ -1,36 +1,13 @@
-"""The round as one TFF computation, composed of its four roles.
+"""The driver's handle on the composed round: NumPy in, NumPy out.
 
-Only this module, `runtime` and `tff_aggregation` import TFF.
-
-A round of FedAvg / Sub-FedAvg with pruned clients. The driver passes the
-server state and, per sampled client, its mask m_k, pruning counts c_k and
-(with error feedback) the names of the files its residual e_k is read from
-and e_k' written to (`tffprune.fl.residual_store`); it gets the new server
-state and, per client, its new mask m_k' and a few numbers back (the trained
-weights and the residuals never leave the runtime)::
-
-      SERVER                          CLIENTS (k = 1..K sampled)
-    weights w ─────── distribute ────► w          (federated_broadcast)
-                                       │ client work, in TensorFlow
-                                       │ (tffprune.fl.client):
-                                       │   start from w ⊙ m_k, SGD with
-                                       │   gradients ⊙ m_k  -> x_k, n_k
-                                       │   prune x_k -> m_k' (tf_masks, c_k)
-                                       │   guard: m_k' = m_k if accuracy low
-                                       │   update u_k = (x_k - w_k) ⊙ m_k',
-                                       │   sent as Q(u_k + e_k) (tf_values),
-                                       │   x̂_k = w_k + Q(u_k + e_k) as the
-                                       │        server rebuilds it
-                                       ▼ aggregate (tff_aggregation):
-    (mean, coverage) ◄──── MaskedMeanFactory (x̂_k, m_k', n_k)   Sub-FedAvg
-                      ◄── WeightedMeanFactory (x̂_k, n_k)         FedAvg
-    finalize: w' = mean where coverage > 0, else w
-
-Every pruning method, schedule and the accuracy guard run inside this one
-computation; an algorithm is a choice of these parts (`RoundParts`). Personal
-per-client state (masks, own models) lives with the driver, keyed by client,
-and is passed in for the sampled clients only (`tffprune.fl.algorithm`);
-residuals live in the clients' files.
+The round itself is the public TFF process of `tffprune.learning`
+(`build_round`: four roles composed by `tffprune.learning.composers`; the
+diagram is there). `RoundProcess` builds it for a run's settings and runs it
+with what the driver holds: the server weights and every role's state, and
+per sampled client its `ClientInput` (mask, pruning step, residual files);
+it returns the new server state and a `ClientReport` per client (the trained
+weights and the residuals never leave the runtime). Only this module,
+`runtime` and `tffprune.learning` import TFF.
 """
 
 from __future__ import annotations
@@ -46,13 +23,10 @@ import tensorflow as tf
 import tensorflow_federated as tff
 
 from tffprune.compression.compact import CompactTensors, at_positions
-from tffprune.fl.client import (
-    ClientOptimizerConfig,
-    ClientWorkConfig,
-    build_client_work_fn,
-)
+from tffprune.fl.client import ClientWorkConfig
+from tffprune.fl.messages import ClientInput, PruningStep
 from tffprune.fl.runtime import ensure_runtime
-from tffprune.fl.tff_aggregation import build_aggregator
+from tffprune.learning.algorithms import build_round
 
 
 @dataclasses.dataclass
@@ -85,11 +59,20 @@ class ClientReport:
 
 @dataclasses.dataclass
 class RoundOutput:
-    """One round's result as the driver sees it."""
+    """One round's result as the driver sees it.
+
+    Attributes:
+        weights: The new server weights (trainable then non-trainable).
+        roles: The new states of the four roles, ``(distributor,
+            client_work, aggregator, finalizer)``.
+        measurements: Per role, its measurements (``{"aggregator":
+            {"covered_fraction": ...}, ...}``).
+        reports: One `ClientReport` per sampled client, in order.
+    """
 
     weights: list[np.ndarray]
-    aggregator_state: object
-    measurements: dict[str, float]
+    roles: tuple
+    measurements: dict[str, dict[str, float]]
     reports: list[ClientReport]
 
 
@@ -100,14 +83,21 @@ class RoundParts:
     Attributes:
         model_fn: Builds a fresh Keras model (no arguments).
         element_spec: ``(inputs, labels)`` batch spec of the client datasets.
-        optimizer: Client optimizer settings.
-        client_work: Pruning, upload format and guard of the client work.
+        client_optimizer: The local ``tff.learning.optimizers`` optimizer.
+        client_work: Pruning, upload format and guards of the client work.
+        server_optimizer: The server's optimizer (default ``build_sgdm(1.0)``).
+        download_values: The download's value format.
+        model_aggregator: A TFF aggregation factory (default: the round's own
+            mean, `tffprune.learning.aggregators.build_round_aggregator`).
     """
 
     model_fn: Callable[[], tf.keras.Model]
     element_spec: tuple[tf.TensorSpec, tf.TensorSpec]
-    optimizer: ClientOptimizerConfig
+    client_optimizer: object
     client_work: ClientWorkConfig
+    server_optimizer: object = None
+    download_values: str = "float32"
+    model_aggregator: object = None
 
 
 _FILE_FAILURE = re.compile(
@@ -131,14 +121,6 @@ def _file_error(error: grpc.RpcError) -> OSError | None:
     return OSError(errno.EIO, match["reason"].strip(), match["path"])
 
 
-def _tensor_types(
-    shapes: Sequence[tuple[int, ...]], dtype: type = np.float32
-) -> tff.StructWithPythonType:
-    return tff.StructWithPythonType(
-        [tff.TensorType(dtype, shape) for shape in shapes], list
-    )
-
-
 class RoundProcess:
     """Builds and runs the round computation for one model architecture.
 
@@ -154,118 +136,31 @@ class RoundProcess:
         self.non_trainable_shapes = [
             tuple(w.shape) for w in reference.non_trainable_weights
         ]
-        num_trainable = len(self.trainable_shapes)
-        self.num_trainable = num_trainable
-        self.return_values = parts.client_work.return_values
+        self.num_trainable = len(self.trainable_shapes)
         self.error_feedback = parts.client_work.error_feedback
         self.personal_models = parts.client_work.personal_models
-        all_shapes = self.trainable_shapes + self.non_trainable_shapes
-        weights_type = _tensor_types(all_shapes)
-        # With error feedback, the names of the files a client reads its
-        # residual from and writes its new one to; else nothing.
-        residual_type = tff.StructWithPythonType(
-            [tff.TensorType(np.str_)] * 2 if self.error_feedback else [], tuple
-        )
-        # Masks cross into TFF as booleans: a quarter of the bytes of float32.
-        mask_type = _tensor_types(self.trainable_shapes, np.bool_)
-        counts_type = tff.StructWithPythonType(
-            [
-                tff.TensorType(np.int32, [num_trainable]),
-                tff.TensorType(np.int32, [num_trainable]),
-                tff.TensorType(np.int32),
-                tff.TensorType(np.int32),
-            ],
-            tuple,
-        )
-        dataset_type = tff.SequenceType(
-            tff.types.tensorflow_to_type(parts.element_spec)
+        self.return_values = parts.client_work.return_values
+        self.iterative_process = build_round(
+            parts.model_fn,
+            parts.element_spec,
+            parts.client_work,
+            client_optimizer=parts.client_optimizer,
+            server_optimizer=parts.server_optimizer
+            or tff.learning.optimizers.build_sgdm(1.0),
+            model_aggregator=parts.model_aggregator,
+            download_values=parts.download_values,
         )
 
-        @tff.tensorflow.computation(
-            weights_type,
-            mask_type,
-            counts_type,
-            tff.TensorType(np.bool_),
-            residual_type,
-            dataset_type,
-        )
-        def client_work(weights, masks, counts, delivered, residual_files, dataset):
-            work = build_client_work_fn(
-                parts.model_fn, parts.optimizer, parts.client_work
-            )
-            return work(
-                list(weights[:num_trainable]),
-                list(weights[num_trainable:]),
-                list(masks),
-                tuple(counts),
-                delivered,
-                tuple(residual_files),
-                dataset,
-            )
-
-        @tff.tensorflow.computation(client_work.type_signature.result)
-        def upload_of(output):
-            return output[0]
-
-        @tff.tensorflow.computation(client_work.type_signature.result)
-        def report_of(output):
-            return output[1]
-
-        aggregation = build_aggregator(parts.client_work.masked_upload).create(
-            upload_of.type_signature.result
-        )
-
-        @tff.tensorflow.computation(
-            weights_type, aggregation.next.type_signature.result.result.member
-        )
-        def finalize(weights, aggregate):
-            means, coverage = aggregate
-            return [
-                tf.where(covered > 0, mean, weight)
-                for weight, mean, covered in zip(weights, means, coverage, strict=True)
-            ]
-
-        @tff.federated_computation(
-            tff.FederatedType(weights_type, tff.SERVER),
-            aggregation.initialize.type_signature.result,
-            tff.FederatedType(mask_type, tff.CLIENTS),
-            tff.FederatedType(counts_type, tff.CLIENTS),
-            tff.FederatedType(tff.TensorType(np.bool_), tff.CLIENTS),
-            tff.FederatedType(residual_type, tff.CLIENTS),
-            tff.FederatedType(dataset_type, tff.CLIENTS),
-        )
-        def next_round(
-            weights, aggregator_state, masks, counts, delivered, residuals, datasets
-        ):
-            received = tff.federated_broadcast(weights)
-            outputs = tff.federated_map(
-                client_work, (received, masks, counts, delivered, residuals, datasets)
-            )
-            aggregated = aggregation.next(
-                aggregator_state, tff.federated_map(upload_of, outputs)
-            )
-            new_weights = tff.federated_map(
-                finalize, tff.federated_zip((weights, aggregated.result))
-            )
-            return (
-                new_weights,
-                aggregated.state,
-                aggregated.measurements,
-                tff.federated_map(report_of, outputs),
-            )
-
-        self._initialize = aggregation.initialize
-        self._next = next_round
-
-    def initialize_aggregator(self) -> object:
-        """The aggregator's initial state."""
+    def initialize_roles(self) -> tuple:
+        """The roles' initial states, ``(distributor, client_work, ...)``."""
         ensure_runtime()
-        return self._initialize()
+        state = self.iterative_process.initialize()
+        return (state.distributor, state.client_work, state.aggregator, state.finalizer)
 
     def next(
         self,
         weights: Sequence[np.ndarray],
-        aggregator_state: object,
+        roles: tuple,
         client_masks: Sequence[Sequence[np.ndarray]],
         counts: Sequence[tuple],
         delivered: Sequence[bool],
@@ -276,7 +171,7 @@ class RoundProcess:
 
         Args:
             weights: Server weights (trainable then non-trainable).
-            aggregator_state: From `initialize_aggregator` or the last round.
+            roles: From `initialize_roles` or the last round.
             client_masks: Per client, one boolean mask per trainable weight.
             counts: Per client, `PruningCounts.as_tensors()`.
             delivered: Per client, False if its upload is lost.
@@ -286,54 +181,66 @@ class RoundProcess:
                 path its new residual is written to; ignored otherwise.
 
         Returns:
-            The new weights and aggregator state, the aggregator's
-            measurements and one `ClientReport` per client.
+            The new weights and role states, the roles' measurements and one
+            `ClientReport` per client.
         """
         ensure_runtime()
-        masks = [[np.asarray(m, np.bool_) for m in ms] for ms in client_masks]
-        buffers = [np.ones(s, np.bool_) for s in self.non_trainable_shapes]
         if not self.error_feedback:
-            files = [() for _ in masks]
-        elif residual_files is None or len(residual_files) != len(masks):
+            files = [() for _ in client_masks]
+        elif residual_files is None or len(residual_files) != len(client_masks):
             raise ValueError("error feedback needs residual files for every client")
         else:
             files = [(str(read), str(write)) for read, write in residual_files]
-        try:
-            new_weights, state, measurements, reports = self._next(
-                list(weights),
-                aggregator_state,
-                masks,
-                [tuple(c) for c in counts],
-                [np.bool_(d) for d in delivered],
-                files,
-                list(datasets),
+        inputs = [
+            ClientInput(
+                mask=[np.asarray(m, np.bool_) for m in masks],
+                counts=PruningStep(*step),
+                delivered=np.bool_(arrived),
+                residual_files=client_files,
             )
+            for masks, step, arrived, client_files in zip(
+                client_masks, counts, delivered, files, strict=True
+            )
+        ]
+        state = tff.learning.templates.LearningAlgorithmState(list(weights), *roles)
+        try:
+            output = self.iterative_process.next(state, inputs, list(datasets))
         except grpc.RpcError as error:
             raise _file_error(error) or error from None
-        results = []
-        for report in reports:
-            new_masks, num_examples, loss_sum, finite, zero_kept = report[:5]
-            count = int(num_examples)
-            new_masks = [np.asarray(m, bool) for m in new_masks]
-            results.append(
-                ClientReport(
-                    masks=new_masks,
-                    num_examples=count,
-                    mean_loss=float(loss_sum) / count if count else float("nan"),
-                    finite=bool(finite),
-                    zero_kept=[bool(z) for z in zero_kept],
-                    personal=at_positions(new_masks + buffers, report[6])
-                    if self.personal_models
-                    else None,
-                    mask_distance=float(report[7]) if report[7] >= 0 else None,
-                    values=[np.asarray(v) for v in report[8]]
-                    if self.return_values
-                    else None,
-                )
-            )
+        buffers = [np.ones(s, np.bool_) for s in self.non_trainable_shapes]
+        new_state = output.state
         return RoundOutput(
-            weights=[np.asarray(w) for w in new_weights],
-            aggregator_state=state,
-            measurements={k: float(v) for k, v in measurements.items()},
-            reports=results,
+            weights=[np.asarray(w) for w in new_state.global_model_weights],
+            roles=(
+                new_state.distributor,
+                new_state.client_work,
+                new_state.aggregator,
+                new_state.finalizer,
+            ),
+            measurements={
+                role: {name: float(value) for name, value in values.items()}
+                for role, values in output.metrics.items()
+            },
+            reports=[self._report(o, buffers) for o in output.clients],
+        )
+
+    def _report(self, output, buffers: list[np.ndarray]) -> ClientReport:
+        """A client's `ClientOutput` as NumPy."""
+        count = int(output.num_examples)
+        masks = [np.asarray(m, bool) for m in output.mask]
+        return ClientReport(
+            masks=masks,
+            num_examples=count,
+            mean_loss=float(output.loss_sum) / count if count else float("nan"),
+            finite=bool(output.finite),
+            zero_kept=[bool(z) for z in output.zero_kept],
+            personal=at_positions(masks + buffers, output.personal)
+            if self.personal_models
+            else None,
+            mask_distance=float(output.mask_distance)
+            if output.mask_distance >= 0
+            else None,
+            values=[np.asarray(v) for v in output.values]
+            if self.return_values
+            else None,
         )

@@ -31,9 +31,10 @@ from tffprune.fl.algorithm import (
     ServerState,
     UploadFormat,
 )
-from tffprune.fl.client import ClientOptimizerConfig, ClientWorkConfig
+from tffprune.fl.client import ClientWorkConfig
 from tffprune.fl.process import RoundParts, RoundProcess
 from tffprune.fl.residual_store import ResidualStore
+from tffprune.learning.optimizers import build_optimizer
 from tffprune.models.source import resolve_model
 from tffprune.pruning.policy import PruningPolicy, sparsity_report
 from tffprune.pruning.schedules import IterativeSchedule, build_schedule
@@ -91,6 +92,23 @@ class TrainerState:
         return self.server.weights
 
 
+def _compiled_optimizer_note(model: tf.keras.Model, config: TrainConfig) -> str:
+    """One line saying a compiled model's optimizer is replaced ("" if none).
+
+    A round's clients train with ``config.client_optimizer`` (a
+    ``tff.learning.optimizers`` optimizer, started afresh each round, as
+    TFF's builders do); what ``model.compile`` was given is not used.
+    """
+    compiled = getattr(model, "optimizer", None)
+    if compiled is None:
+        return ""
+    return (
+        f"your model's compiled optimizer ({type(compiled).__name__}) is not used: "
+        f"clients train with --client-optimizer {config.client_optimizer} at "
+        f"--client-learning-rate {config.client_learning_rate:g}"
+    )
+
+
 def _mean(values: list[float]) -> float:
     return float(np.mean(values)) if values else float("nan")
 
@@ -142,13 +160,13 @@ class Trainer:
         )
         self.targets = tuple(self.policy.select(initial))
         self.unpruned_layers = self.policy.unpruned_layers(initial)
+        self.optimizer_note = _compiled_optimizer_note(initial, config)
         variables = initial.trainable_weights + initial.non_trainable_weights
-        self.weight_names = [w.name for w in variables]
         self.num_trainable = len(initial.trainable_weights)
         self.shapes = [tuple(w.shape) for w in variables]
         self._dense_bytes = 4 * sum(int(np.prod(s)) for s in self.shapes)
-        optimizer = ClientOptimizerConfig(
-            config.client_learning_rate, config.client_momentum
+        optimizer = build_optimizer(
+            config.client_optimizer, config.client_learning_rate, config.client_momentum
         )
         personal = config.aggregation == "subfedavg"
         weight_by_examples = config.resolved_client_weighting == "num_examples"
@@ -176,7 +194,6 @@ class Trainer:
             method=config.method,
             targets=self.targets,
             value_format=config.upload_values,
-            download_format=config.download_values,
             masked_upload=personal,
             weight_by_examples=weight_by_examples,
             accuracy_threshold=config.accuracy_threshold if personal else 0.0,
@@ -185,7 +202,20 @@ class Trainer:
             personal_models=config.personal_models,
             return_values=config.verify_uploads,
         )
-        self.process = RoundProcess(RoundParts(model_fn, element_spec, optimizer, work))
+        self.process = RoundProcess(
+            RoundParts(
+                model_fn,
+                element_spec,
+                optimizer,
+                work,
+                server_optimizer=build_optimizer(
+                    config.server_optimizer,
+                    config.server_learning_rate,
+                    config.server_momentum,
+                ),
+                download_values=config.download_values,
+            )
+        )
         self.algorithm = FederatedAlgorithm(
             self.process,
             self.plan,
@@ -224,11 +254,13 @@ class Trainer:
                 metrics=[],
                 schedule_rounds=config.rounds,
             )
-        else:  # a checkpoint holds the aggregator state's leaves
+        else:  # a checkpoint holds the role states' leaves
             state.schedule_rounds = schedule_rounds
-            state.server.aggregator = tf.nest.pack_sequence_as(
-                self.process.initialize_aggregator(),
-                tf.nest.flatten(state.server.aggregator),
+            initial_roles = self.process.initialize_roles()
+            state.server.roles = (
+                initial_roles
+                if state.server.roles is None
+                else tf.nest.pack_sequence_as(initial_roles, state.server.roles)
             )
         missing = self.residuals.missing(c.residual for c in state.clients)
         if missing:
@@ -334,7 +366,7 @@ class Trainer:
             "global_sparsity": sparsity_report(
                 self.state.server_weights[: self.num_trainable], self.targets
             ).prunable_sparsity,
-            "covered_fraction": measurements["covered_fraction"],
+            "covered_fraction": measurements["aggregator"]["covered_fraction"],
             **accounting.upload_costs(
                 [r.masks for r in aggregated],
                 [r.upload_bytes for r in aggregated],

@@ -4,12 +4,10 @@ The NumPy masks (`tffprune.pruning.policy.build_masks`) take a sparsity; the
 TensorFlow twins that run inside a round (`tffprune.pruning.tf_masks`) take
 the counts that sparsity means, computed here once on the driver with the same
 rounding (``round(sparsity * n)``, `tffprune.pruning.masks.num_to_prune`):
-
-* ``weight``: per prunable kernel, entries to prune;
-* ``unit`` / ``channel``: per prunable kernel, output slices (units, filters);
-* ``hybrid``: slices at ``structured_share * sparsity``, then entries at
-  ``sparsity``;
-* ``global-weight``: entries over all prunable kernels together.
+per prunable kernel, the entries and output slices its method's entry says
+(`tffprune.pruning.methods`: ``weight`` entries, ``unit`` / ``channel``
+slices, ``hybrid`` slices at ``structured_share * sparsity`` then entries at
+``sparsity``), or one total over all prunable kernels (``global-weight``).
 
 Zero counts leave a mask as it is (a mask never revives an entry), which is
 how a client that does not prune this round is expressed.
@@ -23,7 +21,8 @@ from collections.abc import Sequence
 import numpy as np
 
 from tffprune.pruning.masks import num_to_prune
-from tffprune.pruning.policy import PrunableWeight, check_method
+from tffprune.pruning.methods import get_method
+from tffprune.pruning.policy import PrunableWeight
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,25 +85,16 @@ def pruning_counts(
     Returns:
         The counts; all zero for ``none`` or sparsity 0.
     """
-    check_method(method)
+    entry = get_method(method)
     counts = no_pruning(len(shapes))
-    entries, slices = counts.entries.copy(), counts.slices.copy()
-    total = 0
-    if method == "none" or sparsity == 0.0:
+    if entry.scope == "none" or sparsity == 0.0:
         return counts
-    if method == "global-weight":
+    if entry.scope == "global":
         size = sum(int(np.prod(shapes[t.index])) for t in targets)
-        total = num_to_prune(sparsity, size)
+        return dataclasses.replace(counts, total=num_to_prune(sparsity, size))
+    entries, slices = counts.entries.copy(), counts.slices.copy()
     for target in targets:
-        shape = shapes[target.index]
-        if method == "weight":
-            entries[target.index] = num_to_prune(sparsity, int(np.prod(shape)))
-        elif method in ("unit", "channel") and target.structured:
-            slices[target.index] = num_to_prune(sparsity, shape[-1])
-        elif method == "hybrid":
-            if target.structured and len(shape) >= 2:
-                slices[target.index] = num_to_prune(
-                    structured_share * sparsity, shape[-1]
-                )
-            entries[target.index] = num_to_prune(sparsity, int(np.prod(shape)))
-    return PruningCounts(entries, slices, total)
+        entries[target.index], slices[target.index] = entry.counts(
+            shapes[target.index], sparsity, structured_share, target.structured
+        )
+    return PruningCounts(entries, slices, 0)

@@ -13,11 +13,8 @@ holds. A `PruningPolicy` picks the prunable kernels in that list:
 * BatchNorm parameters and every other weight are never pruned;
 * the final logits layer is left whole by default, as Singh & Raj (2023) do.
 
-Methods (``METHODS``): ``none``, ``weight`` (per-tensor magnitude),
-``global-weight`` (one magnitude threshold over all prunable kernels),
-``unit`` (Dense kernels by column L2 norm, Conv2D kernels by filter L2 norm),
-``channel`` (the same structure with the Ln norm of ``norm``, Jeurkar et al.'s
-``ln_structured``), and ``hybrid`` (structured, then weight).
+Methods (``METHODS``) are the entries of `tffprune.pruning.methods`:
+``none``, ``weight``, ``global-weight``, ``unit``, ``channel``, ``hybrid``.
 """
 
 from __future__ import annotations
@@ -28,9 +25,9 @@ from collections.abc import Sequence
 import numpy as np
 
 from tffprune.pruning import masks as mask_math
+from tffprune.pruning.methods import get_method, method_names
 
-METHODS = ("none", "weight", "global-weight", "unit", "channel", "hybrid")
-STRUCTURED_METHODS = ("unit", "channel", "hybrid")
+METHODS = method_names()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -213,10 +210,7 @@ def check_method(method: str) -> str:
     Raises:
         ValueError: If the method is not one of `METHODS`.
     """
-    if method not in METHODS:
-        raise ValueError(
-            f"unknown pruning method {method!r}; expected one of {', '.join(METHODS)}"
-        )
+    get_method(method)
     return method
 
 
@@ -250,7 +244,7 @@ def build_masks(
         ValueError: On an unknown method, invalid sparsity, or a mask list that
             does not match the weights.
     """
-    check_method(method)
+    entry = get_method(method)
     sparsity = mask_math.check_sparsity(sparsity)
     if masks is not None and len(masks) != len(weights):
         raise ValueError(f"got {len(masks)} masks for {len(weights)} weights")
@@ -258,37 +252,24 @@ def build_masks(
         np.ones(np.shape(w), bool) if masks is None else np.asarray(masks[i], bool)
         for i, w in enumerate(weights)
     ]
-    if method == "none" or not targets:
+    if entry.scope == "none" or not targets:
         return result
-    if method == "global-weight":
+    if entry.scope == "global":
         kernels = global_weight_masks_for(weights, targets, sparsity, result)
         for target, kernel_mask in zip(targets, kernels, strict=True):
             result[target.index] = kernel_mask
         return result
     for target in targets:
-        kernel = np.asarray(weights[target.index])
-        current = result[target.index]
-        if method == "weight":
-            new = mask_math.weight_mask(kernel, sparsity, current)
-        elif method in ("unit", "channel") and not target.structured:
-            continue  # outputs not on the last axis: left to weight pruning
-        elif method in ("unit", "channel"):
-            structured_norm = 2 if method == "unit" else norm
-            new = mask_math.structured_mask(
-                kernel, sparsity, norm=structured_norm, mask=current
-            )
-        elif target.structured:  # hybrid
-            new = mask_math.hybrid_mask(
-                kernel, sparsity, structured_share, norm, current
-            )
-        else:  # hybrid of a kernel without output slices: its weight step
-            new = mask_math.weight_mask(kernel, sparsity, current)
+        new = entry.numpy_mask(
+            np.asarray(weights[target.index]),
+            sparsity,
+            result[target.index],
+            target.structured,
+            structured_share,
+            norm,
+        )
         result[target.index] = new
-        if (
-            method in STRUCTURED_METHODS
-            and target.structured
-            and target.bias_index is not None
-        ):
+        if entry.structured and target.structured and target.bias_index is not None:
             result[target.bias_index] = result[
                 target.bias_index
             ] & mask_math.bias_mask_for(new)

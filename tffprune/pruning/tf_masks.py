@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import tensorflow as tf
 
+from tffprune.pruning.methods import get_method
+
 _ABOVE_EVERY_FLOAT = tf.int32.max
 
 
@@ -169,11 +171,12 @@ def build_masks(
     Returns:
         One bool mask per trainable weight.
     """
+    entry = get_method(method)
     entries, slices, total = counts[:3]
     result = list(masks)
-    if method == "none" or not targets:
+    if entry.scope == "none" or not targets:
         return result
-    if method == "global-weight":
+    if entry.scope == "global":
         flat_weights = tf.concat(
             [tf.reshape(weights[t.index], [-1]) for t in targets], 0
         )
@@ -187,24 +190,16 @@ def build_masks(
         index = target.index
         # result, not masks: a bias target sees the entries its kernel's
         # structured step dropped (targets are in weight order).
-        kernel, alive = weights[index], result[index]
-        structured = target.structured and kernel.shape.rank >= 2
-        if method == "weight" or (method == "hybrid" and not structured):
-            new = weight_mask(kernel, alive, entries[index])
-        elif method in ("unit", "channel"):
-            if not structured:
-                continue
-            new = structured_mask(
-                kernel, alive, slices[index], 2.0 if method == "unit" else norm
-            )
-        else:  # hybrid
-            new = weight_mask(
-                kernel,
-                structured_mask(kernel, alive, slices[index], norm),
-                entries[index],
-            )
+        new = entry.tf_mask(
+            weights[index],
+            result[index],
+            entries[index],
+            slices[index],
+            target.structured,
+            norm,
+        )
         result[index] = new
-        if method != "weight" and structured and target.bias_index is not None:
+        if entry.structured and target.structured and target.bias_index is not None:
             bias = target.bias_index
             result[bias] = tf.logical_and(result[bias], bias_mask_for(new))
     return result

@@ -1,9 +1,14 @@
 """The aggregate role of a round: FedAvg's mean and Sub-FedAvg's masked mean.
 
 Two TFF aggregation factories with one result shape, ``(means, coverage)``
-per tensor, so the server update is the same for both (`tffprune.fl.process`):
-where ``coverage > 0`` an entry takes the mean, elsewhere it keeps its value.
-Division by zero is that named choice, never an accident.
+per tensor, so the server update is the same for both
+(`tffprune.learning.finalizers`): where ``coverage > 0`` an entry takes the
+server optimizer's step, elsewhere it keeps its value. Division by zero is
+that named choice, never an accident. The values a client sends are what the
+server reconstructs of its model (0 where it dropped an entry): the mean is
+model averaging, as FedAvg's is, and any TFF factory that averages fits the
+role (TFF's ``MeanFactory``, a robust mean); the server optimizer then steps
+on ``w - mean``.
 
 * `MaskedMeanFactory` (Sub-FedAvg; the TFF twin of
   `tffprune.fl.aggregation.sub_fedavg`, tests check one against the other).
@@ -12,8 +17,10 @@ Division by zero is that named choice, never an accident.
       mean     = sum_k n_k m_k x_k / sum_k n_k m_k   (0 where the sum is 0)
       coverage = sum_k n_k m_k
 
-* `WeightedMeanFactory` (FedAvg): ``(values, weight)``, averaged by TFF's own
-  ``tff.aggregators.MeanFactory``; coverage is the total weight.
+* `WeightedMeanFactory` (FedAvg): ``(values, weight)``, averaged by any TFF
+  factory (default TFF's own ``tff.aggregators.MeanFactory``; an unweighted
+  one, e.g. a robust mean, gets the values alone); coverage is the total
+  weight.
 
 Both thread the state of their inner TFF processes from round to round and
 report measurements: ``total_weight`` (sum of the client weights) and
@@ -115,15 +122,20 @@ class MaskedMeanFactory(tff.aggregators.UnweightedAggregationFactory):
 
 
 class WeightedMeanFactory(tff.aggregators.UnweightedAggregationFactory):
-    """FedAvg's weighted mean of ``(values, weight)`` with TFF's ``MeanFactory``.
+    """FedAvg's mean of ``(values, weight)`` by a TFF aggregation factory.
 
     Args:
-        mean_factory: The weighted mean (default
-            ``tff.aggregators.MeanFactory(no_nan_division=True)``).
+        mean_factory: The mean (default
+            ``tff.aggregators.MeanFactory(no_nan_division=True)``). A
+            ``WeightedAggregationFactory`` gets the values and the weight; an
+            ``UnweightedAggregationFactory`` the values alone.
     """
 
     def __init__(
-        self, mean_factory: tff.aggregators.WeightedAggregationFactory | None = None
+        self,
+        mean_factory: tff.aggregators.WeightedAggregationFactory
+        | tff.aggregators.UnweightedAggregationFactory
+        | None = None,
     ) -> None:
         self._mean_factory = mean_factory or tff.aggregators.MeanFactory(
             no_nan_division=True
@@ -140,7 +152,14 @@ class WeightedMeanFactory(tff.aggregators.UnweightedAggregationFactory):
         values_type, weight_type = value_type
         if weight_type != tff.TensorType(np.float32):
             raise TypeError(f"weight must be a float32 scalar, got {weight_type}")
-        mean_process = self._mean_factory.create(values_type, weight_type)
+        weighted = isinstance(
+            self._mean_factory, tff.aggregators.WeightedAggregationFactory
+        )
+        mean_process = (
+            self._mean_factory.create(values_type, weight_type)
+            if weighted
+            else self._mean_factory.create(values_type)
+        )
 
         @tff.tensorflow.computation(value_type)
         def values_of(value):
@@ -171,8 +190,11 @@ class WeightedMeanFactory(tff.aggregators.UnweightedAggregationFactory):
         )
         def next_fn(state, value):
             weights = tff.federated_map(weight_of, value)
-            mean = mean_process.next(
-                state, tff.federated_map(values_of, value), weights
+            values = tff.federated_map(values_of, value)
+            mean = (
+                mean_process.next(state, values, weights)
+                if weighted
+                else mean_process.next(state, values)
             )
             total_weight = tff.federated_sum(weights)
             return tff.templates.MeasuredProcessOutput(
@@ -184,6 +206,39 @@ class WeightedMeanFactory(tff.aggregators.UnweightedAggregationFactory):
         return tff.templates.AggregationProcess(initialize, next_fn)
 
 
-def build_aggregator(masked: bool) -> tff.aggregators.UnweightedAggregationFactory:
-    """Sub-FedAvg's masked mean (``masked``) or FedAvg's weighted mean."""
-    return MaskedMeanFactory() if masked else WeightedMeanFactory()
+def build_round_aggregator(
+    factory: tff.aggregators.WeightedAggregationFactory
+    | tff.aggregators.UnweightedAggregationFactory
+    | None,
+    upload_type: tff.Type,
+    masked: bool,
+) -> tff.templates.AggregationProcess:
+    """The aggregation process of a round for its clients' uploads.
+
+    Args:
+        factory: The user's factory, or None for the round's own mean
+            (`MaskedMeanFactory` for a masked upload, TFF's ``MeanFactory``
+            otherwise). For an unmasked (FedAvg) upload any TFF factory fits:
+            it averages the values, the round adds the coverage. For a
+            masked (Sub-FedAvg) upload the factory gets ``(values, masks,
+            weight)`` and must return ``(means, coverage)``, as
+            `MaskedMeanFactory` does.
+        upload_type: The type of one client's upload.
+        masked: Whether the upload carries masks.
+
+    Returns:
+        An unweighted ``tff.templates.AggregationProcess`` over the uploads
+        whose result is ``(means, coverage)``.
+
+    Raises:
+        TypeError: If a weighted factory is given for a masked upload.
+    """
+    if masked:
+        if isinstance(factory, tff.aggregators.WeightedAggregationFactory):
+            raise TypeError(
+                "Sub-FedAvg's upload carries masks: pass MaskedMeanFactory() (or a "
+                "factory whose create takes (values, masks, weight) and returns "
+                f"(means, coverage)), not {type(factory).__name__}"
+            )
+        return (factory or MaskedMeanFactory()).create(upload_type)
+    return WeightedMeanFactory(factory).create(upload_type)

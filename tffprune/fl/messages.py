@@ -1,0 +1,97 @@
+"""What crosses between the roles of a round, as named structures.
+
+A round (`tffprune.learning.composers.compose_round`) passes these between its
+four roles. They are ``NamedTuple``s, so TFF types them as named structures
+(``<mask=...,counts=...>``) and the TensorFlow code reads fields by name, never
+by position. No TensorFlow or TFF here: the fields are whatever the side that
+builds them holds (NumPy arrays on the driver, tensors inside a computation).
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+
+class PruningStep(NamedTuple):
+    """How far a client prunes this round (`tffprune.pruning.counts`).
+
+    Attributes:
+        entries: int32, per trainable weight, entries its mask prunes in all.
+        slices: int32, per trainable weight, output slices pruned in all.
+        total: int32, entries pruned over all prunable kernels together
+            (``global-weight``).
+        early_examples: int32, with the mask-distance rule, the training
+            examples after which the early candidate mask is drawn (0: off).
+    """
+
+    entries: Any
+    slices: Any
+    total: Any
+    early_examples: Any
+
+
+class ClientInput(NamedTuple):
+    """A sampled client's own state and instructions for one round.
+
+    Attributes:
+        mask: One boolean tensor per trainable weight: the subnetwork the
+            client trains (all True for a FedAvg client or a new one).
+        counts: Its `PruningStep` this round (all 0: the mask stays).
+        delivered: bool, False if its upload is lost on the way (simulated).
+        residual_files: With error feedback, ``(read, write)``: the file
+            holding its residual ("" for none yet) and the one its new
+            residual is written to (`tffprune.fl.residual_store`); else ``()``.
+    """
+
+    mask: Any
+    counts: PruningStep
+    delivered: Any
+    residual_files: Any
+
+
+class Download(NamedTuple):
+    """What a client starts its round from (the distributor's result).
+
+    Attributes:
+        received: Every weight (trainable then non-trainable) as the client
+            decodes its download: its subnetwork's values in the download's
+            value format, 0 elsewhere.
+        server: The server's float32 weights as broadcast. A simulation
+            device: the server adds each decoded update to its own float32
+            copy, and the client work computes here what the server will
+            reconstruct. Never counted as sent.
+    """
+
+    received: Any
+    server: Any
+
+
+class ClientOutput(NamedTuple):
+    """What a round returns per sampled client (its new own state and costs).
+
+    Attributes:
+        mask: Its new boolean masks (trainable weights).
+        num_examples: int64, examples seen in training over all epochs.
+        loss_sum: float32, training loss summed over those examples.
+        finite: bool, False if training produced NaN or Inf (upload dropped).
+        zero_kept: Per weight, whether a value it sends is exactly 0 (for
+            `tffprune.compression.wire.encoded_size`).
+        residual_written: bool, True once its new residual is in its file.
+        personal: With personal models, per weight, its own model's values at
+            the True entries of its new mask (all entries of a non-trainable
+            weight), 1-D in flat order; else ``[]``.
+        mask_distance: float32, the mask-distance rule's distance between its
+            early and final candidate masks; -1 when the rule did not apply.
+        values: With ``return_values``, per weight, the update it encoded
+            (before the value format); else ``[]``.
+    """
+
+    mask: Any
+    num_examples: Any
+    loss_sum: Any
+    finite: Any
+    zero_kept: Any
+    residual_written: Any
+    personal: Any
+    mask_distance: Any
+    values: Any

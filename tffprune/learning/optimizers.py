@@ -1,0 +1,59 @@
+"""Client and server optimizers by name, as ``tff.learning.optimizers``.
+
+The round's local training and its server step both take a
+``tff.learning.optimizers.Optimizer`` (TFF's builders take the same objects).
+These functions build the ones the command line names:
+
+* ``sgd``: ``w = w - learning_rate * g``;
+* ``sgdm``: ``a = momentum * a + g; w = w - learning_rate * a``;
+* ``adam``: Kingma & Ba (2015), TFF's ``build_adam`` (beta 0.9 / 0.999);
+* ``yogi`` (server only): Zaheer et al. (2018), TFF's ``build_yogi``.
+
+On the server, ``g`` is the aggregated pseudo-gradient (the server's weights
+minus the clients' mean): ``sgd`` at learning rate 1 is FedAvg, ``sgdm``
+FedAvgM, ``adam`` and ``yogi`` FedAdam and FedYogi (Reddi et al., 2021,
+"Adaptive Federated Optimization").
+"""
+
+from __future__ import annotations
+
+import tensorflow_federated as tff
+
+from tffprune.config import SERVER_OPTIMIZERS
+
+
+def build_optimizer(
+    name: str, learning_rate: float, momentum: float = 0.0
+) -> tff.learning.optimizers.Optimizer:
+    """The optimizer ``name`` at ``learning_rate``.
+
+    Args:
+        name: One of ``tffprune.config.SERVER_OPTIMIZERS`` (the clients'
+            are a subset).
+        learning_rate: Step size (> 0, finite).
+        momentum: For ``sgdm``, in [0, 1) (``sgdm`` with 0 is ``sgd``); the
+            other optimizers ignore it.
+
+    Returns:
+        A ``tff.learning.optimizers.Optimizer``.
+
+    Raises:
+        ValueError: On an unknown name, a learning rate that is not positive
+            and finite, or a momentum outside [0, 1).
+    """
+    if name not in SERVER_OPTIMIZERS:
+        raise ValueError(
+            f"unknown optimizer {name!r}; expected one of "
+            f"{', '.join(SERVER_OPTIMIZERS)}"
+        )
+    if not 0 < learning_rate < float("inf"):
+        raise ValueError(f"learning rate must be > 0 and finite, got {learning_rate}")
+    if not 0 <= momentum < 1:
+        raise ValueError(f"momentum must be in [0, 1), got {momentum}")
+    if name == "sgd" or (name == "sgdm" and momentum == 0):
+        return tff.learning.optimizers.build_sgdm(learning_rate)
+    if name == "sgdm":
+        return tff.learning.optimizers.build_sgdm(learning_rate, momentum=momentum)
+    if name == "adam":
+        return tff.learning.optimizers.build_adam(learning_rate)
+    return tff.learning.optimizers.build_yogi(learning_rate)

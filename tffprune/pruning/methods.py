@@ -1,0 +1,184 @@
+"""The pruning methods, one registry entry each.
+
+An entry (`PruningMethod`) holds everything a method is, in one place:
+
+* ``counts(shape, sparsity, structured_share, sliceable)``: how many entries
+  and output slices of one kernel the sparsity means (``round(sparsity * n)``,
+  `tffprune.pruning.masks.num_to_prune`), decided on the driver so that one
+  compiled round serves every round and client (`tffprune.pruning.counts`);
+* ``numpy_mask(kernel, sparsity, current, sliceable, structured_share,
+  norm)``: the reference mask (`tffprune.pruning.masks`);
+* ``tf_mask(kernel, alive, entries, slices, sliceable, norm)``: its
+  TensorFlow twin at those counts, run inside a round
+  (`tffprune.pruning.tf_masks`; tests hold one against the other);
+* ``structured``: whether it drops whole output slices, and with them their
+  bias entries.
+
+``sliceable`` is the one answer to "can this kernel be cut into output
+slices" (`PrunableWeight.structured`: its outputs are on its last axis). A
+method with ``scope="global"`` ranks all prunable kernels together and has no
+per-kernel functions: the lifting functions (`tffprune.pruning.policy.
+build_masks`, `tf_masks.build_masks`, `counts.pruning_counts`) take that one
+branch. A new method is one entry: `register` it from its own module.
+
+Methods: ``none``; ``weight`` (per-tensor magnitude); ``global-weight`` (one
+magnitude threshold over all prunable kernels); ``unit`` (output slices by L2
+norm: Dense columns, Conv filters); ``channel`` (the same with the Ln norm of
+``norm``, Jeurkar et al.'s ``ln_structured``); ``hybrid`` (structured at
+``structured_share * sparsity``, then weight at ``sparsity``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+
+import numpy as np
+
+from tffprune.pruning import masks as mask_math
+
+
+@dataclasses.dataclass(frozen=True)
+class PruningMethod:
+    """One pruning method (see the module docstring for each field's call).
+
+    Attributes:
+        name: Its name (``--method``).
+        structured: Drops whole output slices (and their bias entries).
+        scope: ``kernel`` (each kernel alone), ``global`` (all together) or
+            ``none`` (never prunes).
+        counts: Per kernel, ``(entries, slices)`` for a sparsity.
+        numpy_mask: Per kernel, the NumPy mask at a sparsity.
+        tf_mask: Per kernel, the TensorFlow mask at counts.
+    """
+
+    name: str
+    structured: bool = False
+    scope: str = "kernel"
+    counts: Callable[..., tuple[int, int]] | None = None
+    numpy_mask: Callable[..., np.ndarray] | None = None
+    tf_mask: Callable | None = None
+
+
+_REGISTRY: dict[str, PruningMethod] = {}
+
+
+def register(method: PruningMethod) -> PruningMethod:
+    """Adds a method to the registry (its name must be new).
+
+    Raises:
+        ValueError: If a method of that name exists, or a ``kernel`` method
+            lacks one of its three functions.
+    """
+    if method.name in _REGISTRY:
+        raise ValueError(f"a pruning method named {method.name!r} exists")
+    if method.scope == "kernel" and None in (
+        method.counts,
+        method.numpy_mask,
+        method.tf_mask,
+    ):
+        raise ValueError(
+            f"pruning method {method.name!r} needs counts, numpy_mask and tf_mask"
+        )
+    _REGISTRY[method.name] = method
+    return method
+
+
+def method_names() -> tuple[str, ...]:
+    """The registered methods' names, in registration order."""
+    return tuple(_REGISTRY)
+
+
+def get_method(name: str) -> PruningMethod:
+    """The registry entry of ``name``.
+
+    Raises:
+        ValueError: If no method has that name.
+    """
+    if name not in _REGISTRY:
+        raise ValueError(
+            f"unknown pruning method {name!r}; expected one of {', '.join(_REGISTRY)}"
+        )
+    return _REGISTRY[name]
+
+
+def _tf_masks():
+    """`tffprune.pruning.tf_masks`, imported where a round is traced only."""
+    from tffprune.pruning import tf_masks
+
+    return tf_masks
+
+
+def _weight_counts(shape, sparsity, structured_share, sliceable):
+    return mask_math.num_to_prune(sparsity, int(np.prod(shape))), 0
+
+
+def _weight_numpy(kernel, sparsity, current, sliceable, structured_share, norm):
+    return mask_math.weight_mask(kernel, sparsity, current)
+
+
+def _weight_tf(kernel, alive, entries, slices, sliceable, norm):
+    return _tf_masks().weight_mask(kernel, alive, entries)
+
+
+def _structured(norm_of: Callable[[float], float]) -> dict:
+    """The three functions of a method that drops output slices by a norm."""
+
+    def counts(shape, sparsity, structured_share, sliceable):
+        return 0, mask_math.num_to_prune(sparsity, shape[-1]) if sliceable else 0
+
+    def numpy_mask(kernel, sparsity, current, sliceable, structured_share, norm):
+        if not sliceable:  # outputs not on the last axis: left whole
+            return current
+        return mask_math.structured_mask(
+            kernel, sparsity, norm=norm_of(norm), mask=current
+        )
+
+    def tf_mask(kernel, alive, entries, slices, sliceable, norm):
+        if not sliceable:
+            return alive
+        return _tf_masks().structured_mask(kernel, alive, slices, norm_of(norm))
+
+    return dict(counts=counts, numpy_mask=numpy_mask, tf_mask=tf_mask)
+
+
+def _hybrid_counts(shape, sparsity, structured_share, sliceable):
+    entries = mask_math.num_to_prune(sparsity, int(np.prod(shape)))
+    if not sliceable:
+        return entries, 0
+    return entries, mask_math.num_to_prune(structured_share * sparsity, shape[-1])
+
+
+def _hybrid_numpy(kernel, sparsity, current, sliceable, structured_share, norm):
+    if not sliceable:  # no output slices: its weight step alone
+        return mask_math.weight_mask(kernel, sparsity, current)
+    return mask_math.hybrid_mask(kernel, sparsity, structured_share, norm, current)
+
+
+def _hybrid_tf(kernel, alive, entries, slices, sliceable, norm):
+    tf_masks = _tf_masks()
+    if sliceable:
+        alive = tf_masks.structured_mask(kernel, alive, slices, norm)
+    return tf_masks.weight_mask(kernel, alive, entries)
+
+
+NONE = register(PruningMethod("none", scope="none"))
+WEIGHT = register(
+    PruningMethod(
+        "weight", counts=_weight_counts, numpy_mask=_weight_numpy, tf_mask=_weight_tf
+    )
+)
+GLOBAL_WEIGHT = register(PruningMethod("global-weight", scope="global"))
+UNIT = register(PruningMethod("unit", structured=True, **_structured(lambda n: 2.0)))
+CHANNEL = register(
+    PruningMethod("channel", structured=True, **_structured(lambda n: n))
+)
+HYBRID = register(
+    PruningMethod(
+        "hybrid",
+        structured=True,
+        counts=_hybrid_counts,
+        numpy_mask=_hybrid_numpy,
+        tf_mask=_hybrid_tf,
+    )
+)
