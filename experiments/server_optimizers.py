@@ -37,7 +37,7 @@ ROUNDS = 40
 ROWS = (
     ("sgd", 0.0, (0.5, 1.0, 2.0)),
     ("sgdm", 0.9, (0.1, 0.3, 1.0)),
-    ("adam", 0.0, (0.001, 0.003, 0.01)),
+    ("adam", 0.0, (0.0003, 0.001, 0.003)),
 )
 NAMES = {"sgd": "FedAvg step", "sgdm": "FedAvgM", "adam": "FedAdam"}
 COLUMNS = (
@@ -191,7 +191,7 @@ def main() -> None:
         for rate in rates
     ]
     if arguments.quick:
-        plan = [("sgd", 0.0, 1.0), ("adam", 0.0, 0.01)]
+        plan = [("sgd", 0.0, 1.0), ("adam", 0.0, 0.001)]
     done = {_key(r) for r in _read(rows_path)}
     for optimizer, momentum, rate in plan:
         if (optimizer, rate) in done:

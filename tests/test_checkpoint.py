@@ -223,3 +223,63 @@ def test_client_test_labels_evaluates_on_the_central_test_examples_of_its_labels
     assert row["personalized_accuracy"] == pytest.approx(np.mean(expected), abs=1e-9)
     assert row["personal_accuracy"] == row["personalized_accuracy"]
     assert row["clients_without_personal_model"] == 4
+
+
+@pytest.mark.parametrize("optimizer", ["sgdm", "adam"])
+def test_a_server_optimizers_moments_survive_a_checkpoint_exactly(
+    data, tmp_path, optimizer
+):
+    # Three rounds straight, against two, a checkpoint, and a third from it:
+    # the third round's step reads the moments the first two left.
+    changes = dict(
+        schedule="constant",
+        sparsity=0.5,
+        server_optimizer=optimizer,
+        server_learning_rate=0.5 if optimizer == "sgdm" else 0.01,
+        rounds=3,
+    )
+    straight = Trainer(_config(**changes), data)
+    for _ in range(3):
+        straight.run_round()
+    stopped = Trainer(_config(**changes), data)
+    for _ in range(2):
+        stopped.run_round()
+    path = tmp_path / "checkpoint.npz"
+    save_checkpoint(path, stopped.state, {"identity": 1}, stopped.shapes)
+
+    resumed = Trainer(_config(**changes), data, load_checkpoint(path, {"identity": 1}))
+    resumed.run_round()
+
+    finalizer = resumed.state.server.roles[3]
+    moments = finalizer["accumulator"]
+    assert any(np.any(m != 0) for m in moments)  # there was state to keep
+    for ours, theirs in zip(
+        resumed.state.server_weights, straight.state.server_weights, strict=True
+    ):
+        np.testing.assert_array_equal(ours, theirs)
+
+
+def test_a_format_3_checkpoint_resumes_with_fresh_role_states(data, tmp_path):
+    trainer = Trainer(_config(), data)
+    trainer.run_round()
+    path = tmp_path / "checkpoint.npz"
+    save_checkpoint(path, trainer.state, {"identity": 1}, trainer.shapes)
+    # What format 3 wrote: the aggregator's state alone (no leaves).
+    with np.load(path) as archive:
+        arrays = {k: archive[k] for k in archive.files}
+    import json
+
+    meta = json.loads(arrays.pop("meta").tobytes())
+    for key in [k for k in arrays if k.startswith("role_")]:
+        del arrays[key]
+    meta["format_version"] = 3
+    del meta["role_leaves"]
+    meta["aggregator_leaves"] = 0
+    arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), np.uint8)
+    np.savez(path, **arrays)
+
+    resumed = Trainer(_config(), data, load_checkpoint(path, {"identity": 1}))
+    resumed.run_round()
+
+    assert resumed.state.round == 2
+    assert resumed.state.server.roles[3]["learning_rate"] == 1.0

@@ -285,3 +285,26 @@ def test_every_readme_figure_is_drawn_by_plot_from_committed_results(tmp_path):
     assert referenced <= drawn, output
     for name in referenced:
         assert (tmp_path / name).stat().st_size < 200_000  # the limit
+
+
+def test_server_optimizers_quick_resumes_row_by_row(tmp_path):
+    arguments = [
+        "experiments/server_optimizers.py",
+        "--quick",
+        "--work-dir",
+        str(tmp_path),
+    ]
+    output = _run(arguments)
+
+    with (tmp_path / "server_optimizers.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert [(r["optimizer"], float(r["server_learning_rate"])) for r in rows] == [
+        ("sgd", 1.0),
+        ("adam", 0.001),
+    ]
+    assert all(int(r["rounds_run"]) == 2 for r in rows)
+    assert (tmp_path / "server_optimizers.png").is_file()
+    assert "| FedAvg step | 1 |" in output
+    # A rerun finds both rows done and trains nothing.
+    again = _run(arguments)
+    assert again.count("done earlier, skipped") == 2

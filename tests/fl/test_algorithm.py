@@ -10,6 +10,7 @@ from tffprune.fl.algorithm import (
     PruningPlan,
     UploadFormat,
 )
+from tffprune.fl.client import ClientWorkConfig
 from tffprune.pruning.policy import PrunableWeight
 from tffprune.pruning.schedules import ConstantSparsity
 
@@ -18,16 +19,14 @@ SHAPES = [(40, 30), (30,)]
 
 def _algorithm(download_values="float32", new_clients="dense"):
     """Sub-FedAvg, weight pruning of the (40, 30) kernel to 50%."""
-    plan = PruningPlan(
-        method="weight",
-        schedule=ConstantSparsity(0.5),
-        personal=True,
-        targets=(PrunableWeight(0, "dense", "dense", 1),),
-        shapes=tuple(SHAPES),
-        new_clients=new_clients,
+    work = ClientWorkConfig(
+        "weight", (PrunableWeight(0, "dense", "dense", 1),), value_format="int1"
     )
-    upload = UploadFormat(values="int1", download_values=download_values)
-    return FederatedAlgorithm(None, plan, upload, False, SHAPES)
+    plan = PruningPlan(
+        work, ConstantSparsity(0.5), tuple(SHAPES), new_clients=new_clients
+    )
+    upload = UploadFormat(work, download_values=download_values)
+    return FederatedAlgorithm(None, plan, upload, SHAPES)
 
 
 @pytest.mark.parametrize(

@@ -7,6 +7,7 @@ import tensorflow_federated as tff
 from tffprune.compression.compact import at_positions
 from tffprune.data import build_federated_data, load_dataset
 from tffprune.fl.algorithm import ClientState, PruningPlan
+from tffprune.fl.client import ClientWorkConfig
 from tffprune.fl.evaluation import RunEvaluator
 from tffprune.models import build_model
 from tffprune.pruning import ConstantSparsity, PruningPolicy
@@ -24,11 +25,9 @@ def setting():
     model = model_fn()
     weights = [w.numpy() for w in model.trainable_weights + model.non_trainable_weights]
     plan = PruningPlan(
-        method="weight",
-        schedule=ConstantSparsity(0.5),
-        personal=True,
-        targets=tuple(PruningPolicy().select(model)),
-        shapes=tuple(tuple(w.shape) for w in model.trainable_weights),
+        ClientWorkConfig("weight", tuple(PruningPolicy().select(model))),
+        ConstantSparsity(0.5),
+        tuple(tuple(w.shape) for w in model.trainable_weights),
     )
     return data, weights, plan
 

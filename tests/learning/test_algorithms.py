@@ -196,3 +196,73 @@ def test_build_sub_fedavg_keeps_each_clients_mask_by_id(clients):
         np.testing.assert_array_equal(ours, theirs)
     # Entries neither client of round 2 kept are not covered.
     assert output.metrics["aggregator"]["covered_fraction"] < 1.0
+
+
+def test_tffprune_train_is_the_public_process_driven_by_hand():
+    # The same seed and clients: Trainer's rounds against build_sub_fedavg's
+    # process driven by hand (constant schedule, personal masks by client id).
+    from tffprune.config import TrainConfig
+    from tffprune.fl.training import Trainer
+
+    config = TrainConfig(
+        dataset="digits",
+        model="tfmot_cnn",
+        num_clients=6,
+        clients_per_round=3,
+        rounds=2,
+        batch_size=16,
+        seed=5,
+        method="weight",
+        sparsity=0.5,
+    )
+    data = build_federated_data(load_dataset("digits"), 6, "shards", seed=5)
+    trainer = Trainer(config, data)
+    initial = [w.copy() for w in trainer.state.server_weights]
+    datasets = {
+        (r, c): trainer._client_dataset(c, r) for r in range(2) for c in range(6)
+    }
+    for _ in range(2):
+        trainer.run_round()
+
+    process = build_sub_fedavg(
+        trainer.model_fn,
+        ELEMENT_SPEC,
+        client_optimizer_fn=tff.learning.optimizers.build_sgdm(0.05, momentum=0.5),
+        method="weight",
+    )
+    shapes = [w.shape for w in initial]
+    step = pruning_counts(shapes, trainer.targets, "weight", 0.5).as_tensors()
+    rng = np.random.default_rng(5)
+    masks = {}
+    state = process.initialize()._replace(global_model_weights=initial)
+    for round_number in range(2):
+        sampled = np.sort(rng.choice(6, 3, replace=False))
+        rng.random(3)  # the run's draw for lost uploads (none are lost)
+        inputs = [
+            ClientInput(
+                mask=masks.get(c, [np.ones(s, bool) for s in shapes]),
+                counts=PruningStep(
+                    *(no_pruning(len(shapes)).as_tensors() if c in masks else step)
+                ),
+                delivered=True,
+                residual_files=(),
+            )
+            for c in sampled
+        ]
+        output = process.next(
+            state, inputs, [datasets[(round_number, c)] for c in sampled]
+        )
+        state = output.state
+        for client, result in zip(sampled, output.clients, strict=True):
+            masks[int(client)] = [np.asarray(m) for m in result.mask]
+
+    for ours, theirs in zip(
+        trainer.state.server_weights, state.global_model_weights, strict=True
+    ):
+        np.testing.assert_allclose(ours, theirs, rtol=0, atol=1e-6)
+    assert set(masks) == {
+        c for c, s in enumerate(trainer.state.clients) if s.mask is not None
+    }
+    for client, held in masks.items():
+        for ours, theirs in zip(trainer.state.clients[client].mask, held, strict=True):
+            np.testing.assert_array_equal(ours, theirs)

@@ -306,3 +306,41 @@ def test_a_trimmed_mean_of_identical_clients_is_their_mean(clients):
     assert not np.allclose(ours[0], _initial_weights()[0])
     for a, b in zip(ours, theirs, strict=True):
         np.testing.assert_allclose(a, b, rtol=0, atol=1e-6)
+
+
+def test_roles_that_do_not_chain_are_refused_naming_both():
+    reference = model_fn()
+    shapes = [tuple(w.shape) for w in reference.trainable_weights]
+    weights_type = tff.StructWithPythonType(
+        [tff.TensorType(np.float32, s) for s in shapes], list
+    )
+    inputs_type = client_input_type(shapes, error_feedback=False)
+    dataset_type = tff.SequenceType(tff.types.tensorflow_to_type(ELEMENT_SPEC))
+
+    @tff.tensorflow.computation()
+    def initial_weights():
+        return [tf.identity(w) for w in model_fn().trainable_weights]
+
+    distributor = build_download_distributor(weights_type, inputs_type, personal=False)
+    client_work = build_fedprox_client_work(
+        distributor.next.type_signature.result.result.member,
+        inputs_type,
+        dataset_type,
+        0.0,
+    )
+    aggregator = build_round_aggregator(
+        None, client_work.next.type_signature.result.result.member[0], masked=False
+    )
+    # A finalizer for a model with one weight less.
+    smaller = tff.StructWithPythonType(list(weights_type)[:-1], list)
+    finalizer = build_masked_optimizer_finalizer(
+        tff.learning.optimizers.build_sgdm(1.0),
+        smaller,
+        tff.StructWithPythonType([smaller, smaller], tuple),
+        len(shapes) - 1,
+    )
+
+    with pytest.raises(
+        TypeError, match="the aggregator's output does not fit the finalizer"
+    ):
+        compose_round(initial_weights, distributor, client_work, aggregator, finalizer)

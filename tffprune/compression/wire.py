@@ -1,4 +1,7 @@
-"""The upload format: a client's pruned update as bytes, and back.
+"""The wire format of a round's messages, both ways: pruned tensors as bytes.
+
+A client's update going up and the server's values going down are the same
+kind of message.
 
 ``encode(tensors, masks) -> bytes`` and ``decode(bytes) -> (tensors, masks)``
 are real serializations. A round's values never leave its TFF computation, so
@@ -572,8 +575,3 @@ def decode(
     if reader.offset != len(body):
         raise PayloadError(f"{len(body) - reader.offset} unexpected trailing bytes")
     return tensors, masks
-
-
-def dense_size(tensors: Sequence[np.ndarray]) -> int:
-    """Bytes of the same tensors sent as raw float32 (no header)."""
-    return 4 * sum(int(np.size(t)) for t in tensors)

@@ -37,6 +37,7 @@ import numpy as np
 from tffprune.compression import baselines, wire
 from tffprune.compression.compact import CompactTensors
 from tffprune.fl.aggregation import fedavg, sub_fedavg
+from tffprune.fl.client import ClientWorkConfig
 from tffprune.fl.residual_store import ResidualStore
 from tffprune.pruning.counts import PruningCounts, no_pruning, pruning_counts
 from tffprune.pruning.policy import PrunableWeight, build_masks, sparsity_report
@@ -131,12 +132,13 @@ class ClientResult:
 class PruningPlan:
     """Which counts a client prunes to in a round: the schedule, per client.
 
+    The method, the prunable kernels, whether masks are personal and the
+    mask-distance rule are the client work's (`ClientWorkConfig`, held there
+    once); the plan reads them from ``work``.
+
     Attributes:
-        method: Pruning method.
+        work: The client work's settings.
         schedule: Sparsity per round (``IterativeSchedule``: per step).
-        personal: Masks persist per client (Sub-FedAvg): a client prunes only
-            above its own sparsity, and an iterative schedule steps from it.
-        targets: The prunable kernels.
         shapes: Shapes of the trainable weights.
         structured_share: ``hybrid``'s structured share.
         new_clients: What a Sub-FedAvg client seen for the first time starts
@@ -144,20 +146,41 @@ class PruningPlan:
             ``subnetwork`` (the server's current subnetwork at the round's
             target, `subnetwork`: positions and values, a fraction of the
             bytes).
-        mask_distance_threshold: Sub-FedAvg's reference rule (None: off): a
-            client that prunes this round draws an early candidate mask after
-            its first local epoch and prunes only if it differs from the
-            final candidate by more than this (`ClientWorkConfig`).
     """
 
-    method: str
+    work: ClientWorkConfig
     schedule: Schedule
-    personal: bool
-    targets: tuple[PrunableWeight, ...]
     shapes: tuple[tuple[int, ...], ...]
     structured_share: float = 0.5
     new_clients: str = "dense"
-    mask_distance_threshold: float | None = None
+
+    @property
+    def method(self) -> str:
+        """The pruning method."""
+        return self.work.method
+
+    @property
+    def targets(self) -> tuple[PrunableWeight, ...]:
+        """The prunable kernels."""
+        return self.work.targets
+
+    @property
+    def personal(self) -> bool:
+        """Masks persist per client (Sub-FedAvg's masked upload).
+
+        A client then prunes only above its own sparsity, and an iterative
+        schedule steps from it.
+        """
+        return self.work.masked_upload
+
+    @property
+    def mask_distance_threshold(self) -> float | None:
+        """Sub-FedAvg's reference rule's threshold (None: off).
+
+        A client that prunes draws an early candidate mask after its first
+        local epoch and prunes only if the final one differs by more.
+        """
+        return self.work.mask_distance_threshold
 
     def subnetwork(
         self,
@@ -224,23 +247,40 @@ class PruningPlan:
 
 @dataclasses.dataclass(frozen=True)
 class UploadFormat:
-    """How an upload is encoded (`tffprune.compression.wire`).
+    """How the messages are encoded (`tffprune.compression.wire`).
+
+    The update's value format, the verification (``return_values``) and
+    error feedback are the client work's (`ClientWorkConfig`, read through
+    ``work``); the download's value format is the distributor's.
 
     Attributes:
-        values: The update's value format (`wire.VALUE_FORMATS`).
+        work: The client work's settings.
         positions: ``auto``, ``bitmap`` or ``gaps``.
-        verify: Encode and decode every upload with the real codec and check
-            the round against the NumPy aggregation of what was decoded.
         download_values: The value format of what the server sends down.
-        error_feedback: Clients carry what the value format dropped into
-            their next upload (`tffprune.compression.error_feedback`).
     """
 
-    values: str = "float32"
+    work: ClientWorkConfig
     positions: str = "auto"
-    verify: bool = False
     download_values: str = "float32"
-    error_feedback: bool = False
+
+    @property
+    def values(self) -> str:
+        """The update's value format (`wire.VALUE_FORMATS`)."""
+        return self.work.value_format
+
+    @property
+    def verify(self) -> bool:
+        """Whether every upload is encoded and decoded with the real codec.
+
+        The round is then checked against the NumPy aggregation of what was
+        decoded.
+        """
+        return self.work.return_values
+
+    @property
+    def error_feedback(self) -> bool:
+        """Clients carry what the value format dropped into their next upload."""
+        return self.work.error_feedback
 
 
 class FederatedAlgorithm:
@@ -250,9 +290,7 @@ class FederatedAlgorithm:
         process: The round computation (`tffprune.fl.process.RoundProcess`
             or anything with its ``initialize_roles`` and ``next``).
         plan: The clients' pruning schedule.
-        upload: The upload's encoding.
-        weight_by_examples: Whether uploads are weighted by examples seen
-            (used by the verification's NumPy aggregation).
+        upload: The messages' encoding (its ``work`` is the plan's).
         shapes: Shapes of all weights (trainable then non-trainable).
         residuals: Where clients keep their error-feedback residuals (default:
             a temporary directory).
@@ -263,14 +301,13 @@ class FederatedAlgorithm:
         process,
         plan: PruningPlan,
         upload: UploadFormat,
-        weight_by_examples: bool,
         shapes: Sequence[tuple[int, ...]],
         residuals: ResidualStore | None = None,
     ) -> None:
         self.process = process
         self.plan = plan
         self.upload = upload
-        self.weight_by_examples = weight_by_examples
+        self.weight_by_examples = plan.work.weight_by_examples
         self.shapes = [tuple(s) for s in shapes]
         self.num_trainable = len(plan.shapes)
         self.residuals = residuals or ResidualStore()
@@ -445,25 +482,18 @@ class FederatedAlgorithm:
         # A new file for every residual written: the one a checkpoint names
         # is never overwritten.
         new_residuals = {int(c): self.residuals.name(c, round_number) for c in sampled}
-        residual_files = (
-            [
-                (
-                    self.residuals.path(clients[c].residual),
-                    self.residuals.path(new_residuals[int(c)]),
-                )
-                for c in sampled
+        residual_files = None
+        if self.upload.error_feedback:
+            residual_files = [
+                (self.residuals.path(clients[c].residual), self.residuals.path(name))
+                for c, name in new_residuals.items()
             ]
-            if self.upload.error_feedback
-            else None
-        )
         # What the server sent each client, as its float32 copy (before the
         # round changes the clients' states): the verification adds the
         # decoded uploads to it.
-        sent = (
-            {c: self.sent(server.weights, starts[c]) for c in starts}
-            if self.upload.verify
-            else {}
-        )
+        sent = {}
+        if self.upload.verify:
+            sent = {c: self.sent(server.weights, starts[c]) for c in starts}
         output = self.process.next(
             server.weights,
             server.roles,
@@ -473,72 +503,18 @@ class FederatedAlgorithm:
             datasets,
             residual_files,
         )
+        downloads = self._download_costs(server.weights, clients, starts)
         results, helds = [], {}
-        # FedAvg sends every client the same model: count its bytes once.
-        every_client_same = None
-        if not self.plan.personal and masks:
-            every_client_same = self.download_costs(
-                server.weights, masks[0], ClientState()
-            )
         for client, report, arrived in zip(
             sampled, output.reports, delivered, strict=True
         ):
             client = int(client)
-            download = (
-                self.download_costs(server.weights, starts[client], clients[client])
-                if every_client_same is None
-                else every_client_same
+            helds[client] = self.upload_held(clients[client], starts[client])
+            result = self._client_result(
+                client, report, arrived, downloads[client], helds[client]
             )
-            held = helds[client] = self.upload_held(clients[client], starts[client])
-            clients[client].download_bytes += download["download_bytes"]
-            if not arrived:
-                results.append(ClientResult(client, "dropped", **download))
-                continue
-            if not report.finite:
-                results.append(
-                    ClientResult(
-                        client,
-                        "rejected",
-                        "update rejected: NaN or Inf values",
-                        **download,
-                    )
-                )
-                continue
-            state = clients[client]
-            all_masks = report.masks + [
-                np.ones(s, bool) for s in self.shapes[self.num_trainable :]
-            ]
-            sparsity = sparsity_report(
-                report.masks, self.plan.targets
-            ).prunable_sparsity
-            results.append(
-                ClientResult(
-                    client,
-                    "aggregated",
-                    upload_bytes=wire.encoded_size(
-                        all_masks,
-                        self.upload.values,
-                        self.upload.positions,
-                        report.zero_kept,
-                        held=held,
-                    ),
-                    **download,
-                    masks=all_masks,
-                    held=held,
-                    sparsity=sparsity,
-                    mean_loss=report.mean_loss,
-                    mask_distance=report.mask_distance,
-                )
-            )
-            state.rounds_participated += 1
-            state.upload_bytes += results[-1].upload_bytes
-            state.sparsity = sparsity
-            if self.plan.personal:
-                state.mask = report.masks
-            if self.upload.error_feedback:
-                state.residual = new_residuals[client]
-            if report.personal is not None:
-                state.personal_model = report.personal
+            results.append(result)
+            self._update_client(clients[client], result, report, new_residuals[client])
         if self.upload.verify:
             self._verify(server.weights, output, results, helds, sent)
         return (
@@ -546,6 +522,78 @@ class FederatedAlgorithm:
             results,
             output.measurements,
         )
+
+    def _download_costs(
+        self,
+        weights: Sequence[np.ndarray],
+        clients: Sequence[ClientState],
+        starts: dict[int, list[np.ndarray]],
+    ) -> dict[int, dict[str, float]]:
+        """Per sampled client, what its download cost (`download_costs`).
+
+        FedAvg sends every client the same model: its bytes are counted once.
+        """
+        if not self.plan.personal and starts:
+            same = self.download_costs(
+                weights, next(iter(starts.values())), ClientState()
+            )
+            return {client: same for client in starts}
+        return {
+            client: self.download_costs(weights, start, clients[client])
+            for client, start in starts.items()
+        }
+
+    def _client_result(
+        self,
+        client: int,
+        report,
+        arrived: bool,
+        download: dict[str, float],
+        held: list[np.ndarray | None],
+    ) -> ClientResult:
+        """What one sampled client did, with the exact size of its upload."""
+        if not arrived:
+            return ClientResult(client, "dropped", **download)
+        if not report.finite:
+            reason = "update rejected: NaN or Inf values"
+            return ClientResult(client, "rejected", reason, **download)
+        all_masks = report.masks + [
+            np.ones(s, bool) for s in self.shapes[self.num_trainable :]
+        ]
+        return ClientResult(
+            client,
+            "aggregated",
+            upload_bytes=wire.encoded_size(
+                all_masks,
+                self.upload.values,
+                self.upload.positions,
+                report.zero_kept,
+                held=held,
+            ),
+            **download,
+            masks=all_masks,
+            held=held,
+            sparsity=sparsity_report(report.masks, self.plan.targets).prunable_sparsity,
+            mean_loss=report.mean_loss,
+            mask_distance=report.mask_distance,
+        )
+
+    def _update_client(
+        self, state: ClientState, result: ClientResult, report, residual: str
+    ) -> None:
+        """Records a client's round in its state (its mask once aggregated)."""
+        state.download_bytes += result.download_bytes
+        if result.status != "aggregated":
+            return
+        state.rounds_participated += 1
+        state.upload_bytes += result.upload_bytes
+        state.sparsity = result.sparsity
+        if self.plan.personal:
+            state.mask = report.masks
+        if self.upload.error_feedback:
+            state.residual = residual
+        if report.personal is not None:
+            state.personal_model = report.personal
 
     def _verify(
         self, weights, output, results: list[ClientResult], helds: dict, sent

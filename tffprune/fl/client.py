@@ -145,15 +145,7 @@ def build_client_train_fn(
     # Tuples, not lists: a dataset loop carries a list as one stacked tensor.
     specs = tuple(tf.TensorSpec(v.shape, v.dtype) for v in model.trainable_weights)
 
-    def load(trainable, non_trainable, masks=None):
-        for index, (variable, value) in enumerate(
-            zip(model.trainable_weights, trainable, strict=True)
-        ):
-            variable.assign(value if masks is None else value * masks[index])
-        for variable, value in zip(
-            model.non_trainable_weights, non_trainable, strict=True
-        ):
-            variable.assign(value)
+    load = _loader(model)
 
     def snapshot():
         return tuple(tf.identity(v) for v in model.trainable_weights)
@@ -174,14 +166,7 @@ def build_client_train_fn(
                 outputs = model(inputs, training=True)
                 loss = loss_fn(labels, outputs)
             gradients = tape.gradient(loss, model.trainable_weights)
-            # Masked gradients keep pruned weights at exactly 0: their
-            # gradient, and so any optimizer's step and moments, are 0.
-            gradients = tuple(g * m for g, m in zip(gradients, masks, strict=True))
-            state, updated = optimizer.next(
-                state, tuple(model.trainable_weights), gradients
-            )
-            for variable, value in zip(model.trainable_weights, updated, strict=True):
-                variable.assign(value)
+            state = _masked_step(optimizer, state, model, gradients, masks)
             batch_size = tf.shape(labels, out_type=tf.int64)[0]
             num_examples += batch_size
             loss_sum += loss * tf.cast(batch_size, tf.float32)
@@ -199,6 +184,42 @@ def build_client_train_fn(
         )
         return result + (list(early),) if early_snapshot else result
 
+    train.accuracy = _accuracy_fn(model, load)
+    return train
+
+
+def _masked_step(optimizer: Optimizer, state, model, gradients, masks):
+    """One optimizer step with masked gradients; returns the optimizer's state.
+
+    Masked gradients keep pruned weights at exactly 0: their gradient, and so
+    any optimizer's step and moments, are 0.
+    """
+    gradients = tuple(g * m for g, m in zip(gradients, masks, strict=True))
+    state, updated = optimizer.next(state, tuple(model.trainable_weights), gradients)
+    for variable, value in zip(model.trainable_weights, updated, strict=True):
+        variable.assign(value)
+    return state
+
+
+def _loader(model: tf.keras.Model) -> Callable[..., None]:
+    """``load(trainable, non_trainable, masks=None)``: sets the model's weights."""
+
+    def load(trainable, non_trainable, masks=None):
+        for index, (variable, value) in enumerate(
+            zip(model.trainable_weights, trainable, strict=True)
+        ):
+            variable.assign(value if masks is None else value * masks[index])
+        for variable, value in zip(
+            model.non_trainable_weights, non_trainable, strict=True
+        ):
+            variable.assign(value)
+
+    return load
+
+
+def _accuracy_fn(model: tf.keras.Model, load: Callable[..., None]):
+    """``accuracy(trainable, non_trainable, dataset)`` of the model (argmax)."""
+
     @tf.function
     def accuracy(trainable, non_trainable, dataset):
         load(trainable, non_trainable)
@@ -214,8 +235,7 @@ def build_client_train_fn(
             tf.cast(correct, tf.float32), tf.cast(seen, tf.float32)
         )
 
-    train.accuracy = accuracy
-    return train
+    return accuracy
 
 
 def build_client_work_fn(
@@ -286,24 +306,11 @@ def build_client_work_fn(
         base = tf.cast(num_examples, tf.float32) if work.weight_by_examples else 1.0
         weight = tf.where(tf.logical_and(finite, client.delivered), base, 0.0)
         upload = (values, kept, weight) if work.masked_upload else (values, weight)
-        output = ClientOutput(
-            mask=new_masks,
-            num_examples=num_examples,
-            loss_sum=loss_sum,
-            finite=finite,
-            zero_kept=[
-                tf.reduce_any(tf.logical_and(mask, tf.equal(u, 0.0)))
-                for u, mask in zip(encoded, kept, strict=True)
-            ],
-            residual_written=residual_written,
-            personal=[
-                _values_at(w, mask)
-                for w, mask in zip(weights + buffers, kept, strict=True)
-            ]
-            if work.personal_models
-            else [],
-            mask_distance=distance,
-            values=encoded if work.return_values else [],
+        output = steps.output(
+            new_masks,
+            (weights + buffers, kept),
+            (num_examples, loss_sum, finite),
+            (encoded, residual_written, distance),
         )
         return upload, output
 
@@ -368,6 +375,36 @@ class _ClientSteps:
             for new, old in zip(candidate, masks, strict=True)
         ]
         return new_masks, distance
+
+    def output(self, new_masks, trained, training, encoding) -> ClientOutput:
+        """The client's `ClientOutput`: its new state and what it cost.
+
+        Args:
+            new_masks: Its new masks (trainable weights).
+            trained: ``(weights, kept)``: every trained weight and its mask.
+            training: ``(num_examples, loss_sum, finite)``.
+            encoding: ``(encoded, residual_written, mask_distance)``.
+        """
+        (weights, kept), (num_examples, loss_sum, finite) = trained, training
+        encoded, residual_written, distance = encoding
+        return ClientOutput(
+            mask=new_masks,
+            num_examples=num_examples,
+            loss_sum=loss_sum,
+            finite=finite,
+            zero_kept=[
+                tf.reduce_any(tf.logical_and(mask, tf.equal(u, 0.0)))
+                for u, mask in zip(encoded, kept, strict=True)
+            ],
+            residual_written=residual_written,
+            personal=[
+                _values_at(w, mask) for w, mask in zip(weights, kept, strict=True)
+            ]
+            if self.work.personal_models
+            else [],
+            mask_distance=distance,
+            values=encoded if self.work.return_values else [],
+        )
 
     def encode(self, updates, kept, residual_files):
         """The updates in the upload's value format, as the server decodes them.

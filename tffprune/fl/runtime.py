@@ -258,11 +258,6 @@ class LocalRuntime:
         self._previous_handler = None
 
     @property
-    def addresses(self) -> list[str]:
-        """The workers' addresses."""
-        return list(self._addresses)
-
-    @property
     def worker_pids(self) -> list[int]:
         """Process ids of the workers this runtime started (not remote ones)."""
         return [worker.process.pid for worker in self._started]

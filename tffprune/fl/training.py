@@ -109,6 +109,68 @@ def _compiled_optimizer_note(model: tf.keras.Model, config: TrainConfig) -> str:
     )
 
 
+def _pruning_plan(
+    config: TrainConfig,
+    work: ClientWorkConfig,
+    trainable_shapes: list[tuple[int, ...]],
+    schedule_rounds: int,
+) -> PruningPlan:
+    """The clients' pruning schedule for a run (decided on the driver)."""
+    schedule = build_schedule(config.schedule, config.sparsity, schedule_rounds)
+    if isinstance(schedule, IterativeSchedule):
+        schedule = IterativeSchedule(config.sparsity, config.step_fraction)
+    return PruningPlan(
+        work=work,
+        schedule=schedule,
+        shapes=tuple(trainable_shapes),
+        structured_share=config.structured_share,
+        new_clients=config.new_clients,
+    )
+
+
+def _client_work(config: TrainConfig, targets: tuple) -> ClientWorkConfig:
+    """A run's client work settings: the one record of them."""
+    personal = config.aggregation == "subfedavg"
+    return ClientWorkConfig(
+        method=config.method,
+        targets=targets,
+        value_format=config.upload_values,
+        masked_upload=personal,
+        weight_by_examples=config.resolved_client_weighting == "num_examples",
+        accuracy_threshold=config.accuracy_threshold if personal else 0.0,
+        mask_distance_threshold=config.mask_distance_threshold,
+        error_feedback=config.uses_error_feedback,
+        personal_models=config.personal_models,
+        return_values=config.verify_uploads,
+    )
+
+
+def _round_parts(
+    config: TrainConfig,
+    model_fn: Callable[[], tf.keras.Model],
+    input_shape: tuple[int, ...],
+    work: ClientWorkConfig,
+    client_optimizer,
+) -> RoundParts:
+    """The round's parts for a run: its client work and both optimizers."""
+    element_spec = (
+        tf.TensorSpec([None, *input_shape], tf.float32),
+        tf.TensorSpec([None], tf.int32),
+    )
+    return RoundParts(
+        model_fn,
+        element_spec,
+        client_optimizer,
+        work,
+        server_optimizer=build_optimizer(
+            config.server_optimizer,
+            config.server_learning_rate,
+            config.server_momentum,
+        ),
+        download_values=config.download_values,
+    )
+
+
 def _mean(values: list[float]) -> float:
     return float(np.mean(values)) if values else float("nan")
 
@@ -155,9 +217,7 @@ class Trainer:
         self.model_fn = model_fn
         tf.keras.utils.set_random_seed(config.seed)
         initial = model_fn()
-        self.policy = PruningPolicy(
-            prune_logits=config.prune_logits, prune_biases=config.prune_biases
-        )
+        self.policy = PruningPolicy(config.prune_logits, config.prune_biases)
         self.targets = tuple(self.policy.select(initial))
         self.unpruned_layers = self.policy.unpruned_layers(initial)
         self.optimizer_note = _compiled_optimizer_note(initial, config)
@@ -168,65 +228,20 @@ class Trainer:
         optimizer = build_optimizer(
             config.client_optimizer, config.client_learning_rate, config.client_momentum
         )
-        personal = config.aggregation == "subfedavg"
-        weight_by_examples = config.resolved_client_weighting == "num_examples"
         # The schedule spans the rounds the run started with: resuming with more
         # --rounds extends the run, not the schedule.
         schedule_rounds = (state and state.schedule_rounds) or config.rounds
-        schedule = build_schedule(config.schedule, config.sparsity, schedule_rounds)
-        if isinstance(schedule, IterativeSchedule):
-            schedule = IterativeSchedule(config.sparsity, config.step_fraction)
-        self.plan = PruningPlan(
-            method=config.method,
-            schedule=schedule,
-            personal=personal,
-            targets=self.targets,
-            shapes=tuple(self.shapes[: self.num_trainable]),
-            structured_share=config.structured_share,
-            new_clients=config.new_clients,
-            mask_distance_threshold=config.mask_distance_threshold,
-        )
-        element_spec = (
-            tf.TensorSpec([None, *input_shape], tf.float32),
-            tf.TensorSpec([None], tf.int32),
-        )
-        work = ClientWorkConfig(
-            method=config.method,
-            targets=self.targets,
-            value_format=config.upload_values,
-            masked_upload=personal,
-            weight_by_examples=weight_by_examples,
-            accuracy_threshold=config.accuracy_threshold if personal else 0.0,
-            mask_distance_threshold=config.mask_distance_threshold,
-            error_feedback=config.uses_error_feedback,
-            personal_models=config.personal_models,
-            return_values=config.verify_uploads,
+        work = _client_work(config, self.targets)
+        self.plan = _pruning_plan(
+            config, work, self.shapes[: self.num_trainable], schedule_rounds
         )
         self.process = RoundProcess(
-            RoundParts(
-                model_fn,
-                element_spec,
-                optimizer,
-                work,
-                server_optimizer=build_optimizer(
-                    config.server_optimizer,
-                    config.server_learning_rate,
-                    config.server_momentum,
-                ),
-                download_values=config.download_values,
-            )
+            _round_parts(config, model_fn, input_shape, work, optimizer)
         )
         self.algorithm = FederatedAlgorithm(
             self.process,
             self.plan,
-            UploadFormat(
-                config.upload_values,
-                config.positions,
-                config.verify_uploads,
-                config.download_values,
-                config.uses_error_feedback,
-            ),
-            weight_by_examples,
+            UploadFormat(work, config.positions, config.download_values),
             self.shapes,
             ResidualStore(residual_dir),
         )
@@ -246,22 +261,9 @@ class Trainer:
         resumed = state is not None
         if state is None:
             weights = initial_weights or [w.numpy() for w in variables]
-            state = TrainerState(
-                round=0,
-                server=self.algorithm.init(weights),
-                clients=[ClientState() for _ in range(data.num_clients)],
-                sampler_state=np.random.default_rng(config.seed).bit_generator.state,
-                metrics=[],
-                schedule_rounds=config.rounds,
-            )
-        else:  # a checkpoint holds the role states' leaves
-            state.schedule_rounds = schedule_rounds
-            initial_roles = self.process.initialize_roles()
-            state.server.roles = (
-                initial_roles
-                if state.server.roles is None
-                else tf.nest.pack_sequence_as(initial_roles, state.server.roles)
-            )
+            state = self._fresh_state(weights)
+        else:
+            self._restore_roles(state, schedule_rounds)
         missing = self.residuals.missing(c.residual for c in state.clients)
         if missing:
             raise ValueError(
@@ -276,6 +278,30 @@ class Trainer:
         self._checkpointed = self.residual_names() if resumed else set()
         self.rng = np.random.default_rng()
         self.rng.bit_generator.state = state.sampler_state
+
+    def _fresh_state(self, weights: list[np.ndarray]) -> TrainerState:
+        """The state of a run's start from these server weights."""
+        return TrainerState(
+            round=0,
+            server=self.algorithm.init(weights),
+            clients=[ClientState() for _ in range(self.data.num_clients)],
+            sampler_state=np.random.default_rng(self.config.seed).bit_generator.state,
+            metrics=[],
+            schedule_rounds=self.config.rounds,
+        )
+
+    def _restore_roles(self, state: TrainerState, schedule_rounds: int) -> None:
+        """Packs a checkpoint's role-state leaves into the roles' structure.
+
+        A checkpoint of format 3 or older holds none: the roles start afresh.
+        """
+        state.schedule_rounds = schedule_rounds
+        initial_roles = self.process.initialize_roles()
+        state.server.roles = (
+            initial_roles
+            if state.server.roles is None
+            else tf.nest.pack_sequence_as(initial_roles, state.server.roles)
+        )
 
     def _client_dataset(self, client: int, round_number: int) -> tf.data.Dataset:
         inputs, labels = self.data.client_train(client)

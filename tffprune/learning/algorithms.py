@@ -16,7 +16,16 @@ four roles (`tffprune.learning.composers.compose_round`):
   client's own state (`tffprune.fl.messages.ClientInput`) and returns its new
   one (`ClientOutput`) placed at CLIENTS (Vahidian et al., 2021). The caller
   keeps the states by client id (`tffprune.fl.algorithm.FederatedAlgorithm`
-  does, for `tffprune.train`).
+  does, for `tffprune.train`)::
+
+      initialize: ( -> LearningAlgorithmState@SERVER)
+      next: (<state@SERVER, ClientInput@CLIENTS, dataset@CLIENTS>
+             -> RoundOutput<state@SERVER, ClientOutput@CLIENTS, metrics@SERVER>)
+
+  ``state.global_model_weights`` is the list of the model's trainable then
+  non-trainable weights. A loop keeps each client's ``ClientOutput.mask`` by
+  client id and passes it back as ``ClientInput.mask`` the next time the
+  client is sampled (all True the first time).
 """
 
 from __future__ import annotations
@@ -199,17 +208,7 @@ def build_sub_fedavg(
     and uploads its update and mask; the server averages each entry over the
     clients that kept it and steps with ``server_optimizer_fn``.
 
-    Signature of the returned process::
-
-        initialize: ( -> LearningAlgorithmState@SERVER)
-        next: (<state@SERVER, ClientInput@CLIENTS, dataset@CLIENTS>
-               -> RoundOutput<state@SERVER, ClientOutput@CLIENTS,
-                              metrics@SERVER>)
-
-    ``state.global_model_weights`` is the list of the model's trainable then
-    non-trainable weights. A loop keeps each client's ``ClientOutput.mask``
-    by client id and passes it back as ``ClientInput.mask`` the next time the
-    client is sampled (all True the first time).
+    The returned process's signature is in the module docstring.
 
     Args:
         model_fn: Builds a new Keras classification model (no arguments).
@@ -303,12 +302,12 @@ def build_fedavg(
             pseudo-gradients (default ``MeanFactory``).
         method: The pruning method (``none``: dense uploads).
         sparsity: The target sparsity.
-        schedule: ``constant`` or ``polynomial`` (over ``rounds``).
-        rounds: The rounds the schedule spans (later rounds keep its last
-            sparsity).
+        schedule: ``constant`` or ``polynomial`` over ``rounds`` (its last
+            sparsity after them).
+        rounds: The rounds the schedule spans.
         structured_share: ``hybrid``'s structured share.
-        upload_values: The update's value format (no error feedback: FedAvg
-            clients keep no state; `build_sub_fedavg` has it).
+        upload_values: The update's value format (no error feedback here:
+            its residuals are client state).
         download_values: The download's value format.
         client_weighting: ``num_examples`` (TFF's) or ``uniform``.
         prune_logits: Prune the logits layer too.
@@ -319,13 +318,12 @@ def build_fedavg(
         ``tff.learning.models.ModelWeights``.
 
     Raises:
-        ValueError: On an unknown value format, weighting or schedule, or
-            the iterative schedule (its steps are per client).
+        ValueError: On an unknown value format, weighting or schedule, or the
+            iterative schedule (its steps are per client).
     """
     _check_options(upload_values, download_values, client_weighting)
     reference = model_fn()
-    policy = PruningPolicy(prune_logits=prune_logits, prune_biases=prune_biases)
-    targets = tuple(policy.select(reference))
+    targets = tuple(PruningPolicy(prune_logits, prune_biases).select(reference))
     trainable = [tuple(w.shape) for w in reference.trainable_weights]
     plan = build_schedule(schedule, sparsity, rounds)
     if isinstance(plan, IterativeSchedule):
@@ -337,9 +335,6 @@ def build_fedavg(
         pruning_counts(trainable, targets, method, plan(r), structured_share)
         for r in range(max(rounds, 1))
     ]
-    entries = np.stack([s.entries for s in steps]).astype(np.int32)
-    slices = np.stack([s.slices for s in steps]).astype(np.int32)
-    totals = np.asarray([s.total for s in steps], np.int32)
     work = ClientWorkConfig(
         method=method,
         targets=targets,
@@ -356,6 +351,23 @@ def build_fedavg(
         model_aggregator=model_aggregator,
         download_values=download_values,
     )
+    return _as_learning_process(composed, steps, trainable)
+
+
+def _as_learning_process(
+    composed: tff.templates.IterativeProcess,
+    steps: list,
+    trainable: list[tuple[int, ...]],
+) -> tff.learning.templates.LearningProcess:
+    """A composed round whose clients keep no state, as a ``LearningProcess``.
+
+    Each round every client gets all-True masks and the schedule's pruning
+    step for the round the distributor has counted (``steps[r]``, the last
+    one from then on); the clients' outputs are dropped.
+    """
+    entries = np.stack([s.entries for s in steps]).astype(np.int32)
+    slices = np.stack([s.slices for s in steps]).astype(np.int32)
+    totals = np.asarray([s.total for s in steps], np.int32)
     state_type = composed.initialize.type_signature.result
     data_type = composed.next.type_signature.parameter[2]
     num_trainable = len(trainable)

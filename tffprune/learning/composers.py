@@ -90,18 +90,9 @@ def compose_round(
     def output_of(result):
         return result[1]
 
-    @tff.federated_computation()
-    def initialize():
-        weights = tff.federated_eval(initial_weights_fn, tff.SERVER)
-        return tff.federated_zip(
-            tff.learning.templates.LearningAlgorithmState(
-                weights,
-                distributor.initialize(),
-                client_work.initialize(),
-                aggregator.initialize(),
-                finalizer.initialize(),
-            )
-        )
+    initialize = _initialize(
+        initial_weights_fn, distributor, client_work, aggregator, finalizer
+    )
 
     @tff.federated_computation(initialize.type_signature.result, inputs_type, data_type)
     def next_fn(state, inputs, data):
@@ -137,6 +128,21 @@ def compose_round(
         )
 
     return tff.templates.IterativeProcess(initialize, next_fn)
+
+
+def _initialize(initial_weights_fn, *roles) -> tff.Computation:
+    """The composed state's initialization: the weights, then each role's."""
+
+    @tff.federated_computation()
+    def initialize():
+        weights = tff.federated_eval(initial_weights_fn, tff.SERVER)
+        return tff.federated_zip(
+            tff.learning.templates.LearningAlgorithmState(
+                weights, *(role.initialize() for role in roles)
+            )
+        )
+
+    return initialize
 
 
 def _check_chain(initial_weights_fn, distributor, client_work, aggregator, finalizer):

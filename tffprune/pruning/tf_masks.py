@@ -1,6 +1,8 @@
-"""Magnitude pruning in TensorFlow, for use inside a TFF computation.
+"""Every pruning method's masks in TensorFlow, for use inside a TFF computation.
 
-The TensorFlow twin of `tffprune.pruning.masks.weight_mask` (tests check one
+`build_masks` lifts the registry's TensorFlow twins
+(`tffprune.pruning.methods`) over a model's weights. Its magnitude pruning is
+the TensorFlow twin of `tffprune.pruning.masks.weight_mask` (tests check one
 against the other): the same count, the same order (already-pruned entries
 first, then the smallest ``|w|``, ties to the lower flat index), so that a
 client can prune inside its TFF work without its weights leaving the runtime.
