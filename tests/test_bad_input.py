@@ -10,6 +10,7 @@ import sys
 
 import numpy as np
 from click.testing import CliRunner
+from crafted_files import RunsACommand
 
 from tffprune.cli import cli
 from tffprune.data.formats import write_idx
@@ -354,16 +355,6 @@ def test_bad_input_through_a_real_process(tmp_path):
     assert "Traceback" not in completed.stderr
 
 
-class _RunsACommand:
-    def __init__(self, marker):
-        self.marker = marker
-
-    def __reduce__(self):
-        import os
-
-        return (os.system, (f"touch {self.marker}",))
-
-
 def test_a_cifar_batch_that_would_run_code_is_refused_by_train_and_data(tmp_path):
     import pickle
 
@@ -373,7 +364,7 @@ def test_a_cifar_batch_that_would_run_code_is_refused_by_train_and_data(tmp_path
     for name in [*(f"data_batch_{i}" for i in range(1, 6)), "test_batch"]:
         batch = {b"data": np.zeros((2, 3072), np.uint8), b"labels": [0, 1]}
         if name == "data_batch_1":
-            batch[b"data"] = _RunsACommand(marker)
+            batch[b"data"] = RunsACommand(marker)
         (directory / name).write_bytes(pickle.dumps(batch))
     runner = CliRunner()
     commands = [

@@ -340,24 +340,15 @@ class TrainConfig:
                 f"clients_per_round ({self.clients_per_round}) cannot exceed "
                 f"num_clients ({self.num_clients})"
             )
-        if not 0 < self.client_learning_rate < float("inf"):
-            raise ConfigError(
-                "client_learning_rate must be > 0 and finite, got "
-                f"{self.client_learning_rate}"
-            )
-        if not 0.0 <= self.client_momentum < 1.0:
-            raise ConfigError(
-                f"client_momentum must be in [0, 1), got {self.client_momentum}"
-            )
-        if not 0 < self.server_learning_rate < float("inf"):
-            raise ConfigError(
-                "server_learning_rate must be > 0 and finite, got "
-                f"{self.server_learning_rate}"
-            )
-        if not 0.0 <= self.server_momentum < 1.0:
-            raise ConfigError(
-                f"server_momentum must be in [0, 1), got {self.server_momentum}"
-            )
+        for side in ("client", "server"):
+            rate = getattr(self, f"{side}_learning_rate")
+            momentum = getattr(self, f"{side}_momentum")
+            if not 0 < rate < float("inf"):
+                raise ConfigError(
+                    f"{side}_learning_rate must be > 0 and finite, got {rate}"
+                )
+            if not 0.0 <= momentum < 1.0:
+                raise ConfigError(f"{side}_momentum must be in [0, 1), got {momentum}")
         if not 0 < self.alpha < float("inf"):
             raise ConfigError(f"alpha must be > 0, got {self.alpha}")
         if not 0.0 <= self.structured_share <= 1.0:

@@ -3,6 +3,7 @@ import pickle
 
 import numpy as np
 import pytest
+from crafted_files import RunsACommand
 
 from tffprune.data.formats import (
     DataError,
@@ -122,23 +123,11 @@ def test_read_cifar_batch_truncated(tmp_path):
         read_cifar_batch(path)
 
 
-class _RunsACommand:
-    """Pickles as a call of os.system, as a crafted batch file would."""
-
-    def __init__(self, marker):
-        self.marker = marker
-
-    def __reduce__(self):
-        import os
-
-        return (os.system, (f"touch {self.marker}",))
-
-
 def test_read_cifar_batch_refuses_a_batch_that_runs_code(tmp_path):
     marker = tmp_path / "ran"
     path = tmp_path / "data_batch_1"
     with path.open("wb") as handle:
-        pickle.dump({b"data": _RunsACommand(marker), b"labels": [0]}, handle)
+        pickle.dump({b"data": RunsACommand(marker), b"labels": [0]}, handle)
 
     with pytest.raises(
         DataError,

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 import tensorflow_federated as tff
+import tiny_cnn
 
 from tffprune.compression.tf_values import transmitted
 from tffprune.config import TrainConfig
@@ -12,24 +13,18 @@ from tffprune.data.pipeline import batched_dataset
 from tffprune.fl.algorithm import UploadVerificationError
 from tffprune.fl.client import ClientWorkConfig
 from tffprune.fl.process import RoundParts, RoundProcess
-from tffprune.fl.runtime import ensure_runtime
 from tffprune.fl.training import Trainer
-from tffprune.models import build_model
 from tffprune.pruning.counts import no_pruning
 
 from .reference_round import reference_round
 
-pytestmark = pytest.mark.slow
-
-INPUT_SHAPE = (8, 8, 1)
-ELEMENT_SPEC = (
-    tf.TensorSpec([None, *INPUT_SHAPE], tf.float32),
-    tf.TensorSpec([None], tf.int32),
+INPUT_SHAPE, ELEMENT_SPEC, model_fn = (
+    tiny_cnn.INPUT_SHAPE,
+    tiny_cnn.ELEMENT_SPEC,
+    tiny_cnn.model_fn,
 )
 
-
-def model_fn():
-    return build_model("tfmot_cnn", INPUT_SHAPE, 10)
+pytestmark = pytest.mark.slow
 
 
 def batch_norm_model_fn(dropout=0.0):
@@ -51,18 +46,10 @@ def batch_norm_model_fn(dropout=0.0):
 
 @pytest.fixture(scope="module")
 def digits_clients():
-    ensure_runtime()
-    data = build_federated_data(load_dataset("digits"), 4, "iid", seed=0)
-    # Unequal client sizes, so example weighting matters.
-    return [
-        (data.client_train(c)[0][: 40 + 30 * c], data.client_train(c)[1][: 40 + 30 * c])
-        for c in range(4)
-    ]
+    return tiny_cnn.digits_clients()
 
 
-def _initial_weights():
-    model = build_model("tfmot_cnn", INPUT_SHAPE, 10, seed=3)
-    return [w.numpy() for w in model.trainable_weights + model.non_trainable_weights]
+_initial_weights = tiny_cnn.initial_weights
 
 
 def test_fedavg_matches_tff_build_weighted_fed_avg(digits_clients):

@@ -6,45 +6,46 @@ import numpy as np
 import pytest
 import tensorflow as tf
 import tensorflow_federated as tff
+import tiny_cnn
 
 from tffprune.data import build_federated_data, load_dataset
 from tffprune.data.pipeline import batched_dataset
 from tffprune.fl.messages import ClientInput, PruningStep
-from tffprune.fl.runtime import ensure_runtime
 from tffprune.learning import build_fedavg, build_sub_fedavg
-from tffprune.models import build_model
 from tffprune.pruning.counts import no_pruning, pruning_counts
 from tffprune.pruning.policy import PruningPolicy
 
 pytestmark = pytest.mark.slow
 
-INPUT_SHAPE = (8, 8, 1)
-ELEMENT_SPEC = (
-    tf.TensorSpec([None, *INPUT_SHAPE], tf.float32),
-    tf.TensorSpec([None], tf.int32),
-)
-
-
-def model_fn():
-    return build_model("tfmot_cnn", INPUT_SHAPE, 10)
+ELEMENT_SPEC, model_fn = tiny_cnn.ELEMENT_SPEC, tiny_cnn.model_fn
 
 
 @pytest.fixture(scope="module")
 def clients():
-    ensure_runtime()
-    data = build_federated_data(load_dataset("digits"), 4, "iid", seed=0)
-    # Unequal client sizes, so example weighting matters.
-    return [
-        (data.client_train(c)[0][: 40 + 30 * c], data.client_train(c)[1][: 40 + 30 * c])
-        for c in range(4)
-    ]
+    return tiny_cnn.digits_clients()
 
 
 def _initial_weights():
-    model = build_model("tfmot_cnn", INPUT_SHAPE, 10, seed=3)
-    return tff.learning.models.ModelWeights(
-        trainable=[w.numpy() for w in model.trainable_weights], non_trainable=[]
-    )
+    # tfmot_cnn has no non-trainable weights.
+    return tff.learning.models.ModelWeights(tiny_cnn.initial_weights(), [])
+
+
+def _inputs(sampled, masks, shapes, step):
+    """Each sampled client's input: its held mask (all True the first time).
+
+    The constant schedule's step, which a client already pruned skips.
+    """
+    return [
+        ClientInput(
+            mask=masks.get(c, [np.ones(s, bool) for s in shapes]),
+            counts=PruningStep(
+                *(no_pruning(len(shapes)).as_tensors() if c in masks else step)
+            ),
+            delivered=True,
+            residual_files=(),
+        )
+        for c in sampled
+    ]
 
 
 def _datasets(clients):
@@ -165,18 +166,7 @@ def test_build_sub_fedavg_keeps_each_clients_mask_by_id(clients):
     masks, history = {}, []
     state = process.initialize()
     for sampled in ([0, 1], [1, 2]):
-        inputs = [
-            ClientInput(
-                mask=masks.get(c, [np.ones(s, bool) for s in shapes]),
-                # A client already at 50% does not prune again.
-                counts=PruningStep(
-                    *(step if c not in masks else no_pruning(len(shapes)).as_tensors())
-                ),
-                delivered=True,
-                residual_files=(),
-            )
-            for c in sampled
-        ]
+        inputs = _inputs(sampled, masks, shapes, step)
         output = process.next(
             state, inputs, [batched_dataset(*clients[c], 16) for c in sampled]
         )
@@ -238,17 +228,7 @@ def test_tffprune_train_is_the_public_process_driven_by_hand():
     for round_number in range(2):
         sampled = np.sort(rng.choice(6, 3, replace=False))
         rng.random(3)  # the run's draw for lost uploads (none are lost)
-        inputs = [
-            ClientInput(
-                mask=masks.get(c, [np.ones(s, bool) for s in shapes]),
-                counts=PruningStep(
-                    *(no_pruning(len(shapes)).as_tensors() if c in masks else step)
-                ),
-                delivered=True,
-                residual_files=(),
-            )
-            for c in sampled
-        ]
+        inputs = _inputs(sampled, masks, shapes, step)
         output = process.next(
             state, inputs, [datasets[(round_number, c)] for c in sampled]
         )

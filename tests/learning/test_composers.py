@@ -174,14 +174,13 @@ class TrimmedMeanFactory(tff.aggregators.UnweightedAggregationFactory):
         return tff.templates.AggregationProcess(initialize, next_fn)
 
 
-def compose_fedprox(mu, aggregator_factory):
-    reference = model_fn()
-    shapes = [tuple(w.shape) for w in reference.trainable_weights]
+def _fedprox_roles(mu):
+    """The weights' type, initial weights, distributor and FedProx's work."""
+    shapes = [tuple(w.shape) for w in model_fn().trainable_weights]
     weights_type = tff.StructWithPythonType(
         [tff.TensorType(np.float32, s) for s in shapes], list
     )
     inputs_type = client_input_type(shapes, error_feedback=False)
-    dataset_type = tff.SequenceType(tff.types.tensorflow_to_type(ELEMENT_SPEC))
 
     @tff.tensorflow.computation()
     def initial_weights():
@@ -191,9 +190,14 @@ def compose_fedprox(mu, aggregator_factory):
     client_work = build_fedprox_client_work(
         distributor.next.type_signature.result.result.member,
         inputs_type,
-        dataset_type,
+        tff.SequenceType(tff.types.tensorflow_to_type(ELEMENT_SPEC)),
         mu,
     )
+    return shapes, weights_type, initial_weights, distributor, client_work
+
+
+def compose_fedprox(mu, aggregator_factory):
+    shapes, weights_type, initial_weights, distributor, client_work = _fedprox_roles(mu)
     aggregator = build_round_aggregator(
         aggregator_factory,
         client_work.next.type_signature.result.result.member[0],
@@ -309,24 +313,8 @@ def test_a_trimmed_mean_of_identical_clients_is_their_mean(clients):
 
 
 def test_roles_that_do_not_chain_are_refused_naming_both():
-    reference = model_fn()
-    shapes = [tuple(w.shape) for w in reference.trainable_weights]
-    weights_type = tff.StructWithPythonType(
-        [tff.TensorType(np.float32, s) for s in shapes], list
-    )
-    inputs_type = client_input_type(shapes, error_feedback=False)
-    dataset_type = tff.SequenceType(tff.types.tensorflow_to_type(ELEMENT_SPEC))
-
-    @tff.tensorflow.computation()
-    def initial_weights():
-        return [tf.identity(w) for w in model_fn().trainable_weights]
-
-    distributor = build_download_distributor(weights_type, inputs_type, personal=False)
-    client_work = build_fedprox_client_work(
-        distributor.next.type_signature.result.result.member,
-        inputs_type,
-        dataset_type,
-        0.0,
+    shapes, weights_type, initial_weights, distributor, client_work = _fedprox_roles(
+        0.0
     )
     aggregator = build_round_aggregator(
         None, client_work.next.type_signature.result.result.member[0], masked=False

@@ -162,8 +162,21 @@ def build_round(
     )
 
 
-def _default_client_optimizer():
-    return tff.learning.optimizers.build_sgdm(0.05, momentum=0.5)
+def _round_options(
+    client_optimizer_fn, server_optimizer_fn, model_aggregator, download_values
+) -> dict:
+    """`build_round`'s keywords from a builder's, with the builders' defaults.
+
+    Clients: SGD at 0.05 with momentum 0.5 (`tffprune.train`'s); server:
+    ``build_sgdm(1.0)``, the plain (masked) mean.
+    """
+    return dict(
+        client_optimizer=client_optimizer_fn
+        or tff.learning.optimizers.build_sgdm(0.05, momentum=0.5),
+        server_optimizer=server_optimizer_fn or tff.learning.optimizers.build_sgdm(1.0),
+        model_aggregator=model_aggregator,
+        download_values=download_values,
+    )
 
 
 def _check_options(upload_values, download_values, client_weighting):
@@ -257,10 +270,9 @@ def build_sub_fedavg(
         model_fn,
         input_spec,
         work,
-        client_optimizer=client_optimizer_fn or _default_client_optimizer(),
-        server_optimizer=server_optimizer_fn or tff.learning.optimizers.build_sgdm(1.0),
-        model_aggregator=model_aggregator,
-        download_values=download_values,
+        **_round_options(
+            client_optimizer_fn, server_optimizer_fn, model_aggregator, download_values
+        ),
     )
 
 
@@ -346,10 +358,9 @@ def build_fedavg(
         model_fn,
         input_spec,
         work,
-        client_optimizer=client_optimizer_fn or _default_client_optimizer(),
-        server_optimizer=server_optimizer_fn or tff.learning.optimizers.build_sgdm(1.0),
-        model_aggregator=model_aggregator,
-        download_values=download_values,
+        **_round_options(
+            client_optimizer_fn, server_optimizer_fn, model_aggregator, download_values
+        ),
     )
     return _as_learning_process(composed, steps, trainable)
 
