@@ -154,7 +154,7 @@ def plot(curves_path: Path, figures: Path) -> Path:
 
 def markdown(rows: list[dict]) -> str:
     lines = [
-        "| server step | server lr | rounds to 0.80 | MB to 0.80 | best acc. |",
+        "| server step | server lr | rounds to 0.80 | MB to 0.80 | accuracy at stop |",
         "|---|---|---|---|---|",
     ]
     for row in rows:

@@ -283,3 +283,21 @@ def test_a_format_3_checkpoint_resumes_with_fresh_role_states(data, tmp_path):
 
     assert resumed.state.round == 2
     assert resumed.state.server.roles[3]["learning_rate"] == 1.0
+
+
+def test_a_checkpoint_from_before_an_option_existed_resumes_at_its_default(
+    data, tmp_path
+):
+    trainer = Trainer(_config(), data)
+    trainer.run_round()
+    path = tmp_path / "checkpoint.npz"
+    identity = _config().to_dict()
+    older = {k: v for k, v in identity.items() if not k.startswith("server_")}
+    save_checkpoint(path, trainer.state, older, trainer.shapes)
+
+    # The options it lacks had their defaults (sgd at 1.0): it resumes ...
+    assert load_checkpoint(path, identity).round == 1
+    # ... but not into a run that asks for another server step.
+    other = _config(server_optimizer="adam", server_learning_rate=0.01).to_dict()
+    with pytest.raises(ValueError, match="differs in: server_learning_rate, "):
+        load_checkpoint(path, other)

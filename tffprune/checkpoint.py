@@ -16,6 +16,7 @@ previous one.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -26,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from tffprune.compression.compact import CompactTensors
+from tffprune.config import TrainConfig
 from tffprune.fl.algorithm import ClientState, ServerState
 from tffprune.fl.residual_store import ResidualStore
 from tffprune.fl.training import TrainerState
@@ -42,6 +44,9 @@ FORMAT_VERSION = 4
 # kept the aggregator's state alone; 4 keeps every role's (the server
 # optimizer's moments too).
 READABLE_VERSIONS = (2, 3, 4)
+_OPTION_DEFAULTS = {
+    field.name: field.default for field in dataclasses.fields(TrainConfig)
+}
 
 
 class CheckpointError(ValueError):
@@ -182,7 +187,10 @@ def _read_checkpoint(path: Path, config: dict) -> TrainerState:
         ) from None
     if version not in READABLE_VERSIONS:
         raise DamagedCheckpointError(f"checkpoint {path} has an unknown format version")
-    saved = {k: v for k, v in meta["config"].items() if k != "rounds"}
+    # An option a checkpoint does not name did not exist when it was written:
+    # that run had the option's default behaviour.
+    saved = {**_OPTION_DEFAULTS, **meta["config"]}
+    saved = {k: v for k, v in saved.items() if k != "rounds" and k in config}
     wanted = {k: v for k, v in config.items() if k != "rounds"}
     if saved != wanted:
         differences = sorted(

@@ -299,9 +299,10 @@ def build_client_work_fn(
         decoded, encoded, residual_written = steps.encode(
             updates, kept, client.residual_files
         )
+        server = list(download.server) or received
         values = [
             tf.where(mask, w + s, tf.zeros_like(s))
-            for w, s, mask in zip(download.server, decoded, kept, strict=True)
+            for w, s, mask in zip(server, decoded, kept, strict=True)
         ]
         base = tf.cast(num_examples, tf.float32) if work.weight_by_examples else 1.0
         weight = tf.where(tf.logical_and(finite, client.delivered), base, 0.0)

@@ -59,7 +59,8 @@ class Download(NamedTuple):
         server: The server's float32 weights as broadcast. A simulation
             device: the server adds each decoded update to its own float32
             copy, and the client work computes here what the server will
-            reconstruct. Never counted as sent.
+            reconstruct. Never counted as sent. Empty for a float32
+            download: ``received`` is then that copy where it matters.
     """
 
     received: Any
