@@ -412,6 +412,37 @@ def jeurkar_table(path: Path, figures: Path = FIGURES) -> Path:
     return save(figure, "jeurkar_table1", figures)
 
 
+SERVER_STEPS = {"sgd": "FedAvg step", "sgdm": "FedAvgM", "adam": "FedAdam"}
+
+
+def server_optimizers_curves(path: Path, figures: Path = FIGURES) -> Path:
+    """Central accuracy per round, one line per server optimizer and rate."""
+    rows = read(path)
+    figure, axis = plt.subplots(figsize=(7, 4.2))
+    styles = {"sgd": "-", "sgdm": "--", "adam": ":"}
+    keys = dict.fromkeys((r["optimizer"], r["server_learning_rate"]) for r in rows)
+    for optimizer, rate in keys:
+        points = [
+            r
+            for r in rows
+            if (r["optimizer"], r["server_learning_rate"]) == (optimizer, rate)
+        ]
+        axis.plot(
+            [int(r["round"]) for r in points],
+            [float(r["central_accuracy"]) for r in points],
+            styles[optimizer],
+            marker=".",
+            label=f"{SERVER_STEPS[optimizer]}, server lr {float(rate):g}",
+        )
+    axis.axhline(0.80, color="grey", linewidth=0.8)
+    axis.set_xlabel("round")
+    axis.set_ylabel("central accuracy")
+    axis.set_title("fc, IID Fashion-MNIST, Sub-FedAvg 50%: server optimizers")
+    axis.legend(fontsize=7)
+    figure.tight_layout()
+    return save(figure, "server_optimizers", figures)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--results", type=Path, default=RESULTS)
@@ -433,6 +464,9 @@ def main() -> None:
         print(f"wrote {jeurkar_table(jeurkar, figures)}")
         for output in jeurkar_curves(results / "jeurkar_table1_curves.csv", figures):
             print(f"wrote {output}")
+    servers = results / "server_optimizers_curves.csv"
+    if servers.exists():
+        print(f"wrote {server_optimizers_curves(servers, figures)}")
     curves = results / "personalization_curves.csv"
     if curves.exists():
         for output in personalization_curves(curves, figures):

@@ -27,7 +27,7 @@ import csv
 from pathlib import Path
 
 from common import RESULTS, configuration
-from plot import FIGURES, save
+from plot import FIGURES, SERVER_STEPS, server_optimizers_curves
 
 from tffprune.run import run_training
 
@@ -39,7 +39,7 @@ ROWS = (
     ("sgdm", 0.9, (0.1, 0.3, 1.0)),
     ("adam", 0.0, (0.0003, 0.001, 0.003)),
 )
-NAMES = {"sgd": "FedAvg step", "sgdm": "FedAvgM", "adam": "FedAdam"}
+NAMES = SERVER_STEPS
 COLUMNS = (
     "optimizer",
     "server_learning_rate",
@@ -127,31 +127,6 @@ def run_row(optimizer, momentum, learning_rate, quick, work_dir) -> tuple[dict, 
     return row, curve
 
 
-def plot(curves_path: Path, figures: Path) -> Path:
-    """Central accuracy per round, one line per optimizer and learning rate."""
-    import matplotlib.pyplot as plt
-
-    rows = _read(curves_path)
-    figure, axis = plt.subplots(figsize=(7, 4.2))
-    styles = {"sgd": "-", "sgdm": "--", "adam": ":"}
-    for key in dict.fromkeys(_key(r) for r in rows):
-        points = [r for r in rows if _key(r) == key]
-        axis.plot(
-            [int(r["round"]) for r in points],
-            [float(r["central_accuracy"]) for r in points],
-            styles[key[0]],
-            marker=".",
-            label=f"{NAMES[key[0]]}, server lr {key[1]:g}",
-        )
-    axis.axhline(TARGET, color="grey", linewidth=0.8)
-    axis.set_xlabel("round")
-    axis.set_ylabel("central accuracy")
-    axis.set_title("fc, IID Fashion-MNIST, Sub-FedAvg 50%: server optimizers")
-    axis.legend(fontsize=7)
-    figure.tight_layout()
-    return save(figure, "server_optimizers", figures)
-
-
 def markdown(rows: list[dict]) -> str:
     lines = [
         "| server step | server lr | rounds to 0.80 | MB to 0.80 | accuracy at stop |",
@@ -203,7 +178,8 @@ def main() -> None:
         _append(rows_path, COLUMNS, [row])
         print(f"{optimizer} {rate:g}: {row}", flush=True)
     print(f"wrote {rows_path}")
-    print(f"wrote {plot(curves_path, results if arguments.quick else FIGURES)}")
+    figures = results if arguments.quick else FIGURES
+    print(f"wrote {server_optimizers_curves(curves_path, figures)}")
     print(markdown(_read(rows_path)))
 
 

@@ -109,6 +109,17 @@ def _compiled_optimizer_note(model: tf.keras.Model, config: TrainConfig) -> str:
     )
 
 
+def _named_model(config: TrainConfig, data: FederatedData, initial_weights):
+    """``config.model``'s builder and the weights to start from."""
+    model = resolve_model(
+        config.model,
+        tuple(data.dataset.input_shape),
+        data.dataset.num_classes,
+        config.model_options,
+    )
+    return model.model_fn, initial_weights or model.initial_weights
+
+
 def _pruning_plan(
     config: TrainConfig,
     work: ClientWorkConfig,
@@ -206,14 +217,7 @@ class Trainer:
         self.data = data
         input_shape = tuple(data.dataset.input_shape)
         if model_fn is None:
-            model = resolve_model(
-                config.model,
-                input_shape,
-                data.dataset.num_classes,
-                config.model_options,
-            )
-            model_fn = model.model_fn
-            initial_weights = initial_weights or model.initial_weights
+            model_fn, initial_weights = _named_model(config, data, initial_weights)
         self.model_fn = model_fn
         tf.keras.utils.set_random_seed(config.seed)
         initial = model_fn()

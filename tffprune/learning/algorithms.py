@@ -296,42 +296,35 @@ def build_fedavg(
 ) -> tff.learning.templates.LearningProcess:
     """FedAvg with pruned uploads as a TFF learning process.
 
-    Every client trains the whole model, prunes its trained model by
-    ``method`` to the schedule's sparsity this round and uploads what
-    survived; the server averages with pruned entries as 0 (Jeurkar et al.,
-    2024) and steps with ``server_optimizer_fn``. With ``method="none"``,
-    TFF's ``MeanFactory`` and ``build_sgdm(1.0)`` this is TFF's
-    ``build_weighted_fed_avg``.
+    Each client trains the whole model, prunes it by ``method`` to the
+    schedule's sparsity and uploads what survived; the server averages with
+    pruned entries as 0 (Jeurkar et al., 2024) and steps with
+    ``server_optimizer_fn``. ``method="none"``, ``MeanFactory`` and
+    ``build_sgdm(1.0)``: TFF's ``build_weighted_fed_avg``.
 
     Args:
         model_fn: Builds a new Keras classification model (no arguments).
         input_spec: The element spec of the clients' batched datasets.
-        client_optimizer_fn: The local optimizer (default SGD 0.05, momentum
-            0.5).
-        server_optimizer_fn: The server's optimizer (default
-            ``build_sgdm(1.0)``: plain FedAvg).
-        model_aggregator: Any TFF aggregation factory over the clients'
-            pseudo-gradients (default ``MeanFactory``).
+        client_optimizer_fn: The local optimizer (default SGD 0.05, mom. 0.5).
+        server_optimizer_fn: The server's (default ``build_sgdm(1.0)``).
+        model_aggregator: Any TFF factory averaging the models the uploads
+            rebuild (default ``MeanFactory``).
         method: The pruning method (``none``: dense uploads).
         sparsity: The target sparsity.
-        schedule: ``constant`` or ``polynomial`` over ``rounds`` (its last
-            sparsity after them).
-        rounds: The rounds the schedule spans.
+        schedule: ``constant``, or ``polynomial`` over ``rounds``.
+        rounds: The rounds the schedule spans (its last sparsity after).
         structured_share: ``hybrid``'s structured share.
-        upload_values: The update's value format (no error feedback here:
-            its residuals are client state).
+        upload_values: The update's value format (no error feedback here).
         download_values: The download's value format.
         client_weighting: ``num_examples`` (TFF's) or ``uniform``.
         prune_logits: Prune the logits layer too.
         prune_biases: Prune biases with their kernels.
 
     Returns:
-        The learning process; ``get_model_weights`` gives a
-        ``tff.learning.models.ModelWeights``.
+        The learning process (``get_model_weights``: ``ModelWeights``).
 
     Raises:
-        ValueError: On an unknown value format, weighting or schedule, or the
-            iterative schedule (its steps are per client).
+        ValueError: On an unknown option, or the iterative schedule (per client).
     """
     _check_options(upload_values, download_values, client_weighting)
     reference = model_fn()
