@@ -11,23 +11,9 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
+from tffprune.pruning.counts import PruningStep
 
-class PruningStep(NamedTuple):
-    """How far a client prunes this round (`tffprune.pruning.counts`).
-
-    Attributes:
-        entries: int32, per trainable weight, entries its mask prunes in all.
-        slices: int32, per trainable weight, output slices pruned in all.
-        total: int32, entries pruned over all prunable kernels together
-            (``global-weight``).
-        early_examples: int32, with the mask-distance rule, the training
-            examples after which the early candidate mask is drawn (0: off).
-    """
-
-    entries: Any
-    slices: Any
-    total: Any
-    early_examples: Any
+__all__ = ["ClientInput", "ClientOutput", "Download", "PruningStep"]
 
 
 class ClientInput(NamedTuple):

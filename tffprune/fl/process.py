@@ -131,12 +131,6 @@ class RoundProcess:
     def __init__(self, parts: RoundParts) -> None:
         # Never let TFF start its own (self-orphaning) default worker.
         ensure_runtime()
-        reference = parts.model_fn()
-        self.trainable_shapes = [tuple(w.shape) for w in reference.trainable_weights]
-        self.non_trainable_shapes = [
-            tuple(w.shape) for w in reference.non_trainable_weights
-        ]
-        self.num_trainable = len(self.trainable_shapes)
         self.error_feedback = parts.client_work.error_feedback
         self.personal_models = parts.client_work.personal_models
         self.return_values = parts.client_work.return_values
@@ -150,6 +144,13 @@ class RoundProcess:
             model_aggregator=parts.model_aggregator,
             download_values=parts.download_values,
         )
+        # Shapes from the process's own types: no further model is built.
+        signature = self.iterative_process.next.type_signature
+        weights_type = signature.parameter[0].member.global_model_weights
+        self.num_trainable = len(signature.parameter[1].member.mask)
+        self.non_trainable_shapes = [
+            tuple(t.shape) for t in list(weights_type)[self.num_trainable :]
+        ]
 
     def initialize_roles(self) -> tuple:
         """The roles' initial states, ``(distributor, client_work, ...)``."""
@@ -162,7 +163,7 @@ class RoundProcess:
         weights: Sequence[np.ndarray],
         roles: tuple,
         client_masks: Sequence[Sequence[np.ndarray]],
-        counts: Sequence[tuple],
+        counts: Sequence[PruningStep],
         delivered: Sequence[bool],
         datasets: Sequence[tf.data.Dataset],
         residual_files: Sequence[tuple[str, str]] | None = None,

@@ -17,12 +17,31 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from tffprune.pruning.masks import num_to_prune
 from tffprune.pruning.methods import get_method
 from tffprune.pruning.policy import PrunableWeight
+
+
+class PruningStep(NamedTuple):
+    """How far a client prunes this round, as a round takes it (`ClientInput`).
+
+    Attributes:
+        entries: int32, per trainable weight, entries its mask prunes in all.
+        slices: int32, per trainable weight, output slices pruned in all.
+        total: int32, entries pruned over all prunable kernels together
+            (``global-weight``).
+        early_examples: int32, with the mask-distance rule, the training
+            examples after which the early candidate mask is drawn (0: off).
+    """
+
+    entries: Any
+    slices: Any
+    total: Any
+    early_examples: Any
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,9 +62,9 @@ class PruningCounts:
     total: int
     early_examples: int = 0
 
-    def as_tensors(self) -> tuple[np.ndarray, np.ndarray, np.int32, np.int32]:
-        """The form a round's client work takes."""
-        return (
+    def as_tensors(self) -> PruningStep:
+        """The form a round's client work takes (`ClientInput.counts`)."""
+        return PruningStep(
             np.asarray(self.entries, np.int32),
             np.asarray(self.slices, np.int32),
             np.int32(self.total),
