@@ -250,15 +250,16 @@ def test_readme_python_example_runs(tmp_path):
     assert (tmp_path / "mine" / "summary.json").is_file()
 
 
-def test_readme_tff_example_runs(tmp_path):
+def test_readme_tff_examples_run(tmp_path):
+    """The FedAvg block, then the Sub-FedAvg block that continues it."""
     from pathlib import Path
 
     readme = (Path(__file__).parents[1] / "README.md").read_text()
     section = readme.split("## Inside your own TFF code")[1]
-    code = section.split("```python\n")[1].split("```")[0]
-    assert "range(5)" in code
+    fedavg, sub_fedavg = [b.split("```")[0] for b in section.split("```python\n")[1:3]]
+    assert "range(5)" in fedavg and "range(5)" in sub_fedavg
     # Two rounds instead of five keeps the suite short; nothing else changes.
-    code = code.replace("range(5)", "range(2)")
+    code = (fedavg + sub_fedavg).replace("range(5)", "range(2)")
 
     completed = subprocess.run(
         [sys.executable, "-c", code],
@@ -270,7 +271,16 @@ def test_readme_tff_example_runs(tmp_path):
 
     assert completed.returncode == 0, completed.stderr[-3000:]
     lines = completed.stdout.strip().splitlines()
-    assert [line.split()[0] for line in lines[:-1]] == ["0", "1"]
-    losses = [float(line.split()[1]) for line in lines[:-1]]
+    assert len(lines) == 6, lines
+    assert [line.split()[0] for line in lines[:2]] == ["0", "1"]
+    losses = [float(line.split()[1]) for line in lines[:2]]
     assert losses[1] < losses[0]
-    assert 0.5 < float(lines[-1]) <= 1.0
+    assert 0.5 < float(lines[2]) <= 1.0
+    # Sub-FedAvg: covered fractions, then one client's sparsity and accuracy.
+    assert [line.split()[0] for line in lines[3:5]] == ["0", "1"]
+    assert all(0.5 < float(line.split()[1]) <= 1.0 for line in lines[3:5])
+    client, sparsity, accuracy = lines[5].split()
+    assert client.startswith("client_")
+    # Sampled once or twice in two rounds: 1 - 0.9 or 1 - 0.9 ** 2.
+    assert float(sparsity) in (0.1, 0.19)
+    assert 0.3 < float(accuracy) <= 1.0

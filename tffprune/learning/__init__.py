@@ -19,6 +19,7 @@ from tffprune.learning.algorithms import (
     build_sub_fedavg,
     client_input_type,
 )
+from tffprune.learning.client_states import ClientStates
 from tffprune.learning.client_works import build_pruning_client_work
 from tffprune.learning.composers import RoundOutput, compose_round
 from tffprune.learning.distributors import build_download_distributor
@@ -28,6 +29,7 @@ from tffprune.learning.optimizers import build_optimizer
 __all__ = [
     "ClientInput",
     "ClientOutput",
+    "ClientStates",
     "Download",
     "MaskedMeanFactory",
     "PruningStep",

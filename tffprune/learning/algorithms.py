@@ -15,8 +15,9 @@ four roles (`tffprune.learning.composers.compose_round`):
   ``next(state, client_inputs, client_data)`` also takes each sampled
   client's own state (`tffprune.fl.messages.ClientInput`) and returns its new
   one (`ClientOutput`) placed at CLIENTS (Vahidian et al., 2021). The caller
-  keeps the states by client id (`tffprune.fl.algorithm.FederatedAlgorithm`
-  does, for `tffprune.train`)::
+  keeps the states by client id: `tffprune.learning.ClientStates` does it
+  for a loop of your own, `tffprune.fl.algorithm.FederatedAlgorithm` for
+  `tffprune.train`::
 
       initialize: ( -> LearningAlgorithmState@SERVER)
       next: (<state@SERVER, ClientInput@CLIENTS, dataset@CLIENTS>
@@ -25,7 +26,8 @@ four roles (`tffprune.learning.composers.compose_round`):
   ``state.global_model_weights`` is the list of the model's trainable then
   non-trainable weights. A loop keeps each client's ``ClientOutput.mask`` by
   client id and passes it back as ``ClientInput.mask`` the next time the
-  client is sampled (all True the first time).
+  client is sampled (all True the first time), with the pruning step its
+  schedule and sparsity give (`ClientStates.inputs`).
 """
 
 from __future__ import annotations

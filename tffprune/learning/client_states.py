@@ -1,0 +1,253 @@
+"""Sub-FedAvg clients' own state, kept by client id, for a loop of your own.
+
+`build_sub_fedavg`'s ``next(state, client_inputs, client_data)`` takes each
+sampled client's state (`ClientInput`) and returns its new one
+(`ClientOutput`); TFF keeps neither between rounds. `ClientStates` is the
+loop's side of that contract (NumPy arrays)::
+
+    clients = ClientStates(model_fn, method="weight", sparsity=0.5,
+                           schedule="iterative")
+    for round_number in range(rounds):
+        ids = sample(...)
+        output = process.next(state, clients.inputs(ids, round_number),
+                              [data_for(c) for c in ids])
+        state = output.state
+        clients.update(ids, output.clients)
+
+A client first sampled trains the whole model (all-True masks); each round
+it is sampled it gets its pruning step (`PruningStep`) from the schedule and
+its own sparsity, and with error feedback the files of its residual. Its new
+mask is kept only if its upload was aggregated (finite, delivered), as the
+server took it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from collections.abc import Callable, Hashable, Sequence
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+import tensorflow_federated as tff
+
+from tffprune.fl.algorithm import ClientState, PruningPlan
+from tffprune.fl.client import ClientWorkConfig
+from tffprune.fl.messages import ClientInput, ClientOutput
+from tffprune.fl.residual_store import ResidualStore
+from tffprune.pruning.policy import PruningPolicy, sparsity_report
+from tffprune.pruning.schedules import build_schedule
+
+__all__ = ["ClientStates"]
+
+
+class ClientStates:
+    """Each client's mask, sparsity and residual file, by client id.
+
+    Pass the pruning options you gave `build_sub_fedavg` (``method``,
+    ``prune_logits``, ``prune_biases``, ``error_feedback``,
+    ``mask_distance_threshold``); the schedule is this object's alone.
+
+    Args:
+        model_fn: The model builder given to `build_sub_fedavg`.
+        method: The pruning method.
+        sparsity: The target sparsity of the prunable kernels.
+        schedule: ``constant``, ``polynomial`` (over ``rounds``) or
+            ``iterative`` (Sub-FedAvg's: 10% of each client's survivors per
+            round it is sampled, until the target).
+        rounds: The rounds a ``polynomial`` schedule spans.
+        structured_share: ``hybrid``'s structured share.
+        prune_logits: Prune the logits layer too.
+        prune_biases: Prune biases with their kernels.
+        error_feedback: The process keeps residuals: each input names the
+            file holding the client's residual and the one its new one goes
+            to.
+        mask_distance_threshold: Sub-FedAvg's reference rule (None: off);
+            `inputs` then needs each client's examples per local epoch.
+        residual_dir: Where the residual files go (default: a temporary
+            directory, removed with this object).
+    """
+
+    def __init__(
+        self,
+        model_fn: Callable[[], tf.keras.Model],
+        *,
+        method: str = "weight",
+        sparsity: float = 0.5,
+        schedule: str = "iterative",
+        rounds: int = 1,
+        structured_share: float = 0.5,
+        prune_logits: bool = False,
+        prune_biases: bool = False,
+        error_feedback: bool = False,
+        mask_distance_threshold: float | None = None,
+        residual_dir: str | Path | None = None,
+    ) -> None:
+        model = model_fn()
+        policy = PruningPolicy(prune_logits=prune_logits, prune_biases=prune_biases)
+        work = ClientWorkConfig(
+            method=method,
+            targets=tuple(policy.select(model)),
+            masked_upload=True,
+            mask_distance_threshold=mask_distance_threshold,
+            error_feedback=error_feedback,
+        )
+        self.plan = PruningPlan(
+            work,
+            build_schedule(schedule, sparsity, rounds),
+            tuple(tuple(w.shape) for w in model.trainable_weights),
+            structured_share,
+        )
+        self.residuals = ResidualStore(residual_dir)
+        self._states: dict[Hashable, ClientState] = {}
+        self._pending: dict[Hashable, str] = {}
+
+    def __contains__(self, client_id: Hashable) -> bool:
+        return client_id in self._states
+
+    def __len__(self) -> int:
+        return len(self._states)
+
+    def state(self, client_id: Hashable) -> ClientState:
+        """The client's state (a new one, all kept, if never seen)."""
+        return self._states.get(client_id, ClientState())
+
+    def mask(self, client_id: Hashable) -> list[np.ndarray]:
+        """The client's masks, one per trainable weight (all True if new)."""
+        held = self.state(client_id).mask
+        return (
+            held if held is not None else [np.ones(s, bool) for s in self.plan.shapes]
+        )
+
+    def subnetwork(
+        self, client_id: Hashable, weights: Sequence[np.ndarray]
+    ) -> tff.learning.models.ModelWeights:
+        """The client's subnetwork of ``weights``: its personalized model.
+
+        Args:
+            client_id: The client.
+            weights: The server's weights, trainable then non-trainable
+                (``state.global_model_weights``).
+
+        Returns:
+            The trainable weights at 0 where its mask pruned them and the
+            non-trainable ones unchanged (``.assign_weights_to(model)``).
+        """
+        weights = [np.asarray(w) for w in weights]
+        masks = self.mask(client_id)
+        return tff.learning.models.ModelWeights(
+            trainable=[
+                np.where(m, w, 0).astype(w.dtype)
+                for w, m in zip(weights, masks, strict=False)
+            ],
+            non_trainable=weights[len(masks) :],
+        )
+
+    def sparsity(self, client_id: Hashable) -> float:
+        """The sparsity of the client's prunable kernels (0 if new)."""
+        return self.state(client_id).sparsity
+
+    def inputs(
+        self,
+        client_ids: Sequence[Hashable],
+        round_number: int,
+        epoch_examples: Sequence[int] | None = None,
+        delivered: Sequence[bool] | None = None,
+    ) -> list[ClientInput]:
+        """The sampled clients' `ClientInput`s for ``next``, in order.
+
+        Args:
+            client_ids: The sampled clients (distinct).
+            round_number: The round, from 0 (the schedule's clock).
+            epoch_examples: Per client, its examples in one local epoch
+                (needed by the mask-distance rule, else ignored).
+            delivered: Per client, False to simulate its upload being lost.
+
+        Raises:
+            ValueError: On repeated ids, or the mask-distance rule without
+                ``epoch_examples``.
+        """
+        if len(set(client_ids)) != len(client_ids):
+            raise ValueError("a client is sampled at most once per round")
+        if epoch_examples is None:
+            if self.plan.mask_distance_threshold is not None:
+                raise ValueError(
+                    "the mask-distance rule needs epoch_examples (each client's "
+                    "examples in one local epoch)"
+                )
+            epoch_examples = [0] * len(client_ids)
+        delivered = [True] * len(client_ids) if delivered is None else delivered
+        inputs = []
+        for client_id, examples, arrived in zip(
+            client_ids, epoch_examples, delivered, strict=True
+        ):
+            files = ()
+            if self.plan.work.error_feedback:
+                new = f"{_file_stem(client_id)}_r{int(round_number)}.residual"
+                self._pending[client_id] = new
+                files = (
+                    self.residuals.path(self.state(client_id).residual),
+                    self.residuals.path(new),
+                )
+            step = self.plan.counts(round_number, self.state(client_id), int(examples))
+            inputs.append(
+                ClientInput(
+                    mask=self.mask(client_id),
+                    counts=step.as_tensors(),
+                    delivered=np.bool_(arrived),
+                    residual_files=files,
+                )
+            )
+        return inputs
+
+    def update(
+        self,
+        client_ids: Sequence[Hashable],
+        outputs: Sequence[ClientOutput],
+        delivered: Sequence[bool] | None = None,
+    ) -> list[bool]:
+        """Records the round's `ClientOutput`s (``output.clients``).
+
+        A client's new mask, sparsity and residual are kept only if its
+        upload was aggregated: its training stayed finite and (with
+        ``delivered``, as given to `inputs`) it arrived.
+
+        Returns:
+            Per client, whether its upload was aggregated.
+        """
+        delivered = [True] * len(client_ids) if delivered is None else delivered
+        aggregated = []
+        for client_id, output, arrived in zip(
+            client_ids, outputs, delivered, strict=True
+        ):
+            kept = bool(arrived) and bool(output.finite)
+            aggregated.append(kept)
+            pending = self._pending.pop(client_id, None)
+            if not kept:
+                if pending is not None:
+                    Path(self.residuals.path(pending)).unlink(missing_ok=True)
+                continue
+            old = self.state(client_id)
+            residual = old.residual
+            if pending is not None and bool(output.residual_written):
+                residual = pending
+                if old.residual:
+                    Path(self.residuals.path(old.residual)).unlink(missing_ok=True)
+            masks = [np.asarray(m, bool) for m in output.mask]
+            self._states[client_id] = dataclasses.replace(
+                old,
+                mask=masks,
+                sparsity=sparsity_report(masks, self.plan.targets).prunable_sparsity,
+                rounds_participated=old.rounds_participated + 1,
+                residual=residual,
+            )
+        return aggregated
+
+
+def _file_stem(client_id: Hashable) -> str:
+    """A file-name-safe, collision-free stem for a client id."""
+    text = str(client_id)
+    safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in text)[:40]
+    digest = hashlib.sha1(f"{type(client_id).__name__}:{text}".encode()).hexdigest()
+    return f"c{safe}_{digest[:10]}"
