@@ -123,6 +123,9 @@ def _user_input_cases(root):
          "y_train has 39 labels for 40 examples"),
         ("NaN images", ["--dataset", _npz(root, "nan", x_train=nan_images)],
          "x_train holds 1440 NaN or infinite values"),
+        ("pickled labels",
+         ["--dataset", _npz(root, "obj", y_train=np.array([0, "a"] * 20, object))],
+         "array 'y_train' holds pickled Python objects, refused"),
     ]  # fmt: skip
 
 
@@ -272,6 +275,19 @@ def _cases(root):
             "--workers expects HOST:PORT[,HOST:PORT...] (a host name or IP address",
         ),
         (
+            "Dirichlet alpha too small to split",
+            [
+                *QUICK,
+                "--num-clients",
+                "40",
+                "--partition",
+                "dirichlet",
+                "--alpha",
+                "1e-300",
+            ],
+            "--alpha 0.04 is the smallest of the form d x 10^k that works",
+        ),
+        (
             "infinite width",
             [*QUICK, "--model", "resnet12", "--width-multiplier", "inf"],
             "--width-multiplier must be in (0, 16], got inf",
@@ -383,3 +399,17 @@ def test_a_cifar_batch_that_would_run_code_is_refused_by_train_and_data(tmp_path
         assert "Traceback" not in result.output
     assert not marker.exists()
     assert not (tmp_path / "run").exists()
+
+
+def test_a_worker_log_it_cannot_write_names_the_option(tmp_path):
+    unwritable = tmp_path / "no_such_directory" / "worker.log"
+
+    result = CliRunner().invoke(
+        cli, ["worker", "--port", "1", "--log", str(unwritable)]
+    )
+
+    assert result.exit_code == 2, result.output
+    assert f"Error: --log {unwritable}: cannot write to it (No such file" in (
+        result.output
+    )
+    assert "Traceback" not in result.output

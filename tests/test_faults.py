@@ -237,3 +237,56 @@ def _checkpoint_round(path):
 
     with np.load(path) as archive:
         return json.loads(archive["meta"].tobytes())["round"]
+
+
+def _killed_start(directory):
+    """What a run killed before its first checkpoint leaves behind."""
+    directory.mkdir()
+    (directory / "clients.csv").write_text(
+        "client,train_examples,test_examples,num_labels,label_counts\n0,80,20,10,x\n"
+    )
+    (directory / "config.toml").write_text('dataset = "digits"\n')
+    (directory / "worker.log").write_text("")
+    (directory / "tensorboard").mkdir()
+    (directory / ".tffprune.lock").write_text("12345\n")  # its process is gone
+
+
+def test_a_directory_a_killed_start_left_is_started_afresh(tmp_path):
+    run = tmp_path / "run"
+    _killed_start(run)
+
+    result = CliRunner().invoke(cli, ["train", *QUICK, "--output-dir", str(run)])
+
+    assert result.exit_code == 0, result.output
+    assert (
+        f"{run} held only what a start that saved no checkpoint writes (clients.csv, "
+        "config.toml, tensorboard, worker.log): removed, starting afresh"
+    ) in result.output
+    assert (run / "checkpoint.npz").is_file() and (run / "summary.json").is_file()
+    assert (run / "config.toml").read_text().startswith("[train]\n")  # the new one
+
+
+def test_a_directory_with_a_file_of_the_users_is_never_cleared(tmp_path):
+    run = tmp_path / "run"
+    _killed_start(run)
+    (run / "notes.txt").write_text("mine")
+
+    result = CliRunner().invoke(cli, ["train", *QUICK, "--output-dir", str(run)])
+
+    assert result.exit_code == 2
+    assert "already holds results" in result.output and "--overwrite" in result.output
+    assert (run / "notes.txt").read_text() == "mine"
+    assert (run / "clients.csv").is_file()
+
+
+def test_resume_without_a_checkpoint_says_how_to_start_afresh(tmp_path):
+    run = tmp_path / "run"
+    _killed_start(run)
+
+    result = CliRunner().invoke(
+        cli, ["train", *QUICK, "--output-dir", str(run), "--resume"]
+    )
+
+    assert result.exit_code == 2
+    assert "no checkpoint to resume from" in result.output
+    assert "without --resume" in result.output

@@ -174,7 +174,10 @@ def load_checkpoint(
 
 def _read_checkpoint(path: Path, config: dict) -> TrainerState:
     if not path.is_file():
-        raise DamagedCheckpointError(f"no checkpoint to resume from at {path}")
+        raise DamagedCheckpointError(
+            f"no checkpoint to resume from at {path}; start the run afresh: "
+            "without --resume (or with --overwrite if it holds other files)"
+        )
     try:
         with np.load(path, allow_pickle=False) as archive:
             arrays = {key: archive[key] for key in archive.files}

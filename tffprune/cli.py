@@ -49,16 +49,20 @@ class _Group(click.Group):
 
     def invoke(self, ctx: click.Context) -> object:
         from tffprune.data.formats import DataError
+        from tffprune.stopping import interrupt_on_signals
 
         try:
-            return super().invoke(ctx)
+            with interrupt_on_signals():
+                return super().invoke(ctx)
         except RuntimeError as error:
-            from tffprune.fl.runtime import RuntimeStartError, WorkerLostError
-            from tffprune.run import TrainingFailedError
+            from tffprune.fl.workers import RuntimeStartError, WorkerLostError
 
-            if isinstance(
-                error, RuntimeStartError | WorkerLostError | TrainingFailedError
-            ):
+            if isinstance(error, RuntimeStartError | WorkerLostError):
+                raise click.ClickException(str(error)) from None
+            # Imported only when a run failed: `tffprune worker` never loads
+            # TensorFlow.
+            run = sys.modules.get("tffprune.run")
+            if run is not None and isinstance(error, run.TrainingFailedError):
                 raise click.ClickException(str(error)) from None
             raise
         except (DataError, ValueError, FileNotFoundError) as error:
@@ -76,9 +80,13 @@ class _Group(click.Group):
                 f"file system error: {where}{error.strerror or error}"
             ) from None
         except KeyboardInterrupt as interrupt:
+            from tffprune.stopping import exit_status, signal_name
+
+            status = exit_status(interrupt)
             reason = f": {interrupt}" if str(interrupt) else ""
-            click.echo(f"interrupted{reason}", err=True)
-            sys.exit(130)
+            how = "" if status == 130 else f" ({signal_name(status - 128)})"
+            click.echo(f"interrupted{how}{reason}", err=True)
+            sys.exit(status)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -768,8 +776,17 @@ def worker(port: int, log: Path | None) -> None:
     its gRPC has no authentication or encryption: keep the port reachable only
     by the driver (private network, firewall rule, or SSH tunnel).
     """
-    from tffprune.fl.runtime import serve_worker
+    from tffprune.fl.workers import serve_worker
 
+    if log is not None:
+        try:
+            with log.open("ab"):
+                pass
+        except OSError as error:
+            raise BadInput(
+                f"--log {log}: cannot write to it ({error.strerror}); choose a "
+                "file in a directory you can write"
+            ) from None
     serve_worker(port, log_path=log)
 
 

@@ -31,9 +31,6 @@ from __future__ import annotations
 
 import contextlib
 import shutil
-import signal
-import sys
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -62,17 +59,21 @@ from tffprune.models.source import (
     resolve_model,
 )
 from tffprune.reporting.files import (
+    TEMPORARY_MARK,
+    atomic_path,
     check_output_dir,
     prepare_output_dir,
+    remove_stale_temporaries,
     save_keras_model_atomic,
     write_json_atomic,
     write_text_atomic,
 )
-from tffprune.reporting.lock import DirectoryLock
+from tffprune.reporting.lock import LOCK_NAME, DirectoryLock
 from tffprune.reporting.metrics import write_metrics_csv
 from tffprune.reporting.plots import plot_run
 from tffprune.reporting.tensorboard import DIRECTORY as TENSORBOARD_DIRECTORY
 from tffprune.reporting.tensorboard import EventWriter
+from tffprune.stopping import StopAfterRound
 
 
 class TrainingFailedError(RuntimeError):
@@ -157,43 +158,6 @@ def _spread(values: list[int]) -> dict[str, float]:
         "min": int(min(values)),
         "max": int(max(values)),
     }
-
-
-class _StopAfterRound:
-    """Ctrl-C or SIGTERM during a round: finish it, checkpoint, then stop.
-
-    A KeyboardInterrupt raised at an arbitrary point can land inside TensorFlow
-    or TFF code that swallows it; a flag checked between rounds cannot be lost.
-    A second signal stops at once.
-    """
-
-    SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-    def __init__(self) -> None:
-        self.requested = False
-        self._previous: dict[int, object] = {}
-
-    def _handle(self, signum: int, frame: object) -> None:
-        if self.requested:
-            raise KeyboardInterrupt
-        self.requested = True
-        name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
-        print(
-            f"\n{name}: stopping after this round (again to stop now)",
-            file=sys.stderr,
-            flush=True,
-        )
-
-    def __enter__(self) -> _StopAfterRound:
-        if threading.current_thread() is threading.main_thread():
-            for number in self.SIGNALS:
-                self._previous[number] = signal.signal(number, self._handle)
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        for number, previous in self._previous.items():
-            signal.signal(number, previous)
-        self._previous.clear()
 
 
 def _checkpoint_config(
@@ -304,11 +268,21 @@ def run_training(
     fresh = not output_dir.exists()
     try:
         lock.acquire(create=False)  # another run writing it: refused first
-        check_output_dir(output_dir, resume=resume, overwrite=overwrite)
+        leftovers = [] if resume or overwrite else unfinished_start(output_dir)
+        check_output_dir(
+            output_dir, resume=resume, overwrite=overwrite or bool(leftovers)
+        )
         # Everything that can be wrong with the input is checked before the
         # directory is created or anything is written into it.
         config, data, model = prepare_inputs(config, data, model_fn)
         lock.acquire()
+        if leftovers:
+            _remove(output_dir, leftovers)
+            if announce is not None:
+                announce(
+                    f"{output_dir} held only what a start that saved no checkpoint "
+                    f"writes ({', '.join(leftovers)}): removed, starting afresh"
+                )
         return _run(
             config,
             data,
@@ -331,6 +305,51 @@ def run_training(
         raise
     finally:
         lock.release()
+
+
+START_FILES = (
+    "clients.csv",
+    "config.toml",
+    "worker.log",
+    RESIDUAL_DIRECTORY,
+    TENSORBOARD_DIRECTORY,
+)
+"""What a run writes before its first checkpoint (and its first metrics)."""
+
+
+def unfinished_start(output_dir: Path) -> list[str]:
+    """The files of a start that never got to a checkpoint, if that is all.
+
+    A run killed between writing ``clients.csv`` and its first checkpoint
+    leaves a directory that holds no results: a plain rerun starts it afresh.
+    Anything else in it (a checkpoint, metrics, a file of the user's) and this
+    is ``[]``: the directory holds results. The start's ``clients.csv`` is
+    what marks the directory as a run's.
+    """
+    if not output_dir.is_dir():
+        return []
+    names = sorted(
+        p.name
+        for p in output_dir.iterdir()
+        if p.name != LOCK_NAME and TEMPORARY_MARK not in p.name
+    )
+    if "clients.csv" not in names or not set(names) <= set(START_FILES):
+        return []
+    # Ours, as `FederatedData.write_summary` writes it, not a file of the user's.
+    with (output_dir / "clients.csv").open() as handle:
+        if not handle.readline().startswith("client,train_examples,"):
+            return []
+    return names
+
+
+def _remove(output_dir: Path, names: list[str]) -> None:
+    remove_stale_temporaries(output_dir)  # what the killed start was writing
+    for name in names:
+        path = output_dir / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink(missing_ok=True)
 
 
 def _run(
@@ -356,7 +375,8 @@ def _run(
         for note in data.dataset.notes:
             announce(note)
     output_dir = prepare_output_dir(output_dir, resume=resume, overwrite=overwrite)
-    data.write_summary(output_dir / "clients.csv")
+    with atomic_path(output_dir / "clients.csv") as path:  # whole or absent
+        data.write_summary(path)
     write_text_atomic(output_dir / "config.toml", to_toml(config))
     with LocalRuntime(
         workers, log_path=output_dir / "worker.log", connect_timeout=worker_timeout
@@ -394,8 +414,8 @@ def _run(
             trainer.checkpoint_saved()
 
         # One Ctrl-C anywhere in a round, its files or its checkpoint: the
-        # round finishes, is checkpointed, and the run stops (`_StopAfterRound`).
-        with bar, contextlib.closing(events), _StopAfterRound() as stop:
+        # round finishes, is checkpointed, and the run stops (`StopAfterRound`).
+        with bar, contextlib.closing(events), StopAfterRound() as stop:
             while trainer.state.round < config.rounds:
                 row = trainer.run_round()
                 if first_round_seconds is None:
@@ -426,7 +446,7 @@ def _run(
                 if stop.requested:
                     if not saved:  # the Ctrl-C came after the check above
                         checkpoint()
-                    raise KeyboardInterrupt(
+                    raise stop.stop(
                         f"stopped after round {trainer.state.round}; continue with "
                         "--resume"
                     )

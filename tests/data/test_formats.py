@@ -98,6 +98,22 @@ def test_read_npz_truncated(tmp_path):
         read_npz(path)
 
 
+def test_read_npz_refuses_an_array_of_pickled_objects_by_name(tmp_path):
+    path = tmp_path / "objects.npz"
+    np.savez(
+        path,
+        x_train=np.zeros((2, 3), np.float32),
+        y_train=np.array([0, "cat"], dtype=object),  # pickled when saved
+        x_test=np.zeros((1, 3), np.float32),
+        y_test=np.zeros(1, np.int64),
+    )
+    with pytest.raises(DataError) as error:
+        read_npz(path)
+    message = str(error.value)
+    assert "array 'y_train' holds pickled Python objects, refused" in message
+    assert "truncated" not in message
+
+
 def test_read_cifar_batch_layout(tmp_path):
     # One image whose red plane is 0..1023, green +1, blue +2 (mod 256).
     red = np.arange(1024) % 256

@@ -6,6 +6,7 @@ from hypothesis import strategies as st
 from tffprune.data import Dataset, build_federated_data, load_dataset
 from tffprune.data.partition import (
     dirichlet_partition,
+    dirichlet_shares,
     iid_partition,
     partition_indices,
     shard_partition,
@@ -82,6 +83,47 @@ def test_dirichlet_small_alpha_is_more_skewed():
 def test_dirichlet_rejects_bad_alpha():
     with pytest.raises(ValueError, match="alpha must be > 0"):
         dirichlet_partition(LABELS, 5, alpha=0.0, seed=0)
+
+
+def test_dirichlet_shares_below_numpys_switch_have_dirichlets_moments():
+    # Dir(0.05 x 5): each share has mean 1/5 and variance
+    # (1/5)(4/5) / (0.25 + 1) = 0.128.
+    rng = np.random.default_rng(0)
+    shares = np.array([dirichlet_shares(rng, 0.05, 5) for _ in range(20000)])
+    np.testing.assert_allclose(shares.sum(axis=1), 1.0)
+    np.testing.assert_allclose(shares.mean(axis=0), 0.2, atol=0.01)
+    np.testing.assert_allclose(shares.var(axis=0), 0.128, atol=0.006)
+
+
+def test_dirichlet_shares_from_numpys_switch_up_are_numpys():
+    ours = dirichlet_shares(np.random.default_rng(7), 0.5, 6)
+    np.testing.assert_array_equal(
+        ours, np.random.default_rng(7).dirichlet(np.full(6, 0.5))
+    )
+
+
+@pytest.mark.parametrize("alpha", [1e-300, 1e-30, 1e-10])
+def test_a_tiny_alpha_ends_at_once_with_the_smallest_alpha_that_works(alpha):
+    # NumPy's own sampler never returns at 1e-30 (and ignores Ctrl-C). With
+    # 10 labels, one client per label: 100 clients cannot all get 2 examples.
+    with pytest.raises(ValueError) as error:
+        dirichlet_partition(LABELS, 100, alpha=alpha, seed=0)
+    message = str(error.value)
+    assert message.startswith(f"no Dirichlet(alpha={alpha:g}) draw in 1000")
+    works = float(message.split("--alpha ")[1].split()[0])
+    # The alpha it names splits, and the grid value below it does not.
+    assert min(p.size for p in dirichlet_partition(LABELS, 100, works, 0)) >= 2
+    digit = int(f"{works:e}"[0])
+    below = works * (digit - 1) / digit if digit > 1 else works * 0.9
+    with pytest.raises(ValueError):
+        dirichlet_partition(LABELS, 100, alpha=below, seed=0)
+
+
+def test_a_tiny_alpha_that_can_split_does():
+    # 4 clients, 10 labels: almost every label goes to one client, whole.
+    parts = dirichlet_partition(LABELS, 4, alpha=1e-300, seed=0)
+    _assert_disjoint_and_complete(parts, LABELS.size)
+    assert all(np.unique(LABELS[p]).size * 100 == p.size for p in parts)
 
 
 def test_unknown_partition():

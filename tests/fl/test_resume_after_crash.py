@@ -266,9 +266,77 @@ def test_sigterm_finishes_the_round_and_checkpoints_it(tmp_path, worker_pids):
     process.send_signal(signal.SIGTERM)  # as a scheduler or `kill` stops a job
     _, stderr = process.communicate(timeout=120)
 
-    assert process.returncode == 130, stderr[-2000:]
+    # 128 + 15, the shell's convention for a job ended by SIGTERM.
+    assert process.returncode == 143, stderr[-2000:]
     assert "SIGTERM: stopping after this round" in stderr
+    assert "interrupted (SIGTERM): stopped after round" in stderr
     assert "Traceback" not in stderr
     assert _checkpoint_round(run / "checkpoint.npz") == len(_rows(metrics)) < 200
+    time.sleep(0.5)
+    assert worker_pids() <= workers_before
+
+
+@pytest.mark.slow
+def test_sigterm_during_start_up_ends_the_run_cleanly(tmp_path, worker_pids):
+    """Before the first round: 143, no traceback, the directory free again."""
+    workers_before = worker_pids()
+    run = tmp_path / "run"
+    process = subprocess.Popen(
+        _digits_command(run, "--rounds", "200"),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 300
+    while not (run / "clients.csv").exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=120)
+
+    assert process.returncode == 143, stderr[-2000:]
+    assert "interrupted (SIGTERM)" in stderr and "Traceback" not in stderr
+    time.sleep(0.5)
+    assert worker_pids() <= workers_before
+    # Nothing holds the directory: a plain rerun of the same command starts.
+    rerun = subprocess.run(
+        _digits_command(run, "--rounds", "1"),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+
+
+@pytest.mark.slow
+def test_kill_9_before_the_first_checkpoint_leaves_a_directory_a_rerun_takes(
+    tmp_path, worker_pids
+):
+    """kill -9 after clients.csv: no checkpoint, so a plain rerun starts afresh."""
+    workers_before = worker_pids()
+    run = tmp_path / "run"
+    process = subprocess.Popen(
+        _digits_command(run, "--rounds", "200"),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 300
+    while not (run / "clients.csv").exists() and time.monotonic() < deadline:
+        time.sleep(0.005)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait(timeout=60)
+    assert not (run / "checkpoint.npz").exists()
+
+    rerun = subprocess.run(
+        _digits_command(run, "--rounds", "1"),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    assert "removed, starting afresh" in rerun.stdout + rerun.stderr
+    assert (run / "summary.json").is_file()
     time.sleep(0.5)
     assert worker_pids() <= workers_before

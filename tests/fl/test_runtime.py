@@ -112,7 +112,8 @@ def test_the_watchdog_probes_every_two_seconds_not_in_a_busy_loop():
 
 
 def test_a_local_worker_that_dies_is_reported_not_waited_for():
-    from tffprune.fl.runtime import LocalRuntime, WorkerLostError
+    from tffprune.fl.runtime import LocalRuntime
+    from tffprune.fl.workers import WorkerLostError
 
     started = time.monotonic()
     with (

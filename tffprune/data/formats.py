@@ -161,21 +161,47 @@ def read_npz(path: str | Path) -> dict[str, np.ndarray]:
     """
     path = Path(path)
     keys = ("x_train", "y_train", "x_test", "y_test")
+    arrays = read_npz_arrays(path)
+    missing = [key for key in keys if key not in arrays]
+    if missing:
+        raise DataError(
+            f"{path} lacks {', '.join(missing)}; a Keras data set .npz "
+            f"holds {', '.join(keys)}"
+        )
+    return {key: arrays[key] for key in keys}
+
+
+def read_npz_arrays(path: str | Path) -> dict[str, np.ndarray]:
+    """Every array of an ``.npz`` archive, by name; pickled objects refused.
+
+    Raises:
+        DataError: If the archive is unreadable, or an array holds Python
+            objects (``dtype=object``: loading them unpickles, which can run
+            code), naming the array.
+    """
+    path = Path(path)
+    arrays = {}
     try:
         with np.load(path, allow_pickle=False) as archive:
-            missing = [key for key in keys if key not in archive.files]
-            if missing:
-                raise DataError(
-                    f"{path} lacks {', '.join(missing)}; a Keras data set .npz "
-                    f"holds {', '.join(keys)}"
-                )
-            return {key: archive[key] for key in keys}
+            for key in archive.files:
+                try:
+                    arrays[key] = archive[key]
+                except ValueError as error:
+                    if "allow_pickle" not in str(error):
+                        raise
+                    raise DataError(
+                        f"{path}: array {key!r} holds pickled Python objects, "
+                        "refused (unpickling can run code); save plain numeric "
+                        "arrays, e.g. np.savez(path, x_train=np.asarray(x, "
+                        "np.float32), ...)"
+                    ) from None
     except (OSError, zipfile.BadZipFile, EOFError, ValueError) as error:
         if isinstance(error, DataError):
             raise
         raise DataError(
             f"{path} is a truncated or corrupt .npz file: {error}"
         ) from error
+    return arrays
 
 
 def read_cifar_batch(path: str | Path) -> tuple[np.ndarray, np.ndarray]:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import hashlib
+import math
 from pathlib import Path
 
 import numpy as np
@@ -128,7 +129,8 @@ def dirichlet_partition(
 
     Draws are repeated (up to ``max_attempts``) until every client holds at least
     ``min_examples`` examples, as is common practice (e.g. FedML), so that each
-    client can have a train and a test split.
+    client can have a train and a test split. Any ``alpha > 0`` ends in bounded
+    time: below 0.1 the shares are drawn in log space (`dirichlet_shares`).
 
     Args:
         labels: Labels of all examples, shape (N,).
@@ -143,34 +145,122 @@ def dirichlet_partition(
 
     Raises:
         ValueError: If ``alpha <= 0`` or no draw gives every client
-            ``min_examples``.
+            ``min_examples`` (the message names the smallest alpha of the
+            form d x 10^k that does, with this seed).
     """
     labels = _check_common(labels, num_clients)
-    if not alpha > 0:
-        raise ValueError(f"dirichlet alpha must be > 0, got {alpha}")
+    if not (alpha > 0 and math.isfinite(alpha)):
+        raise ValueError(f"dirichlet alpha must be > 0 and finite, got {alpha}")
     if labels.size < num_clients * min_examples:
         raise ValueError(
             f"{labels.size} examples cannot give {num_clients} clients "
             f"{min_examples} each"
         )
+    parts = _dirichlet_draws(
+        labels, num_clients, alpha, seed, min_examples, max_attempts
+    )
+    if parts is not None:
+        return parts
+    works = _smallest_working_alpha(
+        labels, num_clients, alpha, seed, min_examples, max_attempts
+    )
+    hint = (
+        f"--alpha {works:g} is the smallest of the form d x 10^k that works with "
+        f"this seed"
+        if works is not None
+        else "lower the number of clients (--num-clients)"
+    )
+    raise ValueError(
+        f"no Dirichlet(alpha={alpha:g}) draw in {max_attempts} gave all "
+        f"{num_clients} clients {min_examples} examples; {hint}"
+    )
+
+
+def dirichlet_shares(
+    rng: np.random.Generator, alpha: float, num_clients: int
+) -> np.ndarray:
+    """One draw of ``Dir(alpha, ..., alpha)`` over ``num_clients``, any alpha > 0.
+
+    From 0.1 up this is NumPy's ``rng.dirichlet`` (so seeded splits are as
+    they were). Below, NumPy's sampler slows without bound (3.8 s a draw at
+    1e-10, no end at 1e-30, deaf to Ctrl-C), so the shares are normalised
+    Gamma(alpha) variates drawn in log space: ``log G = log Gamma(alpha + 1)
+    + log(U) / alpha`` (Marsaglia and Tsang's boost), exact and finite down to
+    the smallest positive float.
+    """
+    if alpha >= 0.1:
+        return rng.dirichlet(np.full(num_clients, alpha))
+    log_gamma = np.log(rng.gamma(alpha + 1.0, size=num_clients)) + (
+        np.log(rng.random(num_clients)) / alpha
+    )
+    shares = np.exp(log_gamma - log_gamma.max())
+    return shares / shares.sum()
+
+
+def _dirichlet_draws(
+    labels: np.ndarray,
+    num_clients: int,
+    alpha: float,
+    seed: int,
+    min_examples: int,
+    max_attempts: int,
+) -> list[np.ndarray] | None:
+    """The first of ``max_attempts`` seeded draws that fills every client."""
     rng = np.random.default_rng(seed)
     classes = np.unique(labels)
     members = [rng.permutation(np.flatnonzero(labels == label)) for label in classes]
     for _ in range(max_attempts):
-        parts: list[list[np.ndarray]] = [[] for _ in range(num_clients)]
+        cuts = []
+        sizes = np.zeros(num_clients, np.int64)
         for label_members in members:
-            shares = rng.dirichlet(np.full(num_clients, alpha))
-            cuts = (np.cumsum(shares)[:-1] * label_members.size).astype(int)
-            for client, piece in enumerate(np.split(label_members, cuts)):
-                parts[client].append(piece)
-        sizes = [sum(piece.size for piece in part) for part in parts]
-        if min(sizes) >= min_examples:
-            return [np.sort(np.concatenate(part)) for part in parts]
-    raise ValueError(
-        f"no Dirichlet(alpha={alpha}) draw in {max_attempts} gave all "
-        f"{num_clients} clients {min_examples} examples; raise alpha "
-        "(--alpha) or lower the number of clients (--num-clients)"
-    )
+            shares = dirichlet_shares(rng, alpha, num_clients)
+            label_cuts = (np.cumsum(shares)[:-1] * label_members.size).astype(int)
+            sizes += np.diff(label_cuts, prepend=0, append=label_members.size)
+            cuts.append(label_cuts)
+        if sizes.min() >= min_examples:
+            pieces = [
+                np.split(label_members, label_cuts)
+                for label_members, label_cuts in zip(members, cuts, strict=True)
+            ]
+            return [
+                np.sort(np.concatenate([label[c] for label in pieces]))
+                for c in range(num_clients)
+            ]
+    return None
+
+
+def _smallest_working_alpha(
+    labels: np.ndarray,
+    num_clients: int,
+    alpha: float,
+    seed: int,
+    min_examples: int,
+    max_attempts: int,
+) -> float | None:
+    """The smallest alpha above ``alpha`` on the grid d x 10^k that splits.
+
+    Bisection over the grid 1e-4 .. 9e3 (a larger alpha only evens the
+    shares); None if even the largest does not split.
+    """
+    grid = [d * 10.0**k for k in range(-4, 4) for d in range(1, 10)]
+    grid = [value for value in grid if value > alpha]
+
+    def splits(value: float) -> bool:
+        draws = _dirichlet_draws(
+            labels, num_clients, value, seed, min_examples, max_attempts
+        )
+        return draws is not None
+
+    if not grid or not splits(grid[-1]):
+        return None
+    low, high = -1, len(grid) - 1  # grid[high] splits; grid[low] is untried
+    while high - low > 1:
+        middle = (low + high) // 2
+        if splits(grid[middle]):
+            high = middle
+        else:
+            low = middle
+    return grid[high]
 
 
 def partition_indices(

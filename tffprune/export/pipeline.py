@@ -28,7 +28,6 @@ it), else the same architecture with freshly initialized dense weights, which
 from __future__ import annotations
 
 import json
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +36,7 @@ import tensorflow as tf
 from tffprune.data import load_dataset
 from tffprune.data.arrays import as_inputs, as_labels
 from tffprune.data.datasets import Dataset
+from tffprune.data.formats import DataError, read_npz_arrays
 from tffprune.export import c_array, lut, sizes, tflite, verify
 from tffprune.pruning.policy import model_sparsity
 from tffprune.reporting.files import (
@@ -306,12 +306,9 @@ def _representative_file(path: str | Path) -> Dataset:
     if not path.is_file():
         raise ValueError(f"--representative-data: {path} does not exist")
     try:
-        with np.load(path, allow_pickle=False) as archive:
-            arrays = {key: archive[key] for key in archive.files}
-    except (OSError, ValueError, zipfile.BadZipFile) as error:
-        raise ValueError(
-            f"--representative-data: cannot read {path}: {error}"
-        ) from None
+        arrays = read_npz_arrays(path)
+    except DataError as error:
+        raise ValueError(f"--representative-data: {error}") from None
     key = "x_train" if "x_train" in arrays else "x" if "x" in arrays else None
     if key is None:
         raise ValueError(
