@@ -22,6 +22,7 @@ import csv
 import dataclasses
 import hashlib
 import math
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -162,7 +163,13 @@ def dirichlet_partition(
     if parts is not None:
         return parts
     works = _smallest_working_alpha(
-        labels, num_clients, alpha, seed, min_examples, max_attempts
+        alpha,
+        lambda value: (
+            _dirichlet_draws(
+                labels, num_clients, value, seed, min_examples, max_attempts
+            )
+            is not None
+        ),
     )
     hint = (
         f"--alpha {works:g} is the smallest of the form d x 10^k that works with "
@@ -230,27 +237,15 @@ def _dirichlet_draws(
 
 
 def _smallest_working_alpha(
-    labels: np.ndarray,
-    num_clients: int,
-    alpha: float,
-    seed: int,
-    min_examples: int,
-    max_attempts: int,
+    alpha: float, splits: Callable[[float], bool]
 ) -> float | None:
-    """The smallest alpha above ``alpha`` on the grid d x 10^k that splits.
+    """The smallest alpha above ``alpha`` on the grid d x 10^k that ``splits``.
 
     Bisection over the grid 1e-4 .. 9e3 (a larger alpha only evens the
     shares); None if even the largest does not split.
     """
     grid = [d * 10.0**k for k in range(-4, 4) for d in range(1, 10)]
     grid = [value for value in grid if value > alpha]
-
-    def splits(value: float) -> bool:
-        draws = _dirichlet_draws(
-            labels, num_clients, value, seed, min_examples, max_attempts
-        )
-        return draws is not None
-
     if not grid or not splits(grid[-1]):
         return None
     low, high = -1, len(grid) - 1  # grid[high] splits; grid[low] is untried
