@@ -10,7 +10,7 @@ from tffprune.fl.algorithm import (
     PruningPlan,
     UploadFormat,
 )
-from tffprune.fl.client import ClientWorkConfig
+from tffprune.fl.client_steps import ClientWorkConfig
 from tffprune.pruning.policy import PrunableWeight
 from tffprune.pruning.schedules import ConstantSparsity
 
@@ -19,7 +19,7 @@ SHAPES = [(40, 30), (30,)]
 
 def _algorithm(download_values="float32", new_clients="dense"):
     """Sub-FedAvg, weight pruning of the (40, 30) kernel to 50%."""
-    work = ClientWorkConfig(
+    work = ClientWorkConfig.from_options(
         "weight", (PrunableWeight(0, "dense", "dense", 1),), value_format="int1"
     )
     plan = PruningPlan(

@@ -9,11 +9,8 @@ import pytest
 import tensorflow as tf
 import tensorflow_federated as tff
 
-from tffprune.fl.client import (
-    ClientWorkConfig,
-    build_client_train_fn,
-    build_client_work_fn,
-)
+from tffprune.fl.client import build_client_train_fn, build_client_work_fn
+from tffprune.fl.client_steps import ClientWorkConfig
 from tffprune.fl.messages import ClientInput, Download, PruningStep
 from tffprune.pruning import PruningPolicy, build_masks, mask_distance
 from tffprune.pruning.counts import pruning_counts
@@ -74,8 +71,8 @@ def _client_round(setting, learning_rate, threshold):
     work = build_client_work_fn(
         model_fn,
         tff.learning.optimizers.build_sgdm(learning_rate, momentum=0.5),
-        ClientWorkConfig(
-            method="weight", targets=targets, mask_distance_threshold=threshold
+        ClientWorkConfig.from_options(
+            "weight", targets, mask_distance_threshold=threshold
         ),
     )
     counts = pruning_counts(shapes, targets, "weight", 0.5)

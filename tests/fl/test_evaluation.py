@@ -7,7 +7,7 @@ import tensorflow_federated as tff
 from tffprune.compression.compact import at_positions
 from tffprune.data import build_federated_data, load_dataset
 from tffprune.fl.algorithm import ClientState, PruningPlan
-from tffprune.fl.client import ClientWorkConfig
+from tffprune.fl.client_steps import ClientWorkConfig
 from tffprune.fl.evaluation import RunEvaluator
 from tffprune.models import build_model
 from tffprune.pruning import ConstantSparsity, PruningPolicy
@@ -25,7 +25,7 @@ def setting():
     model = model_fn()
     weights = [w.numpy() for w in model.trainable_weights + model.non_trainable_weights]
     plan = PruningPlan(
-        ClientWorkConfig("weight", tuple(PruningPolicy().select(model))),
+        ClientWorkConfig.from_options("weight", tuple(PruningPolicy().select(model))),
         ConstantSparsity(0.5),
         tuple(tuple(w.shape) for w in model.trainable_weights),
     )

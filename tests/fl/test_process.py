@@ -11,7 +11,7 @@ from tffprune.config import TrainConfig
 from tffprune.data import build_federated_data, load_dataset
 from tffprune.data.pipeline import batched_dataset
 from tffprune.fl.algorithm import UploadVerificationError
-from tffprune.fl.client import ClientWorkConfig
+from tffprune.fl.client_steps import ClientWorkConfig
 from tffprune.fl.process import RoundParts, RoundProcess
 from tffprune.fl.training import Trainer
 from tffprune.pruning.counts import no_pruning
@@ -79,7 +79,9 @@ def test_fedavg_matches_tff_build_weighted_fed_avg(digits_clients):
             model_fn,
             ELEMENT_SPEC,
             tff.learning.optimizers.build_sgdm(0.1, momentum=0.5),
-            ClientWorkConfig("none", (), masked_upload=False, weight_by_examples=True),
+            ClientWorkConfig.from_options(
+                "none", (), masked_upload=False, weight_by_examples=True
+            ),
         )
     )
     ours, roles = initial, ours_process.initialize_roles()
@@ -168,7 +170,7 @@ def test_a_lossy_download_never_enters_the_server_weights(download_format):
             model_fn,
             ELEMENT_SPEC,
             tff.learning.optimizers.build_sgdm(0.1, momentum=0.5),
-            ClientWorkConfig("none", ()),
+            ClientWorkConfig.from_options("none", ()),
             download_values=download_format,
         )
     )

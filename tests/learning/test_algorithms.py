@@ -150,6 +150,16 @@ def test_build_fedavg_refuses_error_feedback_free_options_it_cannot_hold():
         build_fedavg(model_fn, ELEMENT_SPEC, upload_values="int3")
 
 
+def test_a_model_the_caller_built_before_still_evaluates_after_a_build():
+    """Keras swaps a class to v1 when a graph builds it; the build undoes that."""
+    model = tiny_cnn.model_fn()
+    model.compile(loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    build_sub_fedavg(tiny_cnn.model_fn, tiny_cnn.ELEMENT_SPEC)
+    x = np.zeros((4, *tiny_cnn.INPUT_SHAPE), np.float32)
+    loss, accuracy = model.evaluate(x, np.zeros(4, np.int32), verbose=0)
+    assert 0.0 <= accuracy <= 1.0
+
+
 def test_build_sub_fedavg_keeps_each_clients_mask_by_id(clients):
     # The loop the README shows: states by client id, a mask comes back and
     # goes in again the next time its client is sampled.

@@ -23,6 +23,14 @@ def _dense_model():
     )
 
 
+ELEMENT_SPEC = (tf.TensorSpec([None, 4], tf.float32), tf.TensorSpec([None], tf.int32))
+
+
+@pytest.fixture(scope="module")
+def process():
+    return build_sub_fedavg(_dense_model, ELEMENT_SPEC, method="weight")
+
+
 def _output(masks, finite=True, residual_written=False):
     return ClientOutput(
         mask=masks,
@@ -43,8 +51,8 @@ def _half_pruned():
     return [hidden, np.ones(10, bool), np.ones((10, 3), bool), np.ones(3, bool)]
 
 
-def test_a_new_client_trains_everything_and_takes_the_schedules_first_step():
-    clients = ClientStates(_dense_model, method="weight", sparsity=0.5)
+def test_a_new_client_trains_everything_and_takes_the_schedules_first_step(process):
+    clients = ClientStates(process, sparsity=0.5)
     (first,) = clients.inputs(["alice"], round_number=0)
     assert [m.shape for m in first.mask] == [(4, 10), (10,), (10, 3), (3,)]
     assert all(m.all() for m in first.mask)
@@ -54,8 +62,8 @@ def test_a_new_client_trains_everything_and_takes_the_schedules_first_step():
     assert "alice" not in clients
 
 
-def test_an_aggregated_clients_mask_is_kept_and_its_schedule_steps_from_it():
-    clients = ClientStates(_dense_model, method="weight", sparsity=0.6)
+def test_an_aggregated_clients_mask_is_kept_and_its_schedule_steps_from_it(process):
+    clients = ClientStates(process, sparsity=0.6)
     clients.inputs(["alice"], 0)
     assert clients.update(["alice"], [_output(_half_pruned())]) == [True]
     assert clients.sparsity("alice") == 0.5
@@ -65,15 +73,15 @@ def test_an_aggregated_clients_mask_is_kept_and_its_schedule_steps_from_it():
     assert list(again.counts.entries) == [22, 0, 0, 0]
 
 
-def test_a_client_at_its_target_keeps_its_mask():
-    clients = ClientStates(_dense_model, method="weight", sparsity=0.5)
+def test_a_client_at_its_target_keeps_its_mask(process):
+    clients = ClientStates(process, sparsity=0.5)
     clients.update(["alice"], [_output(_half_pruned())])
     (again,) = clients.inputs(["alice"], 5)
     assert list(again.counts.entries) == [0, 0, 0, 0]
 
 
-def test_a_rejected_or_lost_upload_changes_nothing():
-    clients = ClientStates(_dense_model, method="weight", sparsity=0.5)
+def test_a_rejected_or_lost_upload_changes_nothing(process):
+    clients = ClientStates(process, sparsity=0.5)
     outputs = [_output(_half_pruned(), finite=False), _output(_half_pruned())]
     assert clients.update(["nan", "lost"], outputs, delivered=[True, False]) == [
         False,
@@ -83,21 +91,27 @@ def test_a_rejected_or_lost_upload_changes_nothing():
     assert clients.sparsity("nan") == 0.0
 
 
-def test_ids_of_any_hashable_type_are_distinct_clients():
-    clients = ClientStates(_dense_model, method="weight", sparsity=0.5)
+def test_ids_of_any_hashable_type_are_distinct_clients(process):
+    clients = ClientStates(process, sparsity=0.5)
     clients.update([1], [_output(_half_pruned())])
     assert 1 in clients and "1" not in clients
     assert clients.mask("1")[0].all()
 
 
-def test_a_client_sampled_twice_in_a_round_is_refused():
-    clients = ClientStates(_dense_model)
+def test_a_client_sampled_twice_in_a_round_is_refused(process):
+    clients = ClientStates(process)
     with pytest.raises(ValueError, match="at most once"):
         clients.inputs(["a", "a"], 0)
 
 
+def test_only_a_sub_fedavg_process_is_taken():
+    with pytest.raises(TypeError, match="build_sub_fedavg"):
+        ClientStates(_dense_model)
+
+
 def test_the_mask_distance_rule_needs_each_clients_epoch_examples():
-    clients = ClientStates(_dense_model, mask_distance_threshold=1e-4)
+    rule = build_sub_fedavg(_dense_model, ELEMENT_SPEC, mask_distance_threshold=1e-4)
+    clients = ClientStates(rule)
     with pytest.raises(ValueError, match="epoch_examples"):
         clients.inputs(["a"], 0)
     (first,) = clients.inputs(["a"], 0, epoch_examples=[48])
@@ -115,13 +129,7 @@ def test_a_loop_over_build_sub_fedavg_keeps_masks_and_residuals_by_id(tmp_path):
         upload_values="int8",
         error_feedback=True,
     )
-    clients = ClientStates(
-        tiny_cnn.model_fn,
-        method="weight",
-        sparsity=0.5,
-        error_feedback=True,
-        residual_dir=tmp_path,
-    )
+    clients = ClientStates(process, sparsity=0.5, residual_dir=tmp_path)
     state = process.initialize()
     for round_number, sampled in enumerate([["ann", "bob"], ["bob", "cy"]]):
         inputs = clients.inputs(sampled, round_number)

@@ -37,7 +37,7 @@ import numpy as np
 from tffprune.compression import baselines, wire
 from tffprune.compression.compact import CompactTensors
 from tffprune.fl.aggregation import fedavg, sub_fedavg
-from tffprune.fl.client import ClientWorkConfig
+from tffprune.fl.client_steps import ClientWorkConfig
 from tffprune.fl.residual_store import ResidualStore
 from tffprune.pruning.counts import PruningCounts, no_pruning, pruning_counts
 from tffprune.pruning.policy import PrunableWeight, build_masks, sparsity_report
@@ -157,12 +157,12 @@ class PruningPlan:
     @property
     def method(self) -> str:
         """The pruning method."""
-        return self.work.method
+        return self.work.pruning.method
 
     @property
     def targets(self) -> tuple[PrunableWeight, ...]:
         """The prunable kernels."""
-        return self.work.targets
+        return self.work.pruning.targets
 
     @property
     def personal(self) -> bool:
@@ -171,16 +171,16 @@ class PruningPlan:
         A client then prunes only above its own sparsity, and an iterative
         schedule steps from it.
         """
-        return self.work.masked_upload
+        return self.work.upload.masked
 
     @property
-    def mask_distance_threshold(self) -> float | None:
-        """Sub-FedAvg's reference rule's threshold (None: off).
+    def early_examples_needed(self) -> bool:
+        """A client that prunes needs its examples per local epoch.
 
-        A client that prunes draws an early candidate mask after its first
-        local epoch and prunes only if the final one differs by more.
+        A guard (Sub-FedAvg's mask-distance rule) draws an early candidate
+        mask after the client's first local epoch.
         """
-        return self.work.mask_distance_threshold
+        return self.work.early_snapshot
 
     def subnetwork(
         self,
@@ -240,7 +240,7 @@ class PruningPlan:
         counts = pruning_counts(
             self.shapes, self.targets, self.method, target, self.structured_share
         )
-        if self.mask_distance_threshold is None or not counts.prunes:
+        if not self.early_examples_needed or not counts.prunes:
             return counts
         return dataclasses.replace(counts, early_examples=epoch_examples)
 
@@ -266,7 +266,7 @@ class UploadFormat:
     @property
     def values(self) -> str:
         """The update's value format (`wire.VALUE_FORMATS`)."""
-        return self.work.value_format
+        return self.work.encoding.value_format
 
     @property
     def verify(self) -> bool:
@@ -280,7 +280,7 @@ class UploadFormat:
     @property
     def error_feedback(self) -> bool:
         """Clients carry what the value format dropped into their next upload."""
-        return self.work.error_feedback
+        return self.work.encoding.error_feedback
 
 
 class FederatedAlgorithm:
@@ -307,7 +307,7 @@ class FederatedAlgorithm:
         self.process = process
         self.plan = plan
         self.upload = upload
-        self.weight_by_examples = plan.work.weight_by_examples
+        self.weight_by_examples = plan.work.upload.weight_by_examples
         self.shapes = [tuple(s) for s in shapes]
         self.num_trainable = len(plan.shapes)
         self.residuals = residuals or ResidualStore()
@@ -472,7 +472,7 @@ class FederatedAlgorithm:
         masks = self.start_masks(server.weights, clients, sampled, round_number)
         starts = dict(zip((int(c) for c in sampled), masks, strict=True))
         if epoch_examples is None:
-            if self.plan.mask_distance_threshold is not None:
+            if self.plan.early_examples_needed:
                 raise ValueError("the mask-distance rule needs epoch_examples")
             epoch_examples = [0] * len(sampled)
         counts = [

@@ -47,18 +47,14 @@ layer (`tffprune.learning`) wraps them in ``tff.tensorflow.computation``s.
 from __future__ import annotations
 
 import collections
-import dataclasses
 from collections.abc import Callable
 from typing import Any
 
 import tensorflow as tf
 
-from tffprune.compression.tf_values import transmitted, with_error_feedback
+from tffprune.fl.client_steps import ClientWorkConfig, Trial
 from tffprune.fl.messages import ClientOutput
-from tffprune.fl.residual_store import read_tensors, write_tensors
 from tffprune.models.outputs import classification_loss
-from tffprune.pruning.policy import PrunableWeight
-from tffprune.pruning.tf_masks import build_masks, mask_distance
 
 # A ``tff.learning.optimizers.Optimizer``, named here without importing TFF.
 Optimizer = Any
@@ -66,46 +62,6 @@ Optimizer = Any
 # How many times each client function's Python body ran, i.e. was traced into
 # a graph (benchmarks check that rounds do not retrace).
 TRACES: collections.Counter[str] = collections.Counter()
-
-
-@dataclasses.dataclass(frozen=True)
-class ClientWorkConfig:
-    """What a client does after training, fixed for a run.
-
-    Attributes:
-        method: Pruning method (`tffprune.pruning.policy.METHODS`).
-        targets: The prunable kernels (`PruningPolicy.select`).
-        value_format: The upload's value format
-            (`tffprune.compression.wire.VALUE_FORMATS`); the update is sent.
-        masked_upload: The upload carries the client's mask (Sub-FedAvg);
-            else the server takes pruned entries as 0 (FedAvg).
-        weight_by_examples: Weight the upload by the examples seen (else 1).
-        accuracy_threshold: Keep a new mask only if the pruned model's
-            accuracy on the client's training data is at least this (0: off).
-        mask_distance_threshold: Sub-FedAvg's reference rule (None: off):
-            draw a candidate mask after the first local epoch and one after
-            the last, and prune only if their mean Hamming distance
-            (`tffprune.pruning.tf_masks.mask_distance`) exceeds this.
-        error_feedback: Add the client's residual (read from its file) to its
-            update and write what the value format dropped as its new one.
-        personal_models: Also return the client's own model after its local
-            training and pruning (trained weights times its new mask, and its
-            buffers): the model Sub-FedAvg's reference code reports.
-        return_values: Also report the update (with the residual) before the
-            value format (for `--verify-uploads`, which encodes it with the
-            real codec).
-    """
-
-    method: str
-    targets: tuple[PrunableWeight, ...]
-    value_format: str = "float32"
-    masked_upload: bool = True
-    weight_by_examples: bool = False
-    accuracy_threshold: float = 0.0
-    mask_distance_threshold: float | None = None
-    error_feedback: bool = False
-    personal_models: bool = False
-    return_values: bool = False
 
 
 def build_client_train_fn(
@@ -243,38 +199,33 @@ def build_client_work_fn(
     optimizer: Optimizer,
     work: ClientWorkConfig,
 ) -> Callable[..., tuple]:
-    """Builds a client's whole round: train, prune, and what the server decodes.
+    """Builds a client's whole round: train, then ``work``'s steps.
 
     Args:
         model_fn: Builds the Keras model.
         optimizer: The local optimizer (`build_client_train_fn`).
-        work: Pruning method, upload format and guards.
+        work: The steps (`tffprune.fl.client_steps`).
 
     Returns:
         ``client_work(download, client, dataset) -> (upload, output)``:
         ``download`` a `Download`, ``client`` a `ClientInput`, ``dataset``
-        the client's ``(inputs, labels)`` batches. ``upload`` is ``(values,
-        masks, weight)`` with a masked upload or ``(values, weight)`` else:
-        per weight, what the server reconstructs (its float32 copy plus the
-        decoded update) at the client's new mask, 0 elsewhere; the weight 0
-        when the upload is lost or non-finite.
+        the client's ``(inputs, labels)`` batches. ``upload`` is
+        ``work.upload``'s: per weight, what the server reconstructs (its
+        float32 copy plus the decoded update) at the client's new mask, 0
+        elsewhere, and a weight 0 when the upload is lost or non-finite.
         ``output`` is the client's `ClientOutput`.
     """
-    distance_rule = work.mask_distance_threshold is not None
-    train = build_client_train_fn(model_fn, optimizer, early_snapshot=distance_rule)
-    steps = _ClientSteps(work, train)
+    train = build_client_train_fn(model_fn, optimizer, work.early_snapshot)
+    targets = tuple(target.index for target in work.pruning.targets)
 
     @tf.function
     def client_work(download, client, dataset):
         TRACES["client_work"] += 1
-        num_trainable = len(client.mask)
-        received = list(download.received)
-        start, start_buffers = received[:num_trainable], received[num_trainable:]
-        float_masks = [tf.cast(mask, tf.float32) for mask in client.mask]
+        received, masks = list(download.received), list(client.mask)
         trained = train(
-            start,
-            start_buffers,
-            float_masks,
+            received[: len(masks)],
+            received[len(masks) :],
+            [tf.cast(mask, tf.float32) for mask in masks],
             dataset,
             client.counts.early_examples,
         )
@@ -286,17 +237,26 @@ def build_client_work_fn(
         # dropped (weight 0) and the client's mask is left as it was.
         weights, buffers, early = (
             [tf.where(finite, w, tf.zeros_like(w)) for w in part]
-            for part in (weights, buffers, trained[4] if distance_rule else [])
+            for part in (weights, buffers, trained[4] if work.early_snapshot else [])
         )
-        new_masks, distance = steps.prune(
-            weights, buffers, early, client, finite, dataset
+        trial = Trial(
+            weights,
+            buffers,
+            early,
+            masks,
+            work.pruning.masks(weights, masks, client.counts),
+            client.counts,
+            targets,
+            prune=lambda other: work.pruning.masks(other, masks, client.counts),
+            accuracy=lambda pruned: train.accuracy(pruned, buffers, dataset),
         )
+        new_masks, measured = _guarded_masks(work.guards, trial, finite)
         kept = new_masks + [tf.ones_like(w, tf.bool) for w in buffers]
         updates = [
             tf.where(mask, w - w0, tf.zeros_like(w))
             for w, w0, mask in zip(weights + buffers, received, kept, strict=True)
         ]
-        decoded, encoded, residual_written = steps.encode(
+        decoded, encoded, residual_written = work.encoding.encode(
             updates, kept, client.residual_files
         )
         server = list(download.server) or received
@@ -304,132 +264,70 @@ def build_client_work_fn(
             tf.where(mask, w + s, tf.zeros_like(s))
             for w, s, mask in zip(server, decoded, kept, strict=True)
         ]
-        base = tf.cast(num_examples, tf.float32) if work.weight_by_examples else 1.0
-        weight = tf.where(tf.logical_and(finite, client.delivered), base, 0.0)
-        upload = (values, kept, weight) if work.masked_upload else (values, weight)
-        output = steps.output(
+        upload = work.upload.build(
+            values, kept, num_examples, tf.logical_and(finite, client.delivered)
+        )
+        output = _client_output(
+            work,
             new_masks,
-            (weights + buffers, kept),
-            (num_examples, loss_sum, finite),
-            (encoded, residual_written, distance),
+            (weights + buffers, kept, encoded),
+            (num_examples, loss_sum, finite, residual_written),
+            measured,
         )
         return upload, output
 
     return client_work
 
 
-class _ClientSteps:
-    """The steps of a client's round after training, one method each.
+def _client_output(work, new_masks, weights, facts, measured) -> ClientOutput:
+    """The client's `ClientOutput`: its new state and what it cost.
 
     Args:
-        work: The client work's settings.
-        train: The training function (its ``accuracy`` serves the guard).
+        work: The client work's record.
+        new_masks: Its new masks (trainable weights).
+        weights: ``(trained, kept, encoded)``: every trained weight, its mask
+            and what was encoded of its update.
+        facts: ``(num_examples, loss_sum, finite, residual_written)``.
+        measured: The guards' measurements.
     """
+    (trained, kept, encoded), (num_examples, loss_sum, finite, written) = (
+        weights,
+        facts,
+    )
+    return ClientOutput(
+        mask=new_masks,
+        num_examples=num_examples,
+        loss_sum=loss_sum,
+        finite=finite,
+        zero_kept=[
+            tf.reduce_any(tf.logical_and(mask, tf.equal(u, 0.0)))
+            for u, mask in zip(encoded, kept, strict=True)
+        ],
+        residual_written=written,
+        personal=[_values_at(w, m) for w, m in zip(trained, kept, strict=True)]
+        if work.personal_models
+        else [],
+        mask_distance=measured.get("mask_distance", tf.constant(-1.0)),
+        values=encoded if work.return_values else [],
+    )
 
-    def __init__(self, work: ClientWorkConfig, train: Callable[..., tuple]) -> None:
-        self.work = work
-        self.train = train
-        self.targets = list(work.targets)
 
-    def prune(self, weights, buffers, early, client, finite, dataset):
-        """The client's new masks and the mask-distance rule's distance.
+def _guarded_masks(guards, trial: Trial, finite) -> tuple[list, dict]:
+    """The new masks, and the guards' measurements.
 
-        The candidate is the method's masks at the round's counts; it is
-        refused (the mask stays) when training was not finite, when the
-        mask-distance rule finds the masks still moving, or when the pruned
-        model misses the accuracy guard on the client's training data.
-        """
-        work, masks = self.work, list(client.mask)
-        counts = tuple(client.counts[:3])
-        candidate = build_masks(work.method, self.targets, weights, masks, counts)
-        accept = finite
-        distance = tf.constant(-1.0)
-        if work.mask_distance_threshold is not None and self.targets:
-            early_examples = client.counts.early_examples
-            early_candidate = build_masks(
-                work.method, self.targets, early, masks, counts
-            )
-            indices = [target.index for target in self.targets]
-            distance = tf.where(
-                early_examples > 0,
-                mask_distance(
-                    [early_candidate[i] for i in indices],
-                    [candidate[i] for i in indices],
-                ),
-                -1.0,
-            )
-            moving = tf.logical_or(
-                early_examples <= 0, distance > work.mask_distance_threshold
-            )
-            accept = tf.logical_and(accept, moving)
-        if work.accuracy_threshold > 0:
-            pruned = [
-                w * tf.cast(m, tf.float32)
-                for w, m in zip(weights, candidate, strict=True)
-            ]
-            accurate = (
-                self.train.accuracy(pruned, buffers, dataset) >= work.accuracy_threshold
-            )
-            accept = tf.logical_and(accept, accurate)
-        new_masks = [
-            tf.where(accept, new, old)
-            for new, old in zip(candidate, masks, strict=True)
-        ]
-        return new_masks, distance
-
-    def output(self, new_masks, trained, training, encoding) -> ClientOutput:
-        """The client's `ClientOutput`: its new state and what it cost.
-
-        Args:
-            new_masks: Its new masks (trainable weights).
-            trained: ``(weights, kept)``: every trained weight and its mask.
-            training: ``(num_examples, loss_sum, finite)``.
-            encoding: ``(encoded, residual_written, mask_distance)``.
-        """
-        (weights, kept), (num_examples, loss_sum, finite) = trained, training
-        encoded, residual_written, distance = encoding
-        return ClientOutput(
-            mask=new_masks,
-            num_examples=num_examples,
-            loss_sum=loss_sum,
-            finite=finite,
-            zero_kept=[
-                tf.reduce_any(tf.logical_and(mask, tf.equal(u, 0.0)))
-                for u, mask in zip(encoded, kept, strict=True)
-            ],
-            residual_written=residual_written,
-            personal=[
-                _values_at(w, mask) for w, mask in zip(weights, kept, strict=True)
-            ]
-            if self.work.personal_models
-            else [],
-            mask_distance=distance,
-            values=encoded if self.work.return_values else [],
-        )
-
-    def encode(self, updates, kept, residual_files):
-        """The updates in the upload's value format, as the server decodes them.
-
-        Returns:
-            ``(decoded, encoded, residual_written)``: what the server decodes,
-            what was encoded (the update plus, with error feedback, the
-            residual read from the client's file) and whether the new
-            residual was written to its file.
-        """
-        value_format = self.work.value_format
-        if not self.work.error_feedback:
-            decoded = [
-                transmitted(u, mask, value_format)
-                for u, mask in zip(updates, kept, strict=True)
-            ]
-            return decoded, updates, tf.constant(False)
-        residual = read_tensors(residual_files[0], [tuple(u.shape) for u in updates])
-        feedback = [
-            with_error_feedback(u, e, mask, value_format)
-            for u, e, mask in zip(updates, residual, kept, strict=True)
-        ]
-        written = write_tensors(residual_files[1], [e for _, e, _ in feedback])
-        return [s for s, _, _ in feedback], [c for _, _, c in feedback], written
+    The candidate, unless training was not finite or a guard refused it: then
+    the client's masks before.
+    """
+    accept, measured = finite, {}
+    for guard in guards:
+        passed, measurements = guard.check(trial)
+        accept = tf.logical_and(accept, passed)
+        measured.update(measurements)
+    new_masks = [
+        tf.where(accept, new, old)
+        for new, old in zip(trial.candidate, trial.masks, strict=True)
+    ]
+    return new_masks, measured
 
 
 def _values_at(tensor: tf.Tensor, mask: tf.Tensor) -> tf.Tensor:

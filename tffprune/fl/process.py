@@ -23,7 +23,7 @@ import tensorflow as tf
 import tensorflow_federated as tff
 
 from tffprune.compression.compact import CompactTensors, at_positions
-from tffprune.fl.client import ClientWorkConfig
+from tffprune.fl.client_steps import ClientWorkConfig
 from tffprune.fl.messages import ClientInput, PruningStep
 from tffprune.fl.runtime import ensure_runtime
 from tffprune.learning.algorithms import build_round
@@ -131,7 +131,7 @@ class RoundProcess:
     def __init__(self, parts: RoundParts) -> None:
         # Never let TFF start its own (self-orphaning) default worker.
         ensure_runtime()
-        self.error_feedback = parts.client_work.error_feedback
+        self.error_feedback = parts.client_work.encoding.error_feedback
         self.personal_models = parts.client_work.personal_models
         self.return_values = parts.client_work.return_values
         self.iterative_process = build_round(

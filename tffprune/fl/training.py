@@ -31,7 +31,7 @@ from tffprune.fl.algorithm import (
     ServerState,
     UploadFormat,
 )
-from tffprune.fl.client import ClientWorkConfig
+from tffprune.fl.client_steps import ClientWorkConfig
 from tffprune.fl.process import RoundParts, RoundProcess
 from tffprune.fl.residual_store import ResidualStore
 from tffprune.learning.optimizers import build_optimizer
@@ -142,9 +142,9 @@ def _pruning_plan(
 def _client_work(config: TrainConfig, targets: tuple) -> ClientWorkConfig:
     """A run's client work settings: the one record of them."""
     personal = config.aggregation == "subfedavg"
-    return ClientWorkConfig(
-        method=config.method,
-        targets=targets,
+    return ClientWorkConfig.from_options(
+        config.method,
+        targets,
         value_format=config.upload_values,
         masked_upload=personal,
         weight_by_examples=config.resolved_client_weighting == "num_examples",

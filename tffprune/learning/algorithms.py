@@ -39,7 +39,7 @@ import tensorflow as tf
 import tensorflow_federated as tff
 
 from tffprune.compression.wire import VALUE_FORMATS
-from tffprune.fl.client import ClientWorkConfig
+from tffprune.fl.client_steps import ClientWorkConfig
 from tffprune.fl.messages import ClientInput, PruningStep
 from tffprune.fl.runtime import ensure_runtime
 from tffprune.learning.aggregators import build_round_aggregator
@@ -91,6 +91,27 @@ def client_input_type(
     )
 
 
+class SubFedAvgProcess(tff.templates.IterativeProcess):
+    """`build_sub_fedavg`'s ``IterativeProcess``, which says how its clients work.
+
+    Args:
+        composed: The composed round (`compose_round`).
+        client_work: Its client work's record
+            (`tffprune.fl.client_steps.ClientWorkConfig`): the pruning method
+            and prunable weights, the guards, the encoding.
+    """
+
+    def __init__(
+        self, composed: tff.templates.IterativeProcess, client_work: ClientWorkConfig
+    ) -> None:
+        super().__init__(composed.initialize, composed.next)
+        self.client_work = client_work
+        signature = composed.next.type_signature
+        self.trainable_shapes = tuple(
+            tuple(t.shape) for t in signature.parameter[1].member.mask
+        )
+
+
 def build_round(
     model_fn: ModelFn,
     input_spec,
@@ -106,7 +127,7 @@ def build_round(
     Args:
         model_fn: Builds a new Keras classification model (no arguments).
         input_spec: The element spec of the clients' batched datasets.
-        work: The client work's settings; ``work.masked_upload`` makes it
+        work: The client work's settings; ``work.upload.masked`` makes it
             Sub-FedAvg (each client its own subnetwork, the masked mean).
         client_optimizer: The local optimizer.
         server_optimizer: The server's optimizer.
@@ -127,7 +148,7 @@ def build_round(
     weights_type = tff.StructWithPythonType(
         [tff.TensorType(np.float32, s) for s in shapes], list
     )
-    inputs_type = client_input_type(trainable, work.error_feedback)
+    inputs_type = client_input_type(trainable, work.encoding.error_feedback)
     dataset_type = tff.SequenceType(tff.types.tensorflow_to_type(input_spec))
 
     @tff.tensorflow.computation()
@@ -139,7 +160,7 @@ def build_round(
         ]
 
     distributor = build_download_distributor(
-        weights_type, inputs_type, download_values, personal=work.masked_upload
+        weights_type, inputs_type, download_values, personal=work.upload.masked
     )
     client_work = build_pruning_client_work(
         model_fn,
@@ -151,7 +172,7 @@ def build_round(
     )
     upload_type = client_work.next.type_signature.result.result.member[0]
     aggregator = build_round_aggregator(
-        model_aggregator, upload_type, masked=work.masked_upload
+        model_aggregator, upload_type, masked=work.upload.masked
     )
     finalizer = build_masked_optimizer_finalizer(
         server_optimizer,
@@ -159,9 +180,15 @@ def build_round(
         aggregator.next.type_signature.result.result.member,
         len(trainable),
     )
-    return compose_round(
+    composed = compose_round(
         initial_weights, distributor, client_work, aggregator, finalizer
     )
+    # Building a Keras model in a graph (the computations above) swaps its
+    # classes' bases to Keras' v1 ones, which breaks every model the caller
+    # already holds ("Your Layer or Model is in an invalid state" from
+    # evaluate); one eager build swaps them back.
+    model_fn()
+    return composed
 
 
 def _round_options(
@@ -214,7 +241,7 @@ def build_sub_fedavg(
     personal_models: bool = False,
     prune_logits: bool = False,
     prune_biases: bool = False,
-) -> tff.templates.IterativeProcess:
+) -> SubFedAvgProcess:
     """Sub-FedAvg (Vahidian et al., 2021) as a TFF iterative process.
 
     Each client trains the server's weights at its own mask, prunes by
@@ -250,16 +277,17 @@ def build_sub_fedavg(
         prune_biases: Prune biases with their kernels.
 
     Returns:
-        The iterative process.
+        The iterative process (a `SubFedAvgProcess`: `ClientStates` reads
+        its pruning options from it).
 
     Raises:
         ValueError: On an unknown value format or weighting.
     """
     _check_options(upload_values, download_values, client_weighting)
     policy = PruningPolicy(prune_logits=prune_logits, prune_biases=prune_biases)
-    work = ClientWorkConfig(
-        method=method,
-        targets=tuple(policy.select(model_fn())),
+    work = ClientWorkConfig.from_options(
+        method,
+        tuple(policy.select(model_fn())),
         value_format=upload_values,
         masked_upload=True,
         weight_by_examples=client_weighting == "num_examples",
@@ -268,7 +296,7 @@ def build_sub_fedavg(
         error_feedback=error_feedback,
         personal_models=personal_models,
     )
-    return build_round(
+    composed = build_round(
         model_fn,
         input_spec,
         work,
@@ -276,6 +304,7 @@ def build_sub_fedavg(
             client_optimizer_fn, server_optimizer_fn, model_aggregator, download_values
         ),
     )
+    return SubFedAvgProcess(composed, work)
 
 
 def build_fedavg(
@@ -342,9 +371,9 @@ def build_fedavg(
         pruning_counts(trainable, targets, method, plan(r), structured_share)
         for r in range(max(rounds, 1))
     ]
-    work = ClientWorkConfig(
-        method=method,
-        targets=targets,
+    work = ClientWorkConfig.from_options(
+        method,
+        targets,
         value_format=upload_values,
         masked_upload=False,
         weight_by_examples=client_weighting == "num_examples",

@@ -5,8 +5,8 @@ sampled client's state (`ClientInput`) and returns its new one
 (`ClientOutput`); TFF keeps neither between rounds. `ClientStates` is the
 loop's side of that contract (NumPy arrays)::
 
-    clients = ClientStates(model_fn, method="weight", sparsity=0.5,
-                           schedule="iterative")
+    process = build_sub_fedavg(model_fn, input_spec, method="weight")
+    clients = ClientStates(process, sparsity=0.5, schedule="iterative")
     for round_number in range(rounds):
         ids = sample(...)
         output = process.next(state, clients.inputs(ids, round_number),
@@ -25,18 +25,17 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Hashable, Sequence
 from pathlib import Path
 
 import numpy as np
-import tensorflow as tf
 import tensorflow_federated as tff
 
 from tffprune.fl.algorithm import ClientState, PruningPlan
-from tffprune.fl.client import ClientWorkConfig
 from tffprune.fl.messages import ClientInput, ClientOutput
 from tffprune.fl.residual_store import ResidualStore
-from tffprune.pruning.policy import PruningPolicy, sparsity_report
+from tffprune.learning.algorithms import SubFedAvgProcess
+from tffprune.pruning.policy import sparsity_report
 from tffprune.pruning.schedules import build_schedule
 
 __all__ = ["ClientStates"]
@@ -45,58 +44,44 @@ __all__ = ["ClientStates"]
 class ClientStates:
     """Each client's mask, sparsity and residual file, by client id.
 
-    Pass the pruning options you gave `build_sub_fedavg` (``method``,
-    ``prune_logits``, ``prune_biases``, ``error_feedback``,
-    ``mask_distance_threshold``); the schedule is this object's alone.
+    The pruning method, the prunable weights, error feedback and the
+    mask-distance rule are the process's (``process.client_work``, as
+    `build_sub_fedavg` was given them); the schedule is this object's alone.
 
     Args:
-        model_fn: The model builder given to `build_sub_fedavg`.
-        method: The pruning method.
+        process: The process `build_sub_fedavg` returned.
         sparsity: The target sparsity of the prunable kernels.
         schedule: ``constant``, ``polynomial`` (over ``rounds``) or
             ``iterative`` (Sub-FedAvg's: 10% of each client's survivors per
             round it is sampled, until the target).
         rounds: The rounds a ``polynomial`` schedule spans.
         structured_share: ``hybrid``'s structured share.
-        prune_logits: Prune the logits layer too.
-        prune_biases: Prune biases with their kernels.
-        error_feedback: The process keeps residuals: each input names the
-            file holding the client's residual and the one its new one goes
-            to.
-        mask_distance_threshold: Sub-FedAvg's reference rule (None: off);
-            `inputs` then needs each client's examples per local epoch.
-        residual_dir: Where the residual files go (default: a temporary
-            directory, removed with this object).
+        residual_dir: Where the residual files go, with error feedback
+            (default: a temporary directory, removed with this object).
+
+    Raises:
+        TypeError: If ``process`` is not a `SubFedAvgProcess`.
     """
 
     def __init__(
         self,
-        model_fn: Callable[[], tf.keras.Model],
+        process: SubFedAvgProcess,
         *,
-        method: str = "weight",
         sparsity: float = 0.5,
         schedule: str = "iterative",
         rounds: int = 1,
         structured_share: float = 0.5,
-        prune_logits: bool = False,
-        prune_biases: bool = False,
-        error_feedback: bool = False,
-        mask_distance_threshold: float | None = None,
         residual_dir: str | Path | None = None,
     ) -> None:
-        model = model_fn()
-        policy = PruningPolicy(prune_logits=prune_logits, prune_biases=prune_biases)
-        work = ClientWorkConfig(
-            method=method,
-            targets=tuple(policy.select(model)),
-            masked_upload=True,
-            mask_distance_threshold=mask_distance_threshold,
-            error_feedback=error_feedback,
-        )
+        if not isinstance(process, SubFedAvgProcess):
+            raise TypeError(
+                "ClientStates takes the process build_sub_fedavg returned, got "
+                f"{type(process).__name__}"
+            )
         self.plan = PruningPlan(
-            work,
+            process.client_work,
             build_schedule(schedule, sparsity, rounds),
-            tuple(tuple(w.shape) for w in model.trainable_weights),
+            process.trainable_shapes,
             structured_share,
         )
         self.residuals = ResidualStore(residual_dir)
@@ -171,7 +156,7 @@ class ClientStates:
         if len(set(client_ids)) != len(client_ids):
             raise ValueError("a client is sampled at most once per round")
         if epoch_examples is None:
-            if self.plan.mask_distance_threshold is not None:
+            if self.plan.early_examples_needed:
                 raise ValueError(
                     "the mask-distance rule needs epoch_examples (each client's "
                     "examples in one local epoch)"
@@ -183,7 +168,7 @@ class ClientStates:
             client_ids, epoch_examples, delivered, strict=True
         ):
             files = ()
-            if self.plan.work.error_feedback:
+            if self.plan.work.encoding.error_feedback:
                 new = f"{_file_stem(client_id)}_r{int(round_number)}.residual"
                 self._pending[client_id] = new
                 files = (
