@@ -200,6 +200,12 @@ class TrainConfig:
     server_momentum: float = option(
         0.9, "federated", "Server momentum (--server-optimizer sgdm)."
     )
+    server_epsilon: float | None = option(
+        None,
+        "federated",
+        "adam / yogi: the constant added to the denominator (Reddi et al.'s "
+        "tau, who tune it from 1e-3; default TFF's: 1e-7 adam, 1e-3 yogi).",
+    )
     client_weighting: str | None = option(
         None,
         "federated",
@@ -349,6 +355,10 @@ class TrainConfig:
                 )
             if not 0.0 <= momentum < 1.0:
                 raise ConfigError(f"{side}_momentum must be in [0, 1), got {momentum}")
+        if self.server_epsilon is not None and not 0 < self.server_epsilon < 1:
+            raise ConfigError(
+                f"server_epsilon must be in (0, 1), got {self.server_epsilon}"
+            )
         if not 0 < self.alpha < float("inf"):
             raise ConfigError(f"alpha must be > 0, got {self.alpha}")
         if not 0.0 <= self.structured_share <= 1.0:
@@ -429,7 +439,11 @@ def _choice(name: str, value: object, choices: tuple[str, ...]) -> None:
 
 
 _FIELDS = {field.name: field for field in dataclasses.fields(TrainConfig)}
-OPTIONAL_NUMBERS = {"max_examples": int, "mask_distance_threshold": float}
+OPTIONAL_NUMBERS = {
+    "max_examples": int,
+    "mask_distance_threshold": float,
+    "server_epsilon": float,
+}
 """The type of the number options whose default is ``None`` (off)."""
 COMMAND_LINE = "command line"
 """The ``source`` of `config_from_mapping` whose errors name ``--options``."""

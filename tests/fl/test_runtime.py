@@ -123,3 +123,46 @@ def test_a_local_worker_that_dies_is_reported_not_waited_for():
         os.kill(runtime.worker_pids[0], signal.SIGKILL)
         time.sleep(30)  # the watchdog interrupts this within ~2 s
     assert time.monotonic() - started < 25
+
+
+CALLER_CONTEXT_SCRIPT = textwrap.dedent(
+    """
+    import numpy as np
+    import tensorflow as tf
+    import tensorflow_federated as tff
+    import tffprune.learning
+    from tffprune.fl import runtime
+    from tffprune.fl.workers import connect, start_worker
+
+    # The caller's own context, on a worker of their own (not a LocalRuntime).
+    worker = start_worker()
+    try:
+        context = runtime._sync_context(connect(worker.address))
+        tff.framework.set_default_context(context)
+
+        def model_fn():
+            return tf.keras.Sequential([tf.keras.Input((3,)), tf.keras.layers.Dense(2)])
+
+        spec = (tf.TensorSpec([None, 3], tf.float32), tf.TensorSpec([None], tf.int32))
+        process = tffprune.learning.build_fedavg(model_fn, spec)
+        state = process.initialize()
+        kept = tff.framework.get_context_stack().current is context
+        print("KEPT", kept, "OURS", runtime._default_runtime is not None,
+              "WEIGHTS", len(state.global_model_weights), flush=True)
+    finally:
+        worker.stop()
+    """
+)
+
+
+@pytest.mark.slow
+def test_a_context_the_caller_installed_runs_the_computations():
+    """TFF users who install their own context keep it; no worker of ours starts."""
+    completed = subprocess.run(
+        [sys.executable, "-c", CALLER_CONTEXT_SCRIPT],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    assert "KEPT True OURS False WEIGHTS 2" in completed.stdout

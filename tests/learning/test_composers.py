@@ -13,16 +13,19 @@ import numpy as np
 import pytest
 import tensorflow as tf
 import tensorflow_federated as tff
+import tiny_cnn
 
 from tffprune.data import build_federated_data, load_dataset
 from tffprune.data.pipeline import batched_dataset
 from tffprune.fl.messages import ClientInput, ClientOutput, PruningStep
 from tffprune.fl.runtime import ensure_runtime
 from tffprune.learning import (
+    ClientStates,
     build_download_distributor,
     build_fedavg,
     build_masked_optimizer_finalizer,
     build_round_aggregator,
+    build_sub_fedavg,
     client_input_type,
     compose_round,
 )
@@ -332,3 +335,35 @@ def test_roles_that_do_not_chain_are_refused_naming_both():
         TypeError, match="the aggregator's output does not fit the finalizer"
     ):
         compose_round(initial_weights, distributor, client_work, aggregator, finalizer)
+
+
+class KeepAtLeast:
+    """A personalization rule of a user's: never cut a kernel below ``minimum``."""
+
+    early_snapshot = False
+
+    def __init__(self, minimum):
+        self.minimum = minimum
+
+    def check(self, trial):
+        kept = [tf.math.count_nonzero(trial.candidate[i]) for i in trial.targets]
+        return tf.reduce_all([k >= self.minimum for k in kept]), {}
+
+
+@pytest.mark.parametrize("minimum, sparsity", [(0, 0.5), (10**9, 0.0)])
+def test_a_guard_written_outside_the_package_decides_the_new_masks(minimum, sparsity):
+    """A guard that never refuses prunes to 50%; one that always does, not."""
+    process = build_sub_fedavg(
+        tiny_cnn.model_fn, tiny_cnn.ELEMENT_SPEC, guards=[KeepAtLeast(minimum)]
+    )
+    states = ClientStates(process, sparsity=0.5, schedule="constant")
+    data = tiny_cnn.digits_clients()[:2]
+    output = process.next(
+        process.initialize(),
+        states.inputs([0, 1], 0),
+        [batched_dataset(x, y, 16) for x, y in data],
+    )
+    assert states.update([0, 1], output.clients) == [True, True]
+    assert [states.sparsity(c) for c in (0, 1)] == [
+        pytest.approx(sparsity, abs=0.01)
+    ] * 2

@@ -244,6 +244,7 @@ class ClientWorkConfig:
         weight_by_examples: bool = False,
         accuracy_threshold: float = 0.0,
         mask_distance_threshold: float | None = None,
+        guards: tuple[Guard, ...] = (),
         error_feedback: bool = False,
         personal_models: bool = False,
         return_values: bool = False,
@@ -251,17 +252,17 @@ class ClientWorkConfig:
         """The steps for options spelled as `tffprune.train` spells them.
 
         ``accuracy_threshold`` 0 and ``mask_distance_threshold`` None mean no
-        such guard.
+        such guard; ``guards`` come after theirs.
         """
-        guards: list[Guard] = []
+        rules: list[Guard] = []
         if mask_distance_threshold is not None:
-            guards.append(MaskDistanceGuard(mask_distance_threshold))
+            rules.append(MaskDistanceGuard(mask_distance_threshold))
         if accuracy_threshold > 0:
-            guards.append(AccuracyGuard(accuracy_threshold))
+            rules.append(AccuracyGuard(accuracy_threshold))
         encoding = ErrorFeedbackEncoding if error_feedback else UpdateEncoding
         return cls(
             pruning=MethodPruning(method, tuple(targets)),
-            guards=tuple(guards),
+            guards=(*rules, *guards),
             encoding=encoding(value_format),
             upload=Upload(masked_upload, weight_by_examples),
             personal_models=personal_models,
@@ -271,7 +272,7 @@ class ClientWorkConfig:
     @property
     def early_snapshot(self) -> bool:
         """Whether a guard needs the weights after the first local epoch."""
-        return any(guard.early_snapshot for guard in self.guards)
+        return any(getattr(guard, "early_snapshot", False) for guard in self.guards)
 
     @property
     def mask_distance_threshold(self) -> float | None:

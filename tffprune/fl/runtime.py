@@ -242,6 +242,10 @@ class LocalRuntime:
 
 _default_runtime: LocalRuntime | None = None
 _MANAGED_CONTEXTS: set[int] = set()
+# The context TFF installs when it is imported (a local worker it starts on
+# first use and never stops). A context current now that is neither this one
+# nor ours was installed by the caller, after importing tffprune.
+_TFF_IMPORT_CONTEXT = id(tff.framework.get_context_stack().current)
 
 
 def managed_context_installed() -> bool:
@@ -249,18 +253,36 @@ def managed_context_installed() -> bool:
     return id(tff.framework.get_context_stack().current) in _MANAGED_CONTEXTS
 
 
-def ensure_runtime() -> LocalRuntime | None:
-    """Makes sure TFF computations run on a worker tffprune owns.
+def caller_context_installed() -> bool:
+    """Whether the caller installed a TFF context of their own.
 
-    If a `LocalRuntime` context is already installed, nothing changes (and
-    ``None`` is returned). Otherwise one process-wide local runtime is started
-    (once) and installed, so that TFF's own self-orphaning default worker is
-    never started. Library entry points call this; the runtime is stopped at
-    interpreter exit.
+    True if the current context is neither TFF's import-time default nor one
+    this module built (say ``tff.backends.native.
+    set_sync_local_cpp_execution_context(...)`` or a remote one, called
+    after importing tffprune).
+    """
+    current = id(tff.framework.get_context_stack().current)
+    return current != _TFF_IMPORT_CONTEXT and current not in _MANAGED_CONTEXTS
+
+
+def ensure_runtime() -> LocalRuntime | None:
+    """Makes sure TFF computations run on a worker that is stopped at exit.
+
+    If a `LocalRuntime` context is installed, or a context the caller
+    installed themselves (`caller_context_installed`), nothing changes: that
+    context runs the computations. Otherwise one process-wide local runtime
+    is started (once) and installed, so that TFF's own self-orphaning default
+    worker is never started; it is stopped at interpreter exit. Library
+    entry points call this.
+
+    Returns:
+        The process-wide runtime, or ``None`` if another context is kept.
     """
     global _default_runtime
     if managed_context_installed():
         return _default_runtime
+    if caller_context_installed():
+        return None
     if _default_runtime is None or _default_runtime._context is None:
         _default_runtime = LocalRuntime().start()
     else:

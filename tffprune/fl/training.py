@@ -177,6 +177,7 @@ def _round_parts(
             config.server_optimizer,
             config.server_learning_rate,
             config.server_momentum,
+            epsilon=config.server_epsilon,
         ),
         download_values=config.download_values,
     )

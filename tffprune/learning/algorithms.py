@@ -32,14 +32,14 @@ four roles (`tffprune.learning.composers.compose_round`):
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import tensorflow as tf
 import tensorflow_federated as tff
 
 from tffprune.compression.wire import VALUE_FORMATS
-from tffprune.fl.client_steps import ClientWorkConfig
+from tffprune.fl.client_steps import ClientWorkConfig, Guard
 from tffprune.fl.messages import ClientInput, PruningStep
 from tffprune.fl.runtime import ensure_runtime
 from tffprune.learning.aggregators import build_round_aggregator
@@ -238,6 +238,7 @@ def build_sub_fedavg(
     client_weighting: str = "uniform",
     accuracy_threshold: float = 0.0,
     mask_distance_threshold: float | None = None,
+    guards: Sequence[Guard] = (),
     personal_models: bool = False,
     prune_logits: bool = False,
     prune_biases: bool = False,
@@ -272,6 +273,11 @@ def build_sub_fedavg(
         accuracy_threshold: Keep a new mask only if the pruned model is at
             least this accurate on the client's training data (0: off).
         mask_distance_threshold: Sub-FedAvg's reference rule (None: off).
+        guards: Rules of your own that may refuse a client's new mask, after
+            the two above: objects with ``early_snapshot`` (bool: whether
+            ``check`` reads ``trial.early``) and ``check(trial) -> (accept,
+            measurements)`` over a `tffprune.fl.client_steps.Trial`, in
+            TensorFlow (`tffprune.fl.client_steps.AccuracyGuard` is one).
         personal_models: Return each client's own model in its output.
         prune_logits: Prune the logits layer too.
         prune_biases: Prune biases with their kernels.
@@ -293,6 +299,7 @@ def build_sub_fedavg(
         weight_by_examples=client_weighting == "num_examples",
         accuracy_threshold=accuracy_threshold,
         mask_distance_threshold=mask_distance_threshold,
+        guards=tuple(guards),
         error_feedback=error_feedback,
         personal_models=personal_models,
     )

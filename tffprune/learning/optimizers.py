@@ -23,7 +23,11 @@ from tffprune.config import SERVER_OPTIMIZERS
 
 
 def build_optimizer(
-    name: str, learning_rate: float, momentum: float = 0.0
+    name: str,
+    learning_rate: float,
+    momentum: float = 0.0,
+    *,
+    epsilon: float | None = None,
 ) -> tff.learning.optimizers.Optimizer:
     """The optimizer ``name`` at ``learning_rate``.
 
@@ -33,6 +37,9 @@ def build_optimizer(
         learning_rate: Step size (> 0, finite).
         momentum: For ``sgdm``, in [0, 1) (``sgdm`` with 0 is ``sgd``); the
             other optimizers ignore it.
+        epsilon: For ``adam`` and ``yogi``, the constant added to the
+            denominator (Reddi et al.'s tau); None: TFF's default (1e-7 for
+            ``adam``, 1e-3 for ``yogi``).
 
     Returns:
         A ``tff.learning.optimizers.Optimizer``.
@@ -54,6 +61,7 @@ def build_optimizer(
         return tff.learning.optimizers.build_sgdm(learning_rate)
     if name == "sgdm":
         return tff.learning.optimizers.build_sgdm(learning_rate, momentum=momentum)
+    adaptive = {} if epsilon is None else {"epsilon": epsilon}
     if name == "adam":
-        return tff.learning.optimizers.build_adam(learning_rate)
-    return tff.learning.optimizers.build_yogi(learning_rate)
+        return tff.learning.optimizers.build_adam(learning_rate, **adaptive)
+    return tff.learning.optimizers.build_yogi(learning_rate, **adaptive)
