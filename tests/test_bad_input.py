@@ -44,6 +44,22 @@ def _corrupt_data_dir(root):
     return directory
 
 
+def _nan_fashion_dir(root):
+    """A Keras fashion_mnist.npz whose first training image is NaN."""
+    directory = root / "nan_fashion"
+    directory.mkdir()
+    x_train = np.zeros((10, 28, 28), np.float32)
+    x_train[0] = np.nan
+    np.savez(
+        directory / "fashion_mnist.npz",
+        x_train=x_train,
+        y_train=np.arange(10) % 10,
+        x_test=np.zeros((5, 28, 28), np.float32),
+        y_test=np.arange(5),
+    )
+    return directory
+
+
 MODELS = """
 import tensorflow as tf
 import tensorflow_model_optimization as tfmot
@@ -226,6 +242,11 @@ def _cases(root):
             "corrupt data",
             ["--dataset", "fashion_mnist", "--data-dir", str(_corrupt_data_dir(root))],
             "t10k-labels-idx1-ubyte.gz is truncated",
+        ),
+        (
+            "NaN in a named data set's file",
+            ["--dataset", "fashion_mnist", "--data-dir", str(_nan_fashion_dir(root))],
+            "fashion_mnist.npz: x_train holds 784 NaN or infinite values",
         ),
         (
             "wrong image shape",

@@ -161,3 +161,49 @@ def test_sweep_rejects_bad_lists(tmp_path):
         assert message in result.output.splitlines()[-1]
         assert "Traceback" not in result.output
         assert not (tmp_path / "s").exists()
+
+
+def test_a_point_stopped_while_writing_its_files_is_finished_on_resume(
+    tmp_path, monkeypatch
+):
+    """Ctrl-C between a point's last round and its plots: not done, says how on."""
+    import tffprune.run
+
+    real_plot_run = tffprune.run.plot_run
+    calls = []
+
+    def interrupted_once(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise KeyboardInterrupt
+        return real_plot_run(*args, **kwargs)
+
+    monkeypatch.setattr(tffprune.run, "plot_run", interrupted_once)
+    output = tmp_path / "sweep"
+    arguments = [
+        "sweep", "--target-accuracy", "0.2", "--methods", "weight",
+        "--sparsities", "0.5", "--dataset", "digits", "--model", "tfmot_cnn",
+        "--num-clients", "6", "--clients-per-round", "3", "--rounds", "4",
+        "--quiet", "--output-dir", str(output),
+    ]  # fmt: skip
+    point = output / "runs" / "none_0"
+
+    first = CliRunner().invoke(cli, arguments)
+
+    assert first.exit_code == 130, first.output
+    assert (
+        "interrupted: [1/2] none 0: stopped while writing the results; continue "
+        "with --resume" in first.output
+    )
+    assert not (point / "summary.json").exists()
+    assert not (point / "accuracy.png").exists()
+
+    again = CliRunner().invoke(cli, [*arguments, "--resume"])
+
+    assert again.exit_code == 0, again.output
+    assert "(done earlier)" not in again.output
+    assert (point / "summary.json").exists() and (point / "accuracy.png").exists()
+    with (output / "sweep.csv").open() as handle:
+        dense = next(csv.DictReader(handle))
+    # Resumed at its checkpoint: no round trained past the one that reached it.
+    assert dense["reached_round"] and dense["rounds_run"] == dense["reached_round"]

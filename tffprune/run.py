@@ -73,7 +73,7 @@ from tffprune.reporting.metrics import write_metrics_csv
 from tffprune.reporting.plots import plot_run
 from tffprune.reporting.tensorboard import DIRECTORY as TENSORBOARD_DIRECTORY
 from tffprune.reporting.tensorboard import EventWriter
-from tffprune.stopping import StopAfterRound
+from tffprune.stopping import StopAfterRound, resume_hint
 
 
 class TrainingFailedError(RuntimeError):
@@ -403,7 +403,10 @@ def _run(
             dynamic_ncols=True,
         )
         first_round_seconds = None
-        reached = False
+        # A run resumed after it stopped at its target (then interrupted while
+        # writing its results) trains no further round.
+        done = trainer.state.metrics
+        reached = bool(done) and _reached(done[-1], stop_at)
         events = EventWriter(output_dir / TENSORBOARD_DIRECTORY)
 
         def checkpoint() -> None:
@@ -416,7 +419,7 @@ def _run(
         # One Ctrl-C anywhere in a round, its files or its checkpoint: the
         # round finishes, is checkpointed, and the run stops (`StopAfterRound`).
         with bar, contextlib.closing(events), StopAfterRound() as stop:
-            while trainer.state.round < config.rounds:
+            while not reached and trainer.state.round < config.rounds:
                 row = trainer.run_round()
                 if first_round_seconds is None:
                     first_round_seconds = time.perf_counter() - started
@@ -424,7 +427,7 @@ def _run(
                     output_dir / "metrics.csv", trainer.state.metrics, METRIC_COLUMNS
                 )
                 events.write(row)
-                reached = stop_at is not None and row.get(stop_at[0], -1) >= stop_at[1]
+                reached = _reached(row, stop_at)
                 saved = False
                 if (
                     trainer.state.round % config.checkpoint_every == 0
@@ -452,31 +455,86 @@ def _run(
                     )
                 if reached:
                     break
-        metrics = trainer.state.metrics
-        failure = _failure(trainer)
-        if metrics and "central_accuracy" not in metrics[-1] and failure is None:
-            metrics[-1].update(trainer.evaluate())
-            write_metrics_csv(output_dir / "metrics.csv", metrics, METRIC_COLUMNS)
-        write_metrics_csv(
-            output_dir / "rejections.csv",
-            [
-                dict(round=r, client=data.client_id(c), reason=why)
-                for r, c, why in trainer.rejections
-            ],
-            ("round", "client", "reason"),
-        )
-        if failure is None:
-            save_keras_model_atomic(
-                trainer.global_model(), output_dir / "global_model.keras"
+        # A Ctrl-C while the results are written: the last round is
+        # checkpointed, so --resume writes them.
+        with resume_hint("stopped while writing the results; continue with --resume"):
+            return _finish_run(
+                output_dir,
+                config,
+                trainer,
+                data,
+                dict(
+                    stopped_at_target=reached,
+                    startup_seconds=startup_seconds,
+                    first_round_end_seconds=first_round_seconds,
+                ),
+                started,
             )
-    final = metrics[-1] if metrics else {}
+
+
+def _reached(row: dict, stop_at: tuple[str, float] | None) -> bool:
+    """Whether a metrics row reaches ``stop_at``'s ``(metric, value)``."""
+    if stop_at is None:
+        return False
+    value = row.get(stop_at[0])
+    return value is not None and value >= stop_at[1]
+
+
+def _finish_run(
+    output_dir: Path,
+    config: TrainConfig,
+    trainer: Trainer,
+    data,
+    timing: dict,
+    started: float,
+) -> dict:
+    """Writes a trained run's results; ``summary.json`` last (it marks the end).
+
+    Args:
+        output_dir: The run's directory.
+        config: Its configuration.
+        trainer: The trainer after its last round.
+        data: Its federated data.
+        timing: ``stopped_at_target`` and the start-up and first-round
+            seconds, as the summary records them.
+        started: ``time.perf_counter()`` when the run started.
+
+    Returns:
+        The summary.
+
+    Raises:
+        TrainingFailedError: If the run failed (its summary is written first).
+    """
+    metrics = trainer.state.metrics
+    failure = _failure(trainer)
+    if metrics and "central_accuracy" not in metrics[-1] and failure is None:
+        metrics[-1].update(trainer.evaluate())
+        write_metrics_csv(output_dir / "metrics.csv", metrics, METRIC_COLUMNS)
+    write_metrics_csv(
+        output_dir / "rejections.csv",
+        [
+            dict(round=r, client=data.client_id(c), reason=why)
+            for r, c, why in trainer.rejections
+        ],
+        ("round", "client", "reason"),
+    )
+    if failure is None:
+        save_keras_model_atomic(
+            trainer.global_model(), output_dir / "global_model.keras"
+        )
+        plot_run(
+            metrics,
+            output_dir,
+            f"{config.aggregation} {config.method} "
+            f"s={config.sparsity} {config.model} {config.dataset} {config.partition}",
+        )
     summary = {
         "status": "ok" if failure is None else "failed",
         "failure": failure,
         "config": config.to_dict(),
         "client_weighting": config.resolved_client_weighting,
         "rounds_completed": trainer.state.round,
-        "final": final,
+        "final": metrics[-1] if metrics else {},
         "total_upload_bytes": sum(r["upload_bytes"] for r in metrics),
         "total_upload_bytes_dense": sum(r["upload_bytes_dense"] for r in metrics),
         "total_download_bytes": sum(r["download_bytes"] for r in metrics),
@@ -487,9 +545,7 @@ def _run(
             for direction in ("upload", "download")
         },
         **_participation(trainer),
-        "stopped_at_target": reached,
-        "startup_seconds": startup_seconds,
-        "first_round_end_seconds": first_round_seconds,
+        **timing,
         "total_seconds": time.perf_counter() - started,
         "data_source": data.dataset.source,
         "data_notes": list(data.dataset.notes),
@@ -498,10 +554,4 @@ def _run(
     write_json_atomic(output_dir / "summary.json", summary)
     if failure is not None:
         raise TrainingFailedError(f"training failed: {failure}; see {output_dir}")
-    plot_run(
-        metrics,
-        output_dir,
-        f"{config.aggregation} {config.method} "
-        f"s={config.sparsity} {config.model} {config.dataset} {config.partition}",
-    )
     return summary

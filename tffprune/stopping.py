@@ -44,6 +44,27 @@ def signal_name(signal_number: int) -> str:
     return signal.Signals(signal_number).name
 
 
+@contextlib.contextmanager
+def resume_hint(message: str, label: str = "") -> Iterator[None]:
+    """Says how to continue when an interrupt leaves the block.
+
+    A bare interrupt (Ctrl-C outside the rounds, say while the results are
+    written) leaves as `Interrupted` with ``message`` and its signal; one
+    that already says what was done passes unchanged. With ``label`` (a
+    sweep's point), either message leaves prefixed ``"label: "``.
+    """
+    try:
+        yield
+    except KeyboardInterrupt as interrupt:
+        if str(interrupt) and not label:
+            raise
+        text = str(interrupt) or message
+        raise Interrupted(
+            f"{label}: {text}" if label else text,
+            getattr(interrupt, "signal_number", signal.SIGINT),
+        ) from None
+
+
 def _in_main_thread() -> bool:
     return threading.current_thread() is threading.main_thread()
 

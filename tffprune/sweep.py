@@ -31,6 +31,7 @@ from pathlib import Path
 from tffprune.config import TrainConfig, load_toml, to_toml
 from tffprune.pruning.masks import check_sparsity
 from tffprune.pruning.policy import METHODS
+from tffprune.stopping import resume_hint
 
 METRICS = ("central_accuracy", "personalized_accuracy")
 RANKS = {"total": "total_bytes", "upload": "upload_bytes"}
@@ -138,6 +139,30 @@ def _changed(run_dir: Path, config: TrainConfig) -> list[str]:
     return sorted(key for key in wanted if saved.get(key) != wanted[key])
 
 
+def _point_result(
+    method: str,
+    sparsity: float,
+    rows: list[dict],
+    target: float,
+    metric: str,
+    rank: str,
+    run_dir: str,
+) -> SweepResult:
+    """A point's `SweepResult` from its run's metric rows."""
+    reached = bytes_to_target(rows, target, metric, RANKS[rank])
+    accuracies = [r[metric] for r in rows if r.get(metric) is not None]
+    return SweepResult(
+        method=method,
+        sparsity=sparsity,
+        reached_round=None if reached is None else reached[0],
+        bytes_to_target=None if reached is None else reached[1],
+        best_accuracy=max((a for a in accuracies if not math.isnan(a)), default=0.0),
+        rounds_run=len(rows),
+        total_upload_bytes=sum(int(r["upload_bytes"]) for r in rows),
+        run_dir=run_dir,
+    )
+
+
 def _point_dir(output_dir: Path, method: str, sparsity: float) -> Path:
     return output_dir / "runs" / f"{method}_{sparsity:g}"
 
@@ -196,71 +221,74 @@ def run_sweep(
     )
     results: list[SweepResult] = []
     for index, (method, sparsity) in enumerate(points, start=1):
+        label = f"[{index}/{len(points)}] {method} {sparsity:g}"
         config = base.replace(method=method, sparsity=sparsity, eval_every=1)
         run_dir = _point_dir(output_dir, method, sparsity)
-        changed = resume and _changed(run_dir, config)
-        if changed:
-            announce(
-                f"[{index}/{len(points)}] {method} {sparsity:g}: its configuration "
-                f"changed ({', '.join(changed)}); rerunning it"
-            )
-        finished = resume and not changed and (run_dir / "summary.json").exists()
-        if not finished:
-            continuing = (
-                resume and not changed and (run_dir / "checkpoint.npz").exists()
-            )
-            try:
-                run_training(
-                    config,
-                    run_dir,
-                    resume=continuing,
-                    overwrite=not continuing and run_dir.exists(),
-                    progress=progress,
-                    stop_at=(metric, target),
+        # A point is finished once its summary.json is written: its run
+        # writes that file last.
+        with resume_hint("stopped; continue with --resume", label=label):
+            changed = resume and _changed(run_dir, config)
+            if changed:
+                announce(
+                    f"{label}: its configuration changed ({', '.join(changed)}); "
+                    "rerunning it"
                 )
-            except TrainingFailedError as error:
-                announce(f"[{index}/{len(points)}] {method} {sparsity:g}: {error}")
-        rows = read_metrics_csv(run_dir / "metrics.csv")
-        reached = bytes_to_target(rows, target, metric, RANKS[rank])
-        accuracies = [r[metric] for r in rows if r.get(metric) is not None]
-        result = SweepResult(
-            method=method,
-            sparsity=sparsity,
-            reached_round=None if reached is None else reached[0],
-            bytes_to_target=None if reached is None else reached[1],
-            best_accuracy=max(
-                (a for a in accuracies if not math.isnan(a)), default=0.0
-            ),
-            rounds_run=len(rows),
-            total_upload_bytes=sum(int(r["upload_bytes"]) for r in rows),
-            run_dir=str(run_dir.relative_to(output_dir)),
-        )
-        results.append(result)
-        write_metrics_csv(
-            output_dir / "sweep.csv", [dataclasses.asdict(r) for r in results], COLUMNS
-        )
+            finished = resume and not changed and (run_dir / "summary.json").exists()
+            if not finished:
+                continuing = (
+                    resume and not changed and (run_dir / "checkpoint.npz").exists()
+                )
+                try:
+                    run_training(
+                        config,
+                        run_dir,
+                        resume=continuing,
+                        overwrite=not continuing and run_dir.exists(),
+                        progress=progress,
+                        stop_at=(metric, target),
+                    )
+                except TrainingFailedError as error:
+                    announce(f"{label}: {error}")
+            result = _point_result(
+                method,
+                sparsity,
+                read_metrics_csv(run_dir / "metrics.csv"),
+                target,
+                metric,
+                rank,
+                str(run_dir.relative_to(output_dir)),
+            )
+            results.append(result)
+            write_metrics_csv(
+                output_dir / "sweep.csv",
+                [dataclasses.asdict(r) for r in results],
+                COLUMNS,
+            )
         outcome = (
             f"reached {target:g} in round {result.reached_round} with "
             f"{result.bytes_to_target / 1e6:.2f} MB " + RANK_NAMES[rank]
-            if reached is not None
+            if result.reached_round is not None
             else f"did not reach {target:g} in {result.rounds_run} rounds "
             f"(best {result.best_accuracy:.4f})"
         )
         status = "(done earlier) " if finished else ""
-        announce(f"[{index}/{len(points)}] {method} {sparsity:g}: {status}{outcome}")
+        announce(f"{label}: {status}{outcome}")
     winner = best_result(results)
-    plot_sweep(results, output_dir / "bytes_to_target.png", target, metric)
-    if winner is not None:
-        best = base.replace(
-            method=winner.method,
-            sparsity=winner.sparsity,
-            rounds=winner.reached_round,
-        )
-        write_text_atomic(
-            output_dir / "best.toml",
-            f"# tffprune sweep: fewest bytes ({RANK_NAMES[rank]}) to {metric} >= "
-            f"{target:g}\n"
-            f"# ({winner.bytes_to_target:,} bytes in {winner.reached_round} rounds)\n"
-            + to_toml(best),
-        )
+    with resume_hint(
+        "stopped while writing the sweep's results; continue with --resume"
+    ):
+        plot_sweep(results, output_dir / "bytes_to_target.png", target, metric)
+        if winner is not None:
+            best = base.replace(
+                method=winner.method,
+                sparsity=winner.sparsity,
+                rounds=winner.reached_round,
+            )
+            write_text_atomic(
+                output_dir / "best.toml",
+                f"# tffprune sweep: fewest bytes ({RANK_NAMES[rank]}) to {metric} >= "
+                f"{target:g}\n"
+                f"# ({winner.bytes_to_target:,} bytes in {winner.reached_round} "
+                "rounds)\n" + to_toml(best),
+            )
     return results, winner

@@ -114,3 +114,26 @@ def test_client_arrays_refuse_an_empty_client():
             {"a": (x_train, y_train), "b": (x_train[:0], y_train[:0])},
             test=(x_test, y_test),
         )
+
+
+def test_labels_that_never_occur_below_the_largest_are_named():
+    x_train, _, x_test, _ = _arrays()
+    y_train = np.array([0, 1, 2, 3, 4, 5, 6, 7, 8, 10] * 4)  # 9 never occurs
+
+    data = from_arrays(x_train, y_train, x_test, np.arange(10) % 9, num_clients=4)
+
+    assert data.dataset.num_classes == 11
+    assert data.dataset.notes == (
+        "labels 9 never occur: the model has 11 outputs (classes 0..10) and that "
+        "class is never trained",
+    )
+
+
+def test_client_ids_that_are_one_id_as_text_are_refused():
+    x_train, y_train, x_test, y_test = _arrays()
+
+    with pytest.raises(DataError, match=r"client ids 1 and '1' are both '1' as text"):
+        from_client_arrays(
+            {1: (x_train[:20], y_train[:20]), "1": (x_train[20:], y_train[20:])},
+            test=(x_test, y_test),
+        )

@@ -14,7 +14,8 @@ the named data sets give:
 Inputs are float32 in the model's input range: integer inputs (e.g. uint8
 pixels) are scaled to [0, 1] by their dtype's maximum, and the returned data
 says so in ``dataset.notes``. Labels must be integers (an integer dtype, or
-floats holding whole numbers) in ``[0, num_classes)``.
+floats holding whole numbers) in ``[0, num_classes)``; a note names the classes
+in that range no label holds (their outputs are never trained).
 """
 
 from __future__ import annotations
@@ -112,14 +113,30 @@ def as_labels(array: object, name: str, num_examples: int) -> np.ndarray:
     return labels.astype(np.int32)
 
 
-def _num_classes(label_sets: Sequence[np.ndarray], num_classes: int | None) -> int:
+def _num_classes(
+    label_sets: Sequence[np.ndarray], num_classes: int | None, notes: list[str]
+) -> int:
+    """The number of classes; a note in ``notes`` names classes never seen."""
     largest = max(int(labels.max()) for labels in label_sets if labels.size)
     if num_classes is None:
-        return largest + 1
-    if num_classes < 2:
+        num_classes = largest + 1
+    elif num_classes < 2:
         raise DataError(f"num_classes must be >= 2, got {num_classes}")
-    if largest >= num_classes:
+    elif largest >= num_classes:
         raise DataError(f"labels must be in [0, {num_classes}), got a label {largest}")
+    seen = np.zeros(num_classes, bool)
+    for labels in label_sets:
+        seen[labels] = True
+    if not seen.all():
+        missing = np.flatnonzero(~seen)
+        listed = ", ".join(str(c) for c in missing[:10])
+        more = f" and {missing.size - 10} more" if missing.size > 10 else ""
+        notes.append(
+            f"labels {listed}{more} never occur: the model has {num_classes} "
+            f"outputs (classes 0..{num_classes - 1}) and "
+            f"{'that class is' if missing.size == 1 else 'those classes are'} "
+            "never trained"
+        )
     return num_classes
 
 
@@ -135,13 +152,14 @@ def _dataset(
     name, x_train, y_train, x_test, y_test, num_classes, source, notes
 ) -> Dataset:
     _same_shape({"x_train": x_train.shape[1:], "x_test": x_test.shape[1:]})
+    classes = _num_classes([y_train, y_test], num_classes, notes)
     return Dataset(
         name=name,
         x_train=x_train,
         y_train=y_train,
         x_test=x_test,
         y_test=y_test,
-        num_classes=_num_classes([y_train, y_test], num_classes),
+        num_classes=classes,
         source=source,
         notes=tuple(notes),
     )
@@ -254,6 +272,7 @@ def from_client_arrays(
     unknown = [c for c in client_tests if c not in clients]
     if unknown:
         raise DataError(f"client_tests has clients with no training data: {unknown}")
+    _check_ids_distinct_as_text(clients)
     for client_id, pair in clients.items():
         name = f"client {client_id!s}"
         x, y = _pair(pair, name)
@@ -299,6 +318,19 @@ def from_client_arrays(
         partition="given",
         client_ids=tuple(ids),
     )
+
+
+def _check_ids_distinct_as_text(clients: Mapping[object, object]) -> None:
+    """Refuses ids that are one client in ``clients.csv`` and checkpoints."""
+    by_text: dict[str, object] = {}
+    for client_id in clients:
+        other = by_text.setdefault(str(client_id), client_id)
+        if other is not client_id and other != client_id:
+            raise DataError(
+                f"client ids {other!r} and {client_id!r} are both {str(client_id)!r} "
+                "as text, which names a client in clients.csv and checkpoints; "
+                "give every client an id of its own"
+            )
 
 
 def _pair(pair: object, name: str) -> tuple[object, object]:

@@ -184,29 +184,37 @@ def _candidate_directories(name: str, data_dir: str | Path | None) -> list[Path]
 
 
 def _normalize(name: str, arrays: dict[str, np.ndarray], source: str) -> Dataset:
+    """A named data set's arrays, validated as `from_arrays` validates yours.
+
+    The one validation (`tffprune.data.arrays.as_inputs` / `as_labels`: dtype,
+    NaN or infinite values, whole labels, one per example), then the data
+    set's own image shape and label range.
+    """
+    from tffprune.data.arrays import as_inputs, as_labels
+
     spec = _SPECS[name]
-    images = {}
+    images, notes = {}, []
     for split in ("train", "test"):
         x = np.asarray(arrays[f"x_{split}"])
-        y = np.asarray(arrays[f"y_{split}"]).reshape(-1)
-        if x.shape[0] != y.shape[0]:
-            raise DataError(
-                f"{source}: {x.shape[0]} {split} images but {y.shape[0]} labels"
-            )
         if tuple(x.shape[1:]) != spec.image_shape:
             raise DataError(
                 f"{source}: {name} images must be {spec.image_shape}, got "
                 f"{tuple(x.shape[1:])}"
             )
-        if y.size and (y.min() < 0 or y.max() >= spec.num_classes):
+        if x.ndim == 3:
+            x = x[..., np.newaxis]
+        labels = np.asarray(arrays[f"y_{split}"]).reshape(-1)
+        try:
+            x = as_inputs(x, f"x_{split}", notes)
+            y = as_labels(labels, f"y_{split}", len(x))
+        except DataError as error:
+            raise DataError(f"{source}: {error}") from None
+        if y.size and y.max() >= spec.num_classes:
             raise DataError(
                 f"{source}: labels must be in [0, {spec.num_classes}), got "
                 f"[{y.min()}, {y.max()}]"
             )
-        if x.ndim == 3:
-            x = x[..., np.newaxis]
-        scale = 255.0 if x.dtype == np.uint8 else 1.0
-        images[split] = (x.astype(np.float32) / np.float32(scale), y.astype(np.int32))
+        images[split] = (x, y)
     return Dataset(
         name=name,
         x_train=images["train"][0],

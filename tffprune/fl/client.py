@@ -4,19 +4,21 @@ One client's local work, as TFF's FedAvg client does it, plus masks: start
 from its download (`tffprune.fl.messages.Download`: the server's values at
 the client's mask, decoded from the download's value format), train with the
 local optimizer over its batches with every gradient multiplied by the mask,
-then prune and put the update in the upload's value format::
+then run the steps of its `ClientWorkConfig` (`tffprune.fl.client_steps`:
+pruning, guards, encoding, upload), each swappable::
 
     x_k, n_k  = opt(w_k, gradients * m_k)             build_client_train_fn
-    m_k'      = prune(x_k, m_k, counts_k)             tffprune.pruning.tf_masks
-    m_k'      = m_k  if accuracy(x_k * m_k') < guard  (Sub-FedAvg's guard)
+    m_k'      = prune(x_k, m_k, counts_k)             MethodPruning
+    m_k'      = m_k  if a guard refuses m_k'          AccuracyGuard, ...
     u_k       = (x_k - w_k) * m_k'                    the update
-    s_k, e_k' = Q(u_k + e_k), what Q dropped          error feedback (optional)
-    upload    = ((w + s_k) at m_k', [m_k'], weight_k)  what the server rebuilds
+    s_k, e_k' = Q(u_k + e_k), what Q dropped          ErrorFeedbackEncoding
+    upload    = ((w + s_k) at m_k', [m_k'], weight_k)  Upload
 
-With the mask-distance rule (Sub-FedAvg's reference client) the pruning step
-is taken only if the candidate mask drawn after the first local epoch and the
-one drawn after the last differ by more than a threshold (mean Hamming
-distance): ``m_k' = m_k`` while the masks are still moving.
+With the mask-distance rule (`MaskDistanceGuard`, Sub-FedAvg's reference
+client) the pruning step is taken only if the candidate mask drawn after the
+first local epoch and the one drawn after the last differ by more than a
+threshold (mean Hamming distance): ``m_k' = m_k`` once the masks have stopped
+moving.
 
 The client sends its update ``u_k`` in the upload's value format ``Q``; the
 server adds what it decodes to its float32 copy of what it sent, not to the
