@@ -6,6 +6,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import portpicker
 import pytest
 
@@ -102,6 +103,45 @@ def test_two_workers_give_the_local_result(tmp_path):
             "upload_bytes",
         ):
             assert float(got[column]) == pytest.approx(float(want[column]), rel=1e-4)
+
+
+def test_sub_fedavg_over_two_workers_keeps_each_clients_mask(tmp_path):
+    """Shares of clients over workers change only the order of float sums.
+
+    After one round every client's mask equals the local run's and the
+    weights differ by float summation order only (1.5e-8 measured). TFF's own
+    mergeable context returned the clients' outputs in the order the workers
+    finished, giving clients each other's masks whenever the second share
+    finished first (tests/fl/test_mergeable.py forces that order).
+    """
+    ports = portpicker.pick_unused_port(), portpicker.pick_unused_port()
+    pruning = ("--aggregation", "subfedavg", "--method", "weight", "--sparsity", "0.5")
+    workers = [_start_worker(tmp_path, port) for port in ports]
+    try:
+        remote = _train(
+            tmp_path / "remote",
+            *pruning,
+            "--workers",
+            ",".join(f"127.0.0.1:{p}" for p in ports),
+            rounds=1,
+        )
+    finally:
+        for worker in workers:
+            _stop(worker)
+    local = _train(tmp_path / "local", *pruning, rounds=1)
+
+    assert remote.returncode == 0, remote.stderr[-2000:]
+    assert local.returncode == 0, local.stderr[-2000:]
+    with (
+        np.load(tmp_path / "remote" / "checkpoint.npz") as got,
+        np.load(tmp_path / "local" / "checkpoint.npz") as want,
+    ):
+        masks = [k for k in want.files if k.startswith("mask_")]
+        assert masks and sorted(got.files) == sorted(want.files)
+        for key in masks:  # every client's mask, by client
+            np.testing.assert_array_equal(got[key], want[key])
+        for key in (k for k in want.files if k.startswith("server_")):
+            np.testing.assert_allclose(got[key], want[key], rtol=0, atol=1e-6)
 
 
 def test_unreachable_worker_is_a_clear_error(tmp_path):

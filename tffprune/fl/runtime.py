@@ -31,6 +31,7 @@ from pathlib import Path
 import grpc
 import tensorflow_federated as tff
 
+from tffprune.fl.mergeable import OrderedMergeableContext
 from tffprune.fl.workers import (
     WorkerLostError,
     WorkerProcess,
@@ -146,7 +147,8 @@ class LocalRuntime:
         if len(self._channels) == 1:
             context = _sync_context(self._channels[0])
         else:
-            context = tff.backends.native.create_mergeable_comp_execution_context(
+            # TFF's own mergeable context returns clients out of order.
+            context = OrderedMergeableContext(
                 [_async_context(channel) for channel in self._channels]
             )
         tff.framework.set_default_context(context)
