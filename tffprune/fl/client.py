@@ -231,15 +231,9 @@ def build_client_work_fn(
             dataset,
             client.counts.early_examples,
         )
-        weights, buffers, num_examples, loss_sum = trained[:4]
-        finite = tf.reduce_all(
-            [tf.reduce_all(tf.math.is_finite(w)) for w in weights + buffers]
-        )
-        # Non-finite weights are replaced before pruning; the upload is then
-        # dropped (weight 0) and the client's mask is left as it was.
-        weights, buffers, early = (
-            [tf.where(finite, w, tf.zeros_like(w)) for w in part]
-            for part in (weights, buffers, trained[4] if work.early_snapshot else [])
+        num_examples, loss_sum = trained[2:4]
+        finite, (weights, buffers, early) = _finite_or_zeros(
+            trained[0], trained[1], trained[4] if work.early_snapshot else []
         )
         trial = Trial(
             weights,
@@ -279,6 +273,18 @@ def build_client_work_fn(
         return upload, output
 
     return client_work
+
+
+def _finite_or_zeros(*parts: list) -> tuple:
+    """``(finite, parts)``: whether the trained weights are all finite.
+
+    Non-finite weights are replaced by zeros before pruning; the upload is
+    then dropped (weight 0) and the client's mask is left as it was.
+    """
+    finite = tf.reduce_all(
+        [tf.reduce_all(tf.math.is_finite(w)) for w in parts[0] + parts[1]]
+    )
+    return finite, [[tf.where(finite, w, tf.zeros_like(w)) for w in p] for p in parts]
 
 
 def _client_output(work, new_masks, weights, facts, measured) -> ClientOutput:

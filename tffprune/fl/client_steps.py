@@ -59,7 +59,11 @@ class Trial(NamedTuple):
 
 
 class Guard(Protocol):
-    """A rule that may refuse a client's new mask (the mask then stays)."""
+    """A rule that may refuse a client's new mask (the mask then stays).
+
+    ``early_snapshot``: whether ``check`` reads ``trial.early``; ``check``
+    runs in TensorFlow (`AccuracyGuard` is one).
+    """
 
     early_snapshot: ClassVar[bool]
 

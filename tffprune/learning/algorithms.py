@@ -246,12 +246,9 @@ def build_sub_fedavg(
     """Sub-FedAvg (Vahidian et al., 2021) as a TFF iterative process.
 
     Each client trains the server's weights at its own mask, prunes by
-    ``method`` to the counts its `ClientInput` carries (the driver's schedule
-    decision for it this round: `tffprune.pruning.counts.pruning_counts`),
-    and uploads its update and mask; the server averages each entry over the
-    clients that kept it and steps with ``server_optimizer_fn``.
-
-    The returned process's signature is in the module docstring.
+    ``method`` to the counts its `ClientInput` carries and uploads its update
+    and mask; the server averages each entry over the clients that kept it
+    and steps with ``server_optimizer_fn`` (signature: module docstring).
 
     Args:
         model_fn: Builds a new Keras classification model (no arguments).
@@ -273,11 +270,8 @@ def build_sub_fedavg(
         accuracy_threshold: Keep a new mask only if the pruned model is at
             least this accurate on the client's training data (0: off).
         mask_distance_threshold: Sub-FedAvg's reference rule (None: off).
-        guards: Rules of your own that may refuse a client's new mask, after
-            the two above: objects with ``early_snapshot`` (bool: whether
-            ``check`` reads ``trial.early``) and ``check(trial) -> (accept,
-            measurements)`` over a `tffprune.fl.client_steps.Trial`, in
-            TensorFlow (`tffprune.fl.client_steps.AccuracyGuard` is one).
+        guards: Your own rules that may refuse a client's new mask, after
+            those two (`tffprune.fl.client_steps.Guard`).
         personal_models: Return each client's own model in its output.
         prune_logits: Prune the logits layer too.
         prune_biases: Prune biases with their kernels.
