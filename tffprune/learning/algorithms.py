@@ -254,10 +254,8 @@ def build_sub_fedavg(
         model_fn: Builds a new Keras classification model (no arguments).
         input_spec: The element spec of the clients' batched datasets,
             ``(inputs, labels)``.
-        client_optimizer_fn: A ``tff.learning.optimizers`` optimizer for the
-            local training (default SGD 0.05, momentum 0.5).
-        server_optimizer_fn: The server's optimizer (default
-            ``build_sgdm(1.0)``: Sub-FedAvg's plain masked mean).
+        client_optimizer_fn: The local optimizer (default SGD 0.05, mom. 0.5).
+        server_optimizer_fn: The server's (default ``build_sgdm(1.0)``).
         model_aggregator: A factory over ``(values, masks, weight)`` returning
             ``(means, coverage)`` (default `MaskedMeanFactory`).
         method: The pruning method (`tffprune.pruning.policy.METHODS`).
