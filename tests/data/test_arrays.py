@@ -137,3 +137,21 @@ def test_client_ids_that_are_one_id_as_text_are_refused():
             {1: (x_train[:20], y_train[:20]), "1": (x_train[20:], y_train[20:])},
             test=(x_test, y_test),
         )
+
+
+def test_one_hot_labels_say_to_take_the_argmax():
+    x_train, y_train, x_test, y_test = _arrays()
+    one_hot = np.eye(3, dtype=np.float32)[y_train]
+
+    with pytest.raises(DataError, match=re.escape("y_train.argmax(axis=1)")):
+        from_arrays(x_train, one_hot, x_test, y_test, num_clients=4)
+
+
+def test_a_tf_data_dataset_says_to_pass_arrays():
+    import tensorflow as tf
+
+    x_train, y_train, x_test, y_test = _arrays()
+    dataset = tf.data.Dataset.from_tensor_slices((x_train, y_train))
+
+    with pytest.raises(DataError, match="x_train is a tf.data.Dataset; pass NumPy"):
+        from_arrays(dataset, y_train, x_test, y_test, num_clients=4)

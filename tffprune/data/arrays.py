@@ -47,6 +47,12 @@ def as_inputs(array: object, name: str, notes: list[str]) -> np.ndarray:
     Raises:
         DataError: If they are not numeric, have no examples, or hold NaN/Inf.
     """
+    if hasattr(array, "element_spec"):  # a tf.data.Dataset, not an array
+        raise DataError(
+            f"{name} is a tf.data.Dataset; pass NumPy arrays (for an unbatched "
+            "dataset of (x, y): x, y = map(np.stack, zip(*dataset.as_numpy_iterator()))"
+            "), or per-client data to from_client_arrays / from_client_data"
+        )
     array = np.asarray(array)
     if array.ndim < 2:
         raise DataError(
@@ -89,6 +95,17 @@ def as_labels(array: object, name: str, num_examples: int) -> np.ndarray:
     labels = np.asarray(array)
     if labels.ndim == 2 and labels.shape[1] == 1:
         labels = labels[:, 0]
+    if (
+        labels.ndim == 2
+        and labels.size
+        and np.issubdtype(labels.dtype, np.number)
+        and np.all((labels == 0) | (labels == 1))
+        and np.all(labels.sum(axis=1) == 1)
+    ):
+        raise DataError(
+            f"{name} is one-hot (shape {labels.shape}); pass class indices: "
+            f"{name}.argmax(axis=1)"
+        )
     if labels.ndim != 1:
         raise DataError(
             f"{name} must be one class index per example, got shape {labels.shape}"

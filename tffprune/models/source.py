@@ -105,9 +105,11 @@ def _load_function(reference: str) -> tuple[Callable, str]:
 
 
 def _check_model(model: object, where: str, input_shape, num_classes: int) -> None:
+    # Errors name the option as the caller spelled it: --model, or model_fn.
+    option = "model_fn" if where == "model_fn()" else "--model"
     if not isinstance(model, tf.keras.Model):
         raise ValueError(
-            f"--model: {where} returned {type(model).__name__}, not a Keras model"
+            f"{option}: {where} returned {type(model).__name__}, not a Keras model"
         )
     check_not_tfmot_wrapped(model)
     if not model.built:
@@ -125,14 +127,31 @@ def _check_model(model: object, where: str, input_shape, num_classes: int) -> No
         )
     ):
         raise ValueError(
-            f"--model: {where} takes inputs of shape {given}, the data has {expected}"
+            f"{option}: {where} takes inputs of shape {given}, the data has {expected}"
         )
     outputs = model.output_shape
     if isinstance(outputs, list) or outputs[-1] != num_classes or len(outputs) != 2:
         raise ValueError(
-            f"--model: {where} outputs shape {outputs}; a classifier of this data "
-            f"needs (None, {num_classes})"
+            f"{option}: {where} outputs shape {outputs}; a classifier of this data "
+            f"needs (None, {num_classes}){_output_hint(outputs, num_classes)}"
         )
+
+
+def _output_hint(outputs, num_classes: int) -> str:
+    """What to do about a head that does not fit the classes, if guessable."""
+    if isinstance(outputs, list) or len(outputs) != 2:
+        return ""
+    if outputs[-1] == 1 and num_classes == 2:
+        return (
+            ": a one-unit (sigmoid) head is not supported; end with Dense(2) "
+            "(logits or softmax) for two classes"
+        )
+    if outputs[-1] == num_classes - 1:
+        return (
+            f": if your labels run 1..{num_classes - 1}, class indices start "
+            "at 0: pass labels - 1"
+        )
+    return ""
 
 
 def resolve_model(
