@@ -87,6 +87,15 @@ def wrong_outputs(input_shape, num_classes):
     )
 
 
+def adapts(input_shape, num_classes):
+    normalize = tf.keras.layers.Normalization()
+    normalize.adapt(tf.zeros((4, *input_shape)))
+    return tf.keras.Sequential(
+        [tf.keras.Input(input_shape), normalize, tf.keras.layers.Flatten(),
+         tf.keras.layers.Dense(num_classes)]
+    )
+
+
 def wrapped(input_shape, num_classes):
     return tfmot.sparsity.keras.prune_low_magnitude(good(input_shape, num_classes))
 """
@@ -124,6 +133,8 @@ def _user_input_cases(root):
          "failed: RuntimeError: out of coffee"),
         ("wrong outputs", [*own, "--model", f"{models}:wrong_outputs"],
          "outputs shape (None, 5)"),
+        ("adapt in model", [*own, "--model", f"{models}:adapts"],
+         "calls a preprocessing layer's adapt()"),
         ("tfmot wrapped", [*own, "--model", f"{models}:wrapped"],
          "wrapped with tfmot's prune_low_magnitude"),
         ("npz missing", ["--dataset", str(root / "none.npz"), "--model", "fc"],

@@ -1,5 +1,6 @@
 """A user's model checked against the data: one line that says what to do."""
 
+import numpy as np
 import pytest
 import tensorflow as tf
 
@@ -31,3 +32,31 @@ def test_a_head_one_short_of_the_labels_says_labels_start_at_0():
 
 def test_a_head_that_fits_passes():
     check_user_model_fn(_head(3), (4,), 3)
+
+
+def test_a_model_that_adapts_a_layer_says_to_pass_the_statistics():
+    """adapt() cannot run in the graph TFF builds the model in (was a TFF traceback)."""
+    data = np.random.default_rng(0).random((20, 4)).astype(np.float32)
+
+    def model_fn():
+        normalize = tf.keras.layers.Normalization()
+        normalize.adapt(data)
+        return tf.keras.Sequential(
+            [tf.keras.Input((4,)), normalize, tf.keras.layers.Dense(3)]
+        )
+
+    with pytest.raises(ValueError, match=r"^model_fn: the model calls .*adapt\(\)"):
+        check_user_model_fn(model_fn, (4,), 3)
+
+
+def test_a_model_built_with_its_statistics_passes():
+    def model_fn():
+        normalize = tf.keras.layers.Normalization(mean=0.5, variance=0.1)
+        return tf.keras.Sequential(
+            [tf.keras.Input((4,)), normalize, tf.keras.layers.Dense(3)]
+        )
+
+    check_user_model_fn(model_fn, (4,), 3)
+    # The check built it in a graph; a model made now still works eagerly.
+    model = model_fn()
+    assert model(np.zeros((1, 4), np.float32)).shape == (1, 3)

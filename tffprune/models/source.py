@@ -214,6 +214,7 @@ def resolve_model(
     def from_function() -> tf.keras.Model:
         return function(input_shape, num_classes)
 
+    _check_builds_in_a_graph(from_function, "--model")
     try:
         model = from_function()
     except Exception as error:  # noqa: BLE001 - the user's code failed
@@ -225,12 +226,36 @@ def resolve_model(
     return ResolvedModel(from_function, None, source)
 
 
+def _check_builds_in_a_graph(model_fn: Callable[[], object], option: str) -> None:
+    """Refuses a model that calls ``adapt()``, in one line saying what to do.
+
+    TFF builds the model inside a graph, where a preprocessing layer's
+    ``adapt()`` raises "`adapt` is only supported in tensorflow v2" deep in a
+    TFF traceback. Any other failure is left to the eager build that follows
+    (which also puts Keras' classes back to their eager versions).
+    """
+    try:
+        with tf.Graph().as_default():
+            model_fn()
+    except RuntimeError as error:
+        if "`adapt`" in str(error):
+            raise ValueError(
+                f"{option}: the model calls a preprocessing layer's adapt(), which "
+                "cannot run where TFF builds the model (inside a graph); adapt it "
+                "once outside and build it with the statistics, e.g. Normalization("
+                "mean=layer.mean.numpy(), variance=layer.variance.numpy())"
+            ) from None
+    except Exception:  # noqa: BLE001, S110 - the eager build reports it
+        pass
+
+
 def check_user_model_fn(
     model_fn: Callable[[], tf.keras.Model], input_shape, num_classes: int
 ) -> None:
     """Checks a Python ``model_fn()`` against the data (one-line errors)."""
     if not callable(model_fn):
         raise ValueError(f"model_fn must be callable, got {type(model_fn).__name__}")
+    _check_builds_in_a_graph(model_fn, "model_fn")
     try:
         model = model_fn()
     except Exception as error:  # noqa: BLE001 - the user's code failed
