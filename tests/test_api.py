@@ -194,6 +194,20 @@ def test_user_model_and_arrays_through_the_api(user_files, tmp_path):
     for kernel in kernels.values():  # channel pruning: whole filters/units
         dropped = np.all(kernel.reshape(-1, kernel.shape[-1]) == 0, axis=0)
         assert dropped.sum() == round(0.5 * kernel.shape[-1])
+    # What a user tries next from the run directory: each command says how.
+    from click.testing import CliRunner
+
+    from tffprune.cli import cli
+
+    for command in (
+        ["export", str(tmp_path / "api"), "--output-dir", str(tmp_path / "out")],
+        ["train", "--config", str(tmp_path / "api" / "config.toml"), "--quiet",
+         "--output-dir", str(tmp_path / "again")],
+    ):  # fmt: skip
+        result = CliRunner().invoke(cli, command)
+        assert result.exit_code == 2, result.output
+        assert "save the arrays as an .npz" in result.output, result.output
+        assert "Traceback" not in result.output
 
 
 def test_client_data_through_the_api(tmp_path):

@@ -254,6 +254,11 @@ def _download(name: str) -> dict[str, np.ndarray]:
     return {"x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test}
 
 
+PYTHON_DATA_NAMES = ("arrays", "client_arrays")
+"""The names `tffprune.data.from_arrays` / `from_client_arrays` (and
+`from_client_data`) give their data sets, as a run's ``config.toml`` records."""
+
+
 def load_dataset(
     name: str,
     data_dir: str | Path | None = None,
@@ -277,6 +282,13 @@ def load_dataset(
     """
     if is_dataset_file(name):
         return load_npz_dataset(name)
+    if name in PYTHON_DATA_NAMES:
+        raise DataError(
+            f"dataset {name!r} is what a tffprune.train run records for data "
+            "passed in Python, which a command cannot load again: save the arrays "
+            "as an .npz (x_train, y_train, x_test, y_test) and pass its path as "
+            "--dataset, or as --representative-data to export"
+        )
     if name not in DATASET_NAMES:
         raise DataError(
             f"unknown dataset {name!r}; expected one of {', '.join(DATASET_NAMES)} "
