@@ -69,7 +69,10 @@ def as_inputs(array: object, name: str, notes: list[str]) -> np.ndarray:
         note = f"{name}: integer inputs ({array.dtype}) scaled to [0, 1] by 1/{top}"
         if note not in notes:
             notes.append(note)
-        return (array.astype(np.float64) / top).astype(np.float32)
+        # float32 division is exact-rounded where float32 holds every value
+        # (uint8, int16, ...), and 3x faster than going through float64.
+        wide = np.float32 if top <= 2**24 else np.float64
+        return (array.astype(wide) / wide(top)).astype(np.float32)
     array = array.astype(np.float32)
     bad = array.size - int(np.count_nonzero(np.isfinite(array)))
     if bad:
@@ -342,7 +345,7 @@ def _check_ids_distinct_as_text(clients: Mapping[object, object]) -> None:
     by_text: dict[str, object] = {}
     for client_id in clients:
         other = by_text.setdefault(str(client_id), client_id)
-        if other is not client_id and other != client_id:
+        if other is not client_id:  # dict keys: distinct, yet the same text
             raise DataError(
                 f"client ids {other!r} and {client_id!r} are both {str(client_id)!r} "
                 "as text, which names a client in clients.csv and checkpoints; "

@@ -66,6 +66,9 @@ class OrderedMergeableContext(mergeable.MergeableCompExecutionContext):
 
 async def _run_in_order(form, arg, contexts):
     shares = arg.value() if arg is not None else [None] * len(contexts)
+    # One share per context at most (fewer when there are fewer clients).
+    if len(shares) > len(contexts):
+        raise ValueError(f"{len(shares)} shares for {len(contexts)} workers")
     pairs = list(zip(shares, contexts, strict=False))
     partials = await asyncio.gather(
         *(context.invoke(form.up_to_merge, share) for share, context in pairs)
