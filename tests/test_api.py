@@ -95,6 +95,7 @@ def test_user_model_and_npz_through_the_cli_rerun_and_export(user_files):
         "0.5",
         "--rounds",
         "2",
+        "--scale-inputs",  # the model has no Rescaling layer
         *common,
         "--output-dir",
         str(run),
@@ -102,6 +103,7 @@ def test_user_model_and_npz_through_the_cli_rerun_and_export(user_files):
 
     assert trained.returncode == 0, trained.stderr[-3000:]
     assert "integer inputs (uint8) scaled to [0, 1] by 1/255" in trained.stderr
+    assert "scale_inputs = true" in (run / "config.toml").read_text()
     not_pruned = next(
         line for line in trained.stderr.splitlines() if line.startswith("not pruned")
     )
@@ -141,7 +143,9 @@ def test_user_model_and_npz_through_the_cli_rerun_and_export(user_files):
     assert abs(report["tflm_accuracy"] - report["tflite_accuracy"]) <= 0.02
     assert report["tflm_tflite_outputs_within_one_step"] > 0.95
     assert report["input_quantization"]["dtype"] == "int8"
-    assert report["input_quantization"]["scale"] > 0
+    # The export calibrates on inputs scaled as the run scaled them: [0, 1]
+    # gives an int8 step of 1/255 (0..255 would give 1.0).
+    assert report["input_quantization"]["scale"] == pytest.approx(1 / 255, rel=0.01)
     assert report["output_quantization"]["dtype"] == "int8"
     # A train run has no trained dense baseline: the ratio says what it is.
     assert report["baseline"] == "same architecture, dense random weights"
@@ -159,6 +163,7 @@ def test_user_model_and_arrays_through_the_api(user_files, tmp_path):
         archive["y_test"],
         num_clients=8,
         partition="shards",
+        scale_inputs=True,
     )
     namespace = {}
     exec(USER_MODEL, namespace)  # the user's own function, defined in Python

@@ -79,7 +79,8 @@ def test_resume_on_other_data_is_refused_naming_the_data(tmp_path):
     data = tmp_path / "data.npz"
     np.savez(data, **arrays)
     command = ["train", "--dataset", str(data), "--model", "tfmot_cnn"]
-    command += ["--num-clients", "4", "--clients-per-round", "2", "--quiet"]
+    command += ["--scale-inputs", "--num-clients", "4", "--clients-per-round", "2"]
+    command += ["--quiet"]
     command += ["--output-dir", str(tmp_path / "run")]
     assert CliRunner().invoke(cli, [*command, "--rounds", "1"]).exit_code == 0
     arrays["y_train"] = (arrays["y_train"] + 1) % 3  # same file, other labels

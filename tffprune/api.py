@@ -97,6 +97,14 @@ def train(
         options["num_clients"] = data.num_clients
         options.setdefault("clients_per_round", min(10, data.num_clients))
         options["dataset"] = data.dataset.name
+        scaled = data.dataset.inputs_scaled
+        if options.get("scale_inputs", scaled) != scaled:
+            raise ConfigError(
+                "scale_inputs applies to a data set name or .npz path; for "
+                "arrays pass it where they are made: "
+                "tffprune.data.from_arrays(..., scale_inputs=True)"
+            )
+        options["scale_inputs"] = scaled
     else:
         raise ConfigError(
             "data must come from tffprune.data.from_arrays, from_client_arrays or "

@@ -94,8 +94,17 @@ class TrainConfig:
         "fashion_mnist",
         "data",
         "fashion_mnist, mnist, cifar10, digits, or your .npz with x_train, "
-        "y_train, x_test, y_test (any input shape; integer inputs are scaled "
-        "to [0, 1]).",
+        "y_train, x_test, y_test (any input shape; inputs used as given "
+        "unless --scale-inputs).",
+    )
+    scale_inputs: bool = option(
+        False,
+        "data",
+        "Divide an .npz's integer inputs by their dtype's maximum (uint8 to "
+        "[0, 1]); by default they are used as given, for a model that reads "
+        "them itself (Embedding, Rescaling). The named data sets are always "
+        "in [0, 1].",
+        flag="--scale-inputs/--no-scale-inputs",
     )
     data_dir: str | None = option(
         None, "data", "Directory to read the named data set from."

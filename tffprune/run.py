@@ -30,6 +30,7 @@ Output directory contract (relied on by the experiments and users):
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import shutil
 import time
 from collections import Counter
@@ -52,6 +53,7 @@ from tffprune.data.datasets import is_dataset_file
 from tffprune.data.partition import FederatedData
 from tffprune.fl.runtime import LocalRuntime
 from tffprune.fl.training import METRIC_COLUMNS, Trainer
+from tffprune.models.names import MODEL_NAMES
 from tffprune.models.source import (
     ResolvedModel,
     check_user_model_fn,
@@ -192,7 +194,9 @@ def prepare_inputs(
         ValueError: One line naming what is wrong with the data or the model.
     """
     if data is None:
-        dataset = load_dataset(config.dataset, config.data_dir)
+        dataset = load_dataset(
+            config.dataset, config.data_dir, scale_inputs=config.scale_inputs
+        )
         if is_dataset_file(config.dataset):
             config = config.replace(dataset=dataset.source)
         data = build_federated_data(
@@ -219,7 +223,27 @@ def prepare_inputs(
     else:
         check_user_model_fn(model_fn, input_shape, num_classes)
         model = ResolvedModel(model_fn, None, config.model)
-    return config, data, model
+    return config, _with_range_note(config, data), model
+
+
+def _with_range_note(config: TrainConfig, data: FederatedData) -> FederatedData:
+    """``data`` with a note if a built-in model gets inputs beyond [0, 1].
+
+    The built-in models take [0, 1] inputs (the named sets' range); your
+    ``.npz`` is used as given unless ``--scale-inputs``.
+    """
+    if config.model not in MODEL_NAMES or data.dataset.inputs_scaled:
+        return data
+    largest = float(np.max(np.abs(data.dataset.x_train)))
+    if largest <= 1.0:
+        return data
+    note = (
+        f"the built-in model {config.model} takes inputs in [0, 1] and x_train "
+        f"ranges up to {largest:g}: pass --scale-inputs (integer inputs) or "
+        "scale the arrays"
+    )
+    dataset = dataclasses.replace(data.dataset, notes=(*data.dataset.notes, note))
+    return dataclasses.replace(data, dataset=dataset)
 
 
 def run_training(

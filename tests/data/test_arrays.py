@@ -16,19 +16,66 @@ def _arrays(train=40, test=10, shape=(4, 4, 1), seed=0):
     )
 
 
-def test_uint8_inputs_are_scaled_to_unit_range_and_say_so():
+def test_uint8_inputs_are_used_as_given_and_the_note_names_the_option():
     x_train, y_train, x_test, y_test = _arrays()
     pixels = np.full(x_train.shape, 255, np.uint8)
     pixels[0, 0, 0, 0] = 51
 
     data = from_arrays(pixels, y_train, x_test, y_test, num_clients=4)
 
+    # As Keras' fit would see them: a Rescaling(1 / 255) layer gets 0..255.
     assert data.dataset.x_train.dtype == np.float32
+    assert data.dataset.x_train[0, 0, 0, 0] == 51.0
+    assert data.dataset.x_train.max() == 255.0
+    assert not data.dataset.inputs_scaled
+    assert data.dataset.notes == (
+        "x_train: integer inputs (uint8, 51..255) used as given; "
+        "scale_inputs=True divides them by 255",
+    )
+
+
+def test_scale_inputs_divides_integer_inputs_by_their_dtype_maximum():
+    x_train, y_train, x_test, y_test = _arrays()
+    pixels = np.full(x_train.shape, 255, np.uint8)
+    pixels[0, 0, 0, 0] = 51
+
+    data = from_arrays(
+        pixels, y_train, x_test, y_test, num_clients=4, scale_inputs=True
+    )
+
     assert data.dataset.x_train[0, 0, 0, 0] == pytest.approx(0.2)
     assert data.dataset.x_train.max() == 1.0
+    assert data.dataset.inputs_scaled
     assert data.dataset.notes == (
         "x_train: integer inputs (uint8) scaled to [0, 1] by 1/255",
     )
+    # Float inputs are never scaled.
+    assert data.dataset.x_test.tolist() == x_test.tolist()
+
+
+def test_token_ids_reach_the_model_as_ids():
+    ids = np.arange(1, 41, dtype=np.int32).reshape(4, 10) % 50
+    labels = np.array([0, 1, 0, 1])
+
+    data = from_client_arrays(
+        {"a": (ids[:2], labels[:2]), "b": (ids[2:], labels[2:])},
+        test=(ids, labels),
+        client_test_fraction=0.0,
+    )
+
+    assert data.dataset.x_train.tolist() == ids.tolist()  # 1..40, not 1/2**31..
+    assert (
+        "client a inputs: integer inputs (int32, 1..20) used as given"
+        in (data.dataset.notes[0])
+    )
+
+
+def test_integers_float32_cannot_hold_exactly_are_refused():
+    x_train, y_train, x_test, y_test = _arrays(shape=(3,))
+    big = np.full(x_train.shape, 2**24 + 1, np.int64)
+
+    with pytest.raises(DataError, match=r"x_train holds integers up to 16777217"):
+        from_arrays(big, y_train, x_test, y_test, num_clients=4)
 
 
 def test_float_pixels_in_0_255_are_kept_but_named_in_a_note():
@@ -40,8 +87,9 @@ def test_float_pixels_in_0_255_are_kept_but_named_in_a_note():
 
     assert data.dataset.x_train.max() == 255.0  # used as given
     assert data.dataset.notes == (
-        "x_train: float inputs range up to 255 and are used as they are (only "
-        "integer inputs are scaled); divide pixel values by 255",
+        "x_train: float inputs range up to 255 and are used as they are; divide "
+        "pixel values by 255 (or start the model with "
+        "tf.keras.layers.Rescaling(1 / 255))",
     )
     # Standardized inputs (e.g. (x - 0.13) / 0.31, up to 2.8) pass quietly.
     standardized = from_arrays(

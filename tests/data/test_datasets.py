@@ -189,3 +189,35 @@ def test_real_fashion_mnist():
     assert loaded.x_train.min() == 0.0 and loaded.x_train.max() == 1.0
     np.testing.assert_array_equal(np.bincount(loaded.y_train), [6000] * 10)
     np.testing.assert_array_equal(np.bincount(loaded.y_test), [1000] * 10)
+
+
+def test_your_npz_is_used_as_given_unless_scale_inputs(tmp_path):
+    path = tmp_path / "mine.npz"
+    np.savez(
+        path,
+        x_train=np.full((4, 3, 3), 255, np.uint8),
+        y_train=np.array([0, 1, 0, 1]),
+        x_test=np.full((2, 3, 3), 51, np.uint8),
+        y_test=np.array([0, 1]),
+    )
+
+    given = load_dataset(str(path))
+    scaled = load_dataset(str(path), scale_inputs=True)
+
+    assert given.x_train.max() == 255.0 and given.x_test.max() == 51.0
+    assert not given.inputs_scaled
+    assert given.notes[0] == (
+        "x_train: integer inputs (uint8, 255..255) used as given; --scale-inputs "
+        "(scale_inputs=True in Python) divides them by 255"
+    )
+    assert scaled.x_train.max() == 1.0
+    assert scaled.x_test.max() == pytest.approx(0.2)
+    assert scaled.inputs_scaled
+
+
+def test_named_data_sets_are_always_in_unit_range(isolated):
+    _write_idx_set(isolated / "mine")
+
+    loaded = load_dataset("mnist", isolated / "mine", download=False)
+
+    assert loaded.inputs_scaled and loaded.x_test.max() == 1.0

@@ -11,11 +11,14 @@ the named data sets give:
   client ids are kept (``clients.csv``, per-client state);
 * `from_client_data`: a ``tff.simulation.datasets.ClientData``.
 
-Inputs are float32 in the model's input range: integer inputs (e.g. uint8
-pixels) are scaled to [0, 1] by their dtype's maximum, and the returned data
-says so in ``dataset.notes``. Labels must be integers (an integer dtype, or
-floats holding whole numbers) in ``[0, num_classes)``; a note names the classes
-in that range no label holds (their outputs are never trained).
+Inputs are used as given (as float32), the way Keras' ``fit`` uses them:
+token ids for an ``Embedding``, 0..255 pixels for a ``Rescaling(1 / 255)``
+layer. ``scale_inputs=True`` divides integer inputs by their dtype's maximum
+(uint8 pixels to [0, 1]) for a model that expects that; either way the
+returned data says what was done in ``dataset.notes``. Labels must be
+integers (an integer dtype, or floats holding whole numbers) in
+``[0, num_classes)``; a note names the classes in that range no label holds
+(their outputs are never trained).
 """
 
 from __future__ import annotations
@@ -38,14 +41,31 @@ LARGE_FLOAT_INPUT = 10.0
 loss of 2e5 on 0..255 images); standardized features stay well below it."""
 
 
-def as_inputs(array: object, name: str, notes: list[str]) -> np.ndarray:
+def as_inputs(
+    array: object,
+    name: str,
+    notes: list[str],
+    scale: bool = False,
+    option: str = "scale_inputs=True",
+) -> np.ndarray:
     """Validates model inputs; returns them as float32.
 
-    Integer inputs are scaled to [0, 1]; float inputs are used as they are,
-    with a note in ``notes`` when they exceed `LARGE_FLOAT_INPUT`.
+    Inputs are used as given, as Keras' ``fit`` uses them: token ids reach an
+    ``Embedding`` as ids, pixels reach a ``Rescaling`` layer as 0..255.
+    Integer inputs get one note in ``notes`` saying what was done with them;
+    with ``scale`` they are divided by their dtype's maximum (uint8 pixels
+    to [0, 1]). Float inputs beyond `LARGE_FLOAT_INPUT` get a note too.
+
+    Args:
+        array: The inputs, shape (examples, features...).
+        name: The array's name in messages.
+        notes: Where the notes go.
+        scale: Divide integer inputs by their dtype's maximum.
+        option: How the caller spells ``scale`` (named in the notes).
 
     Raises:
-        DataError: If they are not numeric, have no examples, or hold NaN/Inf.
+        DataError: If they are not numeric, have no examples, hold NaN/Inf,
+            or hold integers float32 cannot represent exactly.
     """
     if hasattr(array, "element_spec"):  # a tf.data.Dataset, not an array
         raise DataError(
@@ -65,14 +85,7 @@ def as_inputs(array: object, name: str, notes: list[str]) -> np.ndarray:
     ):
         raise DataError(f"{name} must be numeric, got dtype {array.dtype}")
     if np.issubdtype(array.dtype, np.integer):
-        top = np.iinfo(array.dtype).max
-        note = f"{name}: integer inputs ({array.dtype}) scaled to [0, 1] by 1/{top}"
-        if note not in notes:
-            notes.append(note)
-        # float32 division is exact-rounded where float32 holds every value
-        # (uint8, int16, ...), and 3x faster than going through float64.
-        wide = np.float32 if top <= 2**24 else np.float64
-        return (array.astype(wide) / wide(top)).astype(np.float32)
+        return _integer_inputs(array, name, notes, scale, option)
     array = array.astype(np.float32)
     bad = array.size - int(np.count_nonzero(np.isfinite(array)))
     if bad:
@@ -81,11 +94,40 @@ def as_inputs(array: object, name: str, notes: list[str]) -> np.ndarray:
     if largest > LARGE_FLOAT_INPUT:
         note = (
             f"{name}: float inputs range up to {largest:g} and are used as they "
-            "are (only integer inputs are scaled); divide pixel values by 255"
+            "are; divide pixel values by 255 (or start the model with "
+            "tf.keras.layers.Rescaling(1 / 255))"
         )
         if note not in notes:
             notes.append(note)
     return array
+
+
+def _integer_inputs(
+    array: np.ndarray, name: str, notes: list[str], scale: bool, option: str
+) -> np.ndarray:
+    """Integer inputs as float32, scaled or as given, with a note saying which."""
+    top = np.iinfo(array.dtype).max
+    if scale:
+        note = f"{name}: integer inputs ({array.dtype}) scaled to [0, 1] by 1/{top}"
+        if note not in notes:
+            notes.append(note)
+        # float32 division is exact-rounded where float32 holds every value
+        # (uint8, int16, ...), and 3x faster than going through float64.
+        wide = np.float32 if top <= 2**24 else np.float64
+        return (array.astype(wide) / wide(top)).astype(np.float32)
+    low, high = int(array.min()), int(array.max())
+    if max(abs(low), abs(high)) > 2**24:
+        raise DataError(
+            f"{name} holds integers up to {max(abs(low), abs(high))}, beyond "
+            "float32's exact range (2**24); map them to smaller ids"
+        )
+    note = (
+        f"{name}: integer inputs ({array.dtype}, {low}..{high}) used as given; "
+        f"{option} divides them by {top}"
+    )
+    if note not in notes:
+        notes.append(note)
+    return array.astype(np.float32)
 
 
 def as_labels(array: object, name: str, num_examples: int) -> np.ndarray:
@@ -169,7 +211,7 @@ def _same_shape(shapes: Mapping[str, tuple]) -> tuple:
 
 
 def _dataset(
-    name, x_train, y_train, x_test, y_test, num_classes, source, notes
+    name, x_train, y_train, x_test, y_test, num_classes, source, notes, scaled
 ) -> Dataset:
     _same_shape({"x_train": x_train.shape[1:], "x_test": x_test.shape[1:]})
     classes = _num_classes([y_train, y_test], num_classes, notes)
@@ -182,6 +224,7 @@ def _dataset(
         num_classes=classes,
         source=source,
         notes=tuple(notes),
+        inputs_scaled=scaled,
     )
 
 
@@ -193,14 +236,29 @@ def dataset_from_arrays(
     num_classes: int | None = None,
     name: str = "arrays",
     source: str = "arrays passed in Python",
+    scale_inputs: bool = False,
+    option: str = "scale_inputs=True",
 ) -> Dataset:
-    """Validates four arrays into a `Dataset` (see the module docstring)."""
+    """Validates four arrays into a `Dataset` (see the module docstring).
+
+    ``option`` is how the caller spells ``scale_inputs`` in the notes.
+    """
     notes: list[str] = []
-    x_train = as_inputs(x_train, "x_train", notes)
+    x_train = as_inputs(x_train, "x_train", notes, scale_inputs, option)
     y_train = as_labels(y_train, "y_train", x_train.shape[0])
-    x_test = as_inputs(x_test, "x_test", notes)
+    x_test = as_inputs(x_test, "x_test", notes, scale_inputs, option)
     y_test = as_labels(y_test, "y_test", x_test.shape[0])
-    return _dataset(name, x_train, y_train, x_test, y_test, num_classes, source, notes)
+    return _dataset(
+        name,
+        x_train,
+        y_train,
+        x_test,
+        y_test,
+        num_classes,
+        source,
+        notes,
+        scale_inputs,
+    )
 
 
 def from_arrays(
@@ -215,6 +273,7 @@ def from_arrays(
     shards_per_client: int = 2,
     alpha: float = 0.5,
     client_test_fraction: float = 0.2,
+    scale_inputs: bool = False,
 ) -> FederatedData:
     """Splits your training arrays over clients; the test arrays stay central.
 
@@ -231,6 +290,8 @@ def from_arrays(
         alpha: For ``dirichlet``.
         client_test_fraction: Share of each client's examples held out as its
             own test split.
+        scale_inputs: Divide integer inputs by their dtype's maximum (uint8
+            to [0, 1]); by default every input is used as given.
 
     Returns:
         The federated data.
@@ -238,7 +299,9 @@ def from_arrays(
     Raises:
         DataError: On invalid arrays or more clients than examples allow.
     """
-    dataset = dataset_from_arrays(x_train, y_train, x_test, y_test, num_classes)
+    dataset = dataset_from_arrays(
+        x_train, y_train, x_test, y_test, num_classes, scale_inputs=scale_inputs
+    )
     if not isinstance(num_clients, int) or num_clients < 1:
         raise DataError(f"num_clients must be a whole number >= 1, got {num_clients}")
     if num_clients * 2 > dataset.y_train.size:
@@ -264,6 +327,7 @@ def from_client_arrays(
     seed: int = 0,
     client_test_fraction: float = 0.2,
     client_tests: Mapping[object, tuple[object, object]] | None = None,
+    scale_inputs: bool = False,
 ) -> FederatedData:
     """Data already split by client.
 
@@ -275,6 +339,8 @@ def from_client_arrays(
         client_test_fraction: Share of each client's examples held out as its
             own test split (ignored for clients in ``client_tests``).
         client_tests: Optional ``{client_id: (x, y)}`` own test sets.
+        scale_inputs: Divide integer inputs by their dtype's maximum (uint8
+            to [0, 1]); by default every input is used as given.
 
     Returns:
         The federated data, with ``client_ids``.
@@ -296,7 +362,7 @@ def from_client_arrays(
     for client_id, pair in clients.items():
         name = f"client {client_id!s}"
         x, y = _pair(pair, name)
-        x = as_inputs(x, f"{name} inputs", notes)
+        x = as_inputs(x, f"{name} inputs", notes, scale_inputs)
         y = as_labels(y, f"{name} labels", x.shape[0])
         indices = np.arange(offset, offset + y.size)
         shapes[name] = x.shape[1:]
@@ -305,7 +371,7 @@ def from_client_arrays(
         offset += y.size
         if client_id in client_tests:
             tx, ty = _pair(client_tests[client_id], f"{name} test")
-            tx = as_inputs(tx, f"{name} test inputs", notes)
+            tx = as_inputs(tx, f"{name} test inputs", notes, scale_inputs)
             ty = as_labels(ty, f"{name} test labels", tx.shape[0])
             test_indices = np.arange(offset, offset + ty.size)
             shapes[f"{name} test"] = tx.shape[1:]
@@ -320,7 +386,7 @@ def from_client_arrays(
         ids.append(str(client_id))
     _same_shape(shapes)
     x_test, y_test = _pair(test, "test")
-    x_test = as_inputs(x_test, "test inputs", notes)
+    x_test = as_inputs(x_test, "test inputs", notes, scale_inputs)
     y_test = as_labels(y_test, "test labels", x_test.shape[0])
     dataset = _dataset(
         "client_arrays",
@@ -331,6 +397,7 @@ def from_client_arrays(
         num_classes,
         "per-client arrays passed in Python",
         notes,
+        scale_inputs,
     )
     return FederatedData(
         dataset=dataset,
@@ -399,6 +466,7 @@ def from_client_data(
     client_test_fraction: float = 0.2,
     input_key: str | None = None,
     label_key: str | None = None,
+    scale_inputs: bool = False,
 ) -> FederatedData:
     """A TFF ``ClientData`` (e.g. ``tff.simulation.datasets.TestClientData``).
 
@@ -416,6 +484,8 @@ def from_client_data(
         client_test_fraction: Share held out per client without own tests.
         input_key: Element key of the inputs.
         label_key: Element key of the labels.
+        scale_inputs: Divide integer inputs by their dtype's maximum (uint8
+            to [0, 1]); by default every input is used as given.
 
     Returns:
         The federated data, with the ClientData's client ids.
@@ -446,4 +516,5 @@ def from_client_data(
         seed=seed,
         client_test_fraction=client_test_fraction,
         client_tests=client_tests,
+        scale_inputs=scale_inputs,
     )

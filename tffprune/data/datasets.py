@@ -44,6 +44,8 @@ class Dataset:
         num_classes: Number of classes.
         source: Where the data came from (a path, or a description).
         notes: What was done to the data on loading (e.g. integer scaling).
+        inputs_scaled: Integer inputs were divided by their dtype's maximum
+            (the named sets' documented [0, 1]; ``scale_inputs`` for yours).
     """
 
     name: str
@@ -54,6 +56,7 @@ class Dataset:
     num_classes: int
     source: str
     notes: tuple[str, ...] = ()
+    inputs_scaled: bool = False
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -205,7 +208,7 @@ def _normalize(name: str, arrays: dict[str, np.ndarray], source: str) -> Dataset
             x = x[..., np.newaxis]
         labels = np.asarray(arrays[f"y_{split}"]).reshape(-1)
         try:
-            x = as_inputs(x, f"x_{split}", notes)
+            x = as_inputs(x, f"x_{split}", notes, scale=True)
             y = as_labels(labels, f"y_{split}", len(x))
         except DataError as error:
             raise DataError(f"{source}: {error}") from None
@@ -223,6 +226,7 @@ def _normalize(name: str, arrays: dict[str, np.ndarray], source: str) -> Dataset
         y_test=images["test"][1],
         num_classes=spec.num_classes,
         source=source,
+        inputs_scaled=True,
     )
 
 
@@ -243,6 +247,7 @@ def _load_digits() -> Dataset:
         y_test=labels[split:],
         num_classes=10,
         source="scikit-learn load_digits (bundled)",
+        inputs_scaled=True,
     )
 
 
@@ -263,6 +268,7 @@ def load_dataset(
     name: str,
     data_dir: str | Path | None = None,
     download: bool = True,
+    scale_inputs: bool = False,
 ) -> Dataset:
     """Loads a data set by name from the first source that has it.
 
@@ -272,16 +278,19 @@ def load_dataset(
         data_dir: The directory to read it from (overrides
             ``TFFPRUNE_DATA_DIR``); an error if it does not hold the data.
         download: Whether to try a Keras download when no local copy exists.
+        scale_inputs: For an ``.npz``: divide integer inputs by their dtype's
+            maximum (else used as given). The named sets are always in [0, 1].
 
     Returns:
-        The data set with float32 images in [0, 1] and int32 labels.
+        The data set with float32 inputs (the named sets' images in [0, 1])
+        and int32 labels.
 
     Raises:
         DataError: If the name is unknown, nothing is found (the message names
             every place looked), or a file is truncated or corrupt.
     """
     if is_dataset_file(name):
-        return load_npz_dataset(name)
+        return load_npz_dataset(name, scale_inputs)
     if name in PYTHON_DATA_NAMES:
         raise DataError(
             f"dataset {name!r} is what a tffprune.train run records for data "
@@ -342,13 +351,14 @@ def is_dataset_file(name: str) -> bool:
     return name.endswith(".npz") or "/" in name or os.sep in name
 
 
-def load_npz_dataset(path: str | Path) -> Dataset:
+def load_npz_dataset(path: str | Path, scale_inputs: bool = False) -> Dataset:
     """Your own data set from an ``.npz`` with the Keras layout.
 
     ``x_train, y_train, x_test, y_test``: inputs of any shape per example
     (images (N, H, W, C) or (N, H, W), flat features (N, D)), labels as class
     indices. Validated as `tffprune.data.arrays.dataset_from_arrays` does
-    (integer inputs scaled to [0, 1]; labels whole numbers from 0); images of
+    (inputs used as given unless ``scale_inputs``, which divides integer
+    inputs by their dtype's maximum; labels whole numbers from 0); images of
     shape (N, H, W) get a channel axis.
 
     Raises:
@@ -372,6 +382,8 @@ def load_npz_dataset(path: str | Path) -> Dataset:
             arrays["y_test"],
             name=str(path),
             source=str(path.resolve()),
+            scale_inputs=scale_inputs,
+            option="--scale-inputs (scale_inputs=True in Python)",
         )
     except DataError as error:
         raise DataError(f"{path}: {error}") from None

@@ -93,6 +93,16 @@ def _load(path: Path) -> tf.keras.Model:
         raise ValueError(f"{path} is not a loadable Keras model: {first}") from None
 
 
+def _scale_inputs(summary: dict) -> bool:
+    """Whether the run divided integer inputs by their dtype's maximum.
+
+    A run's ``config.toml`` records ``scale_inputs``; a run from before that
+    option always scaled them; a model without a run uses its data as given.
+    """
+    config = summary.get("config")
+    return bool(config.get("scale_inputs", True)) if config else False
+
+
 def _dataset_name(summary: dict, dataset: str | None) -> str:
     if dataset:
         return dataset
@@ -158,10 +168,13 @@ def export_model(
             f"{output_dir} already has {', '.join(existing)}; pass --overwrite"
         )
     model = _load(model_path)
+    scale = _scale_inputs(summary)
     if representative_data is not None:
-        data = _representative_file(representative_data)
+        data = _representative_file(representative_data, scale)
     else:
-        data = load_dataset(_dataset_name(summary, dataset), data_dir)
+        data = load_dataset(
+            _dataset_name(summary, dataset), data_dir, scale_inputs=scale
+        )
     model_input = tuple(model.input_shape[1:])
     if model_input != data.input_shape:
         raise ValueError(
@@ -300,8 +313,11 @@ def _micro(model_bytes: bytes, uncompressed: bytes, x_test, y_test, tflite_out) 
     return result
 
 
-def _representative_file(path: str | Path) -> Dataset:
-    """An export's calibration (and optional test) data from an ``.npz``."""
+def _representative_file(path: str | Path, scale: bool) -> Dataset:
+    """An export's calibration (and optional test) data from an ``.npz``.
+
+    Integer inputs are scaled as the run scaled its own (``scale``).
+    """
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"--representative-data: {path} does not exist")
@@ -316,9 +332,9 @@ def _representative_file(path: str | Path) -> Dataset:
             f"(keys: {', '.join(arrays) or 'none'})"
         )
     notes: list[str] = []
-    inputs = as_inputs(arrays[key], f"{path.name} {key}", notes)
+    inputs = as_inputs(arrays[key], f"{path.name} {key}", notes, scale)
     if "x_test" in arrays and "y_test" in arrays:
-        x_test = as_inputs(arrays["x_test"], f"{path.name} x_test", notes)
+        x_test = as_inputs(arrays["x_test"], f"{path.name} x_test", notes, scale)
         y_test = as_labels(arrays["y_test"], f"{path.name} y_test", len(x_test))
     else:
         x_test = np.zeros((0, *inputs.shape[1:]), np.float32)

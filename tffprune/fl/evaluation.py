@@ -196,7 +196,10 @@ class RunEvaluator:
                 central[:num_trainable], self.plan.targets
             ).prunable_sparsity,
             "central_accuracy_unpruned": unpruned_accuracy,
-            "personalized_accuracy": float(np.mean(accuracies)),
+            # NaN when no client holds test examples (client_test_fraction 0).
+            "personalized_accuracy": float(np.mean(accuracies))
+            if accuracies
+            else float("nan"),
         }
         if self.personal_models:
             result.update(self.personal_accuracy(weights, clients))
