@@ -172,12 +172,8 @@ def load_checkpoint(
         return state
 
 
-def _read_checkpoint(path: Path, config: dict) -> TrainerState:
-    if not path.is_file():
-        raise DamagedCheckpointError(
-            f"no checkpoint to resume from at {path}; start the run afresh: "
-            "without --resume (or with --overwrite if it holds other files)"
-        )
+def _read_archive(path: Path) -> tuple[dict[str, np.ndarray], dict]:
+    """A checkpoint's arrays and its metadata (``meta``)."""
     try:
         with np.load(path, allow_pickle=False) as archive:
             arrays = {key: archive[key] for key in archive.files}
@@ -190,6 +186,38 @@ def _read_checkpoint(path: Path, config: dict) -> TrainerState:
         ) from None
     if version not in READABLE_VERSIONS:
         raise DamagedCheckpointError(f"checkpoint {path} has an unknown format version")
+    return arrays, meta
+
+
+def read_state(path: str | Path) -> tuple[TrainerState, dict]:
+    """A finished or stopped run's state, to read (not to resume).
+
+    Returns:
+        The state and the identity the checkpoint was written with (the
+        configuration, ``client_ids`` and ``data_fingerprint``).
+
+    Raises:
+        DamagedCheckpointError: If the file is missing or cannot be read.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DamagedCheckpointError(f"no checkpoint at {path}")
+    arrays, meta = _read_archive(path)
+    try:
+        return _state(arrays, meta, path.parent / RESIDUAL_DIRECTORY), meta["config"]
+    except (KeyError, ValueError, IndexError) as error:
+        raise DamagedCheckpointError(
+            f"checkpoint {path} is damaged (incomplete: {error})"
+        ) from None
+
+
+def _read_checkpoint(path: Path, config: dict) -> TrainerState:
+    if not path.is_file():
+        raise DamagedCheckpointError(
+            f"no checkpoint to resume from at {path}; start the run afresh: "
+            "without --resume (or with --overwrite if it holds other files)"
+        )
+    arrays, meta = _read_archive(path)
     # An option a checkpoint does not name did not exist when it was written:
     # that run had the option's default behaviour.
     saved = {**_OPTION_DEFAULTS, **meta["config"]}

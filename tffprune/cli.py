@@ -665,6 +665,14 @@ def sweep(
     default=None,
     help="Evaluate on the first N test examples (default: all).",
 )
+@click.option(
+    "--client",
+    default=None,
+    metavar="ID",
+    help="From a train run directory: export this client's model (its own "
+    "model with --personal-models, else its Sub-FedAvg subnetwork), "
+    "calibrated on its training split and measured on its own test split.",
+)
 @_output_dir_options
 def export_command(
     source: Path,
@@ -677,6 +685,7 @@ def export_command(
     data_dir: Path | None,
     representative_data: Path | None,
     eval_examples: int | None,
+    client: str | None,
     output_dir: Path,
     overwrite: bool,
 ) -> None:
@@ -702,10 +711,12 @@ def export_command(
         compress=compress,
         clusters=clusters,
         cluster_epochs=cluster_epochs,
+        client=client,
     )
     arena = result["arena_bytes"]
     kind = " ".join(
-        [quantize]
+        ([f"client {client} ({result['client_model']})"] if client else [])
+        + [quantize]
         + (["sparse"] if sparse else [])
         + ([f"{clusters} clusters"] if clusters else [])
         + (["LUT"] if compress else [])

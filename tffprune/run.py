@@ -179,6 +179,22 @@ def _checkpoint_config(
     return identity
 
 
+def load_federated_data(config: TrainConfig) -> FederatedData:
+    """``config.dataset`` split over clients as ``config`` says.
+
+    The same configuration gives the same split (`FederatedData.fingerprint`).
+    """
+    return build_federated_data(
+        load_dataset(config.dataset, config.data_dir, scale_inputs=config.scale_inputs),
+        config.num_clients,
+        config.partition,
+        seed=config.seed,
+        shards_per_client=config.shards_per_client,
+        alpha=config.alpha,
+        max_examples=config.max_examples,
+    )
+
+
 def prepare_inputs(
     config: TrainConfig,
     data: FederatedData | None = None,
@@ -194,20 +210,9 @@ def prepare_inputs(
         ValueError: One line naming what is wrong with the data or the model.
     """
     if data is None:
-        dataset = load_dataset(
-            config.dataset, config.data_dir, scale_inputs=config.scale_inputs
-        )
+        data = load_federated_data(config)
         if is_dataset_file(config.dataset):
-            config = config.replace(dataset=dataset.source)
-        data = build_federated_data(
-            dataset,
-            config.num_clients,
-            config.partition,
-            seed=config.seed,
-            shards_per_client=config.shards_per_client,
-            alpha=config.alpha,
-            max_examples=config.max_examples,
-        )
+            config = config.replace(dataset=data.dataset.source)
     elif data.num_clients != config.num_clients:
         raise ValueError(
             f"num_clients is {config.num_clients}, the data has "

@@ -37,10 +37,11 @@ from tffprune.data import load_dataset
 from tffprune.data.arrays import as_inputs, as_labels
 from tffprune.data.datasets import Dataset
 from tffprune.data.formats import DataError, read_npz_arrays
-from tffprune.export import c_array, lut, sizes, tflite, verify
+from tffprune.export import c_array, client_model, lut, sizes, tflite, verify
 from tffprune.pruning.policy import model_sparsity
 from tffprune.reporting.files import (
     prepare_output_dir,
+    save_keras_model_atomic,
     write_bytes_atomic,
     write_json_atomic,
     write_text_atomic,
@@ -48,6 +49,8 @@ from tffprune.reporting.files import (
 
 MODEL_FILES = ("global_model.keras", "model.keras")
 OUTPUT_FILES = ("model.tflite", "model_data.cc", "model_data.h", "export.json")
+CLIENT_MODEL_FILE = "client_model.keras"
+"""With ``client``: that client's model as Keras, beside its ``.tflite``."""
 
 
 def resolve_model(path: str | Path) -> tuple[Path, dict]:
@@ -136,8 +139,14 @@ def export_model(
     compress: str | None = None,
     clusters: int | None = None,
     cluster_epochs: int = 1,
+    client: str | None = None,
 ) -> dict:
     """Converts, writes and verifies; returns what ``export.json`` holds.
+
+    ``client``: export that client's model from a ``tffprune train`` run
+    directory instead of the global one (`tffprune.export.client_model`: its
+    own model, or its subnetwork), calibrated on its training split and
+    measured on its own test split (or on ``representative_data``).
 
     ``representative_data``: an ``.npz`` for a model not trained on a named
     data set: ``x_train`` (or ``x``) calibrates int8; ``x_test`` and
@@ -162,15 +171,24 @@ def export_model(
         raise ValueError(f"--clusters must be >= 2, got {clusters}")
     model_path, summary = resolve_model(source)
     output_dir = Path(output_dir)
-    existing = [n for n in OUTPUT_FILES if (output_dir / n).exists()]
+    existing = [
+        n for n in (*OUTPUT_FILES, CLIENT_MODEL_FILE) if (output_dir / n).exists()
+    ]
     if existing and not overwrite:
         raise ValueError(
             f"{output_dir} already has {', '.join(existing)}; pass --overwrite"
         )
     model = _load(model_path)
     scale = _scale_inputs(summary)
+    picked = None
+    if client is not None:
+        picked, (config, identity) = client_model.read_client_model(source, client)
+        if picked.weights is not None:
+            client_model.set_weights(model, picked.weights)
     if representative_data is not None:
         data = _representative_file(representative_data, scale)
+    elif picked is not None:
+        data = client_model.client_dataset(config, identity, picked.index, client)
     else:
         data = load_dataset(
             _dataset_name(summary, dataset), data_dir, scale_inputs=scale
@@ -199,6 +217,8 @@ def export_model(
     if compress == "lut":
         model_bytes, plans = lut.compress_model(model_bytes)
     output_dir = prepare_output_dir(output_dir, overwrite=True)
+    if picked is not None:  # the client's model as Keras, to open and check
+        save_keras_model_atomic(model, output_dir / CLIENT_MODEL_FILE)
     write_bytes_atomic(output_dir / "model.tflite", model_bytes)
     write_text_atomic(output_dir / "model_data.h", c_array.c_header())
     write_text_atomic(output_dir / "model_data.cc", c_array.c_source(model_bytes))
@@ -235,6 +255,13 @@ def export_model(
         }
     )
     result.update(clustering)
+    if picked is not None:
+        result.update(
+            client=picked.client,
+            client_model=picked.kind,
+            client_rounds_participated=picked.rounds_participated,
+            client_test_examples=len(y_test),
+        )
     if compress == "lut":
         result.update(
             compress="lut",
