@@ -696,7 +696,7 @@ def export_command(
     then sizes, ratios, accuracies in Keras, TFLite and TFLite Micro.
     Example: tffprune export runs/latest --clusters 16 --compress lut
     """
-    from tffprune.export.pipeline import RANDOM_BASELINE, export_model
+    from tffprune.export.pipeline import export_model, summary_line
 
     result = export_model(
         source,
@@ -713,38 +713,7 @@ def export_command(
         cluster_epochs=cluster_epochs,
         client=client,
     )
-    arena = result["arena_bytes"]
-    kind = " ".join(
-        ([f"client {client} ({result['client_model']})"] if client else [])
-        + [quantize]
-        + (["sparse"] if sparse else [])
-        + ([f"{clusters} clusters"] if clusters else [])
-        + (["LUT"] if compress else [])
-    )
-    parts = [
-        f"{kind}: flash {result['flash_bytes']:,} bytes"
-        + (f", RAM arena {arena:,} bytes" if arena else ""),
-        f".tflite zipped {result['tflite_zipped_bytes']:,} bytes, "
-        f"{result['ratio_tflite_zipped_vs_baseline_zipped']:.1f}x below "
-        + (
-            "the same network zipped dense with random weights (no trained "
-            "baseline.keras beside the model)"
-            if result["baseline"] == RANDOM_BASELINE
-            else "the zipped dense baseline"
-        ),
-    ]
-    if result["keras_accuracy"] is None:
-        parts.append("accuracy not measured (no x_test, y_test)")
-    else:
-        parts.append(
-            f"accuracy Keras {result['keras_accuracy']:.4f}, "
-            f"TFLite {result['tflite_accuracy']:.4f}"
-        )
-    if "tflm_accuracy" in result:
-        parts.append(f"TFLite Micro {result['tflm_accuracy']:.4f}")
-    if "tflm_error" in result:
-        parts.append(result["tflm_error"])
-    click.echo("; ".join(parts) + f"; wrote {output_dir}")
+    click.echo(summary_line(result, clusters, output_dir))
 
 
 _HOST = re.compile(r"[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\]")

@@ -8,7 +8,7 @@ import tensorflow as tf
 
 from tffprune.data import load_dataset
 from tffprune.export import tflite, verify
-from tffprune.export.pipeline import export_model
+from tffprune.export.pipeline import export_model, summary_line
 from tffprune.models import build_model
 from tffprune.pruning import PruningPolicy
 from tffprune.pruning.centralized import train_from_scratch
@@ -143,6 +143,8 @@ def test_clustered_lut_export_leads_with_flash_and_runs_in_micro(trained_run, tm
     assert list(result)[:2] == ["flash_bytes", "arena_bytes"]
     files = {p.name: p.stat().st_size for p in (tmp_path / "lut").iterdir()}
     assert result["flash_bytes"] == files["model.tflite"]
+    # Every size names the file written: the LUT model, not its source.
+    assert result["tflite_bytes"] == result["c_array_bytes"] == files["model.tflite"]
     assert f"g_model_len = {result['flash_bytes']};" in (
         (tmp_path / "lut" / "model_data.cc").read_text()
     )
@@ -153,4 +155,11 @@ def test_clustered_lut_export_leads_with_flash_and_runs_in_micro(trained_run, tm
     assert result["flash_bytes"] < 0.7 * plain["flash_bytes"]
     assert result["flash_bytes_uncompressed"] >= plain["flash_bytes"] - 64
     assert result["tflm_arena_bytes"] >= result["tflm_arena_bytes_uncompressed"]
+    # The printed line gives the arena's growth from decoding the LUT.
+    line = summary_line(result, 15, tmp_path / "lut")
+    assert line.startswith(
+        f"int8 15 clusters LUT: flash {result['flash_bytes']:,} bytes, RAM arena "
+        f"{result['arena_bytes']:,} bytes "
+        f"({result['tflm_arena_bytes_uncompressed']:,} without LUT decoding); "
+    )
     assert abs(result["tflm_accuracy"] - plain["tflm_accuracy"]) <= 0.05

@@ -96,6 +96,57 @@ def _load(path: Path) -> tf.keras.Model:
         raise ValueError(f"{path} is not a loadable Keras model: {first}") from None
 
 
+def summary_line(result: dict, clusters: int | None, output_dir: str | Path) -> str:
+    """The one line ``tffprune export`` prints: flash and RAM first.
+
+    Args:
+        result: What `export_model` returned.
+        clusters: The ``clusters`` it was given.
+        output_dir: Where it wrote.
+    """
+    arena = result["arena_bytes"]
+    kind = " ".join(
+        (
+            [f"client {result['client']} ({result['client_model']})"]
+            if "client" in result
+            else []
+        )
+        + [result["quantize"]]
+        + (["sparse"] if result["sparse"] else [])
+        + ([f"{clusters} clusters"] if clusters else [])
+        + (["LUT"] if "compress" in result else [])
+    )
+    parts = [
+        f"{kind}: flash {result['flash_bytes']:,} bytes"
+        + (f", RAM arena {arena:,} bytes" if arena else "")
+        + (
+            f" ({result['tflm_arena_bytes_uncompressed']:,} without LUT decoding)"
+            if arena and "tflm_arena_bytes_uncompressed" in result
+            else ""
+        ),
+        f".tflite zipped {result['tflite_zipped_bytes']:,} bytes, "
+        f"{result['ratio_tflite_zipped_vs_baseline_zipped']:.1f}x below "
+        + (
+            "the same network zipped dense with random weights (no trained "
+            "baseline.keras beside the model)"
+            if result["baseline"] == RANDOM_BASELINE
+            else "the zipped dense baseline"
+        ),
+    ]
+    if result["keras_accuracy"] is None:
+        parts.append("accuracy not measured (no x_test, y_test)")
+    else:
+        parts.append(
+            f"accuracy Keras {result['keras_accuracy']:.4f}, "
+            f"TFLite {result['tflite_accuracy']:.4f}"
+        )
+    if "tflm_accuracy" in result:
+        parts.append(f"TFLite Micro {result['tflm_accuracy']:.4f}")
+    if "tflm_error" in result:
+        parts.append(result["tflm_error"])
+    return "; ".join(parts) + f"; wrote {output_dir}"
+
+
 def _scale_inputs(summary: dict) -> bool:
     """Whether the run divided integer inputs by their dtype's maximum.
 
@@ -239,7 +290,7 @@ def export_model(
         _sizes_and_accuracy(
             model,
             model_path,
-            uncompressed_bytes,
+            model_bytes,
             baseline,
             baseline_source,
             x_test,
@@ -388,7 +439,13 @@ def _sizes_and_accuracy(
     y_test,
     tflite_out,
 ) -> dict:
-    """Sizes, ratios and accuracies of the Keras and TFLite models."""
+    """Sizes, ratios and accuracies of the Keras and TFLite models.
+
+    ``model_bytes`` is the ``.tflite`` written (LUT-compressed with
+    ``--compress lut``): its sizes are the files' sizes. ``tflite_out`` are
+    the TFLite interpreter's outputs of the uncompressed model (TFLite cannot
+    decode a LUT; TFLite Micro runs the written one).
+    """
     baseline_raw, baseline_zipped = sizes.keras_zipped_size(baseline)
     keras_raw, keras_zipped = sizes.keras_zipped_size(model)
     tflite_zipped = sizes.zipped_bytes_size(model_bytes)
