@@ -634,15 +634,17 @@ def sweep(
     type=click.IntRange(min=2),
     default=None,
     help="Before converting, cluster every kernel into this many shared values "
-    "(tfmot sparsity-preserving: pruned weights stay 0), fine-tuning on the "
-    "training data; with --compress lut, 15 (and 0) give 4-bit indices.",
+    "(tfmot sparsity-preserving: pruned weights stay 0), fine-tuned as "
+    "--cluster-epochs says; with --compress lut, 15 (and 0) give 4-bit indices.",
 )
 @click.option(
     "--cluster-epochs",
-    type=click.IntRange(min=1),
-    default=1,
-    show_default=True,
-    help="Fine-tuning epochs while clustering.",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Fine-tuning epochs while clustering (default 1 where the server holds "
+    "labelled data: a centralized run's set, --dataset, --client's split or a "
+    "--representative-data file with y_train; a federated run's server holds "
+    "none of its clients' data, so by default it clusters without fine-tuning).",
 )
 @click.option(
     "--dataset",
@@ -680,7 +682,7 @@ def export_command(
     sparse: bool,
     compress: str | None,
     clusters: int | None,
-    cluster_epochs: int,
+    cluster_epochs: int | None,
     dataset: str | None,
     data_dir: Path | None,
     representative_data: Path | None,

@@ -127,3 +127,32 @@ def test_an_unknown_client_is_refused_with_the_ids(runs, tmp_path):
     assert result.exit_code == 2
     assert "the run has no client 'alice' (clients: 0, 1, 2, 3, 4)" in result.output
     assert "Traceback" not in result.output
+
+
+def test_a_federated_runs_clusters_never_use_its_clients_data(runs, tmp_path):
+    run = runs / "masks"
+
+    plain = _invoke(["export", run, "--clusters", "4", "--output-dir", tmp_path / "a"])
+    asked = _invoke(
+        ["export", run, "--clusters", "4", "--cluster-epochs", "1"]
+        + ["--output-dir", tmp_path / "b"]
+    )
+    client = _invoke(
+        ["export", run, "--clusters", "4", "--client", "1"]
+        + ["--output-dir", tmp_path / "c"]
+    )
+
+    assert plain.exit_code == 0, plain.output
+    report = json.loads((tmp_path / "a" / "export.json").read_text())
+    assert report["cluster_data"] == (
+        "none: clustered without fine-tuning (no client data on the server)"
+    )
+    assert report["cluster_epochs"] == 0
+    assert asked.exit_code == 2
+    assert "a federated run's server holds no client data" in asked.output
+    assert client.exit_code == 0, client.output
+    report = json.loads((tmp_path / "c" / "export.json").read_text())
+    with (run / "clients.csv").open() as handle:
+        rows = {row["client"]: row for row in csv.DictReader(handle)}
+    examples = rows["1"]["train_examples"]
+    assert report["cluster_data"] == f"client 1's training split ({examples} examples)"

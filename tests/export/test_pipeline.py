@@ -141,6 +141,9 @@ def test_clustered_lut_export_leads_with_flash_and_runs_in_micro(trained_run, tm
     )
 
     assert list(result)[:2] == ["flash_bytes", "arena_bytes"]
+    # Not a federated run: its own (central) training set fine-tunes.
+    assert result["cluster_data"] == "fashion_mnist training set (60000 examples)"
+    assert result["cluster_epochs"] == 1
     files = {p.name: p.stat().st_size for p in (tmp_path / "lut").iterdir()}
     assert result["flash_bytes"] == files["model.tflite"]
     # Every size names the file written: the LUT model, not its source.

@@ -189,7 +189,7 @@ def export_model(
     representative_data: str | Path | None = None,
     compress: str | None = None,
     clusters: int | None = None,
-    cluster_epochs: int = 1,
+    cluster_epochs: int | None = None,
     client: str | None = None,
 ) -> dict:
     """Converts, writes and verifies; returns what ``export.json`` holds.
@@ -202,8 +202,10 @@ def export_model(
     ``representative_data``: an ``.npz`` for a model not trained on a named
     data set: ``x_train`` (or ``x``) calibrates int8; ``x_test`` and
     ``y_test``, when present, measure accuracy. ``compress="lut"`` (int8
-    only) LUT-compresses the model; ``clusters`` clusters every kernel first
-    (needs labelled training data).
+    only) LUT-compresses the model; ``clusters`` clusters every kernel first,
+    fine-tuning ``cluster_epochs`` (default 1) on labelled data the server
+    may hold, never a federated run's client data (`_cluster_data`;
+    ``export.json``'s ``cluster_data`` says which data it used).
 
     Raises:
         ValueError: On a missing or non-model path, an unknown mode, data that
@@ -261,7 +263,10 @@ def export_model(
 
     clustering = {}
     if clusters is not None:
-        model, clustering = _cluster(model, data, clusters, cluster_epochs, seed)
+        tuning = _cluster_data(
+            data, summary, dataset, representative_data, picked, cluster_epochs
+        )
+        model, clustering = _cluster(model, data, clusters, *tuning, seed)
     model_bytes = tflite.convert(model, quantize, sparse, representative)
     uncompressed_bytes = model_bytes
     plans = []
@@ -328,16 +333,58 @@ def export_model(
     return result
 
 
-def _cluster(model, data: Dataset, clusters: int, epochs: int, seed: int):
+def _cluster_data(
+    data: Dataset,
+    summary: dict,
+    dataset: str | None,
+    representative_data,
+    picked,
+    epochs: int | None,
+) -> tuple[int, str]:
+    """The clustering's fine-tuning epochs and what its data are, in words.
+
+    A federated run's server holds none of its clients' raw data, so it
+    clusters without fine-tuning unless the user hands the server labelled
+    data: a ``--representative-data`` file with ``y_train``, or a data set
+    named with ``--dataset``. A centralized run (or a bare model with
+    ``--dataset``) fine-tunes on its training set; ``export --client`` on the
+    client's own training split (its device holds it).
+
+    Raises:
+        ValueError: If ``epochs`` asks for fine-tuning without such data.
+    """
+    if representative_data is not None:
+        source = (
+            f"{Path(representative_data).name} x_train, y_train "
+            f"({len(data.y_train)} examples)"
+            if data.num_classes
+            else None
+        )
+    elif picked is not None:
+        source = (
+            f"client {picked.client}'s training split ({len(data.y_train)} examples)"
+        )
+    elif "config" in summary and not dataset:
+        source = None  # a federated run: the server has no client data
+    else:
+        source = f"{data.name} training set ({len(data.y_train)} examples)"
+    if source is None:
+        if epochs:
+            raise ValueError(
+                "--cluster-epochs fine-tunes on labelled data the server holds, "
+                "and a federated run's server holds no client data: pass "
+                "--representative-data with x_train and y_train (or --dataset "
+                "to use a named set), or leave --cluster-epochs out"
+            )
+        return 0, "none: clustered without fine-tuning (no client data on the server)"
+    return (1 if epochs is None else epochs), source
+
+
+def _cluster(model, data: Dataset, clusters: int, epochs: int, source: str, seed: int):
     """Clusters every kernel (logits too), keeping zeros; fine-tunes briefly."""
     from tffprune.pruning import PruningPolicy
     from tffprune.pruning.centralized import cluster_preserving_sparsity
 
-    if data.num_classes == 0:
-        raise ValueError(
-            "--clusters fine-tunes on labelled training data; give --dataset or "
-            "a --representative-data .npz with x_train and y_train"
-        )
     tf.keras.utils.set_random_seed(seed)
     accuracy_before = None
     if len(data.y_test):
@@ -356,6 +403,7 @@ def _cluster(model, data: Dataset, clusters: int, epochs: int, seed: int):
     return result.model, {
         "clusters": clusters,
         "cluster_epochs": epochs,
+        "cluster_data": source,
         "keras_accuracy_before_clustering": accuracy_before,
     }
 
@@ -417,13 +465,22 @@ def _representative_file(path: str | Path, scale: bool) -> Dataset:
     else:
         x_test = np.zeros((0, *inputs.shape[1:]), np.float32)
         y_test = np.zeros(0, np.int32)
+    # Labels of the calibration inputs make them fine-tuning data too
+    # (--clusters); without them num_classes is 0.
+    labelled = key == "x_train" and "y_train" in arrays
+    y_train = (
+        as_labels(arrays["y_train"], f"{path.name} y_train", len(inputs))
+        if labelled
+        else np.zeros(len(inputs), np.int32)
+    )
+    classes = int(max(y_train.max(initial=0), y_test.max(initial=0))) + 1
     return Dataset(
         name=str(path),
         x_train=inputs,
-        y_train=np.zeros(len(inputs), np.int32),
+        y_train=y_train,
         x_test=x_test,
         y_test=y_test,
-        num_classes=0,
+        num_classes=classes if labelled else 0,
         source=str(path),
         notes=tuple(notes),
     )

@@ -360,7 +360,7 @@ def cluster_preserving_sparsity(
         x_test: Test images.
         y_test: Test labels.
         number_of_clusters: Distinct values per kernel (>= 2).
-        epochs: Fine-tuning epochs (>= 1).
+        epochs: Fine-tuning epochs (0: cluster only, no training data used).
         batch_size: Batch size.
         learning_rate: Adam learning rate for fine-tuning (small: the
             centroids only need to move a little).
@@ -375,7 +375,7 @@ def cluster_preserving_sparsity(
     """
     if number_of_clusters < 2:
         raise ValueError(f"number_of_clusters must be >= 2, got {number_of_clusters}")
-    _check_training(epochs, batch_size)
+    _check_training(max(epochs, 1), batch_size)
     policy = policy or PruningPolicy()
     selected = {target.layer for target in policy.select(model)}
 
@@ -399,9 +399,12 @@ def cluster_preserving_sparsity(
     clustered = tf.keras.models.clone_model(model, clone_function=clone_with_weights)
     compile_for_classification(clustered, learning_rate)
     started = time.perf_counter()
-    history = clustered.fit(
-        x_train, y_train, epochs=epochs, batch_size=batch_size, verbose=verbose
-    )
+    history = tf.keras.callbacks.History()
+    history.history = {}
+    if epochs:
+        history = clustered.fit(
+            x_train, y_train, epochs=epochs, batch_size=batch_size, verbose=verbose
+        )
     seconds = time.perf_counter() - started
     stripped = tfmot.clustering.keras.strip_clustering(clustered)
     for target in policy.select(model):
