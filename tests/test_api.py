@@ -9,6 +9,8 @@ softmax head.
 import collections
 import csv
 import json
+import os
+import re
 import subprocess
 import sys
 
@@ -154,7 +156,7 @@ def test_user_model_and_npz_through_the_cli_rerun_and_export(user_files):
     )
 
 
-def test_user_model_and_arrays_through_the_api(user_files, tmp_path):
+def test_user_model_and_arrays_through_the_api(user_files, tmp_path, capsys):
     archive = np.load(user_files / "fashion14.npz")
     data = tffprune.data.from_arrays(
         archive["x_train"],
@@ -180,9 +182,13 @@ def test_user_model_and_arrays_through_the_api(user_files, tmp_path):
         rounds=2,
         clients_per_round=4,
         upload_values="int2",
-        progress=False,
     )
 
+    # The notes and the final line the CLI prints, on stderr.
+    printed = capsys.readouterr().err.splitlines()
+    assert printed[-1].startswith("round 2: central accuracy ")
+    assert printed[-1].endswith(f"results in {tmp_path / 'api'}")
+    not_pruned = next(line for line in printed if line.startswith("not pruned: "))
     assert summary["rounds_completed"] == 2
     assert summary["config"]["num_clients"] == 8
     # Per client bytes add up to the run's totals, both directions.
@@ -193,6 +199,16 @@ def test_user_model_and_arrays_through_the_api(user_files, tmp_path):
     assert summary["median_bound_ratio"]["upload"] > 0
     model = tf.keras.models.load_model(
         tmp_path / "api" / "global_model.keras", compile=False
+    )
+    # The note names the layers as the saved model does.
+    batch_norm = next(
+        layer.name
+        for layer in model.layers
+        if isinstance(layer, tf.keras.layers.BatchNormalization)
+    )
+    logits = model.layers[-1].name
+    assert not_pruned == (
+        f"not pruned: {batch_norm} (BatchNormalization), {logits} (Dense, logits)"
     )
     kernels = _kernels(model)
     kernels.pop(model.layers[-1].name)
@@ -303,3 +319,25 @@ def test_readme_tff_examples_run(tmp_path):
     # Sampled once or twice in two rounds: 1 - 0.9 or 1 - 0.9 ** 2.
     assert float(sparsity) in (0.1, 0.19)
     assert 0.3 < float(accuracy) <= 1.0
+
+
+def test_importing_tffprune_first_keeps_tensorflows_cpp_logs_quiet():
+    environment = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    program = "import {}; import tensorflow as tf; print(tf.reduce_sum([1, 2]).numpy())"
+
+    quiet, loud = (
+        subprocess.run(
+            [sys.executable, "-c", program.format(first)],
+            capture_output=True,
+            text=True,
+            env=environment,
+            timeout=300,
+        )
+        for first in ("tffprune", "sys")
+    )
+
+    # TensorFlow's C++ log lines: "2026-12-02 21:59:45.935771: I tensorflow/..."
+    cpp_line = re.compile(r"^\d{4}-\d\d-\d\d [\d:.]+: [IWE] tensorflow/", re.M)
+    assert quiet.stdout == loud.stdout == "3\n"
+    assert cpp_line.search(loud.stderr)  # the CUDA probe, the CPU feature note
+    assert not cpp_line.search(quiet.stderr), quiet.stderr

@@ -12,7 +12,16 @@ The Python API (imported on first use, so ``import tffprune`` stays fast):
 """
 
 import importlib
+import os
+import sys
 import warnings
+
+# TensorFlow's C++ start-up and graph-optimizer chatter (CUDA probes, "Starting
+# new session" per compiled computation), kept off the terminal as the CLI
+# does. TensorFlow reads this once, when it is imported: import tffprune first,
+# or set TF_CPP_MIN_LOG_LEVEL yourself (0 shows everything).
+if "tensorflow" not in sys.modules:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 # google.rpc (imported by TFF) imports pkg_resources, which setuptools warns
 # about on every start; the setuptools pin that keeps tensorboard working

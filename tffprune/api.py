@@ -58,7 +58,7 @@ def train(
         config: A TOML file of options, applied before ``options``.
         resume: Continue the run in ``output_dir`` from its checkpoint.
         overwrite: Replace results in an existing ``output_dir``.
-        progress: Show a progress bar and notes on stderr.
+        progress: Show a progress bar, notes and the final line on stderr.
         workers: Remote TFF worker addresses (``HOST:PORT``).
         **options: ``tffprune train`` options with underscores (``method``,
             ``sparsity``, ``aggregation``, ``rounds``, ...).
@@ -72,7 +72,7 @@ def train(
             in any round, or the model became non-finite (the run directory
             says why: ``summary.json``'s ``failure``, ``rejections.csv``).
     """
-    from tffprune.run import run_training
+    from tffprune.run import final_line, run_training
 
     base = load_toml(config) if config is not None else TrainConfig()
     if isinstance(model_fn, str):
@@ -115,7 +115,7 @@ def train(
     def announce(line: str) -> None:
         print(line, file=sys.stderr, flush=True)
 
-    return run_training(
+    summary = run_training(
         resolved,
         output_dir,
         resume=resume,
@@ -126,3 +126,6 @@ def train(
         model_fn=model_fn,
         announce=announce if progress else None,
     )
+    if progress:
+        announce(final_line(summary, output_dir))
+    return summary

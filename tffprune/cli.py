@@ -445,7 +445,7 @@ def train(
         config_from_mapping,
         load_toml,
     )
-    from tffprune.run import run_training
+    from tffprune.run import final_line, run_training
 
     if resume and overwrite:
         raise BadInput("--resume and --overwrite contradict each other; pick one")
@@ -471,21 +471,7 @@ def train(
         worker_timeout=worker_timeout,
         announce=lambda line: click.echo(line, err=True),
     )
-    final = summary["final"]
-    dense = summary["total_upload_bytes_dense"] + summary["total_download_bytes_dense"]
-    clients = summary["final_client_sparsity"]
-    never = summary["clients_never_aggregated"]
-    click.echo(
-        f"round {summary['rounds_completed']}: central accuracy "
-        f"{final.get('central_accuracy', float('nan')):.4f}, personalized "
-        f"{final.get('personalized_accuracy', float('nan')):.4f}, client sparsity "
-        f"{clients['mean']:.3f} over the {clients['clients']} clients that took "
-        f"part ({never} never did), upload "
-        f"{summary['total_upload_bytes'] / 1e6:.1f} MB, download "
-        f"{summary['total_download_bytes'] / 1e6:.1f} MB "
-        f"({dense / max(summary['total_bytes'], 1):.1f}x less than dense both ways); "
-        f"results in {output_dir}"
-    )
+    click.echo(final_line(summary, output_dir))
 
 
 def _sweep_train_options(function):

@@ -231,6 +231,25 @@ def prepare_inputs(
     return config, _with_range_note(config, data), model
 
 
+def final_line(summary: dict, output_dir: str | Path) -> str:
+    """The one line a finished run ends with (the CLI's and the API's)."""
+    final = summary["final"]
+    dense = summary["total_upload_bytes_dense"] + summary["total_download_bytes_dense"]
+    clients = summary["final_client_sparsity"]
+    never = summary["clients_never_aggregated"]
+    return (
+        f"round {summary['rounds_completed']}: central accuracy "
+        f"{final.get('central_accuracy', float('nan')):.4f}, personalized "
+        f"{final.get('personalized_accuracy', float('nan')):.4f}, client sparsity "
+        f"{clients['mean']:.3f} over the {clients['clients']} clients that took "
+        f"part ({never} never did), upload "
+        f"{summary['total_upload_bytes'] / 1e6:.1f} MB, download "
+        f"{summary['total_download_bytes'] / 1e6:.1f} MB "
+        f"({dense / max(summary['total_bytes'], 1):.1f}x less than dense both ways); "
+        f"results in {output_dir}"
+    )
+
+
 def _with_range_note(config: TrainConfig, data: FederatedData) -> FederatedData:
     """``data`` with a note if a built-in model gets inputs beyond [0, 1].
 

@@ -222,6 +222,8 @@ class Trainer:
         self.model_fn = model_fn
         tf.keras.utils.set_random_seed(config.seed)
         initial = model_fn()
+        # The model the run's notes name (its layer names): the one saved.
+        self._model = initial
         self.policy = PruningPolicy(config.prune_logits, config.prune_biases)
         self.targets = tuple(self.policy.select(initial))
         self.unpruned_layers = self.policy.unpruned_layers(initial)
@@ -457,8 +459,13 @@ class Trainer:
         )
 
     def global_model(self) -> tf.keras.Model:
-        """The central model as a Keras model, zeros in place."""
-        model = self.model_fn()
+        """The central model as a Keras model, zeros in place.
+
+        The run's first ``model_fn()`` model, so its layers have the names
+        the run's notes use (Keras numbers a layer by the models built
+        before it: ``dense_1`` in one call is ``dense_4`` in the next).
+        """
+        model = self._model
         variables = model.trainable_weights + model.non_trainable_weights
         for variable, value in zip(variables, self.central_weights(), strict=True):
             variable.assign(value)
