@@ -304,6 +304,7 @@ def test_round_equals_the_numpy_reference_round(changes):
     trainer = Trainer(_digits_config(**changes), data)
 
     for _ in range(2):
+        before = [w.copy() for w in trainer.state.server_weights]
         expected = reference_round(trainer)
         row = trainer.run_round()
 
@@ -311,10 +312,17 @@ def test_round_equals_the_numpy_reference_round(changes):
         assert row["download_bytes"] == expected.download_bytes
         assert row["download_bytes_csr"] == expected.download_bytes_csr
         assert row["clients_participating"] == expected.participating
-        for ours, theirs in zip(
-            trainer.state.server_weights, expected.weights, strict=True
+        for ours, theirs, start in zip(
+            trainer.state.server_weights, expected.weights, before, strict=True
         ):
-            np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-5)
+            # float16 uploads: where TF's and NumPy's float32 updates differ in
+            # the last bits, an update's float16 rounding can fall on either
+            # side: one float16 step (2**-10 relative) of the largest update.
+            # Which updates do depends on the CPU's kernels (AVX2 or AVX-512).
+            step = 0.0
+            if trainer.config.upload_values == "float16":
+                step = 2.0**-10 * float(np.max(np.abs(theirs - start), initial=0.0))
+            np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-5 + step)
         if trainer.plan.personal:
             for client, masks in expected.masks.items():
                 for ours, theirs in zip(
@@ -326,12 +334,18 @@ def test_round_equals_the_numpy_reference_round(changes):
             stored = trainer.residuals.read(
                 trainer.state.clients[client].residual, trainer.shapes
             )
-            for ours, theirs in zip(stored, residual, strict=True):
-                # float16 residuals: TF and NumPy agree within one float16 step
-                # (2**-10 relative) where their float32 updates differ in the
-                # last bits and the rounding falls on either side.
+            for ours, theirs, start in zip(stored, residual, before, strict=True):
+                # float16 residuals (update - its value format's rounding): TF
+                # and NumPy agree within one float16 step (2**-10 relative)
+                # except where their float32 updates differ in the last bits
+                # and the rounding falls on the other side: then they differ by
+                # one float16 step of the update (below 2**-9 of the weights).
                 assert ours.dtype == theirs.dtype == np.float16
-                np.testing.assert_allclose(ours, theirs, rtol=2**-10, atol=1e-6)
+                flipped = ~np.isclose(ours, theirs, rtol=2**-10, atol=1e-6)
+                assert flipped.mean() <= 0.01, flipped.mean()
+                bound = 2.0**-9 * float(np.max(np.abs(start), initial=0.0))
+                difference = np.abs(ours.astype(np.float32) - theirs)
+                assert np.all(difference[flipped] <= bound)
     assert row["sparsity"] > 0
 
 
