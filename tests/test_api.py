@@ -215,20 +215,33 @@ def test_user_model_and_arrays_through_the_api(user_files, tmp_path, capsys):
     for kernel in kernels.values():  # channel pruning: whole filters/units
         dropped = np.all(kernel.reshape(-1, kernel.shape[-1]) == 0, axis=0)
         assert dropped.sum() == round(0.5 * kernel.shape[-1])
-    # What a user tries next from the run directory: each command says how.
+    # What a user tries next from the run directory: the run kept its data
+    # (data.npz, with the clients' split), so both commands work.
     from click.testing import CliRunner
 
     from tffprune.cli import cli
 
-    for command in (
-        ["export", str(tmp_path / "api"), "--output-dir", str(tmp_path / "out")],
-        ["train", "--config", str(tmp_path / "api" / "config.toml"), "--quiet",
+    run = tmp_path / "api"
+    recorded = (run / "config.toml").read_text()
+    assert f'dataset = "{run.resolve() / "data.npz"}"' in recorded
+    assert 'partition = "given"' in recorded
+    exported = CliRunner().invoke(
+        cli, ["export", str(run), "--output-dir", str(tmp_path / "out")]
+    )
+    assert exported.exit_code == 0, exported.output
+    report = json.loads((tmp_path / "out" / "export.json").read_text())
+    assert report["eval_examples"] == len(archive["y_test"])  # the central test set
+    # A Python function is no command-line model: name its file's twin.
+    again = CliRunner().invoke(
+        cli,
+        ["train", "--config", str(run / "config.toml"), "--quiet", "--rounds", "1",
+         "--model", f"{user_files / 'my_model.py'}:build",
          "--output-dir", str(tmp_path / "again")],
-    ):  # fmt: skip
-        result = CliRunner().invoke(cli, command)
-        assert result.exit_code == 2, result.output
-        assert "save the arrays as an .npz" in result.output, result.output
-        assert "Traceback" not in result.output
+    )  # fmt: skip
+    assert again.exit_code == 0, again.output
+    assert (tmp_path / "again" / "clients.csv").read_text() == (
+        run / "clients.csv"
+    ).read_text()  # the same clients, the same examples each
 
 
 def test_client_data_through_the_api(tmp_path):

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from tffprune.config import ConfigError, TrainConfig, config_from_mapping, load_toml
+from tffprune.data import saved_split
 from tffprune.data.partition import FederatedData
 
 
@@ -97,6 +98,18 @@ def train(
         options["num_clients"] = data.num_clients
         options.setdefault("clients_per_round", min(10, data.num_clients))
         options["dataset"] = data.dataset.name
+        if saved_split.saved_size(data) <= saved_split.COPY_LIMIT_BYTES:
+            # Rerun and export read them back from the run directory.
+            copy = Path(output_dir).resolve() / saved_split.SAVED_DATA_NAME
+            options["dataset"] = str(copy)
+            options["partition"] = saved_split.GIVEN
+        elif progress:
+            print(
+                f"the data ({saved_split.saved_size(data) / 2**30:.1f} GiB) are over "
+                "the 1 GiB a run copies: to rerun or export it from the command "
+                "line, save them as an .npz and pass --dataset",
+                file=sys.stderr,
+            )
         scaled = data.dataset.inputs_scaled
         if options.get("scale_inputs", scaled) != scaled:
             raise ConfigError(

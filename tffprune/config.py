@@ -110,7 +110,11 @@ class TrainConfig:
         None, "data", "Directory to read the named data set from."
     )
     partition: str = option(
-        "iid", "data", "How examples are split over clients.", PARTITION_NAMES
+        "iid",
+        "data",
+        "How examples are split over clients (given: the split saved in a "
+        "tffprune.train run's data.npz).",
+        (*PARTITION_NAMES, "given"),
     )
     shards_per_client: int = option(2, "data", "For --partition shards.")
     alpha: float = option(

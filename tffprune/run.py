@@ -48,7 +48,7 @@ from tffprune.checkpoint import (
     save_checkpoint,
 )
 from tffprune.config import TrainConfig, to_toml
-from tffprune.data import build_federated_data, load_dataset
+from tffprune.data import build_federated_data, load_dataset, saved_split
 from tffprune.data.datasets import is_dataset_file
 from tffprune.data.partition import FederatedData
 from tffprune.fl.runtime import LocalRuntime
@@ -182,8 +182,18 @@ def _checkpoint_config(
 def load_federated_data(config: TrainConfig) -> FederatedData:
     """``config.dataset`` split over clients as ``config`` says.
 
-    The same configuration gives the same split (`FederatedData.fingerprint`).
+    The same configuration gives the same split (`FederatedData.fingerprint`);
+    partition ``given`` reads the split saved with the data
+    (`tffprune.data.saved_split`).
     """
+    if config.partition == saved_split.GIVEN:
+        data = saved_split.load_split(config.dataset)
+        if data.num_clients != config.num_clients:
+            raise ValueError(
+                f"num_clients is {config.num_clients}, {config.dataset} holds "
+                f"{data.num_clients} clients"
+            )
+        return data
     return build_federated_data(
         load_dataset(config.dataset, config.data_dir, scale_inputs=config.scale_inputs),
         config.num_clients,
@@ -248,6 +258,24 @@ def final_line(summary: dict, output_dir: str | Path) -> str:
         f"({dense / max(summary['total_bytes'], 1):.1f}x less than dense both ways); "
         f"results in {output_dir}"
     )
+
+
+def _copy_python_data(
+    config: TrainConfig, data: FederatedData, output_dir: Path, resume: bool
+) -> None:
+    """Writes data made in Python into the run, where ``config.toml`` says.
+
+    `tffprune.api.train` points ``dataset`` at ``RUN/data.npz`` (partition
+    ``given``) when the data fit `saved_split.COPY_LIMIT_BYTES`; a resumed
+    run's copy holds the same data (its checkpoint's fingerprint says so).
+    """
+    copy = (output_dir / saved_split.SAVED_DATA_NAME).resolve()
+    if config.partition != saved_split.GIVEN or Path(config.dataset) != copy:
+        return
+    if resume and copy.is_file():
+        return
+    with atomic_path(copy) as path, path.open("wb") as handle:
+        saved_split.save_split(data, handle)
 
 
 def _with_range_note(config: TrainConfig, data: FederatedData) -> FederatedData:
@@ -423,6 +451,7 @@ def _run(
         for note in data.dataset.notes:
             announce(note)
     output_dir = prepare_output_dir(output_dir, resume=resume, overwrite=overwrite)
+    _copy_python_data(config, data, output_dir, resume)
     with atomic_path(output_dir / "clients.csv") as path:  # whole or absent
         data.write_summary(path)
     write_text_atomic(output_dir / "config.toml", to_toml(config))
