@@ -468,6 +468,8 @@ def _run(
         )
         if announce is not None and trainer.unpruned_layers:
             announce(f"not pruned: {', '.join(trainer.unpruned_layers)}")
+        if announce is not None and trainer.channel_note:
+            announce(trainer.channel_note)
         if announce is not None and trainer.optimizer_note:
             announce(trainer.optimizer_note)
         startup_seconds = time.perf_counter() - started
@@ -627,6 +629,7 @@ def _finish_run(
         "data_source": data.dataset.source,
         "data_notes": list(data.dataset.notes),
         "not_pruned": trainer.unpruned_layers,
+        "channel_note": trainer.channel_note,
     }
     write_json_atomic(output_dir / "summary.json", summary)
     if failure is not None:

@@ -9,9 +9,11 @@ from tffprune.pruning import (
     bias_mask_for,
     channel_mask,
     global_weight_masks,
+    group_structured_mask,
     hybrid_mask,
     mask_distance,
     mask_sparsity,
+    structured_mask,
     unit_mask,
     weight_mask,
 )
@@ -223,3 +225,36 @@ def test_mask_distance_rejects_mismatched_masks():
         mask_distance([np.ones(3, bool)], [np.ones(4, bool)])
     with pytest.raises(ValueError, match="1 masks against 2"):
         mask_distance([np.ones(3, bool)], [np.ones(3, bool)] * 2)
+
+
+def test_group_structured_mask_ranks_the_summed_channels_together():
+    # Alone, the first kernel drops channel 0 (norm 1), the second drops
+    # channel 1 (norm 0.5). Together the channel norms are sqrt(1 + 9) = 3.16,
+    # sqrt(4 + 0.25) = 2.06 and sqrt(9 + 4) = 3.61: both drop channel 1.
+    first = np.array([[1.0, 2.0, 3.0]])
+    second = np.array([[3.0, 0.5, 2.0]])
+    assert structured_mask(first, 1 / 3).tolist() == [[False, True, True]]
+    assert structured_mask(second, 1 / 3).tolist() == [[True, False, True]]
+
+    together = group_structured_mask([first, second], 1 / 3)
+
+    assert [m.tolist() for m in together] == [[[True, False, True]]] * 2
+
+
+def test_group_structured_mask_counts_a_channel_dead_only_when_dead_in_all():
+    first, second = np.ones((2, 3)), np.ones((1, 3)) * 5
+    dead_in_first = np.array([[False, True, True]] * 2)
+
+    # Channel 0 is alive in the second kernel: not dead, so 1/3 prunes the
+    # lowest norm among all three: channel 0 (norm sqrt(25) = 5 against
+    # sqrt(2 + 25)), and both kernels lose it.
+    together = group_structured_mask(
+        [first, second], 1 / 3, masks=[dead_in_first, None]
+    )
+    assert together[0].tolist() == [[False, True, True]] * 2
+    assert together[1].tolist() == [[False, True, True]]
+
+
+def test_group_structured_mask_refuses_different_channel_counts():
+    with pytest.raises(ValueError, match="same number of outputs, got \\[2, 3\\]"):
+        group_structured_mask([np.ones((2, 2)), np.ones((2, 3))], 0.5)

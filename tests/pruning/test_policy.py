@@ -149,3 +149,96 @@ def test_prune_model_and_sparsity_report():
 def test_unknown_method(lenet):
     with pytest.raises(ValueError, match="unknown pruning method 'random'"):
         build_masks(_weights(lenet), PruningPolicy().select(lenet), "random", 0.5)
+
+
+def _residual_model():
+    # stem -> [conv_1 -> bn_1 -> relu -> conv_2 -> bn_2] + [shortcut -> bn_s]
+    # -> relu -> gap -> logits; and a block that adds the input to itself.
+    tf.keras.utils.set_random_seed(3)
+    layers = tf.keras.layers
+    inputs = tf.keras.Input((6, 6, 2))
+    stem = layers.Conv2D(4, 3, padding="same", name="stem")(inputs)
+    x = layers.Conv2D(8, 3, padding="same", name="conv_1", use_bias=False)(stem)
+    x = layers.BatchNormalization(name="bn_1")(x)
+    x = layers.ReLU(name="relu_1")(x)
+    x = layers.Conv2D(8, 3, padding="same", name="conv_2")(x)
+    x = layers.BatchNormalization(name="bn_2")(x)
+    shortcut = layers.Conv2D(8, 1, name="shortcut", use_bias=False)(stem)
+    shortcut = layers.BatchNormalization(name="bn_s")(shortcut)
+    x = layers.ReLU(name="relu_out")(layers.Add(name="add")([x, shortcut]))
+    identity = layers.Conv2D(2, 1, name="identity_conv")(inputs)
+    fixed = layers.Add(name="input_add")([inputs, identity])
+    pooled = layers.Concatenate(name="concat")(
+        [
+            layers.GlobalAveragePooling2D(name="gap")(x),
+            layers.GlobalAveragePooling2D(name="gap_fixed")(fixed),
+        ]
+    )
+    return tf.keras.Model(inputs, layers.Dense(3, name="logits")(pooled))
+
+
+def test_policy_groups_the_kernels_of_a_residual_sum():
+    model = _residual_model()
+    targets = {t.layer: t for t in PruningPolicy().select(model)}
+    position = {id(w): i for i, w in enumerate(model.trainable_weights)}
+
+    def at(layer, weight):
+        return position[id(getattr(model.get_layer(layer), weight))]
+
+    assert targets["conv_2"].group == targets["shortcut"].group
+    assert targets["conv_2"].group == min(
+        targets["conv_2"].index, targets["shortcut"].index
+    )
+    assert targets["stem"].group is None and targets["conv_1"].group is None
+    # BatchNorm gamma and beta follow the channels of the kernel (group) before
+    # them; on the group's first kernel (conv_2 comes first in the graph).
+    assert targets["conv_1"].followers == (at("bn_1", "gamma"), at("bn_1", "beta"))
+    assert set(targets["conv_2"].followers) == {
+        at(bn, weight) for bn in ("bn_2", "bn_s") for weight in ("gamma", "beta")
+    }
+    assert targets["shortcut"].followers == ()
+    # y = x + conv(x): no mask can drop the input's channels from the sum.
+    assert not targets["identity_conv"].structured
+    assert all(t.structured for n, t in targets.items() if n != "identity_conv")
+
+
+@pytest.mark.parametrize("method", ["unit", "channel", "hybrid"])
+def test_pruned_channels_of_a_residual_sum_are_zero_after_it(method):
+    model = _residual_model()
+    targets = PruningPolicy().select(model)
+    # Give BatchNorm betas (Keras starts them at 0) values to lose.
+    for layer in ("bn_1", "bn_2", "bn_s"):
+        model.get_layer(layer).beta.assign(np.full(8, 0.5, np.float32))
+    weights = [w.numpy() for w in model.trainable_weights]
+
+    masks = build_masks(weights, targets, method, 0.5)
+    for variable, value in zip(
+        model.trainable_weights, apply_masks(weights, masks), strict=True
+    ):
+        variable.assign(value)
+
+    def kept(layer):
+        index = next(t.index for t in targets if t.layer == layer)
+        return masks[index].reshape(-1, 8).any(axis=0)
+
+    assert kept("conv_2").tolist() == kept("shortcut").tolist()
+    dropped = ~kept("conv_2")
+    assert np.count_nonzero(dropped) == (4 if method != "hybrid" else 2)
+    added = tf.keras.Model(model.input, model.get_layer("add").output)
+    images = np.random.default_rng(0).normal(size=(5, 6, 6, 2)).astype(np.float32)
+    summed = added(images, training=False).numpy()
+    assert np.all(summed[..., dropped] == 0.0)
+    assert np.all(np.abs(summed[..., ~dropped]).max(axis=(0, 1, 2)) > 0)
+
+
+def test_channel_note_names_the_groups_and_the_fixed_kernels():
+    model = _residual_model()
+
+    assert PruningPolicy().channel_note(model, "channel") == (
+        "channels pruned as one group (summed by the model): conv_2 + shortcut; "
+        "channels left whole by channel pruning (summed with channels no mask "
+        "can drop, such as the model's input): identity_conv"
+    )
+    assert PruningPolicy().channel_note(model, "weight") is None
+    lenet = build_model("lenet5", (28, 28, 1), 10, seed=0)
+    assert PruningPolicy().channel_note(lenet, "unit") is None

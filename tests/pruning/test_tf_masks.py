@@ -95,18 +95,38 @@ def _layer_zoo():
     return tf.keras.Model(images, logits)
 
 
+def _residual_zoo():
+    """Two residual sums (one with BatchNorm branches), one fixed by the input."""
+    layers = tf.keras.layers
+    images = tf.keras.Input((6, 6, 3))
+    stem = layers.Conv2D(5, 3, padding="same")(images)
+    x = layers.Conv2D(5, 3, padding="same", use_bias=False)(stem)
+    x = layers.BatchNormalization()(x)
+    shortcut = layers.BatchNormalization()(layers.Conv2D(5, 1)(stem))
+    x = layers.ReLU()(layers.Add()([x, shortcut]))
+    x = x + layers.Conv2D(5, 3, padding="same")(x)  # groups with the first sum
+    fixed = layers.Add()([images, layers.Conv2D(3, 1)(images)])
+    x = layers.Concatenate()([x, fixed])
+    x = layers.Dense(4)(layers.Flatten()(x))
+    tf.keras.utils.set_random_seed(2)
+    return tf.keras.Model(images, layers.Dense(10)(x))
+
+
+@pytest.mark.parametrize("zoo", [_layer_zoo, _residual_zoo])
 @pytest.mark.parametrize(
     "method", ["weight", "global-weight", "unit", "channel", "hybrid"]
 )
 @pytest.mark.parametrize(
     "prune_logits,prune_biases", [(False, False), (True, False), (True, True)]
 )
-def test_every_method_matches_the_numpy_reference(method, prune_logits, prune_biases):
+def test_every_method_matches_the_numpy_reference(
+    zoo, method, prune_logits, prune_biases
+):
     from tffprune.pruning.counts import pruning_counts
     from tffprune.pruning.policy import PruningPolicy, build_masks
     from tffprune.pruning.tf_masks import build_masks as tf_build_masks
 
-    model = _layer_zoo()
+    model = zoo()
     policy = PruningPolicy(prune_logits=prune_logits, prune_biases=prune_biases)
     targets = policy.select(model)
     weights = [w.numpy() for w in model.trainable_weights]
@@ -160,3 +180,13 @@ def test_mask_distance_matches_the_numpy_reference():
     np.testing.assert_allclose(
         float(ours), reference.mask_distance(first, second), rtol=1e-6
     )
+
+
+def test_residual_zoo_has_a_group_of_three_and_a_fixed_kernel():
+    from tffprune.pruning.policy import PruningPolicy
+
+    targets = PruningPolicy().select(_residual_zoo())
+    groups = [t.group for t in targets if t.group is not None]
+
+    assert len(groups) == 3 and len(set(groups)) == 1
+    assert [t.structured for t in targets].count(False) == 1

@@ -179,7 +179,7 @@ def structured_mask(
     """Drops whole output slices (the last axis) with the lowest Ln norm.
 
     The common core of `unit_mask` (Dense) and `channel_mask` (Conv2D), for any
-    kernel whose last axis is its outputs.
+    kernel whose last axis is its outputs: `group_structured_mask` of one.
 
     Args:
         kernel: Kernel with at least 2 dimensions, outputs last.
@@ -195,25 +195,73 @@ def structured_mask(
         ValueError: On a kernel with fewer than 2 dimensions, invalid sparsity
             or non-finite weights.
     """
+    return group_structured_mask([kernel], sparsity, norm, [mask])[0]
+
+
+def group_structured_mask(
+    kernels: Sequence[np.ndarray],
+    sparsity: float,
+    norm: float = 2,
+    masks: Sequence[np.ndarray | None] | None = None,
+) -> list[np.ndarray]:
+    """Drops the same output slices of kernels whose outputs are one channel.
+
+    Kernels whose outputs are summed (the two branches of a residual ``Add``,
+    `tffprune.pruning.channel_graph`) rank each channel ``c`` by the Ln norm
+    of all their kept entries of ``c`` together,
+    ``(sum_k sum_i |w_k[i, c]|^n)^(1/n)`` (the largest magnitude for
+    ``n = inf``), and drop the lowest ``round(sparsity * channels)`` from
+    every kernel. A channel is dead already when no kernel keeps an entry of
+    it. With one kernel this is `structured_mask`.
+
+    Args:
+        kernels: Kernels with at least 2 dimensions and the same number of
+            outputs on their last axis.
+        sparsity: Fraction of channels to drop, in [0, 1).
+        norm: The n of the Ln norm.
+        masks: Optional existing masks, one per kernel (``None`` entries:
+            nothing pruned yet).
+
+    Returns:
+        One boolean mask per kernel, the same channels ``False`` in each.
+
+    Raises:
+        ValueError: On a kernel with fewer than 2 dimensions, kernels with
+            different numbers of outputs, invalid sparsity or non-finite
+            weights.
+    """
     sparsity = check_sparsity(sparsity)
-    kernel = _check_weights(kernel, "kernel")
-    if kernel.ndim < 2:
+    arrays = [_check_weights(k, "kernel") for k in kernels]
+    for kernel in arrays:
+        if kernel.ndim < 2:
+            raise ValueError(
+                f"structured pruning needs a kernel with outputs on its last axis "
+                f"(>= 2 dimensions), got shape {kernel.shape}"
+            )
+    outputs = {kernel.shape[-1] for kernel in arrays}
+    if len(outputs) != 1:
         raise ValueError(
-            f"structured pruning needs a kernel with outputs on its last axis "
-            f"(>= 2 dimensions), got shape {kernel.shape}"
+            f"kernels pruned as one channel group need the same number of "
+            f"outputs, got {sorted(outputs)}"
         )
-    alive = _check_mask(mask, kernel.shape)
-    outputs = kernel.shape[-1]
+    (outputs,) = outputs
+    if masks is None:
+        masks = [None] * len(arrays)
+    alive = [_check_mask(m, k.shape) for m, k in zip(masks, arrays, strict=True)]
     # Norms in float64, so that their order does not depend on summation order
     # (the TensorFlow twin sums differently).
-    flat = (kernel.astype(np.float64) * alive).reshape(-1, outputs)
-    if flat.shape[0]:
-        scores = np.linalg.norm(flat, ord=norm, axis=0)
-    else:
-        scores = np.zeros(outputs)
-    output_alive = alive.reshape(-1, outputs).any(axis=0)
+    flat = np.concatenate(
+        [
+            (k.astype(np.float64) * a).reshape(-1, outputs)
+            for k, a in zip(arrays, alive, strict=True)
+        ]
+    )
+    scores = (
+        np.linalg.norm(flat, ord=norm, axis=0) if flat.shape[0] else np.zeros(outputs)
+    )
+    output_alive = np.concatenate([a.reshape(-1, outputs) for a in alive]).any(axis=0)
     keep = _prune_lowest(scores, output_alive, num_to_prune(sparsity, outputs))
-    return alive & keep
+    return [a & keep for a in alive]
 
 
 def unit_mask(

@@ -6,11 +6,14 @@ An entry (`PruningMethod`) holds everything a method is, in one place:
   and output slices of one kernel the sparsity means (``round(sparsity * n)``,
   `tffprune.pruning.masks.num_to_prune`), decided on the driver so that one
   compiled round serves every round and client (`tffprune.pruning.counts`);
-* ``numpy_mask(kernel, sparsity, current, sliceable, structured_share,
-  norm)``: the reference mask (`tffprune.pruning.masks`);
-* ``tf_mask(kernel, alive, entries, slices, sliceable, norm)``: its
-  TensorFlow twin at those counts, run inside a round
-  (`tffprune.pruning.tf_masks`; tests hold one against the other);
+* ``numpy_mask(kernels, sparsity, currents, sliceable, structured_share,
+  norm)``: the reference masks of one channel group (the kernels whose output
+  channels are summed, `tffprune.pruning.channel_graph`; one kernel when it
+  owns its channels), one per kernel (`tffprune.pruning.masks`);
+* ``tf_mask(kernels, alives, entries, slices, sliceable, norm)``: their
+  TensorFlow twin at those counts (``entries`` per kernel, ``slices`` for the
+  group), run inside a round (`tffprune.pruning.tf_masks`; tests hold one
+  against the other);
 * ``structured``: whether it drops whole output slices, and with them their
   bias entries.
 
@@ -22,10 +25,14 @@ build_masks`, `tf_masks.build_masks`, `counts.pruning_counts`) take that one
 branch. A new method is one entry: `register` it from its own module.
 
 Methods: ``none``; ``weight`` (per-tensor magnitude); ``global-weight`` (one
-magnitude threshold over all prunable kernels); ``unit`` (output slices by L2
-norm: Dense columns, Conv filters); ``channel`` (the same with the Ln norm of
-``norm``, Jeurkar et al.'s ``ln_structured``); ``hybrid`` (structured at
-``structured_share * sparsity``, then weight at ``sparsity``).
+magnitude threshold over all prunable kernels); ``unit`` (whole output slices
+by their L2 norm, for every sliceable kernel: Dense units and Conv filters
+alike); ``channel`` (the same slices ranked by the Ln norm of ``norm``,
+Jeurkar et al.'s ``ln_structured``; with ``norm`` 2 it is ``unit``);
+``hybrid`` (slices at ``structured_share * sparsity``, then weight at
+``sparsity``). The three structured methods rank a channel group's slices
+together and drop the entries of its followers (BatchNormalization's
+``gamma`` and ``beta``) with them.
 """
 
 from __future__ import annotations
@@ -45,11 +52,11 @@ class PruningMethod:
     Attributes:
         name: Its name (``--method``).
         structured: Drops whole output slices (and their bias entries).
-        scope: ``kernel`` (each kernel alone), ``global`` (all together) or
-            ``none`` (never prunes).
+        scope: ``kernel`` (each kernel, or channel group, alone), ``global``
+            (all together) or ``none`` (never prunes).
         counts: Per kernel, ``(entries, slices)`` for a sparsity.
-        numpy_mask: Per kernel, the NumPy mask at a sparsity.
-        tf_mask: Per kernel, the TensorFlow mask at counts.
+        numpy_mask: Per channel group, the NumPy masks at a sparsity.
+        tf_mask: Per channel group, the TensorFlow masks at counts.
     """
 
     name: str
@@ -113,12 +120,19 @@ def _weight_counts(shape, sparsity, structured_share, sliceable):
     return mask_math.num_to_prune(sparsity, int(np.prod(shape))), 0
 
 
-def _weight_numpy(kernel, sparsity, current, sliceable, structured_share, norm):
-    return mask_math.weight_mask(kernel, sparsity, current)
+def _weight_numpy(kernels, sparsity, currents, sliceable, structured_share, norm):
+    return [
+        mask_math.weight_mask(kernel, sparsity, current)
+        for kernel, current in zip(kernels, currents, strict=True)
+    ]
 
 
-def _weight_tf(kernel, alive, entries, slices, sliceable, norm):
-    return _tf_masks().weight_mask(kernel, alive, entries)
+def _weight_tf(kernels, alives, entries, slices, sliceable, norm):
+    weight_mask = _tf_masks().weight_mask
+    return [
+        weight_mask(kernel, alive, count)
+        for kernel, alive, count in zip(kernels, alives, entries, strict=True)
+    ]
 
 
 def _structured(norm_of: Callable[[float], float]) -> dict:
@@ -127,17 +141,17 @@ def _structured(norm_of: Callable[[float], float]) -> dict:
     def counts(shape, sparsity, structured_share, sliceable):
         return 0, mask_math.num_to_prune(sparsity, shape[-1]) if sliceable else 0
 
-    def numpy_mask(kernel, sparsity, current, sliceable, structured_share, norm):
-        if not sliceable:  # outputs not on the last axis: left whole
-            return current
-        return mask_math.structured_mask(
-            kernel, sparsity, norm=norm_of(norm), mask=current
+    def numpy_mask(kernels, sparsity, currents, sliceable, structured_share, norm):
+        if not sliceable:  # outputs not on the last axis, or a fixed group
+            return list(currents)
+        return mask_math.group_structured_mask(
+            kernels, sparsity, norm=norm_of(norm), masks=currents
         )
 
-    def tf_mask(kernel, alive, entries, slices, sliceable, norm):
+    def tf_mask(kernels, alives, entries, slices, sliceable, norm):
         if not sliceable:
-            return alive
-        return _tf_masks().structured_mask(kernel, alive, slices, norm_of(norm))
+            return list(alives)
+        return _tf_masks().group_structured_mask(kernels, alives, slices, norm_of(norm))
 
     return dict(counts=counts, numpy_mask=numpy_mask, tf_mask=tf_mask)
 
@@ -149,17 +163,20 @@ def _hybrid_counts(shape, sparsity, structured_share, sliceable):
     return entries, mask_math.num_to_prune(structured_share * sparsity, shape[-1])
 
 
-def _hybrid_numpy(kernel, sparsity, current, sliceable, structured_share, norm):
-    if not sliceable:  # no output slices: its weight step alone
-        return mask_math.weight_mask(kernel, sparsity, current)
-    return mask_math.hybrid_mask(kernel, sparsity, structured_share, norm, current)
-
-
-def _hybrid_tf(kernel, alive, entries, slices, sliceable, norm):
-    tf_masks = _tf_masks()
+def _hybrid_numpy(kernels, sparsity, currents, sliceable, structured_share, norm):
+    # mask_math.hybrid_mask, over a channel group: its structured step ranks
+    # the group's channels together, its weight step is each kernel's own.
     if sliceable:
-        alive = tf_masks.structured_mask(kernel, alive, slices, norm)
-    return tf_masks.weight_mask(kernel, alive, entries)
+        currents = mask_math.group_structured_mask(
+            kernels, structured_share * sparsity, norm=norm, masks=currents
+        )
+    return _weight_numpy(kernels, sparsity, currents, sliceable, 0.0, norm)
+
+
+def _hybrid_tf(kernels, alives, entries, slices, sliceable, norm):
+    if sliceable:
+        alives = _tf_masks().group_structured_mask(kernels, alives, slices, norm)
+    return _weight_tf(kernels, alives, entries, slices, sliceable, norm)
 
 
 NONE = register(PruningMethod("none", scope="none"))

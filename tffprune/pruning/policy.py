@@ -24,6 +24,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from tffprune.pruning import channel_graph
 from tffprune.pruning import masks as mask_math
 from tffprune.pruning.methods import get_method, method_names
 
@@ -40,9 +41,19 @@ class PrunableWeight:
         kind: ``dense`` or ``conv``; ``bias`` for a bias pruned by magnitude
             (`PruningPolicy.prune_biases`).
         bias_index: Position of the layer's bias, or ``None`` when it has none.
-        structured: Whether its outputs are on its last axis, so structured
-            methods may drop whole output slices (``False`` for transposed
-            convolutions, which are weight-pruned only).
+        structured: Whether structured methods may drop whole output slices:
+            its outputs are on its last axis and no channel it shares at a
+            sum is one no mask can drop (``False`` for transposed
+            convolutions and for a fixed channel group,
+            `tffprune.pruning.channel_graph`; those are weight-pruned only).
+        group: The index of the first kernel of its channel group when its
+            output channels are summed with other kernels' (a residual
+            ``Add``): structured methods rank and drop the group's channels
+            together. ``None`` when it owns its channels.
+        followers: Positions of the weights whose last axis follows its
+            (its group's) output channels, BatchNormalization's ``gamma`` and
+            ``beta``: structured methods drop their entries of a pruned
+            channel as they drop the bias's. Set on a group's first kernel.
     """
 
     index: int
@@ -50,6 +61,8 @@ class PrunableWeight:
     kind: str
     bias_index: int | None
     structured: bool = True
+    group: int | None = None
+    followers: tuple[int, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -109,6 +122,7 @@ class PruningPolicy:
         logits = self.logits_layer(candidates)
         if logits is not None:
             candidates = [c for c in candidates if c is not logits]
+        candidates = _with_channel_groups(model, candidates, positions)
         if self.prune_biases:
             candidates += [
                 PrunableWeight(c.bias_index, c.layer, "bias", None, structured=False)
@@ -143,6 +157,101 @@ class PruningPolicy:
                 kind += ", logits"
             result.append(f"{layer.name} ({kind})")
         return result
+
+    def channel_note(self, model, method: str) -> str | None:
+        """The line a structured run prints about coupled channels, if any.
+
+        Names the channel groups (kernels whose channels are summed, ranked
+        and dropped as one) and the kernels whose channels stay whole because
+        they are summed with channels no mask can drop. ``None`` for
+        unstructured methods and for models with neither.
+        """
+        if not get_method(method).structured:
+            return None
+        targets = [t for t in self.select(model) if t.kind != "bias"]
+        layers = {layer.name: layer for layer in _flatten_layers(model)}
+        # The sources select() grouped: kernels with outputs on their last axis.
+        sources = [t.layer for t in targets if _prunable_kernel(layers[t.layer])[2]]
+        graph = model_channel_groups(model, sources)
+        if graph is None:
+            return None
+        parts = []
+        groups = [" + ".join(g) for g in graph.groups if len(g) > 1]
+        if groups:
+            parts.append(
+                "channels pruned as one group (summed by the model): "
+                + "; ".join(groups)
+            )
+        fixed = [
+            t.layer for t in targets if not t.structured and t.layer in graph.fixed
+        ]
+        if fixed:
+            parts.append(
+                f"channels left whole by {method} pruning (summed with channels "
+                f"no mask can drop, such as the model's input): {', '.join(fixed)}"
+            )
+        return "; ".join(parts) or None
+
+
+def model_channel_groups(
+    model, sources: Sequence[str]
+) -> channel_graph.ChannelGroups | None:
+    """The channel groups of a Keras model whose sliceable kernels are ``sources``.
+
+    Returns:
+        `tffprune.pruning.channel_graph.ChannelGroups`, or ``None`` for a
+        subclassed model (no graph to read: every kernel owns its channels).
+    """
+    try:
+        config = model.get_config()
+    except NotImplementedError:
+        return None
+    if not isinstance(config, dict) or "layers" not in config:
+        return None
+    class_name = "Sequential" if type(model).__name__ == "Sequential" else "Functional"
+    nodes = channel_graph.nodes_from_config(config, sources, class_name)
+    return channel_graph.channel_groups(nodes)
+
+
+def _with_channel_groups(
+    model, candidates: list[PrunableWeight], positions: dict[int, int]
+) -> list[PrunableWeight]:
+    """The candidates with their channel groups and followers filled in."""
+    sliceable = [c for c in candidates if c.structured]
+    graph = model_channel_groups(model, [c.layer for c in sliceable])
+    if graph is None:
+        return candidates
+    by_layer = {c.layer: c for c in sliceable}
+    layers = {layer.name: layer for layer in _flatten_layers(model)}
+    followers: dict[str, list[int]] = {}
+    for name, leader in graph.followers.items():
+        for weight in _channel_weights(layers.get(name)):
+            if id(weight) in positions:
+                followers.setdefault(leader, []).append(positions[id(weight)])
+    result = []
+    for candidate in candidates:
+        if candidate.layer in graph.fixed:
+            candidate = dataclasses.replace(candidate, structured=False)
+        elif candidate.structured:
+            group = graph.group_of(candidate.layer)
+            candidate = dataclasses.replace(
+                candidate,
+                group=by_layer[group[0]].index if len(group) > 1 else None,
+                followers=tuple(sorted(followers.get(candidate.layer, ()))),
+            )
+        result.append(candidate)
+    return result
+
+
+def _channel_weights(layer) -> list:
+    """A follower layer's per-channel trainable weights (BatchNorm gamma, beta)."""
+    if layer is None or not layer.trainable:
+        return []
+    return [
+        weight
+        for weight in (getattr(layer, "gamma", None), getattr(layer, "beta", None))
+        if weight is not None
+    ]
 
 
 def _prunable_kernel(layer):
@@ -259,20 +368,61 @@ def build_masks(
         for target, kernel_mask in zip(targets, kernels, strict=True):
             result[target.index] = kernel_mask
         return result
-    for target in targets:
-        new = entry.numpy_mask(
-            np.asarray(weights[target.index]),
+    for unit in channel_units(targets):
+        news = entry.numpy_mask(
+            [np.asarray(weights[t.index]) for t in unit],
             sparsity,
-            result[target.index],
-            target.structured,
+            [result[t.index] for t in unit],
+            unit[0].structured,
             structured_share,
             norm,
         )
-        result[target.index] = new
-        if entry.structured and target.structured and target.bias_index is not None:
-            result[target.bias_index] = result[
-                target.bias_index
-            ] & mask_math.bias_mask_for(new)
+        for target, new in zip(unit, news, strict=True):
+            result[target.index] = new
+        if entry.structured and unit[0].structured:
+            for index, keep in channel_followers(unit, news, mask_math.bias_mask_for):
+                result[index] = result[index] & keep
+    return result
+
+
+def channel_units(
+    targets: Sequence[PrunableWeight],
+) -> list[tuple[PrunableWeight, ...]]:
+    """The targets as a method prunes them: each channel group as one unit.
+
+    A group's unit sits where its first kernel is in ``targets`` (weight
+    order), so a bias target, after its kernel, sees the channels its group
+    dropped. Every other target is a unit of one.
+    """
+    units: list[tuple[PrunableWeight, ...]] = []
+    seen: set[int] = set()
+    for target in targets:
+        if target.group is None or target.kind == "bias":
+            units.append((target,))
+        elif target.group not in seen:
+            seen.add(target.group)
+            units.append(tuple(t for t in targets if t.group == target.group))
+    return units
+
+
+def channel_followers(unit, masks, keep_of) -> list[tuple[int, object]]:
+    """``(position, keep)`` for each bias and follower of a pruned unit.
+
+    A kernel's bias keeps the channels its own mask keeps; a follower keeps
+    the channels any kernel of the unit keeps (`ChannelGroups`). ``keep_of``
+    is `tffprune.pruning.masks.bias_mask_for` or its TensorFlow twin; the
+    union is ``|`` on either.
+    """
+    keeps = [keep_of(mask) for mask in masks]
+    result = [
+        (target.bias_index, keep)
+        for target, keep in zip(unit, keeps, strict=True)
+        if target.bias_index is not None
+    ]
+    union = keeps[0]
+    for keep in keeps[1:]:
+        union = union | keep
+    result += [(index, union) for target in unit for index in target.followers]
     return result
 
 

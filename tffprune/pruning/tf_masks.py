@@ -18,6 +18,7 @@ from __future__ import annotations
 import tensorflow as tf
 
 from tffprune.pruning.methods import get_method
+from tffprune.pruning.policy import channel_followers, channel_units
 
 _ABOVE_EVERY_FLOAT = tf.int32.max
 
@@ -109,9 +110,41 @@ def structured_mask(
     Returns:
         bool mask of the kernel's shape: ``alive`` minus the pruned slices.
     """
-    outputs = tf.shape(kernel)[-1]
-    flat = tf.reshape(tf.where(alive, tf.cast(kernel, tf.float64), 0.0), [-1, outputs])
-    magnitudes = tf.abs(flat)
+    return group_structured_mask([kernel], [alive], num_pruned, norm)[0]
+
+
+def group_structured_mask(
+    kernels: list[tf.Tensor],
+    alives: list[tf.Tensor],
+    num_pruned: tf.Tensor,
+    norm: float = 2.0,
+) -> list[tf.Tensor]:
+    """Drops the same output slices of kernels whose outputs are one channel.
+
+    The TensorFlow twin of `tffprune.pruning.masks.group_structured_mask`:
+    each channel's score is the Ln norm of the kept entries of every kernel
+    together.
+
+    Args:
+        kernels: float32 kernels with the same number of outputs on their last
+            axis (static rank >= 2).
+        alives: Their bool masks.
+        num_pruned: int32 scalar, channels to prune in all.
+        norm: The n of the Ln norm (``inf`` for the largest magnitude).
+
+    Returns:
+        One bool mask per kernel: its ``alive`` minus the pruned channels.
+    """
+    outputs = tf.shape(kernels[0])[-1]
+    magnitudes = tf.abs(
+        tf.concat(
+            [
+                tf.reshape(tf.where(a, tf.cast(k, tf.float64), 0.0), [-1, outputs])
+                for k, a in zip(kernels, alives, strict=True)
+            ],
+            0,
+        )
+    )
     if norm == float("inf"):
         scores = tf.reduce_max(magnitudes, axis=0)
     elif norm == 2:
@@ -120,9 +153,11 @@ def structured_mask(
         scores = tf.reduce_sum(magnitudes, axis=0)
     else:
         scores = tf.reduce_sum(magnitudes**norm, axis=0) ** (1.0 / norm)
-    slice_alive = tf.reduce_any(tf.reshape(alive, [-1, outputs]), axis=0)
+    slice_alive = tf.reduce_any(
+        tf.concat([tf.reshape(a, [-1, outputs]) for a in alives], 0), axis=0
+    )
     keep = _prune_lowest_scores(scores, slice_alive, num_pruned)
-    return tf.logical_and(alive, keep)
+    return [tf.logical_and(a, keep) for a in alives]
 
 
 def bias_mask_for(kernel_mask: tf.Tensor) -> tf.Tensor:
@@ -188,22 +223,22 @@ def build_masks(
         for target, part in zip(targets, tf.split(keep, sizes), strict=True):
             result[target.index] = tf.reshape(part, tf.shape(weights[target.index]))
         return result
-    for target in targets:
-        index = target.index
+    for unit in channel_units(targets):
         # result, not masks: a bias target sees the entries its kernel's
-        # structured step dropped (targets are in weight order).
-        new = entry.tf_mask(
-            weights[index],
-            result[index],
-            entries[index],
-            slices[index],
-            target.structured,
+        # structured step dropped (units are in weight order).
+        news = entry.tf_mask(
+            [weights[t.index] for t in unit],
+            [result[t.index] for t in unit],
+            [entries[t.index] for t in unit],
+            slices[unit[0].index],
+            unit[0].structured,
             norm,
         )
-        result[index] = new
-        if entry.structured and target.structured and target.bias_index is not None:
-            bias = target.bias_index
-            result[bias] = tf.logical_and(result[bias], bias_mask_for(new))
+        for target, new in zip(unit, news, strict=True):
+            result[target.index] = new
+        if entry.structured and unit[0].structured:
+            for index, keep in channel_followers(unit, news, bias_mask_for):
+                result[index] = tf.logical_and(result[index], keep)
     return result
 
 
