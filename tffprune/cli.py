@@ -608,6 +608,13 @@ def sweep(
     "--sparse", is_flag=True, help="Store sparse tensors (EXPERIMENTAL_SPARSITY)."
 )
 @click.option(
+    "--slim",
+    is_flag=True,
+    help="Remove the units and channels a unit, channel or hybrid run zeroed "
+    "(smaller layers, same outputs: checked on the calibration and test "
+    "examples; export.json says what was cut and what was left whole, and why).",
+)
+@click.option(
     "--compress",
     type=click.Choice(["lut"]),
     default=None,
@@ -666,6 +673,7 @@ def export_command(
     source: Path,
     quantize: str,
     sparse: bool,
+    slim: bool,
     compress: str | None,
     clusters: int | None,
     cluster_epochs: int | None,
@@ -682,7 +690,8 @@ def export_command(
     Writes model.tflite, model_data.cc/.h (C array for firmware) and
     export.json: flash bytes (the C array) and RAM (TFLite Micro arena) first,
     then sizes, ratios, accuracies in Keras, TFLite and TFLite Micro.
-    Example: tffprune export runs/latest --clusters 16 --compress lut
+    Example: tffprune export runs/latest --clusters 16 --compress lut;
+    after --method channel: tffprune export runs/latest --slim
     """
     from tffprune.export.pipeline import export_model, summary_line
 
@@ -700,6 +709,7 @@ def export_command(
         clusters=clusters,
         cluster_epochs=cluster_epochs,
         client=client,
+        slim_channels=slim,
     )
     click.echo(summary_line(result, clusters, output_dir))
 

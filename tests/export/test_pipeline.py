@@ -5,12 +5,14 @@ import json
 import numpy as np
 import pytest
 import tensorflow as tf
+from click.testing import CliRunner
 
+from tffprune.cli import cli
 from tffprune.data import load_dataset
 from tffprune.export import tflite, verify
 from tffprune.export.pipeline import export_model, summary_line
 from tffprune.models import build_model
-from tffprune.pruning import PruningPolicy
+from tffprune.pruning import PruningPolicy, apply_masks, build_masks
 from tffprune.pruning.centralized import train_from_scratch
 
 pytestmark = pytest.mark.slow
@@ -166,3 +168,97 @@ def test_clustered_lut_export_leads_with_flash_and_runs_in_micro(trained_run, tm
         f"({result['tflm_arena_bytes_uncompressed']:,} without LUT decoding); "
     )
     assert abs(result["tflm_accuracy"] - plain["tflm_accuracy"]) <= 0.05
+
+
+@pytest.fixture(scope="module")
+def channel_run(tmp_path_factory):
+    """LeNet-5 with half its channels and units cut, then fine-tuned masked."""
+    data = load_dataset("fashion_mnist", download=False)
+    model = build_model("lenet5", (28, 28, 1), 10, seed=0)
+    model.compile("adam", tf.keras.losses.SparseCategoricalCrossentropy(True))
+    model.fit(data.x_train[:6000], data.y_train[:6000], epochs=1, verbose=0)
+    weights = [w.numpy() for w in model.trainable_weights]
+    masks = build_masks(weights, PruningPolicy().select(model), "channel", 0.5)
+
+    def apply(*_):
+        current = [w.numpy() for w in model.trainable_weights]
+        for variable, value in zip(
+            model.trainable_weights, apply_masks(current, masks), strict=True
+        ):
+            variable.assign(value)
+
+    apply()
+    model.fit(
+        data.x_train[6000:12000],
+        data.y_train[6000:12000],
+        epochs=1,
+        verbose=0,
+        callbacks=[tf.keras.callbacks.LambdaCallback(on_train_batch_end=apply)],
+    )
+    run = tmp_path_factory.mktemp("channel_run")
+    model.save(run / "model.keras")
+    (run / "summary.json").write_text(json.dumps({"dataset": "fashion_mnist"}))
+    return run, model
+
+
+def test_slim_export_is_smaller_and_answers_the_same(channel_run, tmp_path):
+    run, model = channel_run
+    plain = export_model(run, tmp_path / "int8", "int8", eval_examples=300)
+
+    result = export_model(
+        run, tmp_path / "slim", "int8", eval_examples=300, slim_channels=True
+    )
+
+    # LeNet-5: 6 and 16 filters of 5x5, Dense 120 and 84; half of each cut
+    # (the logits are not pruned). 28x28 -> 24x24 -> 12x12 -> 8x8 -> 4x4.
+    assert result["slim_channels"] == {
+        "conv_1": [3, 6],
+        "conv_2": [8, 16],
+        "dense_1": [60, 120],
+        "dense_2": [42, 84],
+    }
+    assert result["slim_left_whole"] == {}
+    slim_parameters = (
+        (5 * 5 * 1 * 3 + 3)
+        + (5 * 5 * 3 * 8 + 8)
+        + (4 * 4 * 8 * 60 + 60)
+        + (60 * 42 + 42)
+        + (42 * 10 + 10)
+    )
+    assert result["parameters"] == slim_parameters
+    assert result["slim_parameters_before"] == model.count_params()
+    assert result["dense_float32_bytes"] == 4 * model.count_params()
+    assert result["slim_output_difference"] < 1e-4
+    # The same network answers: to the example in Keras, within three of 300
+    # in int8 (the converter may round another way).
+    assert result["keras_accuracy"] == pytest.approx(
+        plain["keras_accuracy"], abs=1 / 300
+    )
+    assert abs(result["tflm_accuracy"] - plain["tflm_accuracy"]) <= 3 / 300 + 1e-9
+    # Flash holds a byte (int8 weight) or four (int32 bias) per parameter:
+    # every parameter cut saves at least one byte.
+    removed = model.count_params() - slim_parameters
+    assert plain["flash_bytes"] - result["flash_bytes"] >= removed
+    assert result["arena_bytes"] < plain["arena_bytes"]
+    line = summary_line(result, None, tmp_path / "slim")
+    assert line.startswith(
+        f"int8 slim ({slim_parameters:,} of {model.count_params():,} parameters): "
+        f"flash {result['flash_bytes']:,} bytes"
+    )
+
+
+def test_cli_slim_flag_prints_what_it_cut(channel_run, tmp_path):
+    run, model = channel_run
+
+    result = CliRunner().invoke(
+        cli,
+        ["export", str(run), "--slim", "--eval-examples", "100"]
+        + ["--output-dir", str(tmp_path / "out")],
+    )
+
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith(
+        f"int8 slim (11,418 of {model.count_params():,} parameters): flash "
+    )
+    written = json.loads((tmp_path / "out" / "export.json").read_text())
+    assert written["slim_parameters_after"] == 11_418

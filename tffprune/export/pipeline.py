@@ -13,11 +13,14 @@ refused unless ``overwrite``):
   and the test accuracy of the Keras model, of the ``.tflite`` model in the
   TFLite interpreter and, for int8, in the TFLite Micro interpreter.
 
-Optional steps for the smallest flash: ``clusters`` clusters every kernel of
-the model (tfmot's sparsity-preserving clustering, pruned weights stay 0) with
-a short fine-tuning on the training data before conversion, and
-``compress="lut"`` stores each tensor of few distinct values as k-bit indices
-(`tffprune.export.lut`).
+Optional steps for the smallest flash: ``slim_channels`` rebuilds a unit- or
+channel-pruned model without its dead units and channels
+(`tffprune.export.slim`; the slim model's outputs are checked against the
+masked model's on the calibration and test inputs), ``clusters`` clusters
+every kernel of the model (tfmot's sparsity-preserving clustering, pruned
+weights stay 0) with a short fine-tuning on the training data before
+conversion, and ``compress="lut"`` stores each tensor of few distinct values
+as k-bit indices (`tffprune.export.lut`).
 
 The dense float32 baseline of the zipped ratios is ``baseline.keras`` when the
 run directory has one (``tffprune centralized --workflow prune-trained`` writes
@@ -37,7 +40,7 @@ from tffprune.data import load_dataset
 from tffprune.data.arrays import as_inputs, as_labels
 from tffprune.data.datasets import Dataset
 from tffprune.data.formats import DataError, read_npz_arrays
-from tffprune.export import c_array, client_model, lut, sizes, tflite, verify
+from tffprune.export import c_array, client_model, lut, sizes, slim, tflite, verify
 from tffprune.pruning.policy import model_sparsity
 from tffprune.reporting.files import (
     prepare_output_dir,
@@ -113,6 +116,14 @@ def summary_line(result: dict, clusters: int | None, output_dir: str | Path) -> 
         )
         + [result["quantize"]]
         + (["sparse"] if result["sparse"] else [])
+        + (
+            [
+                f"slim ({result['slim_parameters_after']:,} of "
+                f"{result['slim_parameters_before']:,} parameters)"
+            ]
+            if "slim_parameters_after" in result
+            else []
+        )
         + ([f"{clusters} clusters"] if clusters else [])
         + (["LUT"] if "compress" in result else [])
     )
@@ -191,8 +202,15 @@ def export_model(
     clusters: int | None = None,
     cluster_epochs: int | None = None,
     client: str | None = None,
+    slim_channels: bool = False,
 ) -> dict:
     """Converts, writes and verifies; returns what ``export.json`` holds.
+
+    ``slim_channels``: convert the model without its dead units and channels
+    (`tffprune.export.slim.slim_model`), after checking that its outputs equal
+    the masked model's on the calibration and test examples; ``export.json``
+    says what was cut (``slim_channels``, ``slim_left_whole``) and the largest
+    output difference (``slim_output_difference``).
 
     ``client``: export that client's model from a ``tffprune train`` run
     directory instead of the global one (`tffprune.export.client_model`: its
@@ -261,6 +279,15 @@ def export_model(
     if eval_examples is not None and eval_examples < len(y_test):
         x_test, y_test = x_test[:eval_examples], y_test[:eval_examples]
 
+    original = model
+    slimming: dict = {}
+    if slim_channels:
+        model, report = slim.slim_model(model)
+        checked = np.concatenate([representative, x_test[:1000]])
+        slimming = report.as_dict()
+        slimming["slim_output_difference"] = slim.check_outputs(
+            original, model, checked
+        )
     clustering = {}
     if clusters is not None:
         tuning = _cluster_data(
@@ -283,8 +310,9 @@ def export_model(
     if baseline_path.is_file():
         baseline, baseline_source = _load(baseline_path), str(baseline_path)
     else:
-        # clone_model builds the same layers with freshly initialized weights.
-        baseline = tf.keras.models.clone_model(model)
+        # clone_model builds the same layers with freshly initialized weights
+        # (the unslimmed architecture: the dense network the run started from).
+        baseline = tf.keras.models.clone_model(original)
         baseline_source = RANDOM_BASELINE
     # TFLite's outputs, once: its accuracy, and TFLite Micro's reference.
     tflite_out = (
@@ -301,6 +329,7 @@ def export_model(
             x_test,
             y_test,
             tflite_out,
+            int(original.count_params()),
         )
     )
     result.update(dataset=data.name, quantize=quantize, sparse=sparse)
@@ -310,6 +339,7 @@ def export_model(
             for k, v in verify.io_quantization(uncompressed_bytes).items()
         }
     )
+    result.update(slimming)
     result.update(clustering)
     if picked is not None:
         result.update(
@@ -495,8 +525,12 @@ def _sizes_and_accuracy(
     x_test,
     y_test,
     tflite_out,
+    dense_parameters,
 ) -> dict:
     """Sizes, ratios and accuracies of the Keras and TFLite models.
+
+    ``dense_parameters`` counts the network before slimming: the dense float32
+    reference is the model the run started from.
 
     ``model_bytes`` is the ``.tflite`` written (LUT-compressed with
     ``--compress lut``): its sizes are the files' sizes. ``tflite_out`` are
@@ -516,7 +550,7 @@ def _sizes_and_accuracy(
         "nonzero_parameters": report.num_nonzero,
         "sparsity": report.overall_sparsity,
         "prunable_sparsity": report.prunable_sparsity,
-        "dense_float32_bytes": 4 * int(model.count_params()),
+        "dense_float32_bytes": 4 * dense_parameters,
         "baseline": baseline_source,
         "baseline_keras_bytes": baseline_raw,
         "baseline_keras_zipped_bytes": baseline_zipped,
@@ -527,9 +561,7 @@ def _sizes_and_accuracy(
         "ratio_keras_zipped_vs_baseline_zipped": baseline_zipped / keras_zipped,
         "ratio_tflite_vs_baseline_zipped": baseline_zipped / len(model_bytes),
         "ratio_tflite_zipped_vs_baseline_zipped": baseline_zipped / tflite_zipped,
-        "ratio_tflite_zipped_vs_dense_float32": 4
-        * model.count_params()
-        / tflite_zipped,
+        "ratio_tflite_zipped_vs_dense_float32": 4 * dense_parameters / tflite_zipped,
         "c_array_bytes": len(model_bytes),
         "eval_examples": int(len(y_test)),
         "keras_accuracy": verify.accuracy(logits, y_test) if measured else None,
