@@ -8,8 +8,10 @@ state in HDF5, as the tutorial (and so Singh & Raj's Table 1) did.
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -35,8 +37,20 @@ def zipped_bytes_size(data: bytes, name: str = "model.tflite") -> int:
 
 
 def keras_zipped_size(model: tf.keras.Model) -> tuple[int, int]:
-    """(raw, zipped) bytes of the model saved as HDF5 without optimizer."""
-    with tempfile.TemporaryDirectory() as directory:
+    """(raw, zipped) bytes of the model saved as HDF5 without optimizer.
+
+    Keras's notes on this save (HDF5 is its legacy format; a compiled model's
+    metrics are not built) are about a file nobody opens: they are kept off
+    the user's terminal.
+    """
+    logger = tf.get_logger()
+    level = logger.level
+    with tempfile.TemporaryDirectory() as directory, warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
         path = Path(directory) / "model.h5"
-        tf.keras.models.save_model(model, path, include_optimizer=False)
+        logger.setLevel(logging.ERROR)
+        try:
+            tf.keras.models.save_model(model, path, include_optimizer=False)
+        finally:
+            logger.setLevel(level)
         return os.path.getsize(path), zipped_size(path)
