@@ -35,7 +35,7 @@ import numpy as np
 import tensorflow as tf
 
 from tffprune.pruning import channel_graph
-from tffprune.pruning.policy import _flatten_layers, _prunable_kernel
+from tffprune.pruning.policy import _flatten_layers, _prunable_kernel, model_config
 
 # f(0) = 0: a dead channel stays 0 through these.
 _ZERO_KEEPING_ACTIVATIONS = frozenset(
@@ -193,16 +193,13 @@ def slim_model(model: tf.keras.Model) -> tuple[tf.keras.Model, SlimReport]:
     Raises:
         ValueError: For a subclassed model (no graph to rebuild).
     """
-    try:
-        config = model.get_config()
-    except NotImplementedError:
-        config = None
-    if not isinstance(config, dict) or "layers" not in config:
+    found = model_config(model)
+    if found is None:
         raise ValueError(
             "--slim rebuilds a functional or Sequential Keras model; this one is "
             "subclassed: export it without --slim"
         )
-    class_name = "Sequential" if type(model).__name__ == "Sequential" else "Functional"
+    config, class_name = found
     kernel_layers = _kernel_layers(model)
     nodes = channel_graph.nodes_from_config(config, list(kernel_layers), class_name)
     graph = channel_graph.channel_groups(nodes)

@@ -202,15 +202,30 @@ def model_channel_groups(
         `tffprune.pruning.channel_graph.ChannelGroups`, or ``None`` for a
         subclassed model (no graph to read: every kernel owns its channels).
     """
+    found = model_config(model)
+    if found is None:
+        return None
+    config, class_name = found
+    nodes = channel_graph.nodes_from_config(config, sources, class_name)
+    return channel_graph.channel_groups(nodes)
+
+
+def model_config(model) -> tuple[dict, str] | None:
+    """A Keras model's graph config and its kind, as `channel_graph` reads them.
+
+    Returns:
+        ``(config, "Sequential" | "Functional")``, or ``None`` for a
+        subclassed model (no graph in its config).
+    """
     try:
         config = model.get_config()
     except NotImplementedError:
         return None
     if not isinstance(config, dict) or "layers" not in config:
         return None
-    class_name = "Sequential" if type(model).__name__ == "Sequential" else "Functional"
-    nodes = channel_graph.nodes_from_config(config, sources, class_name)
-    return channel_graph.channel_groups(nodes)
+    return config, "Sequential" if type(
+        model
+    ).__name__ == "Sequential" else "Functional"
 
 
 def _with_channel_groups(
