@@ -8,7 +8,6 @@ from tffprune.fl.algorithm import (
     ClientState,
     FederatedAlgorithm,
     PruningPlan,
-    UploadFormat,
 )
 from tffprune.fl.client_steps import ClientWorkConfig
 from tffprune.pruning.policy import PrunableWeight
@@ -25,8 +24,7 @@ def _algorithm(download_values="float32", new_clients="dense"):
     plan = PruningPlan(
         work, ConstantSparsity(0.5), tuple(SHAPES), new_clients=new_clients
     )
-    upload = UploadFormat(work, download_values=download_values)
-    return FederatedAlgorithm(None, plan, upload, SHAPES)
+    return FederatedAlgorithm(None, plan, SHAPES, download_values=download_values)
 
 
 @pytest.mark.parametrize(

@@ -10,10 +10,11 @@ from tffprune.compression.tf_values import transmitted
 from tffprune.config import TrainConfig
 from tffprune.data import build_federated_data, load_dataset
 from tffprune.data.pipeline import batched_dataset
-from tffprune.fl.algorithm import UploadVerificationError
 from tffprune.fl.client_steps import ClientWorkConfig
+from tffprune.fl.messages import ClientInput
 from tffprune.fl.process import RoundParts, RoundProcess
 from tffprune.fl.training import Trainer
+from tffprune.fl.verification import UploadVerificationError
 from tffprune.pruning.counts import no_pruning
 
 from .reference_round import reference_round
@@ -25,6 +26,16 @@ INPUT_SHAPE, ELEMENT_SPEC, model_fn = (
 )
 
 pytestmark = pytest.mark.slow
+
+
+def _input(masks):
+    """A client that trains under ``masks``, prunes nothing and delivers."""
+    return ClientInput(
+        mask=[np.asarray(m, bool) for m in masks],
+        counts=no_pruning(len(masks)).as_tensors(),
+        delivered=np.bool_(True),
+        residual_files=(),
+    )
 
 
 def batch_norm_model_fn(dropout=0.0):
@@ -88,14 +99,7 @@ def test_fedavg_matches_tff_build_weighted_fed_avg(digits_clients):
     ones = [np.ones(w.shape, bool) for w in initial]
     for _ in range(2):
         datasets = [batched_dataset(x, y, 16) for x, y in digits_clients]
-        output = ours_process.next(
-            ours,
-            roles,
-            [ones] * 4,
-            [no_pruning(len(ones)).as_tensors()] * 4,
-            [True] * 4,
-            datasets,
-        )
+        output = ours_process.next(ours, roles, [_input(ones)] * 4, datasets)
         ours, roles = output.weights, output.roles
 
     assert len(ours) == len(theirs)
@@ -182,9 +186,7 @@ def test_a_lossy_download_never_enters_the_server_weights(download_format):
     output = process.next(
         weights,
         process.initialize_roles(),
-        masks,
-        [no_pruning(len(weights)).as_tensors()] * 3,
-        [True] * 3,
+        [_input(m) for m in masks],
         [batched_dataset(*empty, 16)] * 3,
     )
 
@@ -413,17 +415,17 @@ def test_verified_uploads_agree_with_the_round(method, values, download):
 
 
 def test_verification_catches_a_corrupted_upload(monkeypatch):
-    from tffprune.fl import algorithm
+    from tffprune.fl import verification
 
     data = build_federated_data(load_dataset("digits"), 6, "iid", seed=5)
     trainer = Trainer(_digits_config(verify_uploads=True), data)
-    real_encode = algorithm.wire.encode
+    real_encode = verification.wire.encode
 
     def corrupting_encode(*arguments, **options):
         payload = real_encode(*arguments, **options)
         return payload[:30] + bytes([payload[30] ^ 0x55]) + payload[31:]
 
-    monkeypatch.setattr(algorithm.wire, "encode", corrupting_encode)
+    monkeypatch.setattr(verification.wire, "encode", corrupting_encode)
 
     with pytest.raises(UploadVerificationError, match="checksum"):
         trainer.run_round()

@@ -10,9 +10,10 @@ exact encoded size, `tffprune.compression.wire.encoded_size`):
 * ``upload_bound_ratio``: mean over clients of our bits over the information
   bound ``n H(d) + d n b``.
 
-The download is counted per client where it is decided
-(`tffprune.fl.algorithm.FederatedAlgorithm.download_costs`), with its SciPy
-CSR size beside it (``download_bytes_csr``).
+For each client's download (`download_costs`, given the entries the server
+decided to send it, `tffprune.fl.algorithm.FederatedAlgorithm.download_masks`):
+its exact size, its SciPy CSR size (``download_bytes_csr``) and its
+information bound.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from tffprune.compression import baselines
+from tffprune.compression import baselines, wire
 
 
 def upload_costs(
@@ -57,4 +58,33 @@ def upload_costs(
         "upload_bytes_csr": sum(baselines.csr_bytes(m) for m in masks),
         "upload_bytes_tff_8bit": baselines.tff_8bit_bytes(shapes) * clients,
         "upload_bound_ratio": float(np.mean(ratios)) if ratios else float("nan"),
+    }
+
+
+def download_costs(
+    masks: Sequence[np.ndarray],
+    value_format: str,
+    positions: str = "auto",
+    held: Sequence[np.ndarray | None] | None = None,
+) -> dict[str, float]:
+    """What one client's download costs, three ways.
+
+    Args:
+        masks: One mask per weight (all): the entries the server sends.
+        value_format: The download's value format.
+        positions: ``auto``, ``bitmap`` or ``gaps`` (`wire.encoded_size`).
+        held: Per weight, the mask the client already holds (its positions
+            then cost only what changed), or None.
+
+    Returns:
+        ``download_bytes`` (exact, `wire.encoded_size`), ``download_bytes_csr``
+        (the same message as SciPy CSR) and ``download_bound_bits`` (its
+        information bound, `baselines.information_bound_bits`).
+    """
+    return {
+        "download_bytes": wire.encoded_size(masks, value_format, positions, held=held),
+        "download_bytes_csr": baselines.csr_bytes(masks),
+        "download_bound_bits": baselines.information_bound_bits(
+            masks, value_format, held
+        ),
     }

@@ -34,18 +34,15 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from tffprune.compression import baselines, wire
+from tffprune.compression import accounting, wire
 from tffprune.compression.compact import CompactTensors
-from tffprune.fl.aggregation import fedavg, sub_fedavg
 from tffprune.fl.client_steps import ClientWorkConfig
+from tffprune.fl.messages import ClientInput
 from tffprune.fl.residual_store import ResidualStore
+from tffprune.fl.verification import SentUpload, verify_round
 from tffprune.pruning.counts import PruningCounts, no_pruning, pruning_counts
 from tffprune.pruning.policy import PrunableWeight, build_masks, sparsity_report
 from tffprune.pruning.schedules import IterativeSchedule, Schedule
-
-
-class UploadVerificationError(RuntimeError):
-    """The real codec and the NumPy aggregation disagree with the round."""
 
 
 @dataclasses.dataclass
@@ -244,54 +241,64 @@ class PruningPlan:
             return counts
         return dataclasses.replace(counts, early_examples=epoch_examples)
 
+    def early_examples(
+        self, epoch_examples: Sequence[int] | None, clients: int
+    ) -> list[int]:
+        """Per sampled client, its examples in one local epoch (0s if unused).
 
-@dataclasses.dataclass(frozen=True)
-class UploadFormat:
-    """How the messages are encoded (`tffprune.compression.wire`).
-
-    The update's value format, the verification (``return_values``) and
-    error feedback are the client work's (`ClientWorkConfig`, read through
-    ``work``); the download's value format is the distributor's.
-
-    Attributes:
-        work: The client work's settings.
-        positions: ``auto``, ``bitmap`` or ``gaps``.
-        download_values: The value format of what the server sends down.
-    """
-
-    work: ClientWorkConfig
-    positions: str = "auto"
-    download_values: str = "float32"
-
-    @property
-    def values(self) -> str:
-        """The update's value format (`wire.VALUE_FORMATS`)."""
-        return self.work.encoding.value_format
-
-    @property
-    def verify(self) -> bool:
-        """Whether every upload is encoded and decoded with the real codec.
-
-        The round is then checked against the NumPy aggregation of what was
-        decoded.
+        Raises:
+            ValueError: If the mask-distance rule needs them and none are given.
         """
-        return self.work.return_values
+        if epoch_examples is not None:
+            return [int(n) for n in epoch_examples]
+        if self.early_examples_needed:
+            raise ValueError(
+                "the mask-distance rule needs epoch_examples (each client's "
+                "examples in one local epoch)"
+            )
+        return [0] * clients
 
-    @property
-    def error_feedback(self) -> bool:
-        """Clients carry what the value format dropped into their next upload."""
-        return self.work.encoding.error_feedback
+    def client_input(
+        self,
+        round_number: int,
+        client: ClientState,
+        mask: Sequence[np.ndarray],
+        epoch_examples: int,
+        delivered: bool,
+        residual_files: tuple = (),
+    ) -> ClientInput:
+        """A sampled client's `ClientInput`: its mask and this round's step.
+
+        Args:
+            round_number: The round, from 0.
+            client: Its state.
+            mask: The masks it trains under (`FederatedAlgorithm.start_masks`).
+            epoch_examples: Its examples in one local epoch (`counts`).
+            delivered: False if its upload is to be lost.
+            residual_files: With error feedback, the residual's two files.
+        """
+        return ClientInput(
+            mask=[np.asarray(m, np.bool_) for m in mask],
+            counts=self.counts(round_number, client, epoch_examples).as_tensors(),
+            delivered=np.bool_(delivered),
+            residual_files=tuple(residual_files),
+        )
 
 
 class FederatedAlgorithm:
     """One round of pruned FedAvg / Sub-FedAvg over explicit state.
 
+    The update's value format, its verification and error feedback are the
+    client work's (``plan.work``); the positions' format and the download's
+    value format are the distributor's (`tffprune.compression.wire`).
+
     Args:
         process: The round computation (`tffprune.fl.process.RoundProcess`
             or anything with its ``initialize_roles`` and ``next``).
-        plan: The clients' pruning schedule.
-        upload: The messages' encoding (its ``work`` is the plan's).
+        plan: The clients' pruning schedule and client work.
         shapes: Shapes of all weights (trainable then non-trainable).
+        positions: ``auto``, ``bitmap`` or ``gaps``.
+        download_values: The value format of what the server sends down.
         residuals: Where clients keep their error-feedback residuals (default:
             a temporary directory).
     """
@@ -300,14 +307,16 @@ class FederatedAlgorithm:
         self,
         process,
         plan: PruningPlan,
-        upload: UploadFormat,
         shapes: Sequence[tuple[int, ...]],
+        positions: str = "auto",
+        download_values: str = "float32",
         residuals: ResidualStore | None = None,
     ) -> None:
         self.process = process
         self.plan = plan
-        self.upload = upload
-        self.weight_by_examples = plan.work.upload.weight_by_examples
+        self.work = plan.work
+        self.positions = positions
+        self.download_values = download_values
         self.shapes = [tuple(s) for s in shapes]
         self.num_trainable = len(plan.shapes)
         self.residuals = residuals or ResidualStore()
@@ -375,23 +384,16 @@ class FederatedAlgorithm:
         start: Sequence[np.ndarray],
         client: ClientState,
     ) -> dict[str, float]:
-        """What the server sends a client (`distribute`), three ways.
+        """What the server sends a client (`accounting.download_costs`).
 
-        ``download_bytes`` is exact: the values of `download_masks`, positions
-        costing nothing where the client already holds them (a Sub-FedAvg
-        client's own mask); ``download_bytes_csr`` the same message as SciPy
-        CSR; ``download_bound_bits`` its information bound.
+        The values of `download_masks`, positions costing nothing where the
+        client already holds them (a Sub-FedAvg client's own mask).
         """
-        masks = self.download_masks(weights, start)
-        held = self.held_masks(client)
-        return dict(
-            download_bytes=wire.encoded_size(
-                masks, self.upload.download_values, self.upload.positions, held=held
-            ),
-            download_bytes_csr=baselines.csr_bytes(masks),
-            download_bound_bits=baselines.information_bound_bits(
-                masks, self.upload.download_values, held
-            ),
+        return accounting.download_costs(
+            self.download_masks(weights, start),
+            self.download_values,
+            self.positions,
+            self.held_masks(client),
         )
 
     def sent(
@@ -417,7 +419,7 @@ class FederatedAlgorithm:
         for value, mask in zip(
             received, self.download_masks(weights, start), strict=True
         ):
-            value[mask] = wire.round_trip(value[mask], self.upload.download_values)
+            value[mask] = wire.round_trip(value[mask], self.download_values)
         return received
 
     def held_masks(self, client: ClientState) -> list[np.ndarray | None]:
@@ -452,8 +454,8 @@ class FederatedAlgorithm:
         datasets: Sequence,
         delivered: Sequence[bool],
         epoch_examples: Sequence[int] | None = None,
-    ) -> tuple[ServerState, list[ClientResult], dict[str, float]]:
-        """Runs one round; updates the sampled clients' states in place.
+    ) -> tuple[ServerState, list[ClientState], list[ClientResult], dict]:
+        """Runs one round: the new server and client states (a new list).
 
         Args:
             server: The server state.
@@ -466,45 +468,27 @@ class FederatedAlgorithm:
                 epoch (the mask-distance rule's early candidate; default 0).
 
         Returns:
-            The new server state, one `ClientResult` per sampled client and
+            The new server state, every client's new state (those not
+            sampled as they were), one `ClientResult` per sampled client and
             the roles' measurements (by role).
         """
         masks = self.start_masks(server.weights, clients, sampled, round_number)
         starts = dict(zip((int(c) for c in sampled), masks, strict=True))
-        if epoch_examples is None:
-            if self.plan.early_examples_needed:
-                raise ValueError("the mask-distance rule needs epoch_examples")
-            epoch_examples = [0] * len(sampled)
-        counts = [
-            self.plan.counts(round_number, clients[c], int(n)).as_tensors()
-            for c, n in zip(sampled, epoch_examples, strict=True)
-        ]
         # A new file for every residual written: the one a checkpoint names
         # is never overwritten.
         new_residuals = {int(c): self.residuals.name(c, round_number) for c in sampled}
-        residual_files = None
-        if self.upload.error_feedback:
-            residual_files = [
-                (self.residuals.path(clients[c].residual), self.residuals.path(name))
-                for c, name in new_residuals.items()
-            ]
+        inputs = self._client_inputs(
+            clients, starts, new_residuals, round_number, delivered, epoch_examples
+        )
         # What the server sent each client, as its float32 copy (before the
         # round changes the clients' states): the verification adds the
         # decoded uploads to it.
         sent = {}
-        if self.upload.verify:
+        if self.work.return_values:
             sent = {c: self.sent(server.weights, starts[c]) for c in starts}
-        output = self.process.next(
-            server.weights,
-            server.roles,
-            masks,
-            counts,
-            delivered,
-            datasets,
-            residual_files,
-        )
+        output = self.process.next(server.weights, server.roles, inputs, datasets)
         downloads = self._download_costs(server.weights, clients, starts)
-        results, helds = [], {}
+        results, helds, updated = [], {}, list(clients)
         for client, report, arrived in zip(
             sampled, output.reports, delivered, strict=True
         ):
@@ -514,14 +498,45 @@ class FederatedAlgorithm:
                 client, report, arrived, downloads[client], helds[client]
             )
             results.append(result)
-            self._update_client(clients[client], result, report, new_residuals[client])
-        if self.upload.verify:
+            updated[client] = self._updated_client(
+                clients[client], result, report, new_residuals[client]
+            )
+        if self.work.return_values:
             self._verify(server.weights, output, results, helds, sent)
         return (
             ServerState(output.weights, output.roles),
+            updated,
             results,
             output.measurements,
         )
+
+    def _client_inputs(
+        self,
+        clients: Sequence[ClientState],
+        starts: dict[int, list[np.ndarray]],
+        new_residuals: dict[int, str],
+        round_number: int,
+        delivered: Sequence[bool],
+        epoch_examples: Sequence[int] | None,
+    ) -> list[ClientInput]:
+        """The sampled clients' `ClientInput`s: mask, pruning step, files."""
+        examples = self.plan.early_examples(epoch_examples, len(starts))
+        inputs = []
+        for (client, mask), count, arrived in zip(
+            starts.items(), examples, delivered, strict=True
+        ):
+            files = ()
+            if self.work.encoding.error_feedback:
+                files = (
+                    self.residuals.path(clients[client].residual),
+                    self.residuals.path(new_residuals[client]),
+                )
+            inputs.append(
+                self.plan.client_input(
+                    round_number, clients[client], mask, count, arrived, files
+                )
+            )
+        return inputs
 
     def _download_costs(
         self,
@@ -565,8 +580,8 @@ class FederatedAlgorithm:
             "aggregated",
             upload_bytes=wire.encoded_size(
                 all_masks,
-                self.upload.values,
-                self.upload.positions,
+                self.work.encoding.value_format,
+                self.positions,
                 report.zero_kept,
                 held=held,
             ),
@@ -578,76 +593,54 @@ class FederatedAlgorithm:
             mask_distance=report.mask_distance,
         )
 
-    def _update_client(
+    def _updated_client(
         self, state: ClientState, result: ClientResult, report, residual: str
-    ) -> None:
-        """Records a client's round in its state (its mask once aggregated)."""
-        state.download_bytes += result.download_bytes
+    ) -> ClientState:
+        """A client's state after its round (its mask once aggregated)."""
+        downloaded = state.download_bytes + result.download_bytes
         if result.status != "aggregated":
-            return
-        state.rounds_participated += 1
-        state.upload_bytes += result.upload_bytes
-        state.sparsity = result.sparsity
-        if self.plan.personal:
-            state.mask = report.masks
-        if self.upload.error_feedback:
-            state.residual = residual
-        if report.personal is not None:
-            state.personal_model = report.personal
+            return dataclasses.replace(state, download_bytes=downloaded)
+        return dataclasses.replace(
+            state,
+            mask=report.masks if self.plan.personal else state.mask,
+            sparsity=result.sparsity,
+            rounds_participated=state.rounds_participated + 1,
+            residual=residual if self.work.encoding.error_feedback else state.residual,
+            personal_model=report.personal
+            if report.personal is not None
+            else state.personal_model,
+            upload_bytes=state.upload_bytes + result.upload_bytes,
+            download_bytes=downloaded,
+        )
 
     def _verify(
         self, weights, output, results: list[ClientResult], helds: dict, sent
     ) -> None:
         """Re-runs the round's upload and aggregation with the real codec.
 
-        Each client's update (with its residual) is encoded and decoded; the
-        server adds what it decodes to its float32 copy of what it sent that
-        client (its weights at the download's positions).
+        Each aggregated client's update (with its residual) is encoded and
+        decoded; the server adds what it decodes to its float32 copy of what
+        it sent that client (`tffprune.fl.verification`).
         """
-        values, masks, weighting = [], [], []
-        for result, report in zip(results, output.reports, strict=True):
-            if result.status != "aggregated":
-                continue
-            held = helds[result.client]
-            payload = wire.encode(
+        by_examples = self.work.upload.weight_by_examples
+        uploads = [
+            SentUpload(
+                result.client,
                 report.values,
                 result.masks,
-                self.upload.values,
-                self.upload.positions,
-                held=held,
+                helds[result.client],
+                result.upload_bytes,
+                sent[result.client],
+                report.num_examples if by_examples else 1.0,
             )
-            if len(payload) != result.upload_bytes:
-                raise UploadVerificationError(
-                    f"client {result.client}: encoded {len(payload)} bytes, counted "
-                    f"{result.upload_bytes}"
-                )
-            try:
-                decoded, decoded_masks = wire.decode(payload, self.shapes, held=held)
-            except wire.PayloadError as error:
-                raise UploadVerificationError(
-                    f"client {result.client}: its upload does not decode: {error}"
-                ) from None
-            start = sent[result.client]
-            values.append(
-                [
-                    np.where(m, w0 + u, 0.0).astype(np.float32)
-                    for w0, u, m in zip(start, decoded, decoded_masks, strict=True)
-                ]
-            )
-            masks.append(decoded_masks)
-            weighting.append(report.num_examples if self.weight_by_examples else 1.0)
-        if not values:
-            expected = list(weights)
-        elif self.plan.personal:
-            expected = sub_fedavg(weights, values, masks, weighting)
-        else:
-            expected = fedavg(weights, values, weighting)
-        for index, (ours, theirs) in enumerate(
-            zip(output.weights, expected, strict=True)
-        ):
-            if not np.allclose(ours, theirs, rtol=1e-4, atol=1e-5):
-                worst = float(np.max(np.abs(ours - theirs)))
-                raise UploadVerificationError(
-                    f"weight {index}: the round and the decoded uploads' NumPy "
-                    f"aggregation differ by up to {worst:.3g}"
-                )
+            for result, report in zip(results, output.reports, strict=True)
+            if result.status == "aggregated"
+        ]
+        verify_round(
+            weights,
+            output.weights,
+            uploads,
+            self.work.encoding.value_format,
+            self.positions,
+            masked=self.plan.personal,
+        )

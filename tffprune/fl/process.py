@@ -24,7 +24,7 @@ import tensorflow_federated as tff
 
 from tffprune.compression.compact import CompactTensors, at_positions
 from tffprune.fl.client_steps import ClientWorkConfig
-from tffprune.fl.messages import ClientInput, PruningStep
+from tffprune.fl.messages import ClientInput
 from tffprune.fl.runtime import ensure_runtime
 from tffprune.learning.algorithms import build_round
 
@@ -162,50 +162,32 @@ class RoundProcess:
         self,
         weights: Sequence[np.ndarray],
         roles: tuple,
-        client_masks: Sequence[Sequence[np.ndarray]],
-        counts: Sequence[PruningStep],
-        delivered: Sequence[bool],
+        inputs: Sequence[ClientInput],
         datasets: Sequence[tf.data.Dataset],
-        residual_files: Sequence[tuple[str, str]] | None = None,
     ) -> RoundOutput:
         """Runs one round (one TFF call).
 
         Args:
             weights: Server weights (trainable then non-trainable).
             roles: From `initialize_roles` or the last round.
-            client_masks: Per client, one boolean mask per trainable weight.
-            counts: Per client, `PruningCounts.as_tensors()`.
-            delivered: Per client, False if its upload is lost.
+            inputs: Per sampled client, its `ClientInput` (mask, pruning
+                step, whether its upload arrives, and with error feedback
+                its residual's two files).
             datasets: Per client, its batched training data for this round.
-            residual_files: With error feedback, per client, the path of
-                the file holding its residual ("" for none: zeros) and the
-                path its new residual is written to; ignored otherwise.
 
         Returns:
             The new weights and role states, the roles' measurements and one
             `ClientReport` per client.
+
+        Raises:
+            ValueError: With error feedback, if a client has no residual files.
         """
         ensure_runtime()
-        if not self.error_feedback:
-            files = [() for _ in client_masks]
-        elif residual_files is None or len(residual_files) != len(client_masks):
+        if self.error_feedback and any(len(i.residual_files) != 2 for i in inputs):
             raise ValueError("error feedback needs residual files for every client")
-        else:
-            files = [(str(read), str(write)) for read, write in residual_files]
-        inputs = [
-            ClientInput(
-                mask=[np.asarray(m, np.bool_) for m in masks],
-                counts=PruningStep(*step),
-                delivered=np.bool_(arrived),
-                residual_files=client_files,
-            )
-            for masks, step, arrived, client_files in zip(
-                client_masks, counts, delivered, files, strict=True
-            )
-        ]
         state = tff.learning.templates.LearningAlgorithmState(list(weights), *roles)
         try:
-            output = self.iterative_process.next(state, inputs, list(datasets))
+            output = self.iterative_process.next(state, list(inputs), list(datasets))
         except grpc.RpcError as error:
             raise _file_error(error) or error from None
         buffers = [np.ones(s, np.bool_) for s in self.non_trainable_shapes]

@@ -29,7 +29,6 @@ from tffprune.fl.algorithm import (
     FederatedAlgorithm,
     PruningPlan,
     ServerState,
-    UploadFormat,
 )
 from tffprune.fl.client_steps import ClientWorkConfig
 from tffprune.fl.process import RoundParts, RoundProcess
@@ -249,8 +248,9 @@ class Trainer:
         self.algorithm = FederatedAlgorithm(
             self.process,
             self.plan,
-            UploadFormat(work, config.positions, config.download_values),
             self.shapes,
+            config.positions,
+            config.download_values,
             ResidualStore(residual_dir),
         )
         self.residuals = self.algorithm.residuals
@@ -336,7 +336,7 @@ class Trainer:
         )
         datasets = [self._client_dataset(int(c), round_number) for c in sampled]
         delivered = ~(self.rng.random(len(sampled)) < config.dropout_rate)
-        server, results, measurements = self.algorithm.apply(
+        server, clients, results, measurements = self.algorithm.apply(
             self.state.server,
             self.state.clients,
             [int(c) for c in sampled],
@@ -345,7 +345,7 @@ class Trainer:
             delivered,
             epoch_examples=[self.data.client_train(int(c))[1].size for c in sampled],
         )
-        self.state.server = server
+        self.state.server, self.state.clients = server, clients
         self._collect_residuals()
         self.state.round += 1
         self.state.sampler_state = self.rng.bit_generator.state

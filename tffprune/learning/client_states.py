@@ -155,17 +155,11 @@ class ClientStates:
         """
         if len(set(client_ids)) != len(client_ids):
             raise ValueError("a client is sampled at most once per round")
-        if epoch_examples is None:
-            if self.plan.early_examples_needed:
-                raise ValueError(
-                    "the mask-distance rule needs epoch_examples (each client's "
-                    "examples in one local epoch)"
-                )
-            epoch_examples = [0] * len(client_ids)
+        examples = self.plan.early_examples(epoch_examples, len(client_ids))
         delivered = [True] * len(client_ids) if delivered is None else delivered
         inputs = []
-        for client_id, examples, arrived in zip(
-            client_ids, epoch_examples, delivered, strict=True
+        for client_id, count, arrived in zip(
+            client_ids, examples, delivered, strict=True
         ):
             files = ()
             if self.plan.work.encoding.error_feedback:
@@ -175,13 +169,10 @@ class ClientStates:
                     self.residuals.path(self.state(client_id).residual),
                     self.residuals.path(new),
                 )
-            step = self.plan.counts(round_number, self.state(client_id), int(examples))
+            state = self.state(client_id)
             inputs.append(
-                ClientInput(
-                    mask=self.mask(client_id),
-                    counts=step.as_tensors(),
-                    delivered=np.bool_(arrived),
-                    residual_files=files,
+                self.plan.client_input(
+                    round_number, state, self.mask(client_id), count, arrived, files
                 )
             )
         return inputs
