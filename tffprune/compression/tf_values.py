@@ -22,6 +22,7 @@ import tensorflow as tf
 from tffprune.compression.wire import VALUE_BITS, VALUE_FORMATS
 
 
+@tf.autograph.experimental.do_not_convert
 def transmitted(values: tf.Tensor, mask: tf.Tensor, value_format: str) -> tf.Tensor:
     """The tensor as the server decodes it.
 
@@ -73,6 +74,7 @@ def transmitted(values: tf.Tensor, mask: tf.Tensor, value_format: str) -> tf.Ten
     return tf.where(mask, codes * scale + low, zeros)
 
 
+@tf.autograph.experimental.do_not_convert
 def with_error_feedback(
     update: tf.Tensor, residual: tf.Tensor, mask: tf.Tensor, value_format: str
 ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:

@@ -83,6 +83,7 @@ class MethodPruning:
     method: str
     targets: tuple[PrunableWeight, ...] = ()
 
+    @tf.autograph.experimental.do_not_convert
     def masks(self, weights: list, masks: list, counts) -> list:
         """The method's masks for ``weights`` at the step's counts."""
         return build_masks(
@@ -107,6 +108,7 @@ class MaskDistanceGuard:
     threshold: float
     early_snapshot: ClassVar[bool] = True
 
+    @tf.autograph.experimental.do_not_convert
     def check(self, trial: Trial) -> tuple[tf.Tensor, dict[str, tf.Tensor]]:
         """Accepts while the masks move; measures their distance."""
         if not trial.targets:
@@ -136,6 +138,7 @@ class AccuracyGuard:
     threshold: float
     early_snapshot: ClassVar[bool] = False
 
+    @tf.autograph.experimental.do_not_convert
     def check(self, trial: Trial) -> tuple[tf.Tensor, dict[str, tf.Tensor]]:
         """Accepts if the pruned model reaches the threshold."""
         pruned = [
@@ -156,6 +159,7 @@ class UpdateEncoding:
     value_format: str = "float32"
     error_feedback: ClassVar[bool] = False
 
+    @tf.autograph.experimental.do_not_convert
     def encode(self, updates: list, kept: list, residual_files) -> tuple:
         """``(decoded, encoded, residual_written)``.
 
@@ -180,6 +184,7 @@ class ErrorFeedbackEncoding(UpdateEncoding):
 
     error_feedback: ClassVar[bool] = True
 
+    @tf.autograph.experimental.do_not_convert
     def encode(self, updates: list, kept: list, residual_files) -> tuple:
         """As `UpdateEncoding.encode`, the residual added and the new one kept."""
         residual = read_tensors(residual_files[0], [tuple(u.shape) for u in updates])
@@ -204,6 +209,7 @@ class Upload:
     masked: bool = True
     weight_by_examples: bool = False
 
+    @tf.autograph.experimental.do_not_convert
     def build(self, values: list, kept: list, num_examples, aggregated) -> tuple:
         """``(values, masks, weight)`` if masked, else ``(values, weight)``.
 

@@ -23,6 +23,7 @@ from tffprune.pruning.policy import channel_followers, channel_units
 _ABOVE_EVERY_FLOAT = tf.int32.max
 
 
+@tf.autograph.experimental.do_not_convert
 def weight_mask(
     weights: tf.Tensor, alive: tf.Tensor, num_pruned: tf.Tensor
 ) -> tf.Tensor:
@@ -91,6 +92,7 @@ def _prune_alive_lowest(
     )
 
 
+@tf.autograph.experimental.do_not_convert
 def structured_mask(
     kernel: tf.Tensor, alive: tf.Tensor, num_pruned: tf.Tensor, norm: float = 2.0
 ) -> tf.Tensor:
@@ -113,6 +115,7 @@ def structured_mask(
     return group_structured_mask([kernel], [alive], num_pruned, norm)[0]
 
 
+@tf.autograph.experimental.do_not_convert
 def group_structured_mask(
     kernels: list[tf.Tensor],
     alives: list[tf.Tensor],
@@ -182,6 +185,7 @@ def _prune_lowest_scores(
     return tf.logical_not(pruned)
 
 
+@tf.autograph.experimental.do_not_convert
 def build_masks(
     method: str,
     targets,
@@ -242,6 +246,7 @@ def build_masks(
     return result
 
 
+@tf.autograph.experimental.do_not_convert
 def mask_distance(first: list[tf.Tensor], second: list[tf.Tensor]) -> tf.Tensor:
     """The TensorFlow twin of `tffprune.pruning.masks.mask_distance`.
 
