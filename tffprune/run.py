@@ -241,6 +241,25 @@ def prepare_inputs(
     return config, _with_range_note(config, data), model
 
 
+def _size(num_bytes: float) -> str:
+    """Bytes as a person reads them: ``1.9 MB``, ``42.3 kB``, ``512 B``."""
+    if num_bytes >= 100_000:
+        return f"{num_bytes / 1e6:.1f} MB"
+    if num_bytes >= 1_000:
+        return f"{num_bytes / 1e3:.1f} kB"
+    return f"{int(num_bytes)} B"
+
+
+def _against_dense(dense: float, total: float) -> str:
+    """What a run sent against dense float32 FedAvg, both ways, in words."""
+    ratio = dense / max(total, 1)
+    if ratio >= 1.05:
+        return f"{ratio:.1f}x less than dense both ways"
+    if ratio <= 1 / 1.05:
+        return f"{1 / ratio:.1f}x more than dense both ways"
+    return "as much as dense both ways, within 5%"
+
+
 def final_line(summary: dict, output_dir: str | Path) -> str:
     """The one line a finished run ends with (the CLI's and the API's)."""
     final = summary["final"]
@@ -252,10 +271,9 @@ def final_line(summary: dict, output_dir: str | Path) -> str:
         f"{final.get('central_accuracy', float('nan')):.4f}, personalized "
         f"{final.get('personalized_accuracy', float('nan')):.4f}, client sparsity "
         f"{clients['mean']:.3f} over the {clients['clients']} clients that took "
-        f"part ({never} never did), upload "
-        f"{summary['total_upload_bytes'] / 1e6:.1f} MB, download "
-        f"{summary['total_download_bytes'] / 1e6:.1f} MB "
-        f"({dense / max(summary['total_bytes'], 1):.1f}x less than dense both ways); "
+        f"part ({never} never did), upload {_size(summary['total_upload_bytes'])}, "
+        f"download {_size(summary['total_download_bytes'])} "
+        f"({_against_dense(dense, summary['total_bytes'])}); "
         f"results in {output_dir}"
     )
 
