@@ -88,3 +88,30 @@ def test_fine_tuning_trains_on_the_clients_data(setting):
     assert row["personalized_accuracy"] < 0.3
     assert row["finetuned_personalized_accuracy"] > 0.6
     assert row["finetuned_personal_accuracy"] > 0.6
+
+
+def test_personalized_accuracy_is_each_subnetwork_in_plain_keras(setting):
+    """The batched subnetwork evaluation against Keras, client by client."""
+    data, _, plan = setting
+    clients = _clients(setting)
+    model = model_fn()  # trained a little, so that a mask changes answers
+    model.compile("adam", "sparse_categorical_crossentropy")
+    model.fit(data.dataset.x_train, data.dataset.y_train, epochs=2, verbose=0)
+    weights = [w.numpy() for w in model.trainable_weights + model.non_trainable_weights]
+    row = _evaluator(setting, learning_rate=0.1).evaluate(
+        weights, clients, rounds_done=0
+    )
+    num_trainable = len(plan.shapes)
+
+    def keras_accuracy(index, masks):
+        trainable = weights[:num_trainable]
+        if masks is not None:
+            trainable = [w * m for w, m in zip(trainable, masks, strict=True)]
+        model.set_weights(trainable + weights[num_trainable:])
+        inputs, labels = data.client_test(index)
+        return np.mean(model.predict(inputs, verbose=0).argmax(axis=1) == labels)
+
+    expected = [keras_accuracy(i, c.mask) for i, c in enumerate(clients)]
+    assert row["personalized_accuracy"] == pytest.approx(np.mean(expected), abs=1e-12)
+    # Client 1's mask changes its answer: the comparison would see a mask ignored.
+    assert keras_accuracy(1, clients[1].mask) != keras_accuracy(1, None)

@@ -35,17 +35,40 @@ from tffprune.pruning.schedules import IterativeSchedule
 
 
 class Evaluator:
-    """Evaluates weight lists with one compiled Keras model (plain TF)."""
+    """Evaluates weight lists with one compiled Keras model (plain TF).
+
+    The forward pass, the argmax and the loss run in one ``tf.function`` per
+    batch; a subnetwork (weights times a mask) is loaded in TensorFlow, so a
+    round's evaluation of every client makes no NumPy pass over the weights.
+    """
 
     def __init__(self, model_fn: Callable[[], tf.keras.Model]) -> None:
         self.model = model = model_fn()
-        self._loss = classification_loss(model)
+        loss = classification_loss(model)
+        variables = model.trainable_weights + model.non_trainable_weights
+        num_trainable = len(model.trainable_weights)
 
         @tf.function(reduce_retracing=True)
-        def outputs(inputs):
-            return model(inputs, training=False)
+        def scores(inputs, labels):
+            outputs = model(inputs, training=False)
+            predicted = tf.argmax(outputs, axis=-1, output_type=tf.int64)
+            return tf.math.count_nonzero(tf.equal(predicted, labels)), loss(
+                labels, outputs
+            )
 
-        self._outputs = outputs
+        @tf.function
+        def load_masked(weights, masks):
+            for variable, value, mask in zip(
+                variables[:num_trainable], weights[:num_trainable], masks, strict=True
+            ):
+                variable.assign(tf.where(mask, value, tf.zeros_like(value)))
+            for variable, value in zip(
+                variables[num_trainable:], weights[num_trainable:], strict=True
+            ):
+                variable.assign(value)
+
+        self._scores = scores
+        self._load_masked = load_masked
 
     def set_weights(self, weights: Sequence[np.ndarray]) -> None:
         """Loads trainable then non-trainable weights."""
@@ -61,12 +84,43 @@ class Evaluator:
             return float("nan"), float("nan")
         correct, loss_sum = 0, 0.0
         for start in range(0, labels.size, batch_size):
-            batch = inputs[start : start + batch_size]
             truth = labels[start : start + batch_size]
-            outputs = self._outputs(tf.constant(batch))
-            correct += int(np.sum(np.argmax(outputs.numpy(), axis=1) == truth))
-            loss_sum += float(self._loss(truth, outputs)) * truth.size
+            hits, mean_loss = self._scores(
+                tf.constant(inputs[start : start + batch_size]),
+                tf.constant(truth, tf.int64),
+            )
+            correct += int(hits)
+            loss_sum += float(mean_loss) * truth.size
         return correct / labels.size, loss_sum / labels.size
+
+    def subnetwork_accuracies(
+        self,
+        weights: Sequence[np.ndarray],
+        masks: Sequence[Sequence[np.ndarray] | None],
+        tests: Sequence[tuple[np.ndarray, np.ndarray]],
+    ) -> list[float]:
+        """Accuracy of each subnetwork of ``weights`` on its own examples.
+
+        Args:
+            weights: Trainable then non-trainable weights.
+            masks: Per subnetwork, one boolean mask per trainable weight
+                (None: every entry kept).
+            tests: Per subnetwork, its ``(inputs, labels)``; one without
+                examples is skipped.
+
+        Returns:
+            The accuracies of the subnetworks with examples, in order.
+        """
+        tensors = [tf.constant(w) for w in weights]
+        kept = [tf.ones(v.shape, tf.bool) for v in self.model.trainable_weights]
+        accuracies = []
+        for mask, (inputs, labels) in zip(masks, tests, strict=True):
+            if labels.size == 0:
+                continue
+            given = kept if mask is None else [tf.constant(m, tf.bool) for m in mask]
+            self._load_masked(tensors, given)
+            accuracies.append(self.evaluate(inputs, labels)[0])
+        return accuracies
 
 
 def central_sparsity(
@@ -182,13 +236,11 @@ class RunEvaluator:
             unpruned_accuracy, _ = self.evaluator.evaluate(
                 dataset.x_test, dataset.y_test
             )
-        accuracies = []
-        for index, client in enumerate(clients):
-            inputs, labels = self.client_test(index)
-            if labels.size == 0:
-                continue
-            self.evaluator.set_weights(personal_weights(weights, self.plan, client))
-            accuracies.append(self.evaluator.evaluate(inputs, labels)[0])
+        accuracies = self.evaluator.subnetwork_accuracies(
+            weights,
+            [c.mask if self.plan.personal else None for c in clients],
+            [self.client_test(index) for index in range(len(clients))],
+        )
         result = {
             "central_accuracy": central_accuracy,
             "central_loss": central_loss,
