@@ -108,7 +108,7 @@ def build_client_train_fn(
     # Tuples, not lists: a dataset loop carries a list as one stacked tensor.
     specs = tuple(tf.TensorSpec(v.shape, v.dtype) for v in model.trainable_weights)
 
-    load = _loader(model)
+    load = build_loader(model)
 
     def snapshot():
         return tuple(tf.identity(v) for v in model.trainable_weights)
@@ -171,8 +171,12 @@ def _masked_step(optimizer: Optimizer, state, model, gradients, masks):
     return state
 
 
-def _loader(model: tf.keras.Model) -> Callable[..., None]:
-    """``load(trainable, non_trainable, masks=None)``: sets the model's weights."""
+def build_loader(model: tf.keras.Model) -> Callable[..., None]:
+    """``load(trainable, non_trainable, masks=None)``: sets the model's weights.
+
+    With ``masks`` (float32, 1 kept, 0 pruned, one per trainable weight) each
+    trainable weight is loaded times its mask: the subnetwork.
+    """
 
     @tf.autograph.experimental.do_not_convert
     def load(trainable, non_trainable, masks=None):

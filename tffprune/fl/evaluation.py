@@ -28,7 +28,7 @@ import tensorflow as tf
 from tffprune.data.partition import FederatedData
 from tffprune.data.pipeline import batched_dataset
 from tffprune.fl.algorithm import ClientState, PruningPlan
-from tffprune.fl.client import Optimizer, build_client_train_fn
+from tffprune.fl.client import Optimizer, build_client_train_fn, build_loader
 from tffprune.models.outputs import classification_loss
 from tffprune.pruning.policy import apply_masks, sparsity_report
 from tffprune.pruning.schedules import IterativeSchedule
@@ -45,7 +45,7 @@ class Evaluator:
     def __init__(self, model_fn: Callable[[], tf.keras.Model]) -> None:
         self.model = model = model_fn()
         loss = classification_loss(model)
-        variables = model.trainable_weights + model.non_trainable_weights
+        load = build_loader(model)
         num_trainable = len(model.trainable_weights)
 
         @tf.function(reduce_retracing=True)
@@ -58,14 +58,8 @@ class Evaluator:
 
         @tf.function
         def load_masked(weights, masks):
-            for variable, value, mask in zip(
-                variables[:num_trainable], weights[:num_trainable], masks, strict=True
-            ):
-                variable.assign(tf.where(mask, value, tf.zeros_like(value)))
-            for variable, value in zip(
-                variables[num_trainable:], weights[num_trainable:], strict=True
-            ):
-                variable.assign(value)
+            floats = [tf.cast(m, tf.float32) for m in masks]
+            load(weights[:num_trainable], weights[num_trainable:], floats)
 
         self._scores = scores
         self._load_masked = load_masked

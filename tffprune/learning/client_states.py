@@ -161,15 +161,11 @@ class ClientStates:
         for client_id, count, arrived in zip(
             client_ids, examples, delivered, strict=True
         ):
-            files = ()
+            state, files = self.state(client_id), ()
             if self.plan.work.encoding.error_feedback:
                 new = f"{_file_stem(client_id)}_r{int(round_number)}.residual"
                 self._pending[client_id] = new
-                files = (
-                    self.residuals.path(self.state(client_id).residual),
-                    self.residuals.path(new),
-                )
-            state = self.state(client_id)
+                files = (self.residuals.path(state.residual), self.residuals.path(new))
             inputs.append(
                 self.plan.client_input(
                     round_number, state, self.mask(client_id), count, arrived, files
