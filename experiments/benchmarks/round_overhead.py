@@ -1,95 +1,199 @@
-"""What a federated round costs beyond the training inside it.
+"""What a federated round costs beyond the training and evaluation inside it.
 
-Times, in one process, the same rounds three ways and prints median seconds per
-round (after warm-up) and ratios:
+The limit on a machine is a plain TensorFlow loop doing the same work in one
+process: dense FedAvg with one Keras model, a ``tf.function`` training loop
+per client (Keras SGD with momentum, reset for each client), the NumPy
+weighted mean, and the same evaluation as a run's (the central test set, and
+every client's own test split). This benchmark times, in one run, that loop
+and tffprune's rounds (``Trainer.run_round``, evaluation included unless
+``--no-evaluate``) for FedAvg and Sub-FedAvg with every pruning method and
+upload format, and prints the median seconds per round after warm-up and the
+ratio to the plain loop.
 
-* plain TensorFlow: the same clients' training (`build_client_train_fn`, the
-  same batches and SGD-momentum) called directly, and FedAvg in NumPy;
-* tffprune `fedavg` (dense) on the TFF runtime;
-* tffprune `subfedavg` with 50% pruning and int8 uploads, for each pruning
-  method (weight, global-weight, unit, channel, hybrid): every method runs
-  inside the round's one TFF computation.
+With ``--main-job`` it times the README's main job as a whole instead: the
+wall time of ``tffprune train --sparsity 0.5`` (start-up, checkpoints and
+plots included) against that of the plain loop run as a program of its own
+for the same 10 rounds (this file with ``--plain-job``: it imports neither
+TFF nor tffprune's rounds), the two interleaved, median of ``--repeats``.
 
 The rounds after warm-up must not retrace any client function: the counts
-of traces (`tffprune.fl.client.TRACES`) before and after them are printed.
+of traces (`tffprune.fl.client.TRACES`) before and after them are checked.
 
 Usage:
-    uv run python experiments/benchmarks/round_overhead.py [--models fc lenet5]
-        [--methods weight unit] [--rounds 5] [--warmup 2]
+    uv run python experiments/benchmarks/round_overhead.py [--models fc]
+        [--aggregations fedavg subfedavg] [--methods none weight unit]
+        [--uploads float32 int8 int4+ef] [--rounds 5] [--warmup 2]
+        [--no-evaluate]
+    uv run python experiments/benchmarks/round_overhead.py --main-job [--repeats 3]
 
-Targets: fedavg / plain <= 1.15, subfedavg / plain <= 1.25 for every method.
+Targets (#32): every round at most 1.10x the plain loop, evaluation included;
+the main job's wall time at most 1.25x the plain program's.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
+from pathlib import Path
 
-import numpy as np
-import tensorflow as tf
+STARTED = time.perf_counter()
 
-from tffprune.config import TrainConfig
-from tffprune.data import build_federated_data, load_dataset
-from tffprune.fl.aggregation import fedavg
-from tffprune.fl.client import TRACES, build_client_train_fn
-from tffprune.fl.runtime import LocalRuntime
-from tffprune.fl.training import Trainer
-from tffprune.learning.optimizers import build_optimizer
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from tffprune.config import TrainConfig  # noqa: E402
+from tffprune.data import build_federated_data, load_dataset  # noqa: E402
+from tffprune.data.partition import FederatedData  # noqa: E402
+from tffprune.data.pipeline import batched_dataset  # noqa: E402
+from tffprune.fl.client import TRACES  # noqa: E402
+from tffprune.models.outputs import classification_loss  # noqa: E402
+from tffprune.models.source import resolve_model  # noqa: E402
+
+METHODS = ("none", "weight", "global-weight", "unit", "channel", "hybrid")
+UPLOADS = {
+    "float32": ("float32", False),
+    "int8": ("int8", False),
+    "int4+ef": ("int4", True),
+}
 
 
-def plain_round_seconds(trainer: Trainer, rounds: int, warmup: int) -> float:
-    """Plain TF: same sampled clients and batches, NumPy FedAvg."""
-    config = trainer.config
-    train = build_client_train_fn(
-        trainer.model_fn,
-        build_optimizer(
-            config.client_optimizer, config.client_learning_rate, config.client_momentum
-        ),
-    )
-    weights = list(trainer.state.server_weights)
-    ones = [
-        tf.constant(np.ones(s, np.float32))
-        for s in trainer.shapes[: trainer.num_trainable]
-    ]
-    rng = np.random.default_rng(config.seed)
+class PlainLoop:
+    """Dense FedAvg in plain TensorFlow and NumPy, evaluated like a run.
+
+    Args:
+        config: The run's settings (model, clients, batch, learning rate).
+        data: The clients' data and the central test set.
+    """
+
+    def __init__(self, config: TrainConfig, data: FederatedData) -> None:
+        self.config, self.data = config, data
+        tf.keras.utils.set_random_seed(config.seed)
+        model = resolve_model(
+            config.model, tuple(data.dataset.input_shape), data.dataset.num_classes
+        ).model_fn()
+        self.model = model
+        self.variables = model.trainable_weights + model.non_trainable_weights
+        self.weights = [v.numpy() for v in self.variables]
+        optimizer = tf.keras.optimizers.SGD(
+            config.client_learning_rate, momentum=config.client_momentum
+        )
+        optimizer.build(model.trainable_weights)
+        self.optimizer = optimizer
+        loss = classification_loss(model)
+
+        @tf.function
+        def train(dataset):
+            for inputs, labels in dataset:
+                with tf.GradientTape() as tape:
+                    value = loss(labels, model(inputs, training=True))
+                gradients = tape.gradient(value, model.trainable_weights)
+                optimizer.apply_gradients(
+                    zip(gradients, model.trainable_weights, strict=True)
+                )
+
+        @tf.function(reduce_retracing=True)
+        def scores(inputs, labels):
+            outputs = model(inputs, training=False)
+            predicted = tf.argmax(outputs, axis=-1, output_type=tf.int64)
+            return tf.equal(predicted, labels), loss(labels, outputs)
+
+        self._train, self._scores = train, scores
+        tests = [data.client_test(c) for c in range(data.num_clients)]
+        self.client_inputs = np.concatenate([inputs for inputs, _ in tests])
+        self.client_labels = np.concatenate([labels for _, labels in tests])
+        self.client_starts = np.cumsum([0] + [labels.size for _, labels in tests])
+        self.rng = np.random.default_rng(config.seed)
+
+    def run_round(self, round_number: int, evaluate: bool) -> None:
+        """One round: sample, train each client, average; then evaluate."""
+        config = self.config
+        sampled = np.sort(
+            self.rng.choice(config.num_clients, config.clients_per_round, False)
+        )
+        totals = [np.zeros_like(w) for w in self.weights]
+        examples = 0
+        for client in sampled:
+            for variable, value in zip(self.variables, self.weights, strict=True):
+                variable.assign(value)
+            for variable in self.optimizer.variables:
+                variable.assign(tf.zeros_like(variable))
+            inputs, labels = self.data.client_train(int(client))
+            seed = int(
+                np.random.SeedSequence(
+                    [config.seed, round_number, int(client)]
+                ).generate_state(1)[0]
+            )
+            self._train(
+                batched_dataset(
+                    inputs,
+                    labels,
+                    config.batch_size,
+                    shuffle_seed=seed,
+                    epochs=config.local_epochs,
+                )
+            )
+            for total, variable in zip(totals, self.variables, strict=True):
+                total += labels.size * variable.numpy()
+            examples += labels.size
+        self.weights = [total / examples for total in totals]
+        if evaluate:
+            self.evaluate()
+
+    def evaluate(self) -> tuple[float, float, float]:
+        """Central accuracy and loss, and the mean of the clients' accuracies."""
+        for variable, value in zip(self.variables, self.weights, strict=True):
+            variable.assign(value)
+        dataset = self.data.dataset
+        hits, loss = self._correct(dataset.x_test, dataset.y_test)
+        client_hits, _ = self._correct(self.client_inputs, self.client_labels)
+        per_client = [
+            client_hits[start:end].mean()
+            for start, end in itertools.pairwise(self.client_starts)
+            if end > start
+        ]
+        return float(hits.mean()), loss, float(np.mean(per_client))
+
+    def _correct(
+        self, inputs: np.ndarray, labels: np.ndarray, batch_size: int = 2048
+    ) -> tuple[np.ndarray, float]:
+        """Per example whether the argmax is right, and the mean loss."""
+        hits, loss_sum = [], 0.0
+        for start in range(0, labels.size, batch_size):
+            truth = labels[start : start + batch_size]
+            right, mean_loss = self._scores(
+                tf.constant(inputs[start : start + batch_size]),
+                tf.constant(truth, tf.int64),
+            )
+            hits.append(right.numpy())
+            loss_sum += float(mean_loss) * truth.size
+        return np.concatenate(hits), loss_sum / max(labels.size, 1)
+
+
+def plain_round_seconds(
+    config: TrainConfig, data: FederatedData, rounds: int, warmup: int, evaluate: bool
+) -> float:
+    """Median seconds of the plain loop's rounds after ``warmup``."""
+    loop = PlainLoop(config, data)
     seconds = []
     for round_number in range(warmup + rounds):
-        if round_number == warmup:
-            traced = sum(TRACES.values())
         started = time.perf_counter()
-        sampled = np.sort(
-            rng.choice(config.num_clients, config.clients_per_round, False)
-        )
-        results, counts = [], []
-        for client in sampled:
-            dataset = trainer._client_dataset(int(client), round_number)
-            trainable, non_trainable, count, _ = train(
-                [tf.constant(w) for w in weights[: trainer.num_trainable]],
-                [tf.constant(w) for w in weights[trainer.num_trainable :]],
-                ones,
-                dataset,
-            )
-            results.append(
-                [w.numpy() for w in trainable] + [w.numpy() for w in non_trainable]
-            )
-            counts.append(int(count))
-        weights = fedavg(weights, results, counts)
+        loop.run_round(round_number, evaluate)
         if round_number >= warmup:
             seconds.append(time.perf_counter() - started)
-    _check_no_retracing(traced)
     return statistics.median(seconds)
 
 
-def _check_no_retracing(traced_before: int) -> None:
-    retraced = sum(TRACES.values()) - traced_before
-    if retraced:
-        raise SystemExit(f"client functions retraced {retraced} times after warm-up")
-
-
 def tffprune_round_seconds(
-    config: TrainConfig, data, rounds: int, warmup: int
+    config: TrainConfig, data: FederatedData, rounds: int, warmup: int
 ) -> float:
+    """Median seconds of a `Trainer`'s rounds after ``warmup``."""
+    from tffprune.fl.training import Trainer
+
     trainer = Trainer(config, data)
     seconds = []
     for index in range(warmup + rounds):
@@ -99,66 +203,145 @@ def tffprune_round_seconds(
         trainer.run_round()
         if index >= warmup:
             seconds.append(time.perf_counter() - started)
-    _check_no_retracing(traced)
+    retraced = sum(TRACES.values()) - traced
+    if retraced:
+        raise SystemExit(f"client functions retraced {retraced} times after warm-up")
     return statistics.median(seconds)
 
 
-def measure(model: str, methods: list[str], data, rounds: int, warmup: int) -> None:
+def measure(arguments: argparse.Namespace, model: str, data: FederatedData) -> None:
+    """Prints the plain loop's round and every configuration's ratio to it."""
     common = dict(
         model=model,
         num_clients=100,
         clients_per_round=10,
         rounds=10_000,
-        eval_every=10_000,
+        eval_every=1 if arguments.evaluate else 10_000,
         batch_size=32,
     )
-    dense = TrainConfig(**common, aggregation="fedavg", method="none")
+    evaluation = "with" if arguments.evaluate else "without"
     print(
-        f"{model}, 10 clients x 480 examples, 1 epoch, batch 32; median of "
-        f"{rounds} rounds after {warmup} warm-up",
+        f"{model}, 10 clients x 480 examples, 1 epoch, batch 32, {evaluation} "
+        f"evaluation each round; median of {arguments.rounds} rounds after "
+        f"{arguments.warmup} warm-up",
         flush=True,
     )
-    plain = plain_round_seconds(Trainer(dense, data), rounds, warmup)
-    _report("plain TensorFlow + NumPy FedAvg", plain, plain)
-    _report(
-        "tffprune fedavg (TFF)",
-        tffprune_round_seconds(dense, data, rounds, warmup),
-        plain,
+    plain = plain_round_seconds(
+        TrainConfig(**common),
+        data,
+        arguments.rounds,
+        arguments.warmup,
+        arguments.evaluate,
     )
-    for method in methods:
-        pruned = TrainConfig(
+    _report("plain TensorFlow loop (dense FedAvg)", plain, plain)
+    ratios = []
+    for aggregation, method, upload in itertools.product(
+        arguments.aggregations, arguments.methods, arguments.uploads
+    ):
+        values, error_feedback = UPLOADS[upload]
+        config = TrainConfig(
             **common,
-            aggregation="subfedavg",
+            aggregation=aggregation,
             method=method,
-            sparsity=0.5,
-            upload_values="int8",
+            sparsity=0.0 if method == "none" else 0.5,
+            upload_values=values,
+            error_feedback=error_feedback,
         )
-        _report(
-            f"tffprune subfedavg {method} 50% int8",
-            tffprune_round_seconds(pruned, data, rounds, warmup),
-            plain,
+        seconds = tffprune_round_seconds(
+            config, data, arguments.rounds, arguments.warmup
+        )
+        ratios.append(seconds / plain)
+        sparsity = "" if method == "none" else " 50%"
+        _report(f"{aggregation} {method}{sparsity} {upload}", seconds, plain)
+    if ratios:
+        print(
+            f"ratios: median {statistics.median(ratios):.2f}x, largest "
+            f"{max(ratios):.2f}x, {sum(r <= 1.10 for r in ratios)} of "
+            f"{len(ratios)} at most 1.10x",
+            flush=True,
         )
 
 
 def _report(name: str, seconds: float, plain: float) -> None:
-    print(f"{name:<44} {seconds:6.2f} s/round  {seconds / plain:.2f}x", flush=True)
+    print(f"{name:<40} {seconds:6.2f} s/round  {seconds / plain:.2f}x", flush=True)
+
+
+def plain_job() -> None:
+    """The main job's work in the plain loop, as a program of its own."""
+    config = TrainConfig()
+    data = build_federated_data(
+        load_dataset(config.dataset),
+        config.num_clients,
+        config.partition,
+        seed=config.seed,
+    )
+    loop = PlainLoop(config, data)
+    for round_number in range(config.rounds):
+        loop.run_round(round_number, evaluate=True)
+    accuracy, _, personalized = loop.evaluate()
+    print(
+        f"plain job: central accuracy {accuracy:.4f}, clients {personalized:.4f}, "
+        f"{time.perf_counter() - STARTED:.1f} s in the process, TFF imported: "
+        f"{'tensorflow_federated' in sys.modules}"
+    )
+
+
+def main_job(repeats: int) -> None:
+    """Wall time of the README's main job against the plain program's."""
+    tffprune = Path(sys.executable).parent / "tffprune"
+    walls: dict[str, list[float]] = {"plain": [], "tffprune": []}
+    for _ in range(repeats):
+        with tempfile.TemporaryDirectory() as directory:
+            commands = {
+                "plain": [sys.executable, __file__, "--plain-job"],
+                "tffprune": [
+                    str(tffprune),
+                    "train",
+                    "--sparsity",
+                    "0.5",
+                    "--output-dir",
+                    str(Path(directory) / "run"),
+                ],
+            }
+            for name, command in commands.items():
+                started = time.perf_counter()
+                done = subprocess.run(command, capture_output=True, text=True)
+                walls[name].append(time.perf_counter() - started)
+                if done.returncode:
+                    raise SystemExit(f"{name} failed:\n{done.stderr[-2000:]}")
+                print(f"{name}: {walls[name][-1]:.1f} s; {done.stdout.strip()[-160:]}")
+    plain, ours = (statistics.median(walls[n]) for n in ("plain", "tffprune"))
+    print(
+        f"main job wall time, median of {repeats}: plain {plain:.1f} s, "
+        f"tffprune train --sparsity 0.5 {ours:.1f} s, {ours / plain:.2f}x"
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", nargs="+", default=["fc", "lenet5"])
-    parser.add_argument(
-        "--methods",
-        nargs="+",
-        default=["weight", "global-weight", "unit", "channel", "hybrid"],
-    )
+    parser.add_argument("--models", nargs="+", default=["fc"])
+    parser.add_argument("--aggregations", nargs="+", default=["fedavg", "subfedavg"])
+    parser.add_argument("--methods", nargs="+", default=list(METHODS))
+    parser.add_argument("--uploads", nargs="+", default=list(UPLOADS))
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--no-evaluate", dest="evaluate", action="store_false")
+    parser.add_argument("--main-job", action="store_true")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--plain-job", action="store_true", help=argparse.SUPPRESS)
     arguments = parser.parse_args()
+    if arguments.plain_job:
+        plain_job()
+        return
+    if arguments.main_job:
+        main_job(arguments.repeats)
+        return
+    from tffprune.fl.runtime import LocalRuntime
+
     data = build_federated_data(load_dataset("fashion_mnist"), 100, "iid", seed=0)
     with LocalRuntime():
         for model in arguments.models:
-            measure(model, arguments.methods, data, arguments.rounds, arguments.warmup)
+            measure(arguments, model, data)
     print(f"client function traces in total: {dict(TRACES)}")
 
 

@@ -33,7 +33,7 @@ from tffprune.fl.algorithm import (
 from tffprune.fl.client_steps import ClientWorkConfig
 from tffprune.fl.process import RoundParts, RoundProcess
 from tffprune.fl.residual_store import ResidualStore
-from tffprune.learning.optimizers import build_optimizer
+from tffprune.learning.optimizers import build_optimizer, in_place
 from tffprune.models.source import resolve_model
 from tffprune.pruning.policy import PruningPolicy, sparsity_report
 from tffprune.pruning.schedules import IterativeSchedule, build_schedule
@@ -258,7 +258,7 @@ class Trainer:
             model_fn,
             data,
             self.plan,
-            optimizer,
+            in_place(optimizer),
             config.batch_size,
             config.seed,
             personal_models=config.personal_models,

@@ -18,6 +18,7 @@ import tensorflow as tf
 import tensorflow_federated as tff
 
 from tffprune.fl.client import ClientWorkConfig, build_client_work_fn
+from tffprune.learning.optimizers import in_place
 
 
 def build_pruning_client_work(
@@ -32,7 +33,8 @@ def build_pruning_client_work(
 
     Args:
         model_fn: Builds a new Keras model (no arguments).
-        client_optimizer: The local optimizer, started afresh each round.
+        client_optimizer: The local optimizer, started afresh each round
+            (TFF's SGD runs in place: `tffprune.learning.optimizers.in_place`).
         work: Pruning method, guards, upload format and error feedback.
         download_type: The type of a client's `Download`.
         client_input_type: The type of a client's `ClientInput`.
@@ -46,7 +48,7 @@ def build_pruning_client_work(
 
     @tff.tensorflow.computation(download_type, client_input_type, dataset_type)
     def client_round(download, client, dataset):
-        run = build_client_work_fn(model_fn, client_optimizer, work)
+        run = build_client_work_fn(model_fn, in_place(client_optimizer), work)
         return run(download, client, dataset)
 
     output_type = client_round.type_signature.result[1]

@@ -18,8 +18,10 @@ FedAvgM, ``adam`` and ``yogi`` FedAdam and FedYogi (Reddi et al., 2021,
 from __future__ import annotations
 
 import tensorflow_federated as tff
+from tensorflow_federated.python.learning.optimizers import sgdm
 
 from tffprune.config import SERVER_OPTIMIZERS
+from tffprune.fl.client import MomentumSGD
 
 
 def build_optimizer(
@@ -65,3 +67,19 @@ def build_optimizer(
     if name == "adam":
         return tff.learning.optimizers.build_adam(learning_rate, **adaptive)
     return tff.learning.optimizers.build_yogi(learning_rate, **adaptive)
+
+
+def in_place(optimizer: tff.learning.optimizers.Optimizer):
+    """The client optimizer as the training loop runs it.
+
+    TFF's SGD, with or without momentum, at a fixed learning rate becomes a
+    `tffprune.fl.client.MomentumSGD`: the same rule run by TensorFlow's fused
+    in-place kernels. Any other optimizer is returned as it is.
+    """
+    if not isinstance(optimizer, sgdm._SGD):  # noqa: SLF001
+        return optimizer
+    state = optimizer.initialize(())
+    hparams = [state["learning_rate"], state.get("momentum", 0.0)]
+    if not all(isinstance(value, int | float) for value in hparams):
+        return optimizer
+    return MomentumSGD(float(hparams[0]), float(hparams[1]), optimizer)
