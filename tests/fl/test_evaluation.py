@@ -8,8 +8,9 @@ from tffprune.compression.compact import at_positions
 from tffprune.data import build_federated_data, load_dataset
 from tffprune.fl.algorithm import ClientState, PruningPlan
 from tffprune.fl.client_steps import ClientWorkConfig
-from tffprune.fl.evaluation import RunEvaluator
+from tffprune.fl.evaluation import Evaluator, RunEvaluator
 from tffprune.models import build_model
+from tffprune.models.outputs import classification_loss
 from tffprune.pruning import ConstantSparsity, PruningPolicy
 
 INPUT_SHAPE = (8, 8, 1)
@@ -115,3 +116,38 @@ def test_personalized_accuracy_is_each_subnetwork_in_plain_keras(setting):
     assert row["personalized_accuracy"] == pytest.approx(np.mean(expected), abs=1e-12)
     # Client 1's mask changes its answer: the comparison would see a mask ignored.
     assert keras_accuracy(1, clients[1].mask) != keras_accuracy(1, None)
+
+
+def test_subnetworks_in_chunks_are_each_scored_by_itself(setting):
+    """Chunks of 2 subnetworks, batches of 40: each accuracy as Keras's."""
+    data, weights, plan = setting
+    model = model_fn()
+    model.compile("adam", classification_loss(model))
+    model.fit(data.dataset.x_train, data.dataset.y_train, epochs=30, verbose=0)
+    weights = [w.numpy() for w in model.trainable_weights + model.non_trainable_weights]
+    num_trainable = len(plan.shapes)
+    rng = np.random.default_rng(5)
+    masks = (
+        [None]
+        + [[rng.random(s) < keep for s in plan.shapes] for keep in (0.9, 0.6, 0.8, 0.7)]
+        + [None]
+    )
+    tests = [data.client_test(i % 4) for i in range(6)]
+    tests[2] = (tests[2][0][:0], tests[2][1][:0])  # no examples: skipped
+
+    def keras_accuracy(index):
+        trainable = weights[:num_trainable]
+        if masks[index] is not None:
+            trainable = [w * m for w, m in zip(trainable, masks[index], strict=True)]
+        model.set_weights(trainable + weights[num_trainable:])
+        inputs, labels = tests[index]
+        return np.mean(model.predict(inputs, verbose=0).argmax(axis=1) == labels)
+
+    evaluator = Evaluator(model_fn, batch_size=40, client_chunk=2)
+    accuracies = evaluator.subnetwork_accuracies(weights, masks, tests)
+
+    expected = [keras_accuracy(i) for i in (0, 1, 3, 4, 5)]
+    assert accuracies == pytest.approx(expected, abs=1e-12)
+    # The masks change the answers: a subnetwork scored with another's mask
+    # would be seen.
+    assert len(set(expected)) == len(expected)

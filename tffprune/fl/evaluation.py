@@ -38,31 +38,63 @@ class Evaluator:
     """Evaluates weight lists with one compiled Keras model (plain TF).
 
     The forward pass, the argmax and the loss run in one ``tf.function`` per
-    batch; a subnetwork (weights times a mask) is loaded in TensorFlow, so a
-    round's evaluation of every client makes no NumPy pass over the weights.
+    batch. Every client's subnetwork (weights times its mask) is evaluated
+    in one ``tf.function`` call per chunk of clients (`client_chunk`): the
+    subnetwork is loaded and its examples scored inside the graph, so a
+    round's evaluation makes no Python call and no NumPy pass per client.
+
+    Args:
+        model_fn: Builds the model.
+        batch_size: Examples per forward pass.
+        client_chunk: Subnetworks per call, bounding the masks held at once
+            (a call also holds at most 16 batches of examples).
     """
 
-    def __init__(self, model_fn: Callable[[], tf.keras.Model]) -> None:
+    def __init__(
+        self,
+        model_fn: Callable[[], tf.keras.Model],
+        batch_size: int = 2048,
+        client_chunk: int = 16,
+    ) -> None:
         self.model = model = model_fn()
+        self.batch_size, self.client_chunk = batch_size, client_chunk
         loss = classification_loss(model)
         load = build_loader(model)
         num_trainable = len(model.trainable_weights)
 
-        @tf.function(reduce_retracing=True)
-        def scores(inputs, labels):
+        def hits(inputs, labels):
             outputs = model(inputs, training=False)
             predicted = tf.argmax(outputs, axis=-1, output_type=tf.int64)
-            return tf.math.count_nonzero(tf.equal(predicted, labels)), loss(
-                labels, outputs
-            )
+            return tf.math.count_nonzero(tf.equal(predicted, labels)), outputs
 
-        @tf.function
-        def load_masked(weights, masks):
-            floats = [tf.cast(m, tf.float32) for m in masks]
-            load(weights[:num_trainable], weights[num_trainable:], floats)
+        @tf.function(reduce_retracing=True)
+        def scores(inputs, labels):
+            correct, outputs = hits(inputs, labels)
+            return correct, loss(labels, outputs)
+
+        @tf.function(reduce_retracing=True)
+        def client_hits(weights, masks, inputs, labels, starts):
+            clients = tf.size(starts) - 1
+            correct = tf.TensorArray(tf.int64, size=clients)
+            if not masks:
+                load(weights[:num_trainable], weights[num_trainable:])
+            for client in tf.range(clients):
+                if masks:
+                    load(
+                        weights[:num_trainable],
+                        weights[num_trainable:],
+                        [tf.cast(m[client], tf.float32) for m in masks],
+                    )
+                count = tf.constant(0, tf.int64)
+                end = starts[client + 1]
+                for start in tf.range(starts[client], end, batch_size):
+                    stop = tf.minimum(start + batch_size, end)
+                    count += hits(inputs[start:stop], labels[start:stop])[0]
+                correct = correct.write(client, count)
+            return correct.stack()
 
         self._scores = scores
-        self._load_masked = load_masked
+        self._client_hits = client_hits
 
     def set_weights(self, weights: Sequence[np.ndarray]) -> None:
         """Loads trainable then non-trainable weights."""
@@ -70,17 +102,15 @@ class Evaluator:
         for variable, value in zip(variables, weights, strict=True):
             variable.assign(value)
 
-    def evaluate(
-        self, inputs: np.ndarray, labels: np.ndarray, batch_size: int = 2048
-    ) -> tuple[float, float]:
+    def evaluate(self, inputs: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
         """Accuracy and mean loss of the loaded weights on the examples."""
         if labels.size == 0:
             return float("nan"), float("nan")
-        correct, loss_sum = 0, 0.0
-        for start in range(0, labels.size, batch_size):
-            truth = labels[start : start + batch_size]
+        correct, loss_sum, size = 0, 0.0, self.batch_size
+        for start in range(0, labels.size, size):
+            truth = labels[start : start + size]
             hits, mean_loss = self._scores(
-                tf.constant(inputs[start : start + batch_size]),
+                tf.constant(inputs[start : start + size]),
                 tf.constant(truth, tf.int64),
             )
             correct += int(hits)
@@ -95,6 +125,10 @@ class Evaluator:
     ) -> list[float]:
         """Accuracy of each subnetwork of ``weights`` on its own examples.
 
+        Each client's examples are scored in batches of their own, as
+        `evaluate` scores them, so the figures are those of evaluating each
+        subnetwork by itself.
+
         Args:
             weights: Trainable then non-trainable weights.
             masks: Per subnetwork, one boolean mask per trainable weight
@@ -106,15 +140,45 @@ class Evaluator:
             The accuracies of the subnetworks with examples, in order.
         """
         tensors = [tf.constant(w) for w in weights]
-        kept = [tf.ones(v.shape, tf.bool) for v in self.model.trainable_weights]
-        accuracies = []
-        for mask, (inputs, labels) in zip(masks, tests, strict=True):
-            if labels.size == 0:
-                continue
-            given = kept if mask is None else [tf.constant(m, tf.bool) for m in mask]
-            self._load_masked(tensors, given)
-            accuracies.append(self.evaluate(inputs, labels)[0])
-        return accuracies
+        present = [i for i, (_, labels) in enumerate(tests) if labels.size]
+        accuracies = {}
+        whole = [i for i in present if masks[i] is None]
+        pruned = [i for i in present if masks[i] is not None]
+        for group, masked in ((whole, False), (pruned, True)):
+            for chunk in self._chunks(group, [tests[i][1].size for i in group]):
+                stacked = (
+                    [
+                        tf.constant(np.stack([masks[i][w] for i in chunk]))
+                        for w in range(len(masks[chunk[0]]))
+                    ]
+                    if masked
+                    else []
+                )
+                sizes = [tests[i][1].size for i in chunk]
+                correct = self._client_hits(
+                    tensors,
+                    stacked,
+                    tf.constant(np.concatenate([tests[i][0] for i in chunk])),
+                    tf.constant(np.concatenate([tests[i][1] for i in chunk]), tf.int64),
+                    tf.constant(np.cumsum([0, *sizes]), tf.int32),
+                )
+                for client, hits, size in zip(
+                    chunk, correct.numpy(), sizes, strict=True
+                ):
+                    accuracies[client] = int(hits) / size
+        return [accuracies[i] for i in present]
+
+    def _chunks(self, clients: list[int], sizes: list[int]) -> list[list[int]]:
+        """Consecutive clients, at most ``client_chunk`` and 16 batches a call."""
+        chunks, current, examples = [], [], 0
+        for client, size in zip(clients, sizes, strict=True):
+            full = len(current) == self.client_chunk
+            if current and (full or examples + size > 16 * self.batch_size):
+                chunks.append(current)
+                current, examples = [], 0
+            current.append(client)
+            examples += size
+        return chunks + [current] if current else chunks
 
 
 def central_sparsity(
