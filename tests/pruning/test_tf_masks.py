@@ -44,6 +44,20 @@ def test_hand_worked_case_with_ties_and_a_previous_mask():
     assert _tf_mask(weights, alive, 0).tolist() == alive.tolist()
 
 
+def test_magnitudes_across_the_whole_float_range():
+    # The cut is selected by the high, then the low bits of the float's bit
+    # pattern: 1.0 and 1.0000001 share their high 16 bits, 0 and the smallest
+    # denormal are the lowest patterns, 3e38 is near the largest.
+    weights = np.array([2.0, -3e38, 1.0000001, 0.0, -1.0, 1e-45], np.float32)
+    alive = np.ones(6, bool)
+    order = [3, 5, 4, 2, 0, 1]  # ascending |w|
+
+    for pruned in range(7):
+        expected = np.ones(6, bool)
+        expected[order[:pruned]] = False
+        assert _tf_mask(weights, alive, pruned).tolist() == expected.tolist()
+
+
 @given(
     size=st.integers(1, 400),
     sparsity=st.floats(0.0, 0.99),

@@ -9,8 +9,11 @@ client can prune inside its TFF work without its weights leaving the runtime.
 The NumPy functions remain the reference.
 
 The cut is found without sorting: for non-negative float32 values the integer
-bit patterns order like the values, so a bisection over the 31-bit patterns
-(31 counting passes, each O(n)) finds the exact k-th smallest magnitude.
+bit patterns order like the values, so a radix selection over the 31-bit
+patterns (two histogram passes, each O(n)) finds the exact k-th smallest
+magnitude. It replaced a bisection (31 counting passes), which took most of
+what weight pruning added to a round (fc: 1.43x the plain loop, against 1.17x
+for unit pruning, whose masks need no selection).
 """
 
 from __future__ import annotations
@@ -21,6 +24,9 @@ from tffprune.pruning.methods import get_method
 from tffprune.pruning.policy import channel_followers, channel_units
 
 _ABOVE_EVERY_FLOAT = tf.int32.max
+_LOW_BITS = 16
+_LOW_BINS = 1 << _LOW_BITS
+_HIGH_BINS = 1 << (31 - _LOW_BITS)
 
 
 @tf.autograph.experimental.do_not_convert
@@ -57,26 +63,36 @@ def weight_mask(
     return tf.reshape(keep, shape)
 
 
+def _smallest_cut(keys: tf.Tensor, needed: tf.Tensor) -> tf.Tensor:
+    """The smallest ``t`` with ``count(keys <= t) >= needed`` (non-negative keys).
+
+    A radix selection over the 31-bit keys in two histogram passes: the high
+    15 bits find the bin that holds the ``needed``-th smallest key, the low
+    16 bits of that bin's keys the key itself.
+    """
+    high = tf.bitwise.right_shift(keys, _LOW_BITS)
+    counts = tf.math.bincount(
+        high, minlength=_HIGH_BINS, maxlength=_HIGH_BINS, dtype=tf.int32
+    )
+    bin_ = tf.argmax(tf.cumsum(counts) >= needed, output_type=tf.int32)
+    below_bin = tf.cumsum(counts, exclusive=True)[bin_]
+    # ``<=`` and ``>=``, not ``==``: see `_prune_alive_lowest`.
+    at_bin = tf.logical_and(high <= bin_, high >= bin_)
+    in_bin = tf.dynamic_partition(
+        tf.bitwise.bitwise_and(keys, _LOW_BINS - 1), tf.cast(at_bin, tf.int32), 2
+    )[1]
+    low_counts = tf.math.bincount(
+        in_bin, minlength=_LOW_BINS, maxlength=_LOW_BINS, dtype=tf.int32
+    )
+    low = tf.argmax(tf.cumsum(low_counts) >= needed - below_bin, output_type=tf.int32)
+    return tf.bitwise.bitwise_or(tf.bitwise.left_shift(bin_, _LOW_BITS), low)
+
+
 def _prune_alive_lowest(
     keys: tf.Tensor, alive_flat: tf.Tensor, needed: tf.Tensor
 ) -> tf.Tensor:
     """Prunes the ``needed`` alive entries with the lowest keys (ties: index)."""
-
-    def count_at_most(threshold: tf.Tensor) -> tf.Tensor:
-        return tf.math.count_nonzero(keys <= threshold, dtype=tf.int32)
-
-    # Smallest threshold t with count(keys <= t) >= needed, in (low, high].
-    def step(low: tf.Tensor, high: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        middle = low + (high - low) // 2
-        enough = count_at_most(middle) >= needed
-        return tf.where(enough, low, middle), tf.where(enough, middle, high)
-
-    _, cut = tf.while_loop(
-        lambda low, high: high - low > 1,
-        step,
-        (tf.constant(-1, tf.int32), tf.constant(_ABOVE_EVERY_FLOAT - 1, tf.int32)),
-        maximum_iterations=32,
-    )
+    cut = _smallest_cut(keys, needed)
     below = keys < cut
     # Not ``keys == cut``: inside a TFF computation that equality came out all
     # False here (TF 2.14 / TFF 0.87 graph rewriting); ``<=`` and ``<`` agree.
