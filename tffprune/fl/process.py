@@ -24,6 +24,11 @@ import tensorflow_federated as tff
 
 from tffprune.compression.compact import CompactTensors, at_positions
 from tffprune.fl.client_steps import ClientWorkConfig
+from tffprune.fl.mergeable import (
+    OrderedMergeableContext,
+    collect_clients,
+    uncollect_clients,
+)
 from tffprune.fl.messages import ClientInput
 from tffprune.fl.runtime import ensure_runtime
 from tffprune.learning.algorithms import build_round
@@ -151,6 +156,9 @@ class RoundProcess:
         self.non_trainable_shapes = [
             tuple(t.shape) for t in list(weights_type)[self.num_trainable :]
         ]
+        # Over several workers: the round with its clients' outputs gathered at
+        # SERVER, so that no client trains twice (`tffprune.fl.mergeable`).
+        self._collected = None
 
     def initialize_roles(self) -> tuple:
         """The roles' initial states, ``(distributor, client_work, ...)``."""
@@ -187,11 +195,10 @@ class RoundProcess:
             raise ValueError("error feedback needs residual files for every client")
         state = tff.learning.templates.LearningAlgorithmState(list(weights), *roles)
         try:
-            output = self.iterative_process.next(state, list(inputs), list(datasets))
+            new_state, clients, metrics = self._next(state, inputs, datasets)
         except grpc.RpcError as error:
             raise _file_error(error) or error from None
         buffers = [np.ones(s, np.bool_) for s in self.non_trainable_shapes]
-        new_state = output.state
         return RoundOutput(
             weights=[np.asarray(w) for w in new_state.global_model_weights],
             roles=(
@@ -202,10 +209,26 @@ class RoundProcess:
             ),
             measurements={
                 role: {name: float(value) for name, value in values.items()}
-                for role, values in output.metrics.items()
+                for role, values in metrics.items()
             },
-            reports=[self._report(o, buffers) for o in output.clients],
+            reports=[self._report(o, buffers) for o in clients],
         )
+
+    def _next(self, state, inputs, datasets) -> tuple:
+        """The round's ``(state, client outputs, metrics)`` on the runtime."""
+        process = self.iterative_process
+        if not isinstance(
+            tff.framework.get_context_stack().current, OrderedMergeableContext
+        ):
+            output = process.next(state, list(inputs), list(datasets))
+            return output.state, output.clients, output.metrics
+        if self._collected is None:
+            self._collected = collect_clients(process.next)
+        new_state, gathered, metrics = self._collected(
+            state, list(inputs), list(datasets)
+        )
+        member = process.next.type_signature.result[1].member
+        return new_state, uncollect_clients(gathered, member), metrics
 
     def _report(self, output, buffers: list[np.ndarray]) -> ClientReport:
         """A client's `ClientOutput` as NumPy."""
