@@ -9,14 +9,9 @@ import pytest
 import tensorflow as tf
 import tensorflow_federated as tff
 
-from tffprune.fl.client import (
-    MomentumSGD,
-    build_client_train_fn,
-    build_client_work_fn,
-)
+from tffprune.fl.client import build_client_train_fn, build_client_work_fn
 from tffprune.fl.client_steps import ClientWorkConfig
 from tffprune.fl.messages import ClientInput, Download, PruningStep
-from tffprune.learning.optimizers import in_place
 from tffprune.pruning import PruningPolicy, build_masks, mask_distance
 from tffprune.pruning.counts import pruning_counts
 
@@ -134,35 +129,3 @@ def test_a_threshold_above_the_distance_keeps_the_mask(setting):
 
     assert 0.0 < distance <= 0.99
     assert all(m.all() for m in masks)
-
-
-@pytest.mark.parametrize("momentum", [None, 0.5])
-def test_sgd_in_place_is_tffs_sgd_step_for_step(setting, momentum):
-    # The oracle: TFF's own optimizer, run functionally. In place, the fused
-    # kernels of the same rule must give the same weights, and keep pruned
-    # weights at exactly 0 under a mask.
-    inputs, labels, weights, _ = setting
-    optimizer = tff.learning.optimizers.build_sgdm(0.5, momentum=momentum)
-    rule = in_place(optimizer)
-    assert isinstance(rule, MomentumSGD)
-    masks = [tf.ones_like(w) for w in weights]
-    masks[0] = tf.constant(
-        np.arange(weights[0].size).reshape(weights[0].shape) % 2, tf.float32
-    )
-    start = list(weights)
-    start[0] = weights[0] * masks[0].numpy()
-    functional = build_client_train_fn(model_fn, optimizer)
-    fused = build_client_train_fn(model_fn, rule)
-
-    for _ in range(2):  # the second call checks the accumulators were reset
-        expected, _, _, _ = functional(start, [], masks, _dataset(inputs, labels))
-        trained, _, _, _ = fused(start, [], masks, _dataset(inputs, labels))
-        for ours, theirs in zip(trained, expected, strict=True):
-            np.testing.assert_allclose(ours.numpy(), theirs.numpy(), atol=1e-6)
-    assert not np.any(trained[0].numpy()[masks[0].numpy() == 0])
-    assert np.any(trained[0].numpy() != start[0])
-
-
-def test_other_optimizers_are_not_run_in_place():
-    adam = tff.learning.optimizers.build_adam(0.1)
-    assert in_place(adam) is adam

@@ -54,126 +54,18 @@ steps and their helpers use explicit TensorFlow control flow (``tf.cond``,
 from __future__ import annotations
 
 import collections
-import dataclasses
 from collections.abc import Callable
-from typing import Any
 
 import tensorflow as tf
 
 from tffprune.fl.client_steps import ClientWorkConfig, Trial
 from tffprune.fl.messages import ClientOutput
+from tffprune.fl.optimizer_steps import Optimizer, optimizer_steps
 from tffprune.models.outputs import classification_loss
-
-# A ``tff.learning.optimizers.Optimizer``, named here without importing TFF.
-Optimizer = Any
 
 # How many times each client function's Python body ran, i.e. was traced into
 # a graph (benchmarks check that rounds do not retrace).
 TRACES: collections.Counter[str] = collections.Counter()
-
-
-@dataclasses.dataclass(frozen=True)
-class MomentumSGD:
-    """TFF's ``build_sgdm`` rule, run in place: ``a = m a + g; w = w - lr a``.
-
-    TFF's optimizers are functional: each step builds new weights (and
-    moments), which the training loop then assigns to the model. For SGD,
-    with or without momentum, TensorFlow has fused kernels of the very same
-    rule (``ResourceApplyMomentum``, ``ResourceApplyGradientDescent``) that
-    update the variables in place. Measured on fc (2.4 million weights, batch
-    32, 2 cores): 9.6 ms a step through TFF's ``next``, 6.4 ms in place.
-    `tffprune.learning.optimizers.in_place` makes one from TFF's optimizer.
-
-    Attributes:
-        learning_rate: The step size.
-        momentum: The momentum (0: plain SGD, no accumulator).
-        functional: The TFF optimizer of the same rule, which runs where the
-            fused kernels do not apply (variables other than float32).
-    """
-
-    learning_rate: float
-    momentum: float
-    functional: Optimizer
-
-
-class _FunctionalSteps:
-    """A ``tff.learning.optimizers`` optimizer's steps, its state as tensors."""
-
-    def __init__(self, optimizer: Optimizer, model: tf.keras.Model) -> None:
-        self.optimizer, self.model = optimizer, model
-        # Tuples, not lists: a dataset loop carries a list as one stacked tensor.
-        self.specs = tuple(
-            tf.TensorSpec(v.shape, v.dtype) for v in model.trainable_weights
-        )
-
-    @tf.autograph.experimental.do_not_convert
-    def initialize(self):
-        """The optimizer's state at the round's start."""
-        return tf.nest.map_structure(
-            tf.convert_to_tensor, self.optimizer.initialize(self.specs)
-        )
-
-    @tf.autograph.experimental.do_not_convert
-    def next(self, state, gradients, masks):
-        """One step with masked gradients; returns the optimizer's state."""
-        gradients = tuple(g * m for g, m in zip(gradients, masks, strict=True))
-        variables = self.model.trainable_weights
-        state, updated = self.optimizer.next(state, tuple(variables), gradients)
-        for variable, value in zip(variables, updated, strict=True):
-            variable.assign(value)
-        return state
-
-
-class _InPlaceSteps:
-    """`MomentumSGD`'s steps: fused kernels, accumulators in variables."""
-
-    def __init__(self, rule: MomentumSGD, model: tf.keras.Model) -> None:
-        self.rule, self.variables = rule, model.trainable_weights
-        self.accumulators = [
-            tf.Variable(tf.zeros(v.shape, v.dtype), trainable=False)
-            for v in self.variables
-            if rule.momentum
-        ]
-
-    @tf.autograph.experimental.do_not_convert
-    def initialize(self):
-        """Zero accumulators (the optimizer starts afresh each round)."""
-        for accumulator in self.accumulators:
-            accumulator.assign(tf.zeros_like(accumulator))
-        return ()
-
-    @tf.autograph.experimental.do_not_convert
-    def next(self, state, gradients, masks):
-        """One step with masked gradients, in place."""
-        rate = tf.constant(self.rule.learning_rate, tf.float32)
-        for index, (variable, gradient, mask) in enumerate(
-            zip(self.variables, gradients, masks, strict=True)
-        ):
-            if self.rule.momentum:
-                tf.raw_ops.ResourceApplyMomentum(
-                    var=variable.handle,
-                    accum=self.accumulators[index].handle,
-                    lr=rate,
-                    grad=gradient * mask,
-                    momentum=tf.constant(self.rule.momentum, tf.float32),
-                )
-            else:
-                tf.raw_ops.ResourceApplyGradientDescent(
-                    var=variable.handle, alpha=rate, delta=gradient * mask
-                )
-        return state
-
-
-def _optimizer_steps(optimizer, model: tf.keras.Model):
-    """The steps of ``optimizer``: in place for a `MomentumSGD` on float32."""
-    in_place = isinstance(optimizer, MomentumSGD) and all(
-        v.dtype == tf.float32 and hasattr(v, "handle") for v in model.trainable_weights
-    )
-    if in_place:
-        return _InPlaceSteps(optimizer, model)
-    if isinstance(optimizer, MomentumSGD):
-        optimizer = optimizer.functional
-    return _FunctionalSteps(optimizer, model)
 
 
 def build_client_train_fn(
@@ -190,7 +82,8 @@ def build_client_train_fn(
         model_fn: Builds the Keras model (same architecture as the server's).
         optimizer: The local optimizer: a ``tff.learning.optimizers``
             optimizer (anything with ``initialize(specs)`` and ``next(state,
-            weights, gradients) -> (state, weights)``) or a `MomentumSGD`,
+            weights, gradients) -> (state, weights)``) or a
+            `tffprune.fl.optimizer_steps.MomentumSGD`,
             started afresh each round, as TFF's FedAvg client does.
         early_snapshot: Also return the trainable weights as they were after
             the batch that brought the examples seen to ``early_examples``
@@ -210,7 +103,7 @@ def build_client_train_fn(
     """
     model = model_fn()
     loss_fn = classification_loss(model)
-    steps = _optimizer_steps(optimizer, model)
+    steps = optimizer_steps(optimizer, model)
     load = build_loader(model)
 
     def snapshot():

@@ -28,7 +28,8 @@ import tensorflow as tf
 from tffprune.data.partition import FederatedData
 from tffprune.data.pipeline import batched_dataset
 from tffprune.fl.algorithm import ClientState, PruningPlan
-from tffprune.fl.client import Optimizer, build_client_train_fn, build_loader
+from tffprune.fl.client import build_client_train_fn, build_loader
+from tffprune.fl.optimizer_steps import Optimizer
 from tffprune.models.outputs import classification_loss
 from tffprune.pruning.policy import apply_masks, sparsity_report
 from tffprune.pruning.schedules import IterativeSchedule

@@ -21,7 +21,7 @@ import tensorflow_federated as tff
 from tensorflow_federated.python.learning.optimizers import sgdm
 
 from tffprune.config import SERVER_OPTIMIZERS
-from tffprune.fl.client import MomentumSGD
+from tffprune.fl.optimizer_steps import MomentumSGD
 
 
 def build_optimizer(
