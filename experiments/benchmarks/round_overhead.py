@@ -309,7 +309,8 @@ def main_job(repeats: int) -> None:
                 walls[name].append(time.perf_counter() - started)
                 if done.returncode:
                     raise SystemExit(f"{name} failed:\n{done.stderr[-2000:]}")
-                print(f"{name}: {walls[name][-1]:.1f} s; {done.stdout.strip()[-160:]}")
+                last = (done.stdout.strip().splitlines() or [""])[-1]
+                print(f"{name}: {walls[name][-1]:.1f} s; {last[:120]}")
     plain, ours = (statistics.median(walls[n]) for n in ("plain", "tffprune"))
     print(
         f"main job wall time, median of {repeats}: plain {plain:.1f} s, "
