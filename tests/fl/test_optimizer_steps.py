@@ -11,11 +11,16 @@ from tffprune.learning.optimizers import in_place
 
 
 def model_fn():
-    tf.keras.utils.set_random_seed(1)
-    inputs = tf.keras.Input((4,))
-    hidden = tf.keras.layers.Dense(6, activation="relu")(inputs)
-    outputs = tf.keras.layers.Dense(3, activation="softmax")(hidden)
-    return tf.keras.Model(inputs, outputs)
+    """Two hidden layers and a logits head."""
+    tf.keras.utils.set_random_seed(2)
+    return tf.keras.Sequential(
+        [
+            tf.keras.Input((4,)),
+            tf.keras.layers.Dense(5, activation="relu"),
+            tf.keras.layers.Dense(5, activation="tanh"),
+            tf.keras.layers.Dense(3),
+        ]
+    )
 
 
 def _dataset():
