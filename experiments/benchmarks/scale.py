@@ -12,6 +12,9 @@ In one process:
   the driver once sampled (one byte per weight, 2.4 MB for fc), so the
   driver grows with the clients seen; the clients seen are printed beside it.
 
+Memory: the TFF worker holds about 200 MB a client of a round for fc (100
+clients per round: about 20 GiB, measured 2026-12-04; experiments/README.md).
+
 Usage:
     uv run python experiments/benchmarks/scale.py [--rounds 100]
         [--per-round 10 50 100] [--output experiments/results/scale.csv]
