@@ -67,10 +67,6 @@ def build_pruning_client_work(
             ),
         )
 
-    @tff.tensorflow.computation(client_round.type_signature.result)
-    def output_of(result):
-        return result[1]
-
     @tff.federated_computation()
     def initialize():
         return tff.federated_value((), tff.SERVER)
@@ -83,8 +79,8 @@ def build_pruning_client_work(
     )
     def next_fn(state, downloads, clients, datasets):
         results = tff.federated_map(client_round, (downloads, clients, datasets))
-        outputs = tff.federated_map(output_of, results)
-        sums = tff.federated_sum(tff.federated_map(costs, outputs))
+        # A selection, not a computation returning the part (that copied it).
+        sums = tff.federated_sum(tff.federated_map(costs, results[1]))
         return tff.templates.MeasuredProcessOutput(
             state=state,
             result=results,
