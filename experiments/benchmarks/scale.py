@@ -12,8 +12,8 @@ In one process:
   the driver once sampled (one byte per weight, 2.4 MB for fc), so the
   driver grows with the clients seen; the clients seen are printed beside it.
 
-Memory: the TFF worker holds about 200 MB a client of a round for fc (100
-clients per round: about 20 GiB, measured 2026-12-04; experiments/README.md).
+Memory: the TFF worker holds about 100 MB a client of a round for fc (100
+clients per round: about 11 GiB by extrapolation; experiments/README.md).
 
 Usage:
     uv run python experiments/benchmarks/scale.py [--rounds 100]
