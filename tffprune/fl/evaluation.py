@@ -145,8 +145,9 @@ class Evaluator:
         accuracies = {}
         whole = [i for i in present if masks[i] is None]
         pruned = [i for i in present if masks[i] is not None]
+        sizes = {i: tests[i][1].size for i in present}
         for group, masked in ((whole, False), (pruned, True)):
-            for chunk in self._chunks(group, [tests[i][1].size for i in group]):
+            for chunk in self._chunks(group, [sizes[i] for i in group]):
                 stacked = (
                     [
                         tf.constant(np.stack([masks[i][w] for i in chunk]))
@@ -155,16 +156,16 @@ class Evaluator:
                     if masked
                     else []
                 )
-                sizes = [tests[i][1].size for i in chunk]
+                counts = [sizes[i] for i in chunk]
                 correct = self._client_hits(
                     tensors,
                     stacked,
                     tf.constant(np.concatenate([tests[i][0] for i in chunk])),
                     tf.constant(np.concatenate([tests[i][1] for i in chunk]), tf.int64),
-                    tf.constant(np.cumsum([0, *sizes]), tf.int32),
+                    tf.constant(np.cumsum([0, *counts]), tf.int32),
                 )
                 for client, hits, size in zip(
-                    chunk, correct.numpy(), sizes, strict=True
+                    chunk, correct.numpy(), counts, strict=True
                 ):
                     accuracies[client] = int(hits) / size
         return [accuracies[i] for i in present]

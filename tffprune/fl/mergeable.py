@@ -19,8 +19,10 @@ aggregate), so a round that returns its clients' outputs trains every client
 twice. `collect_clients` avoids that: it gathers the outputs at SERVER in one
 more aggregation, parallel to the round's own, so nothing placed at CLIENTS is
 left after the merge (`uncollect_clients` splits them again). Measured with
-two loopback workers, fc, 20 clients a round: 9.0 s a round before, against
-4.5 s on one worker (2 cores in all).
+two loopback workers, fc, 20 clients a round, 2 cores in all: 9.0 s a round
+before, 6.2 s after, against 3.8-4.5 s on one worker. Each accumulation
+copies the gathered buffer, so a worker's share of K clients costs O(K^2)
+copying (K = 10 fc clients: about 130 MB of copies a round).
 """
 
 from __future__ import annotations

@@ -223,11 +223,10 @@ class RoundProcess:
             output = process.next(state, list(inputs), list(datasets))
             return output.state, output.clients, output.metrics
         if self._collected is None:
-            self._collected = collect_clients(process.next)
-        new_state, gathered, metrics = self._collected(
-            state, list(inputs), list(datasets)
-        )
-        member = process.next.type_signature.result[1].member
+            member = process.next.type_signature.result[1].member
+            self._collected = (collect_clients(process.next), member)
+        collected, member = self._collected
+        new_state, gathered, metrics = collected(state, list(inputs), list(datasets))
         return new_state, uncollect_clients(gathered, member), metrics
 
     def _report(self, output, buffers: list[np.ndarray]) -> ClientReport:

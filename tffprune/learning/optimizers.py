@@ -73,7 +73,7 @@ def in_place(optimizer: tff.learning.optimizers.Optimizer):
     """The client optimizer as the training loop runs it.
 
     TFF's SGD, with or without momentum, at a fixed learning rate becomes a
-    `tffprune.fl.client.MomentumSGD`: the same rule run by TensorFlow's fused
+    `tffprune.fl.optimizer_steps.MomentumSGD`: the same rule run by TensorFlow's fused
     in-place kernels. Any other optimizer is returned as it is.
     """
     if not isinstance(optimizer, sgdm._SGD):  # noqa: SLF001

@@ -11,9 +11,8 @@ The NumPy functions remain the reference.
 The cut is found without sorting: for non-negative float32 values the integer
 bit patterns order like the values, so a radix selection over the 31-bit
 patterns (two histogram passes, each O(n)) finds the exact k-th smallest
-magnitude. It replaced a bisection (31 counting passes), which took most of
-what weight pruning added to a round (fc: 1.43x the plain loop, against 1.17x
-for unit pruning, whose masks need no selection).
+magnitude. It replaced a bisection (31 counting passes): an fc client's masks
+took 32 ms with it and take 26 ms now (global-weight: 44 -> 29 ms).
 """
 
 from __future__ import annotations
