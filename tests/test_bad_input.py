@@ -10,7 +10,7 @@ import sys
 
 import numpy as np
 from click.testing import CliRunner
-from crafted_files import RunsACommand
+from crafted_files import RunsACommand, model_file_running_a_command
 
 from tffprune.cli import cli
 from tffprune.data.formats import write_idx
@@ -431,6 +431,31 @@ def test_a_cifar_batch_that_would_run_code_is_refused_by_train_and_data(tmp_path
         assert "Traceback" not in result.output
     assert not marker.exists()
     assert not (tmp_path / "run").exists()
+
+
+def test_a_model_file_that_would_run_code_is_refused_by_train_and_export(tmp_path):
+    marker = tmp_path / "ran"
+    model_file = tmp_path / "evil.h5"
+    model_file_running_a_command(model_file, marker)
+    marker.unlink()  # saving built the model, and so ran the lambda once
+    runner = CliRunner()
+    commands = [
+        ["train", *QUICK, "--dataset", "digits", "--model", str(model_file),
+         "--output-dir", str(tmp_path / "run")],
+        ["export", str(model_file), "--output-dir", str(tmp_path / "edge")],
+    ]  # fmt: skip
+
+    for arguments in commands:
+        result = runner.invoke(cli, arguments)
+
+        assert result.exit_code == 2, result.output
+        assert "holds a Lambda layer with Python code (bytecode), which loading " in (
+            result.output
+        )
+        assert "Traceback" not in result.output
+    assert not marker.exists()
+    assert not (tmp_path / "run").exists()
+    assert not (tmp_path / "edge").exists()
 
 
 def test_a_worker_log_it_cannot_write_names_the_option(tmp_path):

@@ -41,6 +41,7 @@ from tffprune.data.arrays import as_inputs, as_labels
 from tffprune.data.datasets import Dataset
 from tffprune.data.formats import DataError, read_npz_arrays
 from tffprune.export import c_array, client_model, lut, sizes, slim, tflite, verify
+from tffprune.models.files import load_model_file
 from tffprune.pruning.policy import model_sparsity
 from tffprune.reporting.files import (
     prepare_output_dir,
@@ -52,6 +53,7 @@ from tffprune.reporting.files import (
 
 MODEL_FILES = ("global_model.keras", "model.keras")
 OUTPUT_FILES = ("model.tflite", "model_data.cc", "model_data.h", "export.json")
+_OWN_LAYERS = "export a model built of Keras' own layers (a Lambda replaced by one)"
 CLIENT_MODEL_FILE = "client_model.keras"
 """With ``client``: that client's model as Keras, beside its ``.tflite``."""
 
@@ -89,14 +91,6 @@ def resolve_model(path: str | Path) -> tuple[Path, dict]:
     if sibling.is_file():
         summary = json.loads(sibling.read_text())
     return path, summary
-
-
-def _load(path: Path) -> tf.keras.Model:
-    try:
-        return tf.keras.models.load_model(path, compile=False)
-    except (OSError, ValueError) as error:
-        first = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise ValueError(f"{path} is not a loadable Keras model: {first}") from None
 
 
 def summary_line(result: dict, clusters: int | None, output_dir: str | Path) -> str:
@@ -249,7 +243,7 @@ def export_model(
         raise ValueError(
             f"{output_dir} already has {', '.join(existing)}; pass --overwrite"
         )
-    model = _load(model_path)
+    model = load_model_file(model_path, "export", _OWN_LAYERS)
     scale = _scale_inputs(summary)
     picked = None
     if client is not None:
@@ -308,7 +302,8 @@ def export_model(
 
     baseline_path = model_path.parent / "baseline.keras"
     if baseline_path.is_file():
-        baseline, baseline_source = _load(baseline_path), str(baseline_path)
+        baseline = load_model_file(baseline_path, "export", _OWN_LAYERS)
+        baseline_source = str(baseline_path)
     else:
         # clone_model builds the same layers with freshly initialized weights
         # (the unslimmed architecture: the dense network the run started from).

@@ -29,6 +29,7 @@ import tensorflow as tf
 
 from tffprune.config import MODEL_FILE_SUFFIXES
 from tffprune.models.builders import MODEL_NAMES, build_model
+from tffprune.models.files import load_model_file
 from tffprune.pruning.policy import check_not_tfmot_wrapped
 
 
@@ -187,13 +188,11 @@ def resolve_model(
         path = Path(reference).expanduser()
         if not path.is_file():
             raise ValueError(f"--model: model file {reference} does not exist")
-        try:
-            saved = tf.keras.models.load_model(path, compile=False)
-        except Exception as error:  # noqa: BLE001 - any reason it cannot load
-            raise ValueError(
-                f"--model: cannot load {reference}: {type(error).__name__}: "
-                f"{error}".splitlines()[0]
-            ) from None
+        saved = load_model_file(
+            path,
+            "--model",
+            "build the model in a function and pass --model file.py:function",
+        )
         _check_model(saved, str(path), input_shape, num_classes)
         weights = [
             w.numpy() for w in saved.trainable_weights + saved.non_trainable_weights
