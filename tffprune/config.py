@@ -133,7 +133,9 @@ class TrainConfig:
         "weights start the run).",
     )
     width_multiplier: float = option(
-        1.0, "model", "resnet12: scales its widths (1.0: 64..512 filters)."
+        1.0,
+        "model",
+        "resnet12 and jeurkar_resnet12: scales their widths (1.0: 64..512 filters).",
     )
     method: str = option("weight", "pruning", "How clients prune.", METHODS)
     sparsity: float = option(
@@ -435,7 +437,7 @@ class TrainConfig:
     @property
     def model_options(self) -> dict[str, float]:
         """Builder options for `tffprune.models.build_model`."""
-        if self.model == "resnet12":
+        if self.model in ("resnet12", "jeurkar_resnet12"):
             return {"width_multiplier": self.width_multiplier}
         return {}
 

@@ -40,13 +40,40 @@ def test_fedavg_cnn_parameter_count_matches_mcmahan_et_al():
 @pytest.mark.parametrize("name", MODEL_NAMES)
 @pytest.mark.parametrize("shape,classes", [((28, 28, 1), 10), ((32, 32, 3), 7)])
 def test_models_follow_data_set_shape(name, shape, classes):
-    options = {"width_multiplier": 0.125} if name == "resnet12" else {}
+    resnets = ("resnet12", "jeurkar_resnet12")
+    options = {"width_multiplier": 0.125} if name in resnets else {}
     model = build_model(name, shape, classes, **options)
 
     logits = model(np.zeros((2, *shape), np.float32))
 
     assert logits.shape == (2, classes)
     assert model.layers[-1].name == "logits"
+
+
+def test_jeurkar_resnet12_is_their_codes_resnet12():
+    # Their notebooks' ResNet12: a 3x3 stem (1 -> 64), then per stage three
+    # BasicBlocks (two 3x3 convs), the first with a 1x1 projection where the
+    # width changes: stage 1 at 64 needs none.
+    stem = 9 * 64
+    stage_1 = 3 * 2 * 9 * 64 * 64
+    stage_2 = 9 * 64 * 128 + 9 * 128 * 128 + 64 * 128 + 4 * 9 * 128 * 128
+    stage_3 = 9 * 128 * 256 + 9 * 256 * 256 + 128 * 256 + 4 * 9 * 256 * 256
+    stage_4 = 9 * 256 * 512 + 9 * 512 * 512 + 256 * 512 + 4 * 9 * 512 * 512
+    convolutions = stem + stage_1 + stage_2 + stage_3 + stage_4
+    # BatchNorm gamma and beta of every channel: the stem, 6 per stage, and
+    # the three projections.
+    channels = 64 + 6 * (64 + 128 + 256 + 512) + 128 + 256 + 512
+    linear = 512 * 10 + 10
+    model = build_model("jeurkar_resnet12", (28, 28, 1), 10)
+    trainable = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
+    convs = [w for w in model.trainable_weights if len(w.shape) == 4]
+
+    assert trainable == convolutions + 2 * channels + linear == 17_443_530
+    assert len(convs) == 1 + 4 * 3 * 2 + 3
+    # 28 -> 28 -> 14 -> 7 -> 4 (PyTorch's padding=1 at stride 2), as their
+    # avg_pool2d(out, 4) expects.
+    last = model.get_layer("stage_4_3_relu_out").output
+    assert tuple(last.shape[1:]) == (4, 4, 512)
 
 
 def test_same_seed_same_weights():

@@ -12,6 +12,7 @@ _BUILDERS = (
     "FC_HIDDEN_UNITS",
     "build_fc",
     "build_fedavg_cnn",
+    "build_jeurkar_resnet12",
     "build_lenet5",
     "build_model",
     "build_resnet12",

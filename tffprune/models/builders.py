@@ -25,8 +25,18 @@ checkpoints can refer to them.
 * ``resnet12``: four residual stages of three 3x3 conv + BatchNorm + ReLU with a
   1x1 projection shortcut and 2x2 max pooling, widths (64, 128, 256, 512),
   global average pooling and a linear classifier (the ResNet-12 of
-  few-shot learning, used by Jeurkar et al.). ``width_multiplier`` scales the
-  widths for runs on small machines.
+  few-shot learning: 12 convolutions). ``width_multiplier`` scales the widths
+  for runs on small machines.
+* ``jeurkar_resnet12``: the "ResNet12" of Jeurkar et al.'s code (its
+  notebooks' ``ResNet12``, PyTorch): a 3x3 stem convolution (64, BatchNorm,
+  ReLU), then four stages of three basic blocks (two 3x3 conv + BatchNorm,
+  identity shortcut, or a 1x1 conv + BatchNorm where the shape changes),
+  widths (64, 128, 256, 512), strides (1, 2, 2, 2), global average pooling
+  and a linear classifier: 12 residual blocks, 28 convolutions, 17,443,530
+  trainable parameters on 28x28x1 (ResNet-18's layout with three blocks a
+  stage, not few-shot ResNet-12's 12 convolutions). Stride-2 convolutions pad
+  one pixel on every side as PyTorch's ``padding=1`` does; BatchNorm uses
+  PyTorch's epsilon 1e-5 and momentum 0.1. ``width_multiplier`` as above.
 """
 
 from __future__ import annotations
@@ -145,6 +155,62 @@ def build_resnet12(
     return tf.keras.Model(inputs, outputs, name="resnet12")
 
 
+def _basic_block(x: tf.Tensor, filters: int, stride: int, name: str) -> tf.Tensor:
+    """PyTorch's ``BasicBlock``: conv-BN-ReLU, conv-BN, plus shortcut, ReLU."""
+
+    def conv_bn(inputs, size, step, suffix):
+        if step > 1 and size > 1:  # PyTorch's symmetric padding=1
+            inputs = _layers.ZeroPadding2D(1, name=f"{name}_pad_{suffix}")(inputs)
+        outputs = _layers.Conv2D(
+            filters,
+            size,
+            step,
+            padding="same" if step == 1 else "valid",
+            use_bias=False,
+            name=f"{name}_conv_{suffix}",
+        )(inputs)
+        return _layers.BatchNormalization(
+            epsilon=1e-5, momentum=0.9, name=f"{name}_bn_{suffix}"
+        )(outputs)
+
+    shortcut = x
+    if stride != 1 or x.shape[-1] != filters:
+        shortcut = conv_bn(x, 1, stride, "shortcut")
+    y = _layers.ReLU(name=f"{name}_relu_1")(conv_bn(x, 3, stride, "1"))
+    y = _layers.Add(name=f"{name}_add")([conv_bn(y, 3, 1, "2"), shortcut])
+    return _layers.ReLU(name=f"{name}_relu_out")(y)
+
+
+def build_jeurkar_resnet12(
+    input_shape: Sequence[int],
+    num_classes: int,
+    width_multiplier: float = 1.0,
+) -> tf.keras.Model:
+    """Jeurkar et al.'s "ResNet12": 4 stages of 3 basic blocks (module docstring)."""
+    if not width_multiplier > 0:
+        raise ValueError(f"width_multiplier must be > 0, got {width_multiplier}")
+
+    def width(base: int) -> int:
+        return max(1, int(round(base * width_multiplier)))
+
+    inputs = _input(input_shape)
+    x = _layers.Conv2D(width(64), 3, padding="same", use_bias=False, name="stem_conv")(
+        inputs
+    )
+    x = _layers.BatchNormalization(epsilon=1e-5, momentum=0.9, name="stem_bn")(x)
+    x = _layers.ReLU(name="stem_relu")(x)
+    for stage, (base, stride) in enumerate(
+        ((64, 1), (128, 2), (256, 2), (512, 2)), start=1
+    ):
+        for block in (1, 2, 3):
+            x = _basic_block(
+                x, width(base), stride if block == 1 else 1, f"stage_{stage}_{block}"
+            )
+    x = _layers.GlobalAveragePooling2D(name="global_pool")(x)
+    outputs = _layers.Dense(num_classes, name="logits")(x)
+    return tf.keras.Model(inputs, outputs, name="jeurkar_resnet12")
+
+
 _BUILDERS: dict[str, Callable[..., tf.keras.Model]] = {
     "fc": build_fc,
     "tfmot_cnn": build_tfmot_cnn,
@@ -152,6 +218,7 @@ _BUILDERS: dict[str, Callable[..., tf.keras.Model]] = {
     "lenet5": build_lenet5,
     "fedavg_cnn": build_fedavg_cnn,
     "resnet12": build_resnet12,
+    "jeurkar_resnet12": build_jeurkar_resnet12,
 }
 
 
@@ -171,7 +238,7 @@ def build_model(
         seed: If given, seeds TensorFlow's global generator first, so the same
             seed gives the same initial weights.
         **options: Builder-specific options (``hidden_units`` for ``fc``,
-            ``width_multiplier`` for ``resnet12``).
+            ``width_multiplier`` for the two ResNets).
 
     Returns:
         An uncompiled Keras model with a logits output.
