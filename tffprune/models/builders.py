@@ -138,18 +138,23 @@ def _residual_stage(x: tf.Tensor, filters: int, stage: int) -> tf.Tensor:
     return _layers.MaxPooling2D(2, padding="same", name=f"stage_{stage}_pool")(x)
 
 
+def _stage_widths(width_multiplier: float) -> tuple[int, ...]:
+    """The four stages' widths, (64, 128, 256, 512) x multiplier (at least 1)."""
+    if not width_multiplier > 0:
+        raise ValueError(f"width_multiplier must be > 0, got {width_multiplier}")
+    return tuple(max(1, int(round(b * width_multiplier))) for b in (64, 128, 256, 512))
+
+
 def build_resnet12(
     input_shape: Sequence[int],
     num_classes: int,
     width_multiplier: float = 1.0,
 ) -> tf.keras.Model:
     """ResNet-12: four residual stages, widths (64, 128, 256, 512) x multiplier."""
-    if not width_multiplier > 0:
-        raise ValueError(f"width_multiplier must be > 0, got {width_multiplier}")
     inputs = _input(input_shape)
     x = inputs
-    for stage, base in enumerate((64, 128, 256, 512), start=1):
-        x = _residual_stage(x, max(1, int(round(base * width_multiplier))), stage)
+    for stage, width in enumerate(_stage_widths(width_multiplier), start=1):
+        x = _residual_stage(x, width, stage)
     x = _layers.GlobalAveragePooling2D(name="global_pool")(x)
     outputs = _layers.Dense(num_classes, name="logits")(x)
     return tf.keras.Model(inputs, outputs, name="resnet12")
