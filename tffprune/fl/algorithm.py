@@ -87,6 +87,39 @@ class ClientState:
     upload_bytes: int = 0
     download_bytes: int = 0
 
+    def after_round(
+        self,
+        aggregated: bool,
+        mask: list[np.ndarray] | None,
+        sparsity: float,
+        residual: str | None = None,
+        personal_model: CompactTensors | None = None,
+        upload_bytes: int = 0,
+        download_bytes: int = 0,
+    ) -> ClientState:
+        """Its state after a round it was sampled in (a new one).
+
+        It always counts what it downloaded; only an aggregated upload changes
+        what it holds, as the server took it: its mask (None: keep the one it
+        has, a FedAvg client's), sparsity, rounds, residual and own model
+        (None: keep).
+        """
+        downloaded = self.download_bytes + download_bytes
+        if not aggregated:
+            return dataclasses.replace(self, download_bytes=downloaded)
+        return dataclasses.replace(
+            self,
+            mask=self.mask if mask is None else mask,
+            sparsity=sparsity,
+            rounds_participated=self.rounds_participated + 1,
+            residual=self.residual if residual is None else residual,
+            personal_model=self.personal_model
+            if personal_model is None
+            else personal_model,
+            upload_bytes=self.upload_bytes + upload_bytes,
+            download_bytes=downloaded,
+        )
+
 
 @dataclasses.dataclass
 class ClientResult:
@@ -241,48 +274,50 @@ class PruningPlan:
             return counts
         return dataclasses.replace(counts, early_examples=epoch_examples)
 
-    def early_examples(
-        self, epoch_examples: Sequence[int] | None, clients: int
-    ) -> list[int]:
-        """Per sampled client, its examples in one local epoch (0s if unused).
-
-        Raises:
-            ValueError: If the mask-distance rule needs them and none are given.
-        """
-        if epoch_examples is not None:
-            return [int(n) for n in epoch_examples]
-        if self.early_examples_needed:
-            raise ValueError(
-                "the mask-distance rule needs epoch_examples (each client's "
-                "examples in one local epoch)"
-            )
-        return [0] * clients
-
-    def client_input(
+    def client_inputs(
         self,
         round_number: int,
-        client: ClientState,
-        mask: Sequence[np.ndarray],
-        epoch_examples: int,
-        delivered: bool,
-        residual_files: tuple = (),
-    ) -> ClientInput:
-        """A sampled client's `ClientInput`: its mask and this round's step.
+        clients: Sequence[ClientState],
+        masks: Sequence[Sequence[np.ndarray]],
+        epoch_examples: Sequence[int] | None,
+        delivered: Sequence[bool],
+        residual_files: Sequence[tuple],
+    ) -> list[ClientInput]:
+        """The sampled clients' `ClientInput`s: mask, this round's step, files.
 
         Args:
             round_number: The round, from 0.
-            client: Its state.
-            mask: The masks it trains under (`FederatedAlgorithm.start_masks`).
-            epoch_examples: Its examples in one local epoch (`counts`).
-            delivered: False if its upload is to be lost.
-            residual_files: With error feedback, the residual's two files.
+            clients: The sampled clients' states.
+            masks: Per client, the masks it trains under
+                (`FederatedAlgorithm.start_masks`).
+            epoch_examples: Per client, its examples in one local epoch (the
+                mask-distance rule's early candidate; `counts`).
+            delivered: Per client, False if its upload is to be lost.
+            residual_files: Per client, with error feedback its residual's two
+                files, else ``()``.
+
+        Raises:
+            ValueError: If the mask-distance rule needs ``epoch_examples`` and
+                none are given.
         """
-        return ClientInput(
-            mask=[np.asarray(m, np.bool_) for m in mask],
-            counts=self.counts(round_number, client, epoch_examples).as_tensors(),
-            delivered=np.bool_(delivered),
-            residual_files=tuple(residual_files),
-        )
+        if epoch_examples is None:
+            if self.early_examples_needed:
+                raise ValueError(
+                    "the mask-distance rule needs epoch_examples (each client's "
+                    "examples in one local epoch)"
+                )
+            epoch_examples = [0] * len(clients)
+        return [
+            ClientInput(
+                mask=[np.asarray(m, np.bool_) for m in mask],
+                counts=self.counts(round_number, client, int(examples)).as_tensors(),
+                delivered=np.bool_(arrived),
+                residual_files=tuple(files),
+            )
+            for client, mask, examples, arrived, files in zip(
+                clients, masks, epoch_examples, delivered, residual_files, strict=True
+            )
+        ]
 
 
 class FederatedAlgorithm:
@@ -519,24 +554,24 @@ class FederatedAlgorithm:
         delivered: Sequence[bool],
         epoch_examples: Sequence[int] | None,
     ) -> list[ClientInput]:
-        """The sampled clients' `ClientInput`s: mask, pruning step, files."""
-        examples = self.plan.early_examples(epoch_examples, len(starts))
-        inputs = []
-        for (client, mask), count, arrived in zip(
-            starts.items(), examples, delivered, strict=True
-        ):
-            files = ()
-            if self.work.encoding.error_feedback:
-                files = (
-                    self.residuals.path(clients[client].residual),
-                    self.residuals.path(new_residuals[client]),
-                )
-            inputs.append(
-                self.plan.client_input(
-                    round_number, clients[client], mask, count, arrived, files
-                )
+        """The sampled clients' `ClientInput`s (`PruningPlan.client_inputs`)."""
+        files = [
+            (
+                self.residuals.path(clients[client].residual),
+                self.residuals.path(new_residuals[client]),
             )
-        return inputs
+            if self.work.encoding.error_feedback
+            else ()
+            for client in starts
+        ]
+        return self.plan.client_inputs(
+            round_number,
+            [clients[client] for client in starts],
+            list(starts.values()),
+            epoch_examples,
+            delivered,
+            files,
+        )
 
     def _download_costs(
         self,
@@ -597,20 +632,14 @@ class FederatedAlgorithm:
         self, state: ClientState, result: ClientResult, report, residual: str
     ) -> ClientState:
         """A client's state after its round (its mask once aggregated)."""
-        downloaded = state.download_bytes + result.download_bytes
-        if result.status != "aggregated":
-            return dataclasses.replace(state, download_bytes=downloaded)
-        return dataclasses.replace(
-            state,
-            mask=report.masks if self.plan.personal else state.mask,
-            sparsity=result.sparsity,
-            rounds_participated=state.rounds_participated + 1,
-            residual=residual if self.work.encoding.error_feedback else state.residual,
-            personal_model=report.personal
-            if report.personal is not None
-            else state.personal_model,
-            upload_bytes=state.upload_bytes + result.upload_bytes,
-            download_bytes=downloaded,
+        return state.after_round(
+            result.status == "aggregated",
+            report.masks if self.plan.personal else None,
+            result.sparsity,
+            residual if self.work.encoding.error_feedback else None,
+            report.personal,
+            result.upload_bytes,
+            result.download_bytes,
         )
 
     def _verify(

@@ -23,7 +23,6 @@ server took it.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 from collections.abc import Hashable, Sequence
 from pathlib import Path
@@ -155,23 +154,23 @@ class ClientStates:
         """
         if len(set(client_ids)) != len(client_ids):
             raise ValueError("a client is sampled at most once per round")
-        examples = self.plan.early_examples(epoch_examples, len(client_ids))
-        delivered = [True] * len(client_ids) if delivered is None else delivered
-        inputs = []
-        for client_id, count, arrived in zip(
-            client_ids, examples, delivered, strict=True
-        ):
-            state, files = self.state(client_id), ()
-            if self.plan.work.encoding.error_feedback:
-                new = f"{_file_stem(client_id)}_r{int(round_number)}.residual"
-                self._pending[client_id] = new
-                files = (self.residuals.path(state.residual), self.residuals.path(new))
-            inputs.append(
-                self.plan.client_input(
-                    round_number, state, self.mask(client_id), count, arrived, files
-                )
-            )
-        return inputs
+        files = []
+        for client_id in client_ids:
+            if not self.plan.work.encoding.error_feedback:
+                files.append(())
+                continue
+            new = f"{_file_stem(client_id)}_r{int(round_number)}.residual"
+            self._pending[client_id] = new
+            old = self.residuals.path(self.state(client_id).residual)
+            files.append((old, self.residuals.path(new)))
+        return self.plan.client_inputs(
+            round_number,
+            [self.state(c) for c in client_ids],
+            [self.mask(c) for c in client_ids],
+            epoch_examples,
+            [True] * len(client_ids) if delivered is None else delivered,
+            files,
+        )
 
     def update(
         self,
@@ -200,19 +199,17 @@ class ClientStates:
                 if pending is not None:
                     Path(self.residuals.path(pending)).unlink(missing_ok=True)
                 continue
-            old = self.state(client_id)
-            residual = old.residual
+            old, residual = self.state(client_id), None
             if pending is not None and bool(output.residual_written):
                 residual = pending
                 if old.residual:
                     Path(self.residuals.path(old.residual)).unlink(missing_ok=True)
             masks = [np.asarray(m, bool) for m in output.mask]
-            self._states[client_id] = dataclasses.replace(
-                old,
-                mask=masks,
-                sparsity=sparsity_report(masks, self.plan.targets).prunable_sparsity,
-                rounds_participated=old.rounds_participated + 1,
-                residual=residual,
+            self._states[client_id] = old.after_round(
+                True,
+                masks,
+                sparsity_report(masks, self.plan.targets).prunable_sparsity,
+                residual,
             )
         return aggregated
 
