@@ -128,7 +128,7 @@ def _residual_zoo():
 
 @pytest.mark.parametrize("zoo", [_layer_zoo, _residual_zoo])
 @pytest.mark.parametrize(
-    "method", ["weight", "global-weight", "unit", "channel", "hybrid"]
+    "method", ["weight", "global-weight", "unit", "channel", "layer-channel", "hybrid"]
 )
 @pytest.mark.parametrize(
     "prune_logits,prune_biases", [(False, False), (True, False), (True, True)]
@@ -180,6 +180,45 @@ def test_structured_mask_hand_worked_columns():
     assert mask.numpy().all(axis=0).tolist() == [True, False, True, True]
     mask = structured_mask(tf.constant(kernel), tf.constant(alive), tf.constant(2))
     assert mask.numpy().all(axis=0).tolist() == [True, False, True, False]
+
+
+def test_layer_channel_prunes_each_kernel_alone_by_l1_and_keeps_biases():
+    from tffprune.pruning.policy import PruningPolicy, build_masks
+
+    # Two branches summed: their channels form one group for channel pruning.
+    layers = tf.keras.layers
+    inputs = tf.keras.Input((4,))
+    left, right = layers.Dense(4, name="left"), layers.Dense(4, name="right")
+    summed = layers.Add()([left(inputs), right(inputs)])
+    model = tf.keras.Model(inputs, layers.Dense(2, name="logits")(summed))
+    # Column L1 norms: left 3, 4, 5, 6 and right 6, 5, 4, 3. Column 0 of
+    # left is [3, 0, 0, 0] (L1 3, L2 3), column 1 is [1, 1, 1, 1] (L1 4,
+    # L2 2): L1 drops column 0, L2 would drop column 1.
+    left_kernel = np.array(
+        [[3, 1, 5, 6], [0, 1, 0, 0], [0, 1, 0, 0], [0, 1, 0, 0]], np.float32
+    )
+    right_kernel = left_kernel[:, ::-1].copy()
+    weights = [w.numpy() for w in model.trainable_weights]
+    names = [w.name for w in model.trainable_weights]
+    weights[names.index("left/kernel:0")] = left_kernel
+    weights[names.index("right/kernel:0")] = right_kernel
+    targets = PruningPolicy().select(model)
+
+    own = build_masks(weights, targets, "layer-channel", 0.25)
+    grouped = build_masks(weights, targets, "channel", 0.25)
+
+    left_keep = own[names.index("left/kernel:0")].all(axis=0)
+    right_keep = own[names.index("right/kernel:0")].all(axis=0)
+    assert left_keep.tolist() == [False, True, True, True]
+    assert right_keep.tolist() == [True, True, True, False]
+    assert own[names.index("left/bias:0")].all()  # biases stay whole
+    # Channel pruning ranks the summed channels together and drops one for
+    # both kernels, with their biases.
+    assert (
+        grouped[names.index("left/kernel:0")].all(axis=0)
+        == grouped[names.index("right/kernel:0")].all(axis=0)
+    ).all()
+    assert not grouped[names.index("left/bias:0")].all()
 
 
 def test_mask_distance_matches_the_numpy_reference():

@@ -14,8 +14,12 @@ An entry (`PruningMethod`) holds everything a method is, in one place:
   TensorFlow twin at those counts (``entries`` per kernel, ``slices`` for the
   group), run inside a round (`tffprune.pruning.tf_masks`; tests hold one
   against the other);
-* ``structured``: whether it drops whole output slices, and with them their
-  bias entries.
+* ``structured``: whether it drops whole output slices;
+* ``grouped``: whether a structured method ranks a channel group's slices
+  together (else each kernel's alone, as if it owned its channels);
+* ``followers``: whether a structured method drops, with a slice, its bias
+  entry and its followers' entries (BatchNormalization's ``gamma`` and
+  ``beta``).
 
 ``sliceable`` is the one answer to "can this kernel be cut into output
 slices" (`PrunableWeight.structured`: its outputs are on its last axis). A
@@ -30,9 +34,14 @@ by their L2 norm, for every sliceable kernel: Dense units and Conv filters
 alike); ``channel`` (the same slices ranked by the Ln norm of ``norm``,
 Jeurkar et al.'s ``ln_structured``; with ``norm`` 2 it is ``unit``);
 ``hybrid`` (slices at ``structured_share * sparsity``, then weight at
-``sparsity``). The three structured methods rank a channel group's slices
+``sparsity``). These three structured methods rank a channel group's slices
 together and drop the entries of its followers (BatchNormalization's
-``gamma`` and ``beta``) with them.
+``gamma`` and ``beta``) with them. ``layer-channel`` is Jeurkar et al.'s
+code's structured pruning (PyTorch ``ln_structured(n=1, dim=0)`` on every
+kernel): each kernel's output slices ranked by their L1 norm on their own,
+channels summed at a residual ``Add`` not tied together, biases and
+BatchNorm left whole (a dropped slice of a BatchNorm branch still outputs its
+``beta``).
 """
 
 from __future__ import annotations
@@ -51,7 +60,10 @@ class PruningMethod:
 
     Attributes:
         name: Its name (``--method``).
-        structured: Drops whole output slices (and their bias entries).
+        structured: Drops whole output slices.
+        grouped: A structured method ranks a channel group's slices together.
+        followers: A structured method drops a dropped slice's bias entry and
+            its followers' (BatchNorm) entries too.
         scope: ``kernel`` (each kernel, or channel group, alone), ``global``
             (all together) or ``none`` (never prunes).
         counts: Per kernel, ``(entries, slices)`` for a sparsity.
@@ -61,6 +73,8 @@ class PruningMethod:
 
     name: str
     structured: bool = False
+    grouped: bool = True
+    followers: bool = True
     scope: str = "kernel"
     counts: Callable[..., tuple[int, int]] | None = None
     numpy_mask: Callable[..., np.ndarray] | None = None
@@ -189,6 +203,15 @@ GLOBAL_WEIGHT = register(PruningMethod("global-weight", scope="global"))
 UNIT = register(PruningMethod("unit", structured=True, **_structured(lambda n: 2.0)))
 CHANNEL = register(
     PruningMethod("channel", structured=True, **_structured(lambda n: n))
+)
+LAYER_CHANNEL = register(
+    PruningMethod(
+        "layer-channel",
+        structured=True,
+        grouped=False,
+        followers=False,
+        **_structured(lambda n: 1.0),
+    )
 )
 HYBRID = register(
     PruningMethod(

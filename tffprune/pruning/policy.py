@@ -162,11 +162,13 @@ class PruningPolicy:
         """The line a structured run prints about coupled channels, if any.
 
         Names the channel groups (kernels whose channels are summed, ranked
-        and dropped as one) and the kernels whose channels stay whole because
-        they are summed with channels no mask can drop. ``None`` for
-        unstructured methods and for models with neither.
+        and dropped as one, unless the method prunes each kernel alone) and
+        the kernels whose channels stay whole because they are summed with
+        channels no mask can drop. ``None`` for unstructured methods and for
+        models with neither.
         """
-        if not get_method(method).structured:
+        entry = get_method(method)
+        if not entry.structured:
             return None
         targets = [t for t in self.select(model) if t.kind != "bias"]
         layers = {layer.name: layer for layer in _flatten_layers(model)}
@@ -177,7 +179,7 @@ class PruningPolicy:
             return None
         parts = []
         groups = [" + ".join(g) for g in graph.groups if len(g) > 1]
-        if groups:
+        if groups and entry.grouped:
             parts.append(
                 "channels pruned as one group (summed by the model): "
                 + "; ".join(groups)
@@ -383,7 +385,7 @@ def build_masks(
         for target, kernel_mask in zip(targets, kernels, strict=True):
             result[target.index] = kernel_mask
         return result
-    for unit in channel_units(targets):
+    for unit in channel_units(targets, entry.grouped):
         news = entry.numpy_mask(
             [np.asarray(weights[t.index]) for t in unit],
             sparsity,
@@ -394,25 +396,26 @@ def build_masks(
         )
         for target, new in zip(unit, news, strict=True):
             result[target.index] = new
-        if entry.structured and unit[0].structured:
+        if entry.structured and entry.followers and unit[0].structured:
             for index, keep in channel_followers(unit, news, mask_math.bias_mask_for):
                 result[index] = result[index] & keep
     return result
 
 
 def channel_units(
-    targets: Sequence[PrunableWeight],
+    targets: Sequence[PrunableWeight], grouped: bool = True
 ) -> list[tuple[PrunableWeight, ...]]:
     """The targets as a method prunes them: each channel group as one unit.
 
     A group's unit sits where its first kernel is in ``targets`` (weight
     order), so a bias target, after its kernel, sees the channels its group
-    dropped. Every other target is a unit of one.
+    dropped. Every other target is a unit of one; without ``grouped`` (a
+    method that prunes each kernel on its own), every target.
     """
     units: list[tuple[PrunableWeight, ...]] = []
     seen: set[int] = set()
     for target in targets:
-        if target.group is None or target.kind == "bias":
+        if target.group is None or target.kind == "bias" or not grouped:
             units.append((target,))
         elif target.group not in seen:
             seen.add(target.group)

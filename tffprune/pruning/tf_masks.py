@@ -242,7 +242,7 @@ def build_masks(
         for target, part in zip(targets, tf.split(keep, sizes), strict=True):
             result[target.index] = tf.reshape(part, tf.shape(weights[target.index]))
         return result
-    for unit in channel_units(targets):
+    for unit in channel_units(targets, entry.grouped):
         # result, not masks: a bias target sees the entries its kernel's
         # structured step dropped (units are in weight order).
         news = entry.tf_mask(
@@ -255,7 +255,7 @@ def build_masks(
         )
         for target, new in zip(unit, news, strict=True):
             result[target.index] = new
-        if entry.structured and unit[0].structured:
+        if entry.structured and entry.followers and unit[0].structured:
             for index, keep in channel_followers(unit, news, bias_mask_for):
                 result[index] = tf.logical_and(result[index], keep)
     return result
