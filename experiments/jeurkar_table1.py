@@ -61,6 +61,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -71,6 +72,7 @@ from tffprune.config import TrainConfig
 from tffprune.data import from_client_arrays, load_dataset
 from tffprune.reporting.metrics import read_metrics_csv, write_metrics_csv
 from tffprune.run import run_training
+from tffprune.stopping import Interrupted
 
 # The paper's Table 1, MNIST rows, rates 0.0 .. 0.9: SimpleCNN, then ResNet12.
 PAPER_SIMPLE_CNN = {
@@ -580,4 +582,8 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except Interrupted as stop:
+        print(f"{stop}: run the same command again to continue", file=sys.stderr)
+        sys.exit(128 + stop.signal_number)
