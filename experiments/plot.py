@@ -334,6 +334,56 @@ def jeurkar_curves(path: Path, figures: Path = FIGURES) -> list[Path]:
     return outputs
 
 
+def jeurkar_resnet12_curves(
+    path: Path, paper_path: Path, figures: Path = FIGURES
+) -> Path:
+    """Our ResNet12 rows' accuracy by round beside the paper's own logs.
+
+    Solid: ours (Fashion-MNIST, as-run); dashed, the same colour: the paper's
+    notebooks' logged central accuracy (MNIST), for the rates we have run.
+    """
+    rows = [r for r in read(path) if r["setup"] == "as-run" and r["scope"] == "paper"]
+    paper = read(paper_path)
+    colors = plt.cm.viridis([i / 10 for i in range(10)])
+    figure, panels = plt.subplots(1, 2, figsize=(9, 4), sharey=True)
+    for axes, pruning in zip(panels, ("unstructured", "structured"), strict=True):
+        for group in _group_by_rate(_jeurkar_rows(rows, "as-run", pruning, "paper")):
+            rate = float(group[0]["rate"])
+            color = "k" if rate == 0 else colors[round(rate * 10)]
+            label = "0% (dense)" if rate == 0 else f"{rate:.0%}"
+            axes.plot(
+                [int(r["round"]) for r in group],
+                [float(r["central_accuracy"]) for r in group],
+                color=color,
+                lw=1.2,
+                label=f"{label}, ours",
+            )
+            theirs = [
+                r
+                for r in paper
+                if r["notebook"] == pruning and float(r["rate"]) == rate
+            ]
+            axes.plot(
+                [int(r["round"]) for r in theirs],
+                [float(r["central_accuracy"]) for r in theirs],
+                color=color,
+                ls="--",
+                lw=1,
+                label=f"{label}, paper",
+            )
+        axes.set_title(
+            f"ResNet12 {pruning}: ours (Fashion-MNIST) solid,\n"
+            "the paper's logs (MNIST) dashed",
+            fontsize=9,
+        )
+        axes.set_xlabel("round")
+        axes.grid(alpha=0.3)
+        axes.legend(fontsize=7)
+    panels[0].set_ylabel("central test accuracy")
+    figure.tight_layout()
+    return save(figure, "jeurkar_resnet12_curves", figures)
+
+
 def _group_by_rate(rows: list[dict]) -> list[list[dict]]:
     groups: dict[float, list[dict]] = {}
     for row in rows:
@@ -464,6 +514,10 @@ def main() -> None:
         print(f"wrote {jeurkar_table(jeurkar, figures)}")
         for output in jeurkar_curves(results / "jeurkar_table1_curves.csv", figures):
             print(f"wrote {output}")
+    resnet = results / "jeurkar_resnet12_curves.csv"
+    if resnet.exists():
+        paper = results / "jeurkar_resnet12_paper_curves.csv"
+        print(f"wrote {jeurkar_resnet12_curves(resnet, paper, figures)}")
     servers = results / "server_optimizers_curves.csv"
     if servers.exists():
         print(f"wrote {server_optimizers_curves(servers, figures)}")

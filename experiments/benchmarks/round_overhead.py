@@ -53,8 +53,9 @@ from tffprune.data.pipeline import batched_dataset  # noqa: E402
 from tffprune.fl.client import TRACES  # noqa: E402
 from tffprune.models.outputs import classification_loss  # noqa: E402
 from tffprune.models.source import resolve_model  # noqa: E402
+from tffprune.pruning.methods import method_names  # noqa: E402
 
-METHODS = ("none", "weight", "global-weight", "unit", "channel", "hybrid")
+METHODS = method_names()
 UPLOADS = {
     "float32": ("float32", False),
     "int8": ("int8", False),
