@@ -83,7 +83,7 @@ def test_cli_options_come_from_the_config_declarations():
         flag = field.metadata["flag"] or "--" + field.name.replace("_", "-")
         assert flag.split("/")[0] in text, field.name
     assert "Pruning options:" in text and "Communication options:" in text
-    assert "[none|weight|global-weight|unit|channel|hybrid]" in text
+    assert "[none|weight|global-weight|unit|channel|layer-channel|hybrid]" in text
 
 
 def test_toml_with_keys_outside_the_train_table_is_refused(tmp_path):

@@ -7,14 +7,16 @@ holds. A `PruningPolicy` picks the prunable kernels in that list:
 * Dense and Conv2D kernels are prunable;
 * biases are not weight-pruned by default (``prune_biases``: the biases of
   the pruned layers too, by magnitude, as PyTorch's ``global_unstructured``
-  over all parameters does for Jeurkar et al., 2024); structured methods
-  (unit, channel, hybrid) drop the bias entries of the units or filters they
-  remove either way;
-* BatchNorm parameters and every other weight are never pruned;
+  over all parameters does for Jeurkar et al., 2024); the structured methods
+  unit, channel and hybrid drop the bias entries (and BatchNorm ``gamma`` and
+  ``beta``) of the units or filters they remove either way, ``layer-channel``
+  does not (the paper's code's rule);
+* BatchNorm parameters and every other weight are never pruned by magnitude;
 * the final logits layer is left whole by default, as Singh & Raj (2023) do.
 
 Methods (``METHODS``) are the entries of `tffprune.pruning.methods`:
-``none``, ``weight``, ``global-weight``, ``unit``, ``channel``, ``hybrid``.
+``none``, ``weight``, ``global-weight``, ``unit``, ``channel``,
+``layer-channel``, ``hybrid``.
 """
 
 from __future__ import annotations
