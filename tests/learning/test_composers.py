@@ -7,7 +7,6 @@ rest. Both are composed with tffprune's distributor and finalizer by
 `compose_round`, as a user would, without touching tffprune.
 """
 
-import collections
 
 import numpy as np
 import pytest
@@ -21,6 +20,7 @@ from tffprune.fl.messages import ClientInput, ClientOutput, PruningStep
 from tffprune.fl.runtime import ensure_runtime
 from tffprune.learning import (
     ClientStates,
+    build_client_work,
     build_download_distributor,
     build_fedavg,
     build_masked_optimizer_finalizer,
@@ -98,24 +98,7 @@ def build_fedprox_client_work(download_type, inputs_type, dataset_type, mu):
         )
         return upload, output
 
-    @tff.federated_computation()
-    def initialize():
-        return tff.federated_value((), tff.SERVER)
-
-    @tff.federated_computation(
-        initialize.type_signature.result,
-        tff.FederatedType(download_type, tff.CLIENTS),
-        tff.FederatedType(inputs_type, tff.CLIENTS),
-        tff.FederatedType(dataset_type, tff.CLIENTS),
-    )
-    def next_fn(state, downloads, inputs, datasets):
-        return tff.templates.MeasuredProcessOutput(
-            state=state,
-            result=tff.federated_map(client_round, (downloads, inputs, datasets)),
-            measurements=tff.federated_value(collections.OrderedDict(), tff.SERVER),
-        )
-
-    return tff.templates.MeasuredProcess(initialize, next_fn)
+    return build_client_work(client_round)
 
 
 class TrimmedMeanFactory(tff.aggregators.UnweightedAggregationFactory):

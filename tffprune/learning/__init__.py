@@ -20,7 +20,10 @@ from tffprune.learning.algorithms import (
     client_input_type,
 )
 from tffprune.learning.client_states import ClientStates
-from tffprune.learning.client_works import build_pruning_client_work
+from tffprune.learning.client_works import (
+    build_client_work,
+    build_pruning_client_work,
+)
 from tffprune.learning.composers import RoundOutput, compose_round
 from tffprune.learning.distributors import build_download_distributor
 from tffprune.learning.finalizers import build_masked_optimizer_finalizer
@@ -35,6 +38,7 @@ __all__ = [
     "PruningStep",
     "RoundOutput",
     "WeightedMeanFactory",
+    "build_client_work",
     "build_download_distributor",
     "build_fedavg",
     "build_masked_optimizer_finalizer",

@@ -41,9 +41,7 @@ def build_pruning_client_work(
         dataset_type: The type of a client's dataset.
 
     Returns:
-        A process with an empty state and ``next(state, downloads@CLIENTS,
-        clients@CLIENTS, datasets@CLIENTS) -> (state, (upload,
-        ClientOutput)@CLIENTS, <num_examples, train_loss>@SERVER)``.
+        The `build_client_work` process of tffprune's client round.
     """
 
     @tff.tensorflow.computation(download_type, client_input_type, dataset_type)
@@ -51,6 +49,27 @@ def build_pruning_client_work(
         run = build_client_work_fn(model_fn, in_place(client_optimizer), work)
         return run(download, client, dataset)
 
+    return build_client_work(client_round)
+
+
+def build_client_work(client_round: tff.Computation) -> tff.templates.MeasuredProcess:
+    """A client's round as the client-work role (a variant's client work too).
+
+    Args:
+        client_round: A ``tff.tensorflow.computation`` ``(download,
+            client_input, dataset) -> (upload, ClientOutput)``: what one
+            client does with its `Download`, its `ClientInput` and its data;
+            ``upload`` is what the aggregator takes.
+
+    Returns:
+        A process with an empty state and ``next(state, downloads@CLIENTS,
+        clients@CLIENTS, datasets@CLIENTS) -> (state, (upload,
+        ClientOutput)@CLIENTS, <num_examples, train_loss>@SERVER)``, the
+        measurements summed over the clients from their outputs.
+    """
+    download_type, client_input_type, dataset_type = (
+        client_round.type_signature.parameter
+    )
     output_type = client_round.type_signature.result[1]
 
     @tff.tensorflow.computation(output_type)
