@@ -266,12 +266,15 @@ class Trainer:
             finetune_epochs=config.finetune_epochs,
         )
         self.rejections: list[tuple[int, int, str]] = []
-        resumed = state is not None
         if state is None:
             weights = initial_weights or [w.numpy() for w in variables]
-            state = self._fresh_state(weights)
+            self._start(self._fresh_state(weights))
         else:
             self._restore_roles(state, schedule_rounds)
+            self._start(state, resumed=True)
+
+    def _start(self, state: TrainerState, resumed: bool = False) -> None:
+        """Takes ``state`` as the run's, its residual files checked."""
         missing = self.residuals.missing(c.residual for c in state.clients)
         if missing:
             raise ValueError(
