@@ -486,6 +486,16 @@ def _train(config: TrainConfig, directory: Path, data) -> None:
     )
 
 
+def _parse_row(text: str) -> tuple[str, float]:
+    """``pruning:rate`` (``unstructured:0.5``) as ``("unstructured", 0.5)``."""
+    pruning, _, rate = text.partition(":")
+    if pruning not in ("none", "structured", "unstructured") or not rate:
+        raise SystemExit(
+            f"--rows takes PRUNING:RATE (e.g. unstructured:0.5), got {text}"
+        )
+    return pruning, float(rate)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="2 rounds, 3 runs")
@@ -510,6 +520,12 @@ def main() -> None:
         "--max-runs", type=int, help="stop after this many rows (the plan's order)"
     )
     parser.add_argument(
+        "--rows",
+        nargs="+",
+        metavar="PRUNING:RATE",
+        help="only these rows, e.g. unstructured:0.5 structured:0.3 none:0",
+    )
+    parser.add_argument(
         "--markdown",
         action="store_true",
         help="print the README's tables from the results file and stop",
@@ -529,6 +545,9 @@ def main() -> None:
         runs = [
             run for run in runs if (arguments.dataset, *run[:3], run[3]) not in done
         ]
+    if arguments.rows:
+        wanted = {_parse_row(text) for text in arguments.rows}
+        runs = [run for run in runs if (run[1], run[3]) in wanted]
     runs = runs[: arguments.max_runs]
     data = {
         setup: federated_data(arguments.dataset, setup, arguments.seed, arguments.quick)
