@@ -68,6 +68,7 @@ import numpy as np
 import tensorflow as tf
 from common import RESULTS, configuration
 
+from tffprune.compression import baselines
 from tffprune.config import TrainConfig
 from tffprune.data import from_client_arrays, load_dataset
 from tffprune.reporting.metrics import read_metrics_csv, write_metrics_csv
@@ -249,59 +250,6 @@ def model_tensors(config: TrainConfig, data) -> tuple[list[tuple[int, ...]], int
     return [tuple(w.shape) for w in model.weights], batch_norms
 
 
-# The bytes np.savez adds to a 2-D tensor's CSR arrays in the paper's code
-# (`ndarray_to_sparse_bytes`: data, indices, indptr, shape and a 2-entry
-# original_shape, uncompressed); each further dimension adds 8.
-CSR_FILE_OVERHEAD = 1543
-NPY_HEADER = 128  # np.save of a 1-D or 0-D array: header, then the raw values
-BATCH_COUNTER = NPY_HEADER + 8  # BatchNorm's int64 num_batches_tracked
-
-
-def torch_shape(shape: tuple[int, ...]) -> tuple[int, ...]:
-    """A Keras weight's shape in PyTorch's order (Conv2D OIHW, Linear out x in)."""
-    if len(shape) == 4:
-        height, width, inputs, outputs = shape
-        return outputs, inputs, height, width
-    if len(shape) == 2:
-        return shape[1], shape[0]
-    return shape
-
-
-def paper_npz_bytes(
-    shapes: list[tuple[int, ...]], batch_norms: int, csr_bytes: float
-) -> int:
-    """What the paper's code sends for a model whose CSR size is ``csr_bytes``.
-
-    Its ``ndarray_to_sparse_bytes`` stores every tensor of PyTorch's
-    ``state_dict`` in PyTorch's layout: one of 2+ dimensions as an ``.npz`` of
-    CSR arrays of ``reshape(-1, last dim)`` (a 3x3 convolution: rows of 3
-    entries, one int32 pointer each), a 1-D or 0-D one with ``np.save``
-    (dense), BatchNorm's ``num_batches_tracked`` too. ``csr_bytes`` is
-    tffprune's count (`tffprune.compression.baselines.csr_bytes`, Keras's
-    layout, every tensor as CSR), from which the kept entries of the 2+-D
-    tensors follow, 1-D tensors counted as kept whole (exact but for pruned
-    biases: at most the logits' 10, 80 bytes). Checked against the paper's
-    own log: 163,303,855 bytes for its dense ResNet12, to the byte.
-
-    Args:
-        shapes: The model's weights' shapes (Keras's order and layout).
-        batch_norms: Its BatchNormalization layers.
-        csr_bytes: tffprune's CSR count of one message.
-    """
-    fixed = 0
-    for shape in shapes:
-        size = int(np.prod(shape))
-        if len(shape) > 1:
-            keras_rows = size // shape[-1]
-            csr_bytes -= 4 * (keras_rows + 1)
-            rows = size // torch_shape(shape)[-1]
-            fixed += CSR_FILE_OVERHEAD + 8 * (len(shape) - 2) + 4 * (rows + 1)
-        else:
-            csr_bytes -= 8 * size + 8
-            fixed += NPY_HEADER + 4 * size
-    return int(round(fixed + BATCH_COUNTER * batch_norms + csr_bytes))
-
-
 def plan(setups, quick: bool, model: str) -> list[tuple[str, str, str, float]]:
     """(setup, pruning, scope, rate) of every run; rate 0 once per setup.
 
@@ -364,7 +312,7 @@ def summarize(
     directions until the round that first reached the model's `TARGET` (empty
     if none).
     ``*_npz``: what the paper's code sends for the same message
-    (`paper_npz_bytes`; ``tensors``: `model_tensors`).
+    (`baselines.jeurkar_message_bytes`; ``tensors``: `model_tensors`).
     """
     evaluated = [r for r in rows if r["central_accuracy"] is not None]
     best = max(evaluated, key=lambda r: r["central_accuracy"])  # first of ties
@@ -375,7 +323,7 @@ def summarize(
         return round(sum(r[column] for r in rows) / per_client_round)
 
     # What the paper's files add to tffprune's CSR count (affine in it).
-    files = paper_npz_bytes(*tensors, 0.0)
+    files = baselines.jeurkar_message_bytes(*tensors, 0.0)
     until = rows[: int(reached[0]["round"])] if reached else []
     to_target = int(sum(r["upload_bytes"] + r["download_bytes"] for r in until))
     npz_to_target = int(

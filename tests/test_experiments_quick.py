@@ -240,39 +240,6 @@ def test_jeurkar_table1_quick(tmp_path):
     assert "num_clients = 2" in text
 
 
-def _jeurkar_table1():
-    sys.path.insert(0, str(ROOT / "experiments"))
-    try:
-        import jeurkar_table1
-    finally:
-        sys.path.pop(0)
-    return jeurkar_table1
-
-
-def test_the_papers_bytes_match_its_own_resnet12_log():
-    import numpy as np
-
-    from tffprune.compression.baselines import csr_bytes
-    from tffprune.models import build_model
-
-    script = _jeurkar_table1()
-    model = build_model("jeurkar_resnet12", (28, 28, 1), 10)
-    shapes = [tuple(w.shape) for w in model.weights]
-    dense = csr_bytes([np.ones(s, bool) for s in shapes])
-    # Global unstructured at 80% over every conv and linear weight and the
-    # linear bias (its convolutions have none): 17,430,090 entries.
-    prunable = sum(
-        int(np.prod(s)) for s in shapes if len(s) > 1
-    ) + 10  # fmt: skip
-    pruned = round(0.8 * prunable)
-
-    # Its Experimental data/MNIST_ResNet12_Unstructured.json, "bytes sent"
-    # at pruning rates 0.0 and 0.8 (28 BatchNorm layers).
-    assert script.paper_npz_bytes(shapes, 28, dense) == 163_303_855
-    at_80 = script.paper_npz_bytes(shapes, 28, dense - 8 * pruned)
-    assert abs(at_80 - 51_751_287) <= 80  # which of the 10 biases: unknown
-
-
 def test_jeurkar_resnet12_rows_resume_and_skip_finished_ones(tmp_path):
     results = tmp_path / "results"
     arguments = [

@@ -252,45 +252,52 @@ def test_csr_and_coo_sizes_equal_real_scipy_matrices():
     )
 
 
-def test_npz_files_cost_the_csr_arrays_plus_a_fixed_container():
-    from tffprune.compression.baselines import NPZ_FILE_OVERHEAD, npz_bytes
+def _their_file(tensor):
+    """Their notebooks' ``ndarray_to_sparse_bytes``, as written there."""
+    import io
+
+    import scipy.sparse
+
+    buffer = io.BytesIO()
+    if len(tensor.shape) > 1:
+        original_shape = tensor.shape
+        matrix = scipy.sparse.csr_matrix(tensor.reshape(-1, tensor.shape[-1]))
+        np.savez(
+            buffer,
+            data=matrix.data,
+            indices=matrix.indices,
+            indptr=matrix.indptr,
+            shape=matrix.shape,
+            original_shape=original_shape,
+            allow_pickle=False,
+        )
+    else:
+        np.save(buffer, tensor, allow_pickle=False)
+    return len(buffer.getvalue())
+
+
+def test_jeurkar_messages_count_the_files_their_code_writes():
+    from tffprune.compression.baselines import jeurkar_message_bytes
 
     rng = np.random.default_rng(3)
-    for shapes, density in (
-        ([(84, 10), (10,)], 1.0),
-        ([(5, 5, 1, 6), (256, 120)], 0.1),
-        ([(1000, 784)], 0.5),
-        ([(7,)], 0.0),
-    ):
-        _, masks = _random_update(rng, shapes, density)
-        assert npz_bytes(masks) == csr_bytes(masks) + len(masks) * NPZ_FILE_OVERHEAD
-    # Zip entries and .npy headers of 5 arrays: a little over 1 KB a tensor.
-    assert 1000 < NPZ_FILE_OVERHEAD < 1500
+    # Keras shapes: a conv kernel (HWIO), its bias, a BatchNorm's four
+    # vectors, a dense kernel and bias; 1-D tensors are sent whole.
+    shapes = [(3, 3, 2, 4), (4,), (4,), (4,), (4,), (4,), (36, 10), (10,)]
+    for density in (1.0, 0.3, 0.0):
+        masks = [
+            rng.random(s) < density if len(s) > 1 else np.ones(s, bool) for s in shapes
+        ]
+        files = 0
+        for shape, mask in zip(shapes, masks, strict=True):
+            values = np.where(mask, 1.0, 0.0).astype(np.float32)
+            if len(shape) == 4:  # PyTorch's OIHW
+                values = values.transpose(3, 2, 0, 1)
+            elif len(shape) == 2:  # Linear: out x in
+                values = values.T
+            files += _their_file(values)
+        files += _their_file(np.zeros((), np.int64))  # num_batches_tracked
 
-
-@given(
-    shapes=st.lists(
-        st.tuples(st.integers(1, 40), st.integers(1, 40)), min_size=1, max_size=3
-    ),
-    density=st.floats(0.0, 1.0),
-    seed=st.integers(0, 2**16),
-    value_format=st.sampled_from(["float32", "float16", "int8"]),
-    positions=st.sampled_from(["auto", "bitmap", "gaps"]),
-    zero_in_kept=st.booleans(),
-)
-@settings(max_examples=80, deadline=None)
-def test_encoded_size_equals_payload_length(
-    shapes, density, seed, value_format, positions, zero_in_kept
-):
-    rng = np.random.default_rng(seed)
-    tensors, masks = _random_update(rng, shapes, density)
-    if zero_in_kept and masks[0].any():
-        tensors[0][np.unravel_index(np.flatnonzero(masks[0])[0], shapes[0])] = 0.0
-    zero_kept = [bool(np.any(t[m] == 0)) for t, m in zip(tensors, masks, strict=True)]
-
-    size = encoded_size(masks, value_format, positions, zero_kept)
-
-    assert size == len(encode(tensors, masks, value_format, positions))
+        assert jeurkar_message_bytes(shapes, 1, csr_bytes(masks)) == files
 
 
 def test_known_positions_send_only_the_kept_values():

@@ -7,7 +7,6 @@ rest. Both are composed with tffprune's distributor and finalizer by
 `compose_round`, as a user would, without touching tffprune.
 """
 
-
 import numpy as np
 import pytest
 import tensorflow as tf

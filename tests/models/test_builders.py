@@ -76,6 +76,24 @@ def test_jeurkar_resnet12_is_their_codes_resnet12():
     assert tuple(last.shape[1:]) == (4, 4, 512)
 
 
+def test_jeurkar_resnet12_messages_are_the_papers_logged_bytes():
+    from tffprune.compression.baselines import csr_bytes, jeurkar_message_bytes
+
+    model = build_model("jeurkar_resnet12", (28, 28, 1), 10)
+    shapes = [tuple(w.shape) for w in model.weights]
+    dense = csr_bytes([np.ones(s, bool) for s in shapes])
+    # Global unstructured at 80% over every conv and linear weight and the
+    # linear bias (its convolutions have none): 17,430,090 entries.
+    prunable = sum(int(np.prod(s)) for s in shapes if len(s) > 1) + 10
+    pruned = round(0.8 * prunable)
+
+    # Their Experimental data/MNIST_ResNet12_Unstructured.json, "bytes sent"
+    # at pruning rates 0.0 and 0.8 (28 BatchNorm layers).
+    assert jeurkar_message_bytes(shapes, 28, dense) == 163_303_855
+    at_80 = jeurkar_message_bytes(shapes, 28, dense - 8 * pruned)
+    assert abs(at_80 - 51_751_287) <= 80  # which of the 10 biases: unknown
+
+
 def test_same_seed_same_weights():
     first = build_model("lenet5", (28, 28, 1), 10, seed=7).get_weights()
     second = build_model("lenet5", (28, 28, 1), 10, seed=7).get_weights()

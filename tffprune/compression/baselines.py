@@ -4,11 +4,13 @@
   tensor reshaped to 2-D ``(-1, last_dim)``; bytes are ``data.nbytes +
   indices.nbytes + indptr.nbytes`` (CSR) or ``data + row + col`` (COO) with
   SciPy's own dtypes (float32 values, int32 indices).
-* The same matrices as the files Jeurkar et al.'s code sends: one
-  uncompressed ``scipy.sparse.save_npz`` file per tensor (`npz_bytes`), the
-  CSR arrays plus a fixed container cost per tensor (`NPZ_FILE_OVERHEAD`: zip
-  entries and ``.npy`` headers of its five arrays). Their Table 1's "Data
-  Size (MB)" matches these files' bytes in MiB (2**20) to its two decimals.
+* The files Jeurkar et al.'s code sends (`jeurkar_message_bytes`): its
+  ``ndarray_to_sparse_bytes`` stores each tensor of PyTorch's ``state_dict``
+  in PyTorch's layout, one of 2+ dimensions as an uncompressed ``np.savez``
+  of the CSR arrays of ``reshape(-1, last dimension)`` (plus its shape and
+  original shape), a 1-D or 0-D one with ``np.save``. Their Table 1's "Data
+  Size (MB)" is these bytes in MiB (2**20): their dense ResNet12's logged
+  163,303,855 bytes to the byte.
 * TFF's ``tff.learning.compression_aggregator``: 8-bit uniform quantization of
   every tensor with more than 20,000 entries (its ``quantize_above_threshold(
   quantization_bits=8, threshold=20000)``), plus a float32 min and max each;
@@ -67,31 +69,71 @@ def csr_bytes(masks: Sequence[np.ndarray]) -> int:
     return total
 
 
-def npz_bytes(masks: Sequence[np.ndarray]) -> int:
-    """Bytes of the update as uncompressed ``scipy.sparse.save_npz`` files.
+def torch_layout(shape: Sequence[int]) -> tuple[int, ...]:
+    """A Keras weight's shape in PyTorch's order (Conv2D OIHW, Linear out x in)."""
+    shape = tuple(int(d) for d in shape)
+    if len(shape) == 4:
+        height, width, inputs, outputs = shape
+        return outputs, inputs, height, width
+    if len(shape) == 2:
+        return shape[1], shape[0]
+    return shape
 
-    Builds the real files (one per tensor); sizes do not depend on the
-    values, so the masks stand in for them.
-    """
-    total = 0
-    for mask in masks:
-        mask = np.asarray(mask, bool)
-        buffer = io.BytesIO()
-        scipy.sparse.save_npz(
-            buffer, _as_matrix(mask.astype(np.float32), mask), compressed=False
+
+def _as_paper_file(tensor: np.ndarray) -> bytes:
+    """One tensor as Jeurkar et al.'s ``ndarray_to_sparse_bytes`` writes it."""
+    buffer = io.BytesIO()
+    if tensor.ndim > 1:
+        matrix = scipy.sparse.csr_matrix(tensor.reshape(-1, tensor.shape[-1]))
+        np.savez(
+            buffer,
+            data=matrix.data,
+            indices=matrix.indices,
+            indptr=matrix.indptr,
+            shape=matrix.shape,
+            original_shape=tensor.shape,
+            allow_pickle=False,
         )
-        total += buffer.getbuffer().nbytes
-    return total
+    else:
+        np.save(buffer, tensor, allow_pickle=False)
+    return buffer.getvalue()
 
 
-def _npz_file_overhead() -> int:
-    mask = np.ones((1, 1), bool)
-    return npz_bytes([mask]) - csr_bytes([mask])
+_CSR_FILE = len(_as_paper_file(np.ones((1, 1), np.float32))) - 8 - 4 * 2
+"""A 2-D tensor's file beyond its CSR arrays (zip entries, ``.npy`` headers,
+shape and original shape); each further dimension adds 8 (one more int64)."""
+_NPY_FILE = len(_as_paper_file(np.zeros(0, np.float32)))
+"""A 1-D or 0-D tensor's file beyond its raw values (the ``.npy`` header)."""
 
 
-NPZ_FILE_OVERHEAD = _npz_file_overhead()
-"""Bytes an ``.npz`` file adds to a tensor's CSR arrays (`npz_bytes` minus
-`csr_bytes`; the same for every shape and density, tested)."""
+def jeurkar_message_bytes(
+    shapes: Sequence[Sequence[int]], batch_norms: int, csr_bytes_: float
+) -> int:
+    """Bytes Jeurkar et al.'s code sends for a message of this model.
+
+    From `csr_bytes` of the message's masks (Keras's layout, every tensor as
+    CSR), counting the tensors as their code writes them (see the module
+    docstring): the kept entries of the 2+-D tensors follow from it, 1-D
+    tensors counted as kept whole (exact but for pruned biases, 8 bytes
+    each), and BatchNorm's int64 ``num_batches_tracked``, one per layer.
+
+    Args:
+        shapes: The model's weights' shapes (Keras's order and layout).
+        batch_norms: Its BatchNormalization layers.
+        csr_bytes_: `csr_bytes` of the message.
+    """
+    fixed = 0
+    for shape in shapes:
+        size = int(np.prod(shape))
+        if len(shape) > 1:
+            csr_bytes_ -= 4 * (size // shape[-1] + 1)
+            rows = size // torch_layout(shape)[-1]
+            fixed += _CSR_FILE + 8 * (len(shape) - 2) + 4 * (rows + 1)
+        else:
+            csr_bytes_ -= 8 * size + 8
+            fixed += _NPY_FILE + 4 * size
+    counters = batch_norms * len(_as_paper_file(np.zeros((), np.int64)))
+    return int(round(fixed + counters + csr_bytes_))
 
 
 def coo_bytes(masks: Sequence[np.ndarray]) -> int:
