@@ -154,23 +154,29 @@ class ClientStates:
         """
         if len(set(client_ids)) != len(client_ids):
             raise ValueError("a client is sampled at most once per round")
-        files = []
-        for client_id in client_ids:
-            if not self.plan.work.encoding.error_feedback:
-                files.append(())
-                continue
-            new = f"{_file_stem(client_id)}_r{int(round_number)}.residual"
-            self._pending[client_id] = new
-            old = self.residuals.path(self.state(client_id).residual)
-            files.append((old, self.residuals.path(new)))
-        return self.plan.client_inputs(
+        new = {}
+        if self.plan.work.encoding.error_feedback:
+            new = {
+                c: f"{_file_stem(c)}_r{int(round_number)}.residual" for c in client_ids
+            }
+        inputs = self.plan.client_inputs(
             round_number,
             [self.state(c) for c in client_ids],
             [self.mask(c) for c in client_ids],
             epoch_examples,
             [True] * len(client_ids) if delivered is None else delivered,
-            files,
+            [
+                (
+                    self.residuals.path(self.state(c).residual),
+                    self.residuals.path(new[c]),
+                )
+                if new
+                else ()
+                for c in client_ids
+            ],
         )
+        self._pending.update(new)  # once the inputs are made
+        return inputs
 
     def update(
         self,
