@@ -13,7 +13,15 @@ from typing import Any, NamedTuple
 
 from tffprune.pruning.counts import PruningStep
 
-__all__ = ["ClientInput", "ClientOutput", "Download", "PruningStep"]
+__all__ = [
+    "ClientInput",
+    "ClientOutput",
+    "Download",
+    "MaskVote",
+    "PruningStep",
+    "SampledMask",
+    "SampleInput",
+]
 
 
 class ClientInput(NamedTuple):
@@ -82,3 +90,45 @@ class ClientOutput(NamedTuple):
     personal: Any
     mask_distance: Any
     values: Any
+
+
+class SampleInput(NamedTuple):
+    """A FedPM client's instructions for one round (it keeps no state).
+
+    Attributes:
+        seed: int32 ``[2]``, the stateless seed of its mask samples this round.
+        delivered: bool, False if its upload is lost on the way (simulated).
+    """
+
+    seed: Any
+    delivered: Any
+
+
+class MaskVote(NamedTuple):
+    """A FedPM client's upload as the server's posterior counts it.
+
+    Attributes:
+        masks: Per trainable weight, its sampled mask smoothed away from 0
+            and 1 (`tffprune.pruning.probabilistic.smoothed`), float32, times
+            ``count``.
+        count: float32, 1 for an upload that arrived, else 0.
+    """
+
+    masks: Any
+    count: Any
+
+
+class SampledMask(NamedTuple):
+    """What a round returns per FedPM client.
+
+    Attributes:
+        mask: Per trainable weight, the mask it sampled and uploaded (bool).
+        num_examples: int64, examples seen in training over all epochs.
+        loss_sum: float32, training loss summed over those examples.
+        finite: bool, False if its scores became NaN or Inf (upload dropped).
+    """
+
+    mask: Any
+    num_examples: Any
+    loss_sum: Any
+    finite: Any

@@ -1,6 +1,6 @@
 """tffprune's rounds as TFF processes you compose in your own TFF code.
 
-The builders (`build_fedavg`, `build_sub_fedavg`) are shaped like
+The builders (`build_fedavg`, `build_sub_fedavg`, `build_fedpm`) are shaped like
 ``tff.learning.algorithms``; `compose_round` and the role builders are the
 pieces they are made of, for a variant that swaps one role. This package is
 the orchestration layer: with `tffprune.fl.process` and
@@ -26,6 +26,7 @@ from tffprune.learning.client_works import (
 )
 from tffprune.learning.composers import RoundOutput, compose_round
 from tffprune.learning.distributors import build_download_distributor
+from tffprune.learning.fedpm import FedPMProcess, build_fedpm
 from tffprune.learning.finalizers import build_masked_optimizer_finalizer
 from tffprune.learning.optimizers import build_optimizer
 
@@ -34,6 +35,7 @@ __all__ = [
     "ClientOutput",
     "ClientStates",
     "Download",
+    "FedPMProcess",
     "MaskedMeanFactory",
     "PruningStep",
     "RoundOutput",
@@ -41,6 +43,7 @@ __all__ = [
     "build_client_work",
     "build_download_distributor",
     "build_fedavg",
+    "build_fedpm",
     "build_masked_optimizer_finalizer",
     "build_optimizer",
     "build_pruning_client_work",
