@@ -160,14 +160,14 @@ def test_personal_models_are_what_training_returned_and_survive_a_checkpoint(
         _config(personal_models=True, upload_values="int2", rounds=2), data
     )
     returned = {}
-    real_next = trainer.process.next
+    real_next = trainer.algorithm.process.next
 
     def recording_next(*arguments, **options):
         output = real_next(*arguments, **options)
         returned["reports"] = output.reports
         return output
 
-    monkeypatch.setattr(trainer.process, "next", recording_next)
+    monkeypatch.setattr(trainer.algorithm.process, "next", recording_next)
     sampled_before = trainer.rng.bit_generator.state
     row = trainer.run_round()
 

@@ -453,8 +453,7 @@ def train(
     given = {key: value for key, value in options.items() if value is not None}
     resolved = config_from_mapping(given, base, source=COMMAND_LINE)
     click.echo(
-        f"{resolved.aggregation} / {resolved.method} to sparsity {resolved.sparsity} "
-        f"({resolved.schedule}), {resolved.model} on {resolved.dataset} "
+        f"{resolved.algorithm_description}, {resolved.model} on {resolved.dataset} "
         f"{resolved.partition}, {resolved.num_clients} clients, "
         f"{resolved.clients_per_round} per round, {resolved.rounds} rounds "
         f"-> {output_dir}",

@@ -21,6 +21,7 @@ from tffprune.compression.wire import (
 from tffprune.data.partition import PARTITION_NAMES
 from tffprune.models.names import MODEL_NAMES
 from tffprune.pruning.policy import METHODS
+from tffprune.pruning.probabilistic import PROBABILITY_BITS
 from tffprune.pruning.schedules import SCHEDULES
 
 MODEL_FILE_SUFFIXES = (".keras", ".h5")
@@ -35,7 +36,7 @@ def is_model_reference(text: object) -> bool:
     )
 
 
-AGGREGATIONS = ("fedavg", "subfedavg")
+AGGREGATIONS = ("fedavg", "subfedavg", "fedpm")
 # ``tff.learning.optimizers`` by name (`tffprune.learning.optimizers`).
 CLIENT_OPTIMIZERS = ("sgd", "sgdm", "adam")
 SERVER_OPTIMIZERS = ("sgd", "sgdm", "adam", "yogi")
@@ -187,20 +188,25 @@ class TrainConfig:
         "subfedavg",
         "federated",
         "fedavg: weighted mean, pruned entries as 0; subfedavg: each entry "
-        "averaged over the clients that kept it, personal masks.",
+        "averaged over the clients that kept it, personal masks; fedpm: the "
+        "weights frozen at a seeded random network, clients train which to "
+        "keep and upload one sampled mask (the pruning options do not apply).",
         AGGREGATIONS,
     )
     clients_per_round: int = option(10, "federated", "Clients sampled each round.")
     rounds: int = option(10, "federated", "Number of rounds.")
     local_epochs: int = option(1, "federated", "Local epochs per round.")
     batch_size: int = option(32, "federated", "Local batch size.")
-    client_optimizer: str = option(
-        "sgdm",
+    client_optimizer: str | None = option(
+        None,
         "federated",
-        "The clients' local optimizer (a model's compiled optimizer is not used).",
+        "The clients' local optimizer (default: sgdm; adam for fedpm's mask "
+        "scores, as its code). A model's compiled optimizer is not used.",
         CLIENT_OPTIMIZERS,
     )
-    client_learning_rate: float = option(0.05, "federated", "Client learning rate.")
+    client_learning_rate: float | None = option(
+        None, "federated", "Client learning rate (default: 0.05; 0.1 for fedpm)."
+    )
     client_momentum: float = option(
         0.5, "federated", "Client momentum (--client-optimizer sgdm)."
     )
@@ -266,6 +272,18 @@ class TrainConfig:
         "client, so the error is part of training, never of the server's "
         "float32 weights.",
         DOWNLOAD_VALUE_FORMATS,
+    )
+    probability_bits: int = option(
+        32,
+        "communication",
+        "fedpm: the bits of each probability sent down (32: float32; fewer: "
+        "the midpoint of its bin, which the upload is then coded under).",
+    )
+    prior_reset: int = option(
+        1,
+        "communication",
+        "fedpm: the server's Beta posterior restarts every this many rounds "
+        "(1: every round, FedPM's code's; 0: never).",
     )
     positions: str = option(
         "auto",
@@ -361,8 +379,25 @@ class TrainConfig:
                 f"clients_per_round ({self.clients_per_round}) cannot exceed "
                 f"num_clients ({self.num_clients})"
             )
-        for side in ("client", "server"):
-            rate = getattr(self, f"{side}_learning_rate")
+        if self.probability_bits not in PROBABILITY_BITS:
+            allowed = ", ".join(map(str, PROBABILITY_BITS))
+            raise ConfigError(
+                f"probability_bits must be one of {allowed}, got "
+                f"{self.probability_bits!r}"
+            )
+        if (
+            isinstance(self.prior_reset, bool)
+            or not isinstance(self.prior_reset, int)
+            or self.prior_reset < 0
+        ):
+            raise ConfigError(
+                f"prior_reset must be a whole number >= 0, got {self.prior_reset!r}"
+            )
+        rates = {
+            "client": self.resolved_client_learning_rate,
+            "server": self.server_learning_rate,
+        }
+        for side, rate in rates.items():
             momentum = getattr(self, f"{side}_momentum")
             if not 0 < rate < float("inf"):
                 raise ConfigError(
@@ -424,6 +459,33 @@ class TrainConfig:
         if self.client_weighting is not None:
             return self.client_weighting
         return "num_examples" if self.aggregation == "fedavg" else "uniform"
+
+    @property
+    def algorithm_description(self) -> str:
+        """The algorithm in a few words, for a run's first line and plots."""
+        if self.aggregation == "fedpm":
+            return (
+                f"fedpm (masks over a network frozen at seed {self.seed}, "
+                f"probabilities down at {self.probability_bits} bits)"
+            )
+        return (
+            f"{self.aggregation} / {self.method} to sparsity {self.sparsity} "
+            f"({self.schedule})"
+        )
+
+    @property
+    def resolved_client_optimizer(self) -> str:
+        """The clients' optimizer in effect (sgdm; adam for fedpm)."""
+        if self.client_optimizer is not None:
+            return self.client_optimizer
+        return "adam" if self.aggregation == "fedpm" else "sgdm"
+
+    @property
+    def resolved_client_learning_rate(self) -> float:
+        """The clients' learning rate in effect (0.05; 0.1 for fedpm)."""
+        if self.client_learning_rate is not None:
+            return self.client_learning_rate
+        return 0.1 if self.aggregation == "fedpm" else 0.05
 
     @property
     def uses_error_feedback(self) -> bool:

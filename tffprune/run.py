@@ -60,6 +60,7 @@ from tffprune.models.source import (
     model_fingerprint,
     resolve_model,
 )
+from tffprune.pruning import probabilistic
 from tffprune.reporting.files import (
     TEMPORARY_MARK,
     atomic_path,
@@ -173,6 +174,10 @@ def _checkpoint_config(
     state is theirs).
     """
     identity = {k: v for k, v in config.to_dict().items() if k != "data_dir"}
+    # The optimizer in effect, given or by default (a run made before the
+    # default depended on the aggregation resumes).
+    identity["client_optimizer"] = config.resolved_client_optimizer
+    identity["client_learning_rate"] = config.resolved_client_learning_rate
     identity["client_ids"] = [data.client_id(c) for c in range(data.num_clients)]
     identity["data_fingerprint"] = fingerprint
     identity["model_fingerprint"] = model_fingerprint(config.model)
@@ -238,6 +243,8 @@ def prepare_inputs(
     else:
         check_user_model_fn(model_fn, input_shape, num_classes)
         model = ResolvedModel(model_fn, None, config.model)
+    if config.aggregation == "fedpm":
+        probabilistic.check_model(model.model_fn())
     return config, _with_range_note(config, data), model
 
 
@@ -622,8 +629,8 @@ def _finish_run(
         plot_run(
             metrics,
             output_dir,
-            f"{config.aggregation} {config.method} "
-            f"s={config.sparsity} {config.model} {config.dataset} {config.partition}",
+            f"{config.algorithm_description}\n{config.model} {config.dataset} "
+            f"{config.partition}",
         )
     summary = {
         "status": "ok" if failure is None else "failed",

@@ -81,7 +81,7 @@ class PlainLoop:
         self.variables = model.trainable_weights + model.non_trainable_weights
         self.weights = [v.numpy() for v in self.variables]
         optimizer = tf.keras.optimizers.SGD(
-            config.client_learning_rate, momentum=config.client_momentum
+            config.resolved_client_learning_rate, momentum=config.client_momentum
         )
         optimizer.build(model.trainable_weights)
         self.optimizer = optimizer

@@ -45,8 +45,8 @@ def reference_round(trainer):
     train = build_client_train_fn(
         trainer.model_fn,
         build_optimizer(
-            config.client_optimizer,
-            config.client_learning_rate,
+            config.resolved_client_optimizer,
+            config.resolved_client_learning_rate,
             config.client_momentum,
         ),
     )

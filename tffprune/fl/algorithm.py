@@ -136,6 +136,8 @@ class ClientResult:
             (Jeurkar et al.'s format, both directions).
         download_bound_bits: The information bound of what it received
             (`tffprune.compression.baselines.information_bound_bits`).
+        upload_bound_bits: The information bound of its upload (FedPM's;
+            the others' is computed from ``masks`` and ``held``).
         masks: Masks of every weight it uploaded (unless not aggregated).
         held: The masks the server already held for it (None where none).
         sparsity: Sparsity of its prunable kernels after the round.
@@ -151,6 +153,7 @@ class ClientResult:
     download_bytes: int = 0
     download_bytes_csr: int = 0
     download_bound_bits: float = 0.0
+    upload_bound_bits: float = 0.0
     masks: list[np.ndarray] | None = None
     held: list[np.ndarray | None] | None = None
     sparsity: float = 0.0
@@ -356,6 +359,14 @@ class FederatedAlgorithm:
         self.num_trainable = len(plan.shapes)
         self.residuals = residuals or ResidualStore()
 
+    def initialize_roles(self) -> tuple:
+        """The roles' initial states (a checkpoint's are packed into them)."""
+        return self.process.initialize_roles()
+
+    def model_weights(self, weights: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """The model the server's weights stand for: themselves."""
+        return list(weights)
+
     def init(self, weights: Sequence[np.ndarray]) -> ServerState:
         """The initial server state for these weights."""
         return ServerState(
@@ -543,6 +554,16 @@ class FederatedAlgorithm:
             updated,
             results,
             output.measurements,
+        )
+
+    def upload_costs(self, aggregated: Sequence[ClientResult]) -> dict[str, float]:
+        """The upload columns of a round's row (`accounting.upload_costs`)."""
+        return accounting.upload_costs(
+            [r.masks for r in aggregated],
+            [r.upload_bytes for r in aggregated],
+            self.shapes,
+            self.work.encoding.value_format,
+            [r.held for r in aggregated],
         )
 
     def _client_inputs(

@@ -32,6 +32,7 @@ from tffprune.fl.mergeable import (
 from tffprune.fl.messages import ClientInput
 from tffprune.fl.runtime import ensure_runtime
 from tffprune.learning.algorithms import build_round
+from tffprune.learning.composers import RoundOutput as ComposedOutput
 
 
 @dataclasses.dataclass
@@ -126,6 +127,66 @@ def _file_error(error: grpc.RpcError) -> OSError | None:
     return OSError(errno.EIO, match["reason"].strip(), match["path"])
 
 
+def algorithm_state(weights: Sequence[np.ndarray], roles: tuple):
+    """A composed round's server state from the driver's weights and roles."""
+    return tff.learning.templates.LearningAlgorithmState(list(weights), *roles)
+
+
+def split_state(state) -> tuple[list[np.ndarray], tuple]:
+    """The driver's ``(weights, roles)`` of a composed round's server state."""
+    return (
+        [np.asarray(w) for w in state.global_model_weights],
+        (state.distributor, state.client_work, state.aggregator, state.finalizer),
+    )
+
+
+def measurements_of(metrics) -> dict[str, dict[str, float]]:
+    """A round's metrics, per role, as floats (a role without any: ``{}``)."""
+    return {
+        role: {name: float(value) for name, value in dict(values or {}).items()}
+        for role, values in metrics.items()
+    }
+
+
+# Per round computation, the same round with its clients' outputs gathered at
+# SERVER (`tffprune.fl.mergeable`), built once.
+_COLLECTED: dict[int, tuple] = {}
+
+
+def run_on_runtime(computation: tff.Computation, *arguments):
+    """Runs a composed round's computation on tffprune's runtime.
+
+    Over several workers (an `OrderedMergeableContext`) a round's ``next``
+    runs with its clients' outputs gathered at SERVER, so that no client
+    trains twice. A residual file the round could not read or write is an
+    `OSError`.
+
+    Returns:
+        What the computation returns; for a ``next``, a `RoundOutput` of
+        `tffprune.learning.composers`.
+    """
+    # Never let TFF start its own (self-orphaning) default worker.
+    ensure_runtime()
+    merged = isinstance(
+        tff.framework.get_context_stack().current, OrderedMergeableContext
+    )
+    try:
+        if not merged or not arguments:
+            return computation(*arguments)
+        if id(computation) not in _COLLECTED:
+            member = computation.type_signature.result[1].member
+            _COLLECTED[id(computation)] = (
+                computation,
+                collect_clients(computation),
+                member,
+            )
+        _, collected, member = _COLLECTED[id(computation)]
+        state, gathered, metrics = collected(*arguments)
+        return ComposedOutput(state, uncollect_clients(gathered, member), metrics)
+    except grpc.RpcError as error:
+        raise _file_error(error) or error from None
+
+
 class RoundProcess:
     """Builds and runs the round computation for one model architecture.
 
@@ -156,15 +217,10 @@ class RoundProcess:
         self.non_trainable_shapes = [
             tuple(t.shape) for t in list(weights_type)[self.num_trainable :]
         ]
-        # Over several workers: the round with its clients' outputs gathered at
-        # SERVER, so that no client trains twice (`tffprune.fl.mergeable`).
-        self._collected = None
 
     def initialize_roles(self) -> tuple:
         """The roles' initial states, ``(distributor, client_work, ...)``."""
-        ensure_runtime()
-        state = self.iterative_process.initialize()
-        return (state.distributor, state.client_work, state.aggregator, state.finalizer)
+        return split_state(run_on_runtime(self.iterative_process.initialize))[1]
 
     def next(
         self,
@@ -190,44 +246,22 @@ class RoundProcess:
         Raises:
             ValueError: With error feedback, if a client has no residual files.
         """
-        ensure_runtime()
         if self.error_feedback and any(len(i.residual_files) != 2 for i in inputs):
             raise ValueError("error feedback needs residual files for every client")
-        state = tff.learning.templates.LearningAlgorithmState(list(weights), *roles)
-        try:
-            new_state, clients, metrics = self._next(state, inputs, datasets)
-        except grpc.RpcError as error:
-            raise _file_error(error) or error from None
+        output = run_on_runtime(
+            self.iterative_process.next,
+            algorithm_state(weights, roles),
+            list(inputs),
+            list(datasets),
+        )
+        new_weights, new_roles = split_state(output.state)
         buffers = [np.ones(s, np.bool_) for s in self.non_trainable_shapes]
         return RoundOutput(
-            weights=[np.asarray(w) for w in new_state.global_model_weights],
-            roles=(
-                new_state.distributor,
-                new_state.client_work,
-                new_state.aggregator,
-                new_state.finalizer,
-            ),
-            measurements={
-                role: {name: float(value) for name, value in values.items()}
-                for role, values in metrics.items()
-            },
-            reports=[self._report(o, buffers) for o in clients],
+            weights=new_weights,
+            roles=new_roles,
+            measurements=measurements_of(output.metrics),
+            reports=[self._report(o, buffers) for o in output.clients],
         )
-
-    def _next(self, state, inputs, datasets) -> tuple:
-        """The round's ``(state, client outputs, metrics)`` on the runtime."""
-        process = self.iterative_process
-        if not isinstance(
-            tff.framework.get_context_stack().current, OrderedMergeableContext
-        ):
-            output = process.next(state, list(inputs), list(datasets))
-            return output.state, output.clients, output.metrics
-        if self._collected is None:
-            member = process.next.type_signature.result[1].member
-            self._collected = (collect_clients(process.next), member)
-        collected, member = self._collected
-        new_state, gathered, metrics = collected(state, list(inputs), list(datasets))
-        return new_state, uncollect_clients(gathered, member), metrics
 
     def _report(self, output, buffers: list[np.ndarray]) -> ClientReport:
         """A client's `ClientOutput` as NumPy."""

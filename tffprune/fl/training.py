@@ -18,7 +18,6 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from tffprune.compression import accounting
 from tffprune.config import TrainConfig
 from tffprune.data.partition import FederatedData
 from tffprune.data.pipeline import batched_dataset
@@ -31,8 +30,10 @@ from tffprune.fl.algorithm import (
     ServerState,
 )
 from tffprune.fl.client_steps import ClientWorkConfig
+from tffprune.fl.fedpm import FedPMAlgorithm
 from tffprune.fl.process import RoundParts, RoundProcess
 from tffprune.fl.residual_store import ResidualStore
+from tffprune.learning.fedpm import build_fedpm
 from tffprune.learning.optimizers import build_optimizer, in_place
 from tffprune.models.source import resolve_model
 from tffprune.pruning.policy import PruningPolicy, sparsity_report
@@ -94,7 +95,7 @@ class TrainerState:
 def _compiled_optimizer_note(model: tf.keras.Model, config: TrainConfig) -> str:
     """One line saying a compiled model's optimizer is replaced ("" if none).
 
-    A round's clients train with ``config.client_optimizer`` (a
+    A round's clients train with ``config.resolved_client_optimizer`` (a
     ``tff.learning.optimizers`` optimizer, started afresh each round, as
     TFF's builders do); what ``model.compile`` was given is not used.
     """
@@ -103,8 +104,8 @@ def _compiled_optimizer_note(model: tf.keras.Model, config: TrainConfig) -> str:
         return ""
     return (
         f"your model's compiled optimizer ({type(compiled).__name__}) is not used: "
-        f"clients train with --client-optimizer {config.client_optimizer} at "
-        f"--client-learning-rate {config.client_learning_rate:g}"
+        f"clients train with --client-optimizer {config.resolved_client_optimizer} at "
+        f"--client-learning-rate {config.resolved_client_learning_rate:g}"
     )
 
 
@@ -182,6 +183,34 @@ def _round_parts(
     )
 
 
+def _algorithm(
+    config: TrainConfig,
+    plan: PruningPlan,
+    shapes: list[tuple[int, ...]],
+    parts: RoundParts,
+    residuals: ResidualStore,
+):
+    """The run's algorithm: `FederatedAlgorithm`, or `FedPMAlgorithm`."""
+    if config.aggregation == "fedpm":
+        process = build_fedpm(
+            parts.model_fn,
+            parts.element_spec,
+            seed=config.seed,
+            client_optimizer_fn=parts.client_optimizer,
+            download_bits=config.probability_bits,
+            reset_every=config.prior_reset,
+        )
+        return FedPMAlgorithm(process, residuals)
+    return FederatedAlgorithm(
+        RoundProcess(parts),
+        plan,
+        shapes,
+        config.positions,
+        config.download_values,
+        residuals,
+    )
+
+
 def _mean(values: list[float]) -> float:
     return float(np.mean(values)) if values else float("nan")
 
@@ -233,24 +262,28 @@ class Trainer:
         self.shapes = [tuple(w.shape) for w in variables]
         self._dense_bytes = 4 * sum(int(np.prod(s)) for s in self.shapes)
         optimizer = build_optimizer(
-            config.client_optimizer, config.client_learning_rate, config.client_momentum
+            config.resolved_client_optimizer,
+            config.resolved_client_learning_rate,
+            config.client_momentum,
         )
         # The schedule spans the rounds the run started with: resuming with more
         # --rounds extends the run, not the schedule.
         schedule_rounds = (state and state.schedule_rounds) or config.rounds
-        work = _client_work(config, self.targets)
+        # FedPM's clients learn which weights to keep: no pruning plan.
+        pruning = (
+            dataclasses.replace(config, method="none", sparsity=0.0)
+            if config.aggregation == "fedpm"
+            else config
+        )
+        work = _client_work(pruning, self.targets)
         self.plan = _pruning_plan(
-            config, work, self.shapes[: self.num_trainable], schedule_rounds
+            pruning, work, self.shapes[: self.num_trainable], schedule_rounds
         )
-        self.process = RoundProcess(
-            _round_parts(config, model_fn, input_shape, work, optimizer)
-        )
-        self.algorithm = FederatedAlgorithm(
-            self.process,
+        self.algorithm = _algorithm(
+            config,
             self.plan,
             self.shapes,
-            config.positions,
-            config.download_values,
+            _round_parts(config, model_fn, input_shape, work, optimizer),
             ResidualStore(residual_dir),
         )
         self.residuals = self.algorithm.residuals
@@ -307,7 +340,7 @@ class Trainer:
         A checkpoint of format 3 or older holds none: the roles start afresh.
         """
         state.schedule_rounds = schedule_rounds
-        initial_roles = self.process.initialize_roles()
+        initial_roles = self.algorithm.initialize_roles()
         state.server.roles = (
             initial_roles
             if state.server.roles is None
@@ -401,16 +434,10 @@ class Trainer:
             "round": self.state.round,
             "sparsity": _mean([r.sparsity for r in aggregated]),
             "global_sparsity": sparsity_report(
-                self.state.server_weights[: self.num_trainable], self.targets
+                self.model_weights()[: self.num_trainable], self.targets
             ).prunable_sparsity,
             "covered_fraction": measurements["aggregator"]["covered_fraction"],
-            **accounting.upload_costs(
-                [r.masks for r in aggregated],
-                [r.upload_bytes for r in aggregated],
-                self.shapes,
-                self.config.upload_values,
-                [r.held for r in aggregated],
-            ),
+            **self.algorithm.upload_costs(aggregated),
             "download_bytes": sum(r.download_bytes for r in results),
             "download_bytes_dense": len(results) * self._dense_bytes,
             "download_bytes_csr": sum(r.download_bytes_csr for r in results),
@@ -441,10 +468,14 @@ class Trainer:
             "clients_held_back": sum(d <= threshold for d in distances),
         }
 
+    def model_weights(self) -> list[np.ndarray]:
+        """The model the server's state stands for (FedPM: its likeliest network)."""
+        return self.algorithm.model_weights(self.state.server_weights)
+
     def evaluate(self) -> dict[str, float]:
         """Central and personalized accuracy of the current state."""
         return self.evaluator.evaluate(
-            self.state.server_weights,
+            self.model_weights(),
             self.state.clients,
             self.state.round,
             finetune=self.config.finetune_baseline,
@@ -459,7 +490,7 @@ class Trainer:
     def central_weights(self) -> list[np.ndarray]:
         """The central model's weights (`evaluation.central_weights`)."""
         return evaluation.central_weights(
-            self.state.server_weights, self.plan, self.state.clients, self.state.round
+            self.model_weights(), self.plan, self.state.clients, self.state.round
         )
 
     def global_model(self) -> tf.keras.Model:

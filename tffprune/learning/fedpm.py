@@ -37,9 +37,7 @@ from tffprune.learning.client_works import build_client_work
 from tffprune.learning.composers import compose_round
 from tffprune.pruning import probabilistic
 
-__all__ = ["DOWNLOAD_BITS", "FedPMProcess", "build_fedpm"]
-
-DOWNLOAD_BITS = (32, 8, 6, 4, 3, 2, 1)
+__all__ = ["FedPMProcess", "build_fedpm"]
 
 
 class FedPMProcess(tff.templates.IterativeProcess):
@@ -122,11 +120,9 @@ def build_probability_distributor(
         with ``q = probabilistic.tf_quantized(p, download_bits)``; the state
         counts the rounds distributed.
     """
-    if download_bits not in DOWNLOAD_BITS:
-        raise ValueError(
-            f"download_bits must be one of {', '.join(map(str, DOWNLOAD_BITS))}, got "
-            f"{download_bits!r}"
-        )
+    if download_bits not in probabilistic.PROBABILITY_BITS:
+        bits = ", ".join(map(str, probabilistic.PROBABILITY_BITS))
+        raise ValueError(f"download_bits must be one of {bits}, got {download_bits!r}")
 
     @tff.tensorflow.computation(probabilities_type)
     def quantize(probabilities):
@@ -266,13 +262,7 @@ def build_fedpm(
     """
     ensure_runtime()
     reference = model_fn()
-    if reference.non_trainable_weights:
-        names = ", ".join(w.name for w in reference.non_trainable_weights[:3])
-        raise ValueError(
-            "FedPM freezes every weight at the seed's signed constant and masks "
-            f"it; the model has non-trainable weights ({names}): build it without "
-            "BatchNormalization or other state"
-        )
+    probabilistic.check_model(reference)
     shapes = [tuple(w.shape) for w in reference.trainable_weights]
     optimizer = client_optimizer_fn or tff.learning.optimizers.build_adam(0.1)
     probabilities_type = tff.StructWithPythonType(

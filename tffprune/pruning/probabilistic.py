@@ -36,6 +36,23 @@ import tensorflow as tf
 
 SMOOTHING = 0.01
 PRIOR = 1.0
+# The bits a probability may be sent down in (32: float32; `quantized`).
+PROBABILITY_BITS = (32, 8, 6, 4, 3, 2, 1)
+
+
+def check_model(model: tf.keras.Model) -> None:
+    """Raises ValueError unless every weight of ``model`` can be frozen and masked.
+
+    FedPM keeps no weight that trains or updates itself: a model with
+    non-trainable weights (BatchNormalization's statistics) is refused.
+    """
+    if model.non_trainable_weights:
+        names = ", ".join(w.name for w in model.non_trainable_weights[:3])
+        raise ValueError(
+            "fedpm freezes every weight at the seed's signed constant and masks "
+            f"it; the model has non-trainable weights ({names}): build it without "
+            "BatchNormalization or other state, or use another --aggregation"
+        )
 
 
 def fan_ins(shapes: Sequence[tuple[int, ...]]) -> list[int]:

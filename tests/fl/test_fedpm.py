@@ -1,0 +1,102 @@
+"""FedPM driven by the trainer: exact bytes both ways, resumable, exportable."""
+
+import numpy as np
+import pytest
+
+from tffprune.checkpoint import load_checkpoint, save_checkpoint
+from tffprune.compression import bernoulli
+from tffprune.config import TrainConfig
+from tffprune.data import build_federated_data, load_dataset
+from tffprune.fl.training import Trainer
+from tffprune.pruning import probabilistic
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def data():
+    return build_federated_data(load_dataset("digits"), 4, "iid", seed=1)
+
+
+def _config(**changes):
+    settings = dict(
+        dataset="digits",
+        model="tfmot_cnn",
+        aggregation="fedpm",
+        num_clients=4,
+        clients_per_round=3,
+        local_epochs=3,
+        batch_size=16,
+        rounds=6,
+        seed=2,
+    )
+    return TrainConfig(**{**settings, **changes})
+
+
+def test_a_fedpm_run_learns_with_every_message_counted_exactly(data):
+    trainer = Trainer(_config(probability_bits=4), data)
+    sizes = [int(np.prod(s)) for s in trainer.shapes]
+    rows = [trainer.run_round() for _ in range(6)]
+
+    # Down: 4 bits a probability, each tensor packed to whole bytes, to each
+    # of the 3 clients.
+    assert rows[0]["download_bytes"] == 3 * sum(-(-n * 4 // 8) for n in sizes)
+    # Up: range-coded masks at their bound (50 to 140 bytes a client
+    # here, so its last one or two 32-bit words show; to the bit below).
+    for row in rows:
+        assert 1.0 <= row["upload_bound_ratio"] < 1.2
+        assert row["upload_bytes"] < row["upload_bytes_dense"] / 20
+    assert rows[0]["central_accuracy"] < 0.3
+    assert rows[-1]["central_accuracy"] > 0.6
+
+
+def test_the_upload_is_the_clients_mask_coded_under_what_it_downloaded(data):
+    trainer = Trainer(_config(probability_bits=2, clients_per_round=1), data)
+    sent = [probabilistic.quantized(p, 2) for p in trainer.state.server_weights]
+    _, _, results, _ = trainer.algorithm.apply(
+        trainer.state.server,
+        trainer.state.clients,
+        [0],
+        0,
+        [trainer._client_dataset(0, 0)],
+        [True],
+    )
+    (result,) = results
+    assert result.upload_bytes == len(bernoulli.encode_masks(result.masks, sent))
+    bound = bernoulli.model_bits(result.masks, sent)
+    assert result.upload_bound_bits == pytest.approx(bound)
+    assert bound <= 8 * result.upload_bytes <= bound + 64
+
+
+def test_a_resumed_fedpm_run_equals_one_that_never_stopped(data, tmp_path):
+    config = _config(rounds=3, prior_reset=0)
+    straight = Trainer(config, data)
+    for _ in range(3):
+        straight.run_round()
+
+    first = Trainer(config, data)
+    first.run_round()
+    path = tmp_path / "checkpoint.npz"
+    save_checkpoint(path, first.state, {"identity": 1}, first.shapes)
+    resumed = Trainer(config, data, load_checkpoint(path, {"identity": 1}))
+    for _ in range(2):
+        resumed.run_round()
+
+    for ours, theirs in zip(
+        resumed.state.server_weights, straight.state.server_weights, strict=True
+    ):
+        np.testing.assert_array_equal(ours, theirs)
+    # The posterior (never reset) is the finalizer's state: it came back too.
+    finalizer = resumed.state.server.roles[3]
+    assert finalizer["rounds"] == 3
+
+
+def test_the_exported_model_is_the_seeds_network_at_its_likeliest_mask(data):
+    trainer = Trainer(_config(rounds=1), data)
+    trainer.run_round()
+    model = trainer.global_model()
+    frozen = [w.numpy() for w in probabilistic.tf_signed_constants(trainer.shapes, 2)]
+    for weight, start, p in zip(
+        model.get_weights(), frozen, trainer.state.server_weights, strict=True
+    ):
+        np.testing.assert_array_equal(weight, np.where(p > 0.5, start, 0))
