@@ -324,6 +324,16 @@ def _cases(root):
             [*QUICK, "--model", "resnet12", "--width-multiplier", "inf"],
             "--width-multiplier must be in (0, 16], got inf",
         ),
+        (
+            "fedpm with batch norm",
+            [*QUICK, "--aggregation", "fedpm", "--model", "resnet12"],
+            "fedpm freezes every weight at the seed's signed constant",
+        ),
+        (
+            "fedpm probability bits",
+            [*QUICK, "--aggregation", "fedpm", "--probability-bits", "5"],
+            "--probability-bits must be one of 32, 8, 6, 4, 3, 2, 1, got 5",
+        ),
     ]
 
 

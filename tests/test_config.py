@@ -51,6 +51,39 @@ def test_default_weighting_follows_the_papers():
     assert TrainConfig(aggregation="subfedavg").resolved_client_weighting == "uniform"
 
 
+def test_the_client_optimizer_defaults_by_aggregation(tmp_path):
+    plain, fedpm = TrainConfig(), TrainConfig(aggregation="fedpm")
+    assert (plain.resolved_client_optimizer, plain.resolved_client_learning_rate) == (
+        "sgdm",
+        0.05,
+    )
+    # FedPM trains mask scores with its code's Adam at 0.1.
+    assert (fedpm.resolved_client_optimizer, fedpm.resolved_client_learning_rate) == (
+        "adam",
+        0.1,
+    )
+    path = tmp_path / "run.toml"
+    path.write_text('[train]\naggregation = "fedpm"\nclient_learning_rate = 1\n')
+    given = load_toml(path)
+    assert (given.resolved_client_optimizer, given.resolved_client_learning_rate) == (
+        "adam",
+        1.0,
+    )
+
+
+@pytest.mark.parametrize(
+    "changes,message",
+    [
+        (dict(probability_bits=5), "probability_bits must be one of 32, 8, 6"),
+        (dict(prior_reset=-1), "prior_reset must be a whole number >= 0"),
+        (dict(client_learning_rate=0.0), "client_learning_rate must be > 0"),
+    ],
+)
+def test_bad_fedpm_options_are_refused(changes, message):
+    with pytest.raises(ConfigError, match=message):
+        TrainConfig(aggregation="fedpm", **changes)
+
+
 def test_width_multiplier_reaches_resnet12_only():
     assert TrainConfig(model="resnet12", width_multiplier=0.25).model_options == {
         "width_multiplier": 0.25

@@ -519,6 +519,7 @@ _FIELDS = {field.name: field for field in dataclasses.fields(TrainConfig)}
 OPTIONAL_NUMBERS = {
     "max_examples": int,
     "mask_distance_threshold": float,
+    "client_learning_rate": float,
     "server_epsilon": float,
 }
 """The type of the number options whose default is ``None`` (off)."""

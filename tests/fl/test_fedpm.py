@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from tffprune.checkpoint import load_checkpoint, save_checkpoint
-from tffprune.compression import bernoulli
+from tffprune.compression import bernoulli, dictionary
 from tffprune.config import TrainConfig
 from tffprune.data import build_federated_data, load_dataset
 from tffprune.fl.training import Trainer
@@ -38,9 +38,10 @@ def test_a_fedpm_run_learns_with_every_message_counted_exactly(data):
     sizes = [int(np.prod(s)) for s in trainer.shapes]
     rows = [trainer.run_round() for _ in range(6)]
 
-    # Down: 4 bits a probability, each tensor packed to whole bytes, to each
-    # of the 3 clients.
-    assert rows[0]["download_bytes"] == 3 * sum(-(-n * 4 // 8) for n in sizes)
+    # Down: at most 4 bits a probability (each tensor packed to whole bytes)
+    # and a tag byte, to each of the 3 clients.
+    for row in rows:
+        assert row["download_bytes"] <= 3 * (1 + sum(-(-n * 4 // 8) for n in sizes))
     # Up: range-coded masks at their bound (50 to 140 bytes a client
     # here, so its last one or two 32-bit words show; to the bit below).
     for row in rows:
@@ -62,6 +63,10 @@ def test_the_upload_is_the_clients_mask_coded_under_what_it_downloaded(data):
         [True],
     )
     (result,) = results
+    packed = sum(-(-s.size * 2 // 8) for s in sent)
+    table = len(dictionary.encode_tensors(sent))
+    assert result.download_bytes == 1 + min(packed, table)
+    assert result.download_bound_bits == pytest.approx(dictionary.entropy_bits(sent))
     assert result.upload_bytes == len(bernoulli.encode_masks(result.masks, sent))
     bound = bernoulli.model_bits(result.masks, sent)
     assert result.upload_bound_bits == pytest.approx(bound)

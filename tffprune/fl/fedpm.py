@@ -9,10 +9,12 @@ stand for is `model_weights`'.
 
 What each message costs, exactly:
 
-* down: the probabilities at ``probability_bits`` bits each (float32, or
-  packed bin indices), the same for every client; its bound is the
-  empirical entropy of what is sent (``n H(values)``), what an entropy coder
-  over those values would reach;
+* down: the probabilities at ``probability_bits`` bits each, the same
+  message for every client: a tag byte, then either each value at its bits
+  (float32, or packed bin indices) or, when smaller, the table of distinct
+  values and their indices range-coded (`tffprune.compression.dictionary`;
+  with the posterior reset every round there are at most K + 1 values),
+  decoded and compared like the uploads; its bound is ``n H(values)``;
 * up: the client's sampled mask, range-coded under the probabilities it
   downloaded (`tffprune.compression.bernoulli`); every upload is decoded
   and compared with the mask (a mismatch fails the round); its bound is
@@ -25,7 +27,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from tffprune.compression import baselines, bernoulli
+from tffprune.compression import baselines, bernoulli, dictionary
 from tffprune.fl.algorithm import ClientResult, ClientState, ServerState
 from tffprune.fl.process import (
     algorithm_state,
@@ -38,17 +40,24 @@ from tffprune.fl.verification import UploadVerificationError
 from tffprune.pruning import probabilistic
 
 
-def _download_bytes(shapes: Sequence[tuple[int, ...]], bits: int) -> int:
+def packed_bytes(shapes: Sequence[tuple[int, ...]], bits: int) -> int:
     """The probabilities at ``bits`` bits, each tensor packed to whole bytes."""
     return sum(-(-int(np.prod(s)) * bits // 8) for s in shapes)
 
 
-def _values_entropy_bits(tensors: Sequence[np.ndarray]) -> float:
-    """``n H(values)`` over all entries: the bound of coding what is sent."""
-    flat = np.concatenate([np.asarray(t, np.float32).ravel() for t in tensors])
-    _, counts = np.unique(flat, return_counts=True)
-    frequencies = counts / flat.size
-    return float(-flat.size * np.sum(frequencies * np.log2(frequencies)))
+def download_bytes(sent: Sequence[np.ndarray], bits: int) -> int:
+    """The exact size of the download: a tag byte and the smaller coding.
+
+    Raises:
+        UploadVerificationError: If the coded table does not decode to
+            ``sent`` (a bug, never expected).
+    """
+    shapes = [np.shape(p) for p in sent]
+    message = dictionary.encode_tensors(sent)
+    decoded = dictionary.decode_tensors(message, shapes)
+    if any(not np.array_equal(d, p) for d, p in zip(decoded, sent, strict=True)):
+        raise UploadVerificationError("the coded download decodes to other values")
+    return 1 + min(len(message), packed_bytes(shapes, bits))
 
 
 class FedPMAlgorithm:
@@ -108,11 +117,11 @@ class FedPMAlgorithm:
         )
         sent = [probabilistic.quantized(p, self.bits) for p in server.weights]
         download = {
-            "download_bytes": _download_bytes(self.shapes, self.bits),
+            "download_bytes": download_bytes(sent, self.bits),
             "download_bytes_csr": baselines.csr_bytes(
                 [np.ones(s, bool) for s in self.shapes]
             ),
-            "download_bound_bits": _values_entropy_bits(sent),
+            "download_bound_bits": dictionary.entropy_bits(sent),
         }
         results, updated = [], list(clients)
         for client, report, arrived in zip(
