@@ -42,6 +42,9 @@ def test_a_fedpm_run_learns_with_every_message_counted_exactly(data):
     # and a tag byte, to each of the 3 clients.
     for row in rows:
         assert row["download_bytes"] <= 3 * (1 + sum(-(-n * 4 // 8) for n in sizes))
+    # The first round's probabilities are the seed's: a tag byte says so.
+    assert rows[0]["download_bytes"] == 3
+    assert rows[1]["download_bytes"] > 3 * 100
     # Up: range-coded masks at their bound (50 to 140 bytes a client
     # here, so its last one or two 32-bit words show; to the bit below).
     for row in rows:
@@ -53,13 +56,14 @@ def test_a_fedpm_run_learns_with_every_message_counted_exactly(data):
 
 def test_the_upload_is_the_clients_mask_coded_under_what_it_downloaded(data):
     trainer = Trainer(_config(probability_bits=2, clients_per_round=1), data)
+    trainer.run_round()  # past the seed's own probabilities
     sent = [probabilistic.quantized(p, 2) for p in trainer.state.server_weights]
     _, _, results, _ = trainer.algorithm.apply(
         trainer.state.server,
         trainer.state.clients,
         [0],
-        0,
-        [trainer._client_dataset(0, 0)],
+        1,
+        [trainer._client_dataset(0, 1)],
         [True],
     )
     (result,) = results

@@ -14,7 +14,9 @@ What each message costs, exactly:
   (float32, or packed bin indices) or, when smaller, the table of distinct
   values and their indices range-coded (`tffprune.compression.dictionary`;
   with the posterior reset every round there are at most K + 1 values),
-  decoded and compared like the uploads; its bound is ``n H(values)``;
+  decoded and compared like the uploads; its bound is ``n H(values)``.
+  While the probabilities are still the seed's first ones the tag byte
+  alone says so: the client draws them from the seed, as the server did;
 * up: the client's sampled mask, range-coded under the probabilities it
   downloaded (`tffprune.compression.bernoulli`); every upload is decoded
   and compared with the mask (a mismatch fails the round); its bound is
@@ -75,6 +77,7 @@ class FedPMAlgorithm:
         self.bits = process.download_bits
         self.residuals = residuals or ResidualStore()
         self._frozen: list[np.ndarray] | None = None
+        self._first: list[np.ndarray] | None = None
 
     def initialize_roles(self) -> tuple:
         """The roles' initial states (`tffprune.fl.process.RoundProcess`'s)."""
@@ -116,12 +119,13 @@ class FedPMAlgorithm:
             list(datasets),
         )
         sent = [probabilistic.quantized(p, self.bits) for p in server.weights]
+        seeds = self._seeds_own(server.weights)
         download = {
-            "download_bytes": download_bytes(sent, self.bits),
+            "download_bytes": 1 if seeds else download_bytes(sent, self.bits),
             "download_bytes_csr": baselines.csr_bytes(
                 [np.ones(s, bool) for s in self.shapes]
             ),
-            "download_bound_bits": dictionary.entropy_bits(sent),
+            "download_bound_bits": 0.0 if seeds else dictionary.entropy_bits(sent),
         }
         results, updated = [], list(clients)
         for client, report, arrived in zip(
@@ -141,6 +145,20 @@ class FedPMAlgorithm:
             "covered_fraction": float(any(r.status == "aggregated" for r in results))
         }
         return ServerState(*split_state(output.state)), updated, results, measurements
+
+    def _seeds_own(self, probabilities: Sequence[np.ndarray]) -> bool:
+        """Whether the probabilities are still the seed's first ones."""
+        if self._first is None:
+            self._first = [
+                p.numpy()
+                for p in probabilistic.tf_initial_probabilities(
+                    self.shapes, self.process.seed
+                )
+            ]
+        return all(
+            np.array_equal(p, q)
+            for p, q in zip(probabilities, self._first, strict=True)
+        )
 
     def _client_result(
         self, client: int, report, arrived: bool, sent, download: dict
