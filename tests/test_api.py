@@ -299,15 +299,15 @@ def test_readme_python_example_runs(tmp_path):
 
 
 def test_readme_tff_examples_run(tmp_path):
-    """The FedAvg block, then the Sub-FedAvg block that continues it."""
+    """The FedAvg block, then the Sub-FedAvg and FedPM blocks that continue it."""
     from pathlib import Path
 
     readme = (Path(__file__).parents[1] / "README.md").read_text()
     section = readme.split("## Inside your own TFF code")[1]
-    fedavg, sub_fedavg = [b.split("```")[0] for b in section.split("```python\n")[1:3]]
-    assert "range(5)" in fedavg and "range(5)" in sub_fedavg
+    blocks = [b.split("```")[0] for b in section.split("```python\n")[1:4]]
+    assert all("range(5)" in block for block in blocks)
     # Two rounds instead of five keeps the suite short; nothing else changes.
-    code = (fedavg + sub_fedavg).replace("range(5)", "range(2)")
+    code = "".join(blocks).replace("range(5)", "range(2)")
 
     completed = subprocess.run(
         [sys.executable, "-c", code],
@@ -319,7 +319,7 @@ def test_readme_tff_examples_run(tmp_path):
 
     assert completed.returncode == 0, completed.stderr[-3000:]
     lines = completed.stdout.strip().splitlines()
-    assert len(lines) == 6, lines
+    assert len(lines) == 9, lines
     assert [line.split()[0] for line in lines[:2]] == ["0", "1"]
     losses = [float(line.split()[1]) for line in lines[:2]]
     assert losses[1] < losses[0]
@@ -332,6 +332,11 @@ def test_readme_tff_examples_run(tmp_path):
     # Sampled once or twice in two rounds: 1 - 0.9 or 1 - 0.9 ** 2.
     assert float(sparsity) in (0.1, 0.19)
     assert 0.3 < float(accuracy) <= 1.0
+    # FedPM: the likeliest network's density each round, then its accuracy
+    # (about 0.1 for the seed's network before any round).
+    assert [line.split()[0] for line in lines[6:8]] == ["0", "1"]
+    assert all(0.3 < float(line.split()[1]) < 0.7 for line in lines[6:8])
+    assert 0.3 < float(lines[8]) <= 1.0
 
 
 def test_importing_tffprune_first_keeps_tensorflows_cpp_logs_quiet():
