@@ -16,12 +16,15 @@ of 20,000 entries or more, float32 else, the model down in float32; FedAvg
 with Jeurkar et al.'s pruning and SciPy CSR both ways; Sub-FedAvg with float32
 values as it was before low-bit updates) and ours (Sub-FedAvg, int8 or int4
 values down, 2- or 1-bit updates up with error feedback; on IID data new
-clients start from the server's subnetwork). Each row's bytes are the columns of its
-metrics.csv named in BASELINES and OURS.
+clients start from the server's subnetwork) and, on fc, FedPM (masks over a
+seeded random network: its probabilities down, value-table coded, sampled
+masks up, range-coded). Each row's bytes are the columns of its metrics.csv
+named in BASELINES, FEDPM and OURS.
 
 Usage:
     uv run python experiments/bytes_to_target.py                 # both, ~60 min
     uv run python experiments/bytes_to_target.py --setting fc_iid
+    uv run python experiments/bytes_to_target.py --setting fc_iid --only FedPM
     uv run python experiments/bytes_to_target.py --quick         # smoke test
     uv run python experiments/bytes_to_target.py --replot --setting fc_iid
     uv run python experiments/bytes_to_target.py --sweep [--with NAME]
@@ -100,6 +103,28 @@ def _ours(sparsity: float, download: str, upload: str, new_clients: str) -> tupl
     )
     return label, (changes, "upload_bytes", "download_bytes")
 
+
+def _fedpm(probability_bits: int, local_epochs: int) -> tuple:
+    down = "float32" if probability_bits == 32 else f"{probability_bits}-bit"
+    label = (
+        f"FedPM, {down} probabilities down (coded), masks up, "
+        f"{local_epochs} epoch{'s' if local_epochs > 1 else ''}"
+    )
+    changes = dict(
+        aggregation="fedpm",
+        client_optimizer="adam",
+        client_learning_rate=0.1,
+        probability_bits=probability_bits,
+        local_epochs=local_epochs,
+    )
+    return label, (changes, "upload_bytes", "download_bytes")
+
+
+# FedPM (Isik et al., 2023): masks over a seeded network, Adam at 0.1 over the
+# scores as its code; the download is coded (`tffprune.fl.fedpm`).
+FEDPM = {
+    "fc_iid": dict(_fedpm(bits, epochs) for bits, epochs in ((32, 1), (2, 1), (32, 3))),
+}
 
 # Under IID data a new client loses nothing by starting from the server's
 # subnetwork; under shards it would lose its personal mask (it starts at the
@@ -196,14 +221,26 @@ def measure(rows: list[dict], metric: str, target: float, up: str, down: str) ->
     }
 
 
-def compare(setting: str, quick: bool, output_dir: Path, results: Path) -> Path:
-    """Trains every row of ``setting`` and writes its table and figure."""
+def compare(
+    setting: str,
+    quick: bool,
+    output_dir: Path,
+    results: Path,
+    only: str | None = None,
+) -> Path:
+    """Trains every row of ``setting`` and writes its table and figure.
+
+    With ``only``, the rows whose label holds it and the two reference rows,
+    written to ``bytes_both_ways_SETTING_ONLY.csv``.
+    """
     names, metric, target, rounds = SETTINGS[setting]
     if quick:
         target = 0.3
     table = []
-    rows = {**BASELINES, **OURS[setting]}
+    rows = {**BASELINES, **FEDPM.get(setting, {}), **OURS[setting]}
     labels = list(rows)
+    if only is not None:
+        labels = [BASELINE, BEFORE, *(label for label in labels if only in label)]
     if quick:  # the reference and our smallest
         labels = [BASELINE, labels[-1]]
     for label in labels:
@@ -232,7 +269,8 @@ def compare(setting: str, quick: bool, output_dir: Path, results: Path) -> Path:
             )
             row[column] = round(both[1] / both[0], 2) if all(both) else ""
     results.mkdir(parents=True, exist_ok=True)
-    path = results / f"bytes_both_ways_{setting}.csv"
+    suffix = f"_{_slug(only)}" if only is not None else ""
+    path = results / f"bytes_both_ways_{setting}{suffix}.csv"
     with path.open("w", newline="") as handle:
         writer = csv.DictWriter(handle, COLUMNS)
         writer.writeheader()
@@ -339,6 +377,11 @@ def main() -> None:
     parser.add_argument(
         "--setting", nargs="+", choices=sorted(SETTINGS), default=sorted(SETTINGS)
     )
+    parser.add_argument(
+        "--only",
+        metavar="TEXT",
+        help="only the rows whose label holds TEXT (and the two references)",
+    )
     parser.add_argument("--sweep", action="store_true", help="the older sweep")
     parser.add_argument(
         "--with",
@@ -364,7 +407,7 @@ def main() -> None:
         return
     output_dir = arguments.output_dir or Path("runs") / "bytes_both_ways"
     for setting in arguments.setting:
-        compare(setting, arguments.quick, output_dir, arguments.results)
+        compare(setting, arguments.quick, output_dir, arguments.results, arguments.only)
 
 
 if __name__ == "__main__":
