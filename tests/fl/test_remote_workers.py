@@ -218,3 +218,37 @@ def test_worker_killed_mid_run_stops_cleanly_then_resume(tmp_path):
         _stop(worker)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert len(_metrics(output)) == done + 1
+
+
+def test_fedpm_over_two_workers_gives_the_local_result(tmp_path):
+    """Each client's samples come from its own seed, wherever it trains."""
+    ports = portpicker.pick_unused_port(), portpicker.pick_unused_port()
+    fedpm = ("--aggregation", "fedpm")
+    workers = [_start_worker(tmp_path, port) for port in ports]
+    try:
+        remote = _train(
+            tmp_path / "remote",
+            *fedpm,
+            "--workers",
+            ",".join(f"127.0.0.1:{p}" for p in ports),
+        )
+    finally:
+        for worker in workers:
+            _stop(worker)
+    local = _train(tmp_path / "local", *fedpm)
+
+    assert remote.returncode == 0, remote.stderr[-2000:]
+    assert local.returncode == 0, local.stderr[-2000:]
+    for want, got in zip(
+        _metrics(tmp_path / "local"), _metrics(tmp_path / "remote"), strict=True
+    ):
+        # The same sampled masks: the same range-coded bytes, to the byte.
+        assert got["upload_bytes"] == want["upload_bytes"]
+        assert got["download_bytes"] == want["download_bytes"]
+        assert got["central_accuracy"] == want["central_accuracy"]
+    with (
+        np.load(tmp_path / "remote" / "checkpoint.npz") as got,
+        np.load(tmp_path / "local" / "checkpoint.npz") as want,
+    ):
+        for key in (k for k in want.files if k.startswith("server_")):
+            np.testing.assert_allclose(got[key], want[key], rtol=0, atol=1e-6)
