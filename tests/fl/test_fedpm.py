@@ -7,8 +7,10 @@ from tffprune.checkpoint import load_checkpoint, save_checkpoint
 from tffprune.compression import bernoulli, dictionary
 from tffprune.config import TrainConfig
 from tffprune.data import build_federated_data, load_dataset
+from tffprune.export.pipeline import export_model
 from tffprune.fl.training import Trainer
 from tffprune.pruning import probabilistic
+from tffprune.run import run_training
 
 pytestmark = pytest.mark.slow
 
@@ -109,3 +111,32 @@ def test_the_exported_model_is_the_seeds_network_at_its_likeliest_mask(data):
         model.get_weights(), frozen, trainer.state.server_weights, strict=True
     ):
         np.testing.assert_array_equal(weight, np.where(p > 0.5, start, 0))
+
+
+def test_a_fedpm_run_exports_to_two_bit_lookup_tables_losslessly(tmp_path):
+    # Three values per layer (-c, 0, +c): 3 clusters lose nothing.
+    run = tmp_path / "run"
+    run_training(
+        TrainConfig(
+            dataset="fashion_mnist",
+            model="tfmot_cnn",
+            aggregation="fedpm",
+            num_clients=4,
+            clients_per_round=2,
+            max_examples=2000,
+            rounds=2,
+        ),
+        run,
+        progress=False,
+    )
+    plain = export_model(run, tmp_path / "int8", "int8", eval_examples=500)
+    lut = export_model(
+        run, tmp_path / "lut", "int8", eval_examples=500, clusters=3, compress="lut"
+    )
+
+    assert lut["cluster_epochs"] == 0
+    assert lut["keras_accuracy"] == plain["keras_accuracy"]  # the same 500
+    assert lut["tflm_accuracy"] == pytest.approx(plain["tflm_accuracy"], abs=0.002)
+    compressed = [t for t in lut["lut_tensors"] if t["index_bits"] is not None]
+    assert compressed and all(t["index_bits"] <= 2 for t in compressed)
+    assert lut["flash_bytes"] < 0.6 * plain["flash_bytes"]
