@@ -142,6 +142,7 @@ def test_sweep_rejects_bad_lists(tmp_path):
     for option, value, message in [
         ("--methods", "weight,magic", "unknown method 'magic'"),
         ("--sparsities", "0.5,lots", "--sparsities: expected numbers"),
+        ("--aggregation", "fedpm", "which fedpm does not use"),
     ]:
         result = CliRunner().invoke(
             cli,

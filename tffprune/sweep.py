@@ -214,6 +214,12 @@ def run_sweep(
         raise ValueError(f"unknown metric {metric!r}; expected one of {METRICS}")
     if rank not in RANKS:
         raise ValueError(f"unknown rank {rank!r}; expected one of {', '.join(RANKS)}")
+    if base.aggregation == "fedpm":
+        raise ValueError(
+            "a sweep varies the pruning method and sparsity, which fedpm does not "
+            "use (its clients learn their masks): run tffprune train "
+            "--aggregation fedpm instead"
+        )
     points = sweep_points(methods, sparsities)
     base, _, _ = prepare_inputs(base)  # model and data paths as runs record them
     output_dir = prepare_output_dir(
