@@ -37,6 +37,7 @@ def _config(**changes):
 
 def test_a_fedpm_run_learns_with_every_message_counted_exactly(data):
     trainer = Trainer(_config(probability_bits=4), data)
+    assert trainer.unpruned_layers == []  # every weight is masked, logits too
     sizes = [int(np.prod(s)) for s in trainer.shapes]
     rows = [trainer.run_round() for _ in range(6)]
 

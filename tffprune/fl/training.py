@@ -254,8 +254,12 @@ class Trainer:
         self._model = initial
         self.policy = PruningPolicy(config.prune_logits, config.prune_biases)
         self.targets = tuple(self.policy.select(initial))
-        self.unpruned_layers = self.policy.unpruned_layers(initial)
-        self.channel_note = self.policy.channel_note(initial, config.method)
+        # FedPM masks every weight, by its clients' training, not by a method.
+        fedpm = config.aggregation == "fedpm"
+        self.unpruned_layers = [] if fedpm else self.policy.unpruned_layers(initial)
+        self.channel_note = (
+            "" if fedpm else self.policy.channel_note(initial, config.method)
+        )
         self.optimizer_note = _compiled_optimizer_note(initial, config)
         variables = initial.trainable_weights + initial.non_trainable_weights
         self.num_trainable = len(initial.trainable_weights)
