@@ -147,18 +147,16 @@ class FedPMAlgorithm:
         return ServerState(*split_state(output.state)), updated, results, measurements
 
     def _seeds_own(self, probabilities: Sequence[np.ndarray]) -> bool:
-        """Whether the probabilities are still the seed's first ones."""
+        """Whether the probabilities are still the seed's first ones.
+
+        Compared with what the process's own ``initialize`` computes (the
+        computation a client runs from the seed): an eager evaluation of the
+        same ops may differ from it in the last bit.
+        """
         if self._first is None:
-            self._first = [
-                p.numpy()
-                for p in probabilistic.tf_initial_probabilities(
-                    self.shapes, self.process.seed
-                )
-            ]
-        return all(
-            np.array_equal(p, q)
-            for p, q in zip(probabilities, self._first, strict=True)
-        )
+            self._first = self._initial_state()[0]
+        first = zip(probabilities, self._first, strict=True)
+        return all(np.array_equal(p, q) for p, q in first)
 
     def _client_result(
         self, client: int, report, arrived: bool, sent, download: dict
