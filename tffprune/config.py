@@ -16,12 +16,12 @@ from typing import Any
 from tffprune.compression.wire import (
     DOWNLOAD_VALUE_FORMATS,
     POSITION_CODINGS,
+    PROBABILITY_BITS,
     VALUE_FORMATS,
 )
 from tffprune.data.partition import PARTITION_NAMES
 from tffprune.models.names import MODEL_NAMES
 from tffprune.pruning.policy import METHODS
-from tffprune.pruning.probabilistic import PROBABILITY_BITS
 from tffprune.pruning.schedules import SCHEDULES
 
 MODEL_FILE_SUFFIXES = (".keras", ".h5")

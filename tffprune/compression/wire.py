@@ -77,6 +77,9 @@ VALUE_FORMATS = ("float32", "float16", "int8", "int4", "int2", "int1")
 DOWNLOAD_VALUE_FORMATS = ("float32", "float16", "int8", "int4")
 VALUE_BITS = {"float32": 32, "float16": 16, "int8": 8, "int4": 4, "int2": 2, "int1": 1}
 POSITION_CODINGS = ("auto", "bitmap", "gaps")
+# The bits a FedPM probability may be sent down in (32: float32;
+# `tffprune.pruning.probabilistic.quantized`).
+PROBABILITY_BITS = (32, 8, 6, 4, 3, 2, 1)
 
 _DENSE, _SPARSE, _DENSE_ZEROS_PRUNED, _KNOWN_POSITIONS, _CHANGED_POSITIONS = range(5)
 _BITMAP, _GAPS, _GAPS_PRUNED = 0, 1, 2

@@ -30,6 +30,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_federated as tff
 
+from tffprune.compression.wire import PROBABILITY_BITS
 from tffprune.fl.mask_training import build_mask_training_fn
 from tffprune.fl.messages import SampleInput
 from tffprune.fl.runtime import ensure_runtime
@@ -120,8 +121,8 @@ def build_probability_distributor(
         with ``q = probabilistic.tf_quantized(p, download_bits)``; the state
         counts the rounds distributed.
     """
-    if download_bits not in probabilistic.PROBABILITY_BITS:
-        bits = ", ".join(map(str, probabilistic.PROBABILITY_BITS))
+    if download_bits not in PROBABILITY_BITS:
+        bits = ", ".join(map(str, PROBABILITY_BITS))
         raise ValueError(f"download_bits must be one of {bits}, got {download_bits!r}")
 
     @tff.tensorflow.computation(probabilities_type)

@@ -36,8 +36,6 @@ import tensorflow as tf
 
 SMOOTHING = 0.01
 PRIOR = 1.0
-# The bits a probability may be sent down in (32: float32; `quantized`).
-PROBABILITY_BITS = (32, 8, 6, 4, 3, 2, 1)
 
 
 def check_model(model: tf.keras.Model) -> None:
