@@ -332,6 +332,12 @@ def check_clusters(
             )
 
 
+def _few_values(layer: tf.keras.layers.Layer, number_of_clusters: int) -> bool:
+    """Whether the layer's kernel holds at most ``number_of_clusters`` values."""
+    kernel = getattr(layer, "kernel", None)
+    return kernel is not None and np.unique(kernel.numpy()).size <= number_of_clusters
+
+
 def cluster_preserving_sparsity(
     model: tf.keras.Model,
     x_train: np.ndarray,
@@ -350,7 +356,8 @@ def cluster_preserving_sparsity(
     Every kernel the policy selects is wrapped with tfmot's ``cluster_weights``
     (k-means++ initialization, ``preserve_sparsity=True``), fine-tuned, and the
     clustering is stripped: every pruned weight is still 0 and each kernel
-    holds at most ``number_of_clusters`` distinct nonzero values (a few small
+    holds at most ``number_of_clusters`` distinct nonzero values (a kernel
+    that already holds that few values, zero included, is kept as it is) (a few small
     surviving weights may join the zeros: in the recipe, 96 of 4,056).
 
     Args:
@@ -387,7 +394,10 @@ def cluster_preserving_sparsity(
         if layer.weights:
             fresh.build(layer.input_shape)
             fresh.set_weights(layer.get_weights())
-        if layer.name in selected:
+        # A kernel that already holds no more values than the clusters (zero
+        # included; a FedPM network's -c, 0, +c) is left as it is: k-means++
+        # over so few distinct values can merge two of them.
+        if layer.name in selected and not _few_values(layer, number_of_clusters):
             return tfmot.clustering.keras.cluster_weights(
                 fresh,
                 number_of_clusters=number_of_clusters,
