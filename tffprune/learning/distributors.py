@@ -75,13 +75,7 @@ def build_download_distributor(
         lossless = download_values == "float32"
         return Download(received=received, server=[] if lossless else weights)
 
-    @tff.tensorflow.computation(np.int32)
-    def count(rounds):
-        return rounds + 1
-
-    @tff.federated_computation()
-    def initialize():
-        return tff.federated_value(np.int32(0), tff.SERVER)
+    initialize, count = build_round_counter()
 
     @tff.federated_computation(
         initialize.type_signature.result,
@@ -99,3 +93,22 @@ def build_download_distributor(
         )
 
     return tff.templates.MeasuredProcess(initialize, next_fn)
+
+
+def build_round_counter() -> tuple[tff.Computation, tff.Computation]:
+    """A distributor's state, the rounds it has distributed.
+
+    Returns:
+        ``initialize() -> 0@SERVER`` and the TF computation ``count(rounds)
+        -> rounds + 1``.
+    """
+
+    @tff.tensorflow.computation(np.int32)
+    def count(rounds):
+        return rounds + 1
+
+    @tff.federated_computation()
+    def initialize():
+        return tff.federated_value(np.int32(0), tff.SERVER)
+
+    return initialize, count

@@ -36,6 +36,8 @@ from tffprune.fl.messages import SampleInput
 from tffprune.fl.runtime import ensure_runtime
 from tffprune.learning.client_works import build_client_work
 from tffprune.learning.composers import compose_round
+from tffprune.learning.distributors import build_round_counter
+from tffprune.learning.finalizers import server_step
 from tffprune.pruning import probabilistic
 
 __all__ = ["FedPMProcess", "build_fedpm"]
@@ -129,13 +131,7 @@ def build_probability_distributor(
     def quantize(probabilities):
         return [probabilistic.tf_quantized(p, download_bits) for p in probabilities]
 
-    @tff.tensorflow.computation(np.int32)
-    def count(rounds):
-        return rounds + 1
-
-    @tff.federated_computation()
-    def initialize():
-        return tff.federated_value(np.int32(0), tff.SERVER)
+    initialize, count = build_round_counter()
 
     @tff.federated_computation(
         initialize.type_signature.result,
@@ -213,21 +209,9 @@ def build_posterior_finalizer(
         )
         return new_state, modes, measurements
 
-    @tff.federated_computation()
-    def initialize():
-        return tff.federated_eval(initial_state, tff.SERVER)
-
-    @tff.federated_computation(
-        initialize.type_signature.result,
-        tff.FederatedType(probabilities_type, tff.SERVER),
-        tff.FederatedType(votes_type, tff.SERVER),
+    initialize, next_fn = server_step(
+        initial_state, apply, probabilities_type, votes_type
     )
-    def next_fn(state, probabilities, votes):
-        applied = tff.federated_map(apply, (state, probabilities, votes))
-        return tff.templates.MeasuredProcessOutput(
-            state=applied[0], result=applied[1], measurements=applied[2]
-        )
-
     return tff.templates.MeasuredProcess(initialize, next_fn)
 
 

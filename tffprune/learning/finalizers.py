@@ -85,6 +85,32 @@ def build_masked_optimizer_finalizer(
         )
         return state, new_weights, measurements
 
+    initialize, next_fn = server_step(
+        initial_state, apply, weights_type, aggregate_type
+    )
+    return tff.learning.templates.FinalizerProcess(initialize, next_fn)
+
+
+def server_step(
+    initial_state: tff.Computation,
+    apply: tff.Computation,
+    weights_type: tff.Type,
+    aggregate_type: tff.Type,
+) -> tuple[tff.Computation, tff.Computation]:
+    """The federated ``initialize`` and ``next`` of a role that steps at SERVER.
+
+    Args:
+        initial_state: A no-argument TF computation: the role's first state.
+        apply: A TF computation ``(state, weights, aggregate) -> (state, new
+            weights, measurements)``.
+        weights_type: The server weights' type.
+        aggregate_type: The aggregator's result's type.
+
+    Returns:
+        ``initialize() -> state@SERVER`` and ``next(state, weights@SERVER,
+        aggregate@SERVER) -> MeasuredProcessOutput``, for a finalizer.
+    """
+
     @tff.federated_computation()
     def initialize():
         return tff.federated_eval(initial_state, tff.SERVER)
@@ -100,4 +126,4 @@ def build_masked_optimizer_finalizer(
             state=applied[0], result=applied[1], measurements=applied[2]
         )
 
-    return tff.learning.templates.FinalizerProcess(initialize, next_fn)
+    return initialize, next_fn
