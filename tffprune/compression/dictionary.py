@@ -25,7 +25,7 @@ import numpy as np
 # The wire format's varints (LEB128) and reader, shared.
 from tffprune.compression.wire import PayloadError, _Reader, _varint
 
-__all__ = ["decode_tensors", "encode_tensors", "entropy_bits"]
+__all__ = ["decode_tensors", "encode_tensors", "encode_with_bound", "entropy_bits"]
 
 
 def _flat(tensors: Sequence[np.ndarray]) -> np.ndarray:
@@ -41,15 +41,21 @@ def _model(counts: np.ndarray):
 
 def encode_tensors(tensors: Sequence[np.ndarray]) -> bytes:
     """Codes float32 tensors (exactly) as a value table and coded indices."""
+    return encode_with_bound(tensors)[0]
+
+
+def encode_with_bound(tensors: Sequence[np.ndarray]) -> tuple[bytes, float]:
+    """`encode_tensors`'s message and `entropy_bits`, from one pass over the values."""
     flat = _flat(tensors)
     values, indices, counts = np.unique(flat, return_inverse=True, return_counts=True)
     header = _varint(values.size) + values.astype("<f4").tobytes()
     header += b"".join(_varint(int(c)) for c in counts)
+    bound = _entropy_bits(counts)
     if values.size <= 1:
-        return header
+        return header, bound
     encoder = constriction.stream.queue.RangeEncoder()
     encoder.encode(indices.astype(np.int32), _model(counts))
-    return header + encoder.get_compressed().astype("<u4").tobytes()
+    return header + encoder.get_compressed().astype("<u4").tobytes(), bound
 
 
 def decode_tensors(
@@ -88,8 +94,12 @@ def decode_tensors(
 def entropy_bits(tensors: Sequence[np.ndarray]) -> float:
     """``n H(values)``: the bits of the indices at the message's own histogram."""
     flat = _flat(tensors)
-    if not flat.size:
+    return _entropy_bits(np.unique(flat, return_counts=True)[1]) if flat.size else 0.0
+
+
+def _entropy_bits(counts: np.ndarray) -> float:
+    total = counts.sum()
+    if not total:
         return 0.0
-    _, counts = np.unique(flat, return_counts=True)
-    frequencies = counts / flat.size
-    return float(-flat.size * np.sum(frequencies * np.log2(frequencies)))
+    frequencies = counts / total
+    return float(-total * np.sum(frequencies * np.log2(frequencies)))

@@ -47,19 +47,19 @@ def packed_bytes(shapes: Sequence[tuple[int, ...]], bits: int) -> int:
     return sum(-(-int(np.prod(s)) * bits // 8) for s in shapes)
 
 
-def download_bytes(sent: Sequence[np.ndarray], bits: int) -> int:
-    """The exact size of the download: a tag byte and the smaller coding.
+def download_costs(sent: Sequence[np.ndarray], bits: int) -> tuple[int, float]:
+    """The download's exact size (a tag byte and the smaller coding) and bound.
 
     Raises:
         UploadVerificationError: If the coded table does not decode to
             ``sent`` (a bug, never expected).
     """
     shapes = [np.shape(p) for p in sent]
-    message = dictionary.encode_tensors(sent)
+    message, bound = dictionary.encode_with_bound(sent)
     decoded = dictionary.decode_tensors(message, shapes)
     if any(not np.array_equal(d, p) for d, p in zip(decoded, sent, strict=True)):
         raise UploadVerificationError("the coded download decodes to other values")
-    return 1 + min(len(message), packed_bytes(shapes, bits))
+    return 1 + min(len(message), packed_bytes(shapes, bits)), bound
 
 
 class FedPMAlgorithm:
@@ -119,13 +119,17 @@ class FedPMAlgorithm:
             list(datasets),
         )
         sent = [probabilistic.quantized(p, self.bits) for p in server.weights]
-        seeds = self._seeds_own(server.weights)
+        size, bound = (
+            (1, 0.0)
+            if self._seeds_own(server.weights)
+            else download_costs(sent, self.bits)
+        )
         download = {
-            "download_bytes": 1 if seeds else download_bytes(sent, self.bits),
+            "download_bytes": size,
             "download_bytes_csr": baselines.csr_bytes(
                 [np.ones(s, bool) for s in self.shapes]
             ),
-            "download_bound_bits": 0.0 if seeds else dictionary.entropy_bits(sent),
+            "download_bound_bits": bound,
         }
         results, updated = [], list(clients)
         for client, report, arrived in zip(
