@@ -5,7 +5,9 @@ error-feedback residual's file (the files themselves are in the run's
 ``residuals/`` directory, written by the clients' work:
 `tffprune.fl.residual_store`), its personal model (the values at its
 positions, exact), sparsity and bytes, the sampler's random state, the
-metrics so far, the rounds the schedule spans and the configuration, so that
+metrics so far, the rounds the schedule spans, FedPM's downloads that clients
+still hold (each round's value table, and per client the round it holds) and
+the configuration, so that
 a resumed run continues exactly where the checkpoint was taken. The file is
 written to a temporary name and renamed, so a crash never leaves a torn
 checkpoint; the one it replaces is kept as ``checkpoint.previous.npz``. A
@@ -27,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from tffprune.compression.compact import CompactTensors
+from tffprune.compression.dictionary import ValueTable
 from tffprune.config import TrainConfig
 from tffprune.fl.algorithm import ClientState, ServerState
 from tffprune.fl.residual_store import ResidualStore
@@ -38,12 +41,12 @@ RESIDUAL_DIRECTORY = "residuals"
 """The run directory's folder of residual files (`tffprune.fl.residual_store`)."""
 # Per-client tensors kept as positions and values (`CompactTensors`).
 COMPACT_FIELDS = ("personal_model",)
-FORMAT_VERSION = 4
+FORMAT_VERSION = 5
 # Version 2 kept residuals in the checkpoint (as positions and values); they
 # are moved to residual files when such a checkpoint is read. Versions 2 and 3
 # kept the aggregator's state alone; 4 keeps every role's (the server
-# optimizer's moments too).
-READABLE_VERSIONS = (2, 3, 4)
+# optimizer's moments too); 5 the downloads FedPM's clients hold.
+READABLE_VERSIONS = (2, 3, 4, 5)
 _OPTION_DEFAULTS = {
     field.name: field.default for field in dataclasses.fields(TrainConfig)
 }
@@ -96,6 +99,9 @@ def save_checkpoint(
     roles = tf.nest.flatten(state.server.roles)
     for index, value in enumerate(roles):
         arrays[f"role_{index}"] = np.asarray(value)
+    for round_number, table in state.server.held_downloads.items():
+        arrays[f"held_download_values_{round_number}"] = table.values
+        arrays[f"held_download_indices_{round_number}"] = table.indices
     num_trainable = None
     for client, client_state in enumerate(state.clients):
         for name in COMPACT_FIELDS:
@@ -120,6 +126,8 @@ def save_checkpoint(
         "upload_bytes": [c.upload_bytes for c in state.clients],
         "download_bytes": [c.download_bytes for c in state.clients],
         "residual_files": [c.residual for c in state.clients],
+        "downloaded_round": [c.downloaded_round for c in state.clients],
+        "held_download_rounds": sorted(state.server.held_downloads),
         "sampler_state": state.sampler_state,
         "metrics": state.metrics,
         "schedule_rounds": state.schedule_rounds,
@@ -244,6 +252,7 @@ def _state(
 ) -> TrainerState:
     shapes = [tuple(s) for s in meta["shapes"]]
     residual_files = meta.get("residual_files") or [None] * len(meta["sparsity"])
+    downloaded = meta.get("downloaded_round") or [None] * len(meta["sparsity"])
     residuals = ResidualStore(residual_dir)
     server = [arrays[f"server_{i}"] for i in range(len(shapes))]
     clients = []
@@ -289,6 +298,7 @@ def _state(
                 **stored,
                 upload_bytes=meta["upload_bytes"][client],
                 download_bytes=meta["download_bytes"][client],
+                downloaded_round=downloaded[client],
             )
         )
     # Format 3 held the aggregator's state alone (no leaves for the round's
@@ -299,9 +309,16 @@ def _state(
         if "role_leaves" in meta
         else None
     )
+    held_downloads = {
+        round_number: ValueTable.from_indices(
+            arrays[f"held_download_values_{round_number}"],
+            arrays[f"held_download_indices_{round_number}"],
+        )
+        for round_number in meta.get("held_download_rounds", [])
+    }
     return TrainerState(
         round=meta["round"],
-        server=ServerState(server, leaves),
+        server=ServerState(server, leaves, held_downloads),
         clients=clients,
         sampler_state=meta["sampler_state"],
         metrics=meta["metrics"],

@@ -42,3 +42,74 @@ def test_a_message_for_other_shapes_is_refused():
         dictionary.decode_tensors(message, [(7,)])
     with pytest.raises(PayloadError):
         dictionary.decode_tensors(message[:3], [(6,)])
+
+
+def _held_and_new(rng, shapes, unchanged):
+    """Tensors of FedPM's 11 levels, and new ones of which ``unchanged`` stay."""
+    levels = np.float32(0.01) + np.float32(0.98) * np.arange(11, dtype=np.float32) / 10
+    held = [rng.choice(levels, s) for s in shapes]
+    new = [
+        np.where(rng.random(h.shape) < unchanged, h, rng.choice(levels, h.shape))
+        for h in held
+    ]
+    return held, [n.astype(np.float32) for n in new]
+
+
+def test_a_receiver_holding_older_values_decodes_exactly_the_new_ones():
+    held, new = _held_and_new(np.random.default_rng(0), [(300, 20), (50,)], 0.7)
+    message, _ = dictionary.encode_given(
+        dictionary.value_table(new), dictionary.value_table(held)
+    )
+    decoded = dictionary.decode_given(
+        message, dictionary.value_table(held), [t.shape for t in new]
+    )
+    for ours, theirs in zip(decoded, new, strict=True):
+        np.testing.assert_array_equal(ours, theirs)
+    # Mostly unchanged values cost about half of sending them afresh.
+    assert len(message) < 0.6 * len(dictionary.encode_tensors(new))
+
+
+def test_values_that_follow_from_the_held_ones_cost_the_header_alone():
+    # Held 0.1 becomes 0.2 and held 0.9 becomes 0.8, 1,000 entries each: no
+    # index to code. Header: 1 + 2 * 4 (new values) + 1 (held count) + the
+    # 2 x 2 counts 1000, 0, 0, 1000 (2 + 1 + 1 + 2 bytes) = 16 bytes.
+    held = np.repeat(np.array([0.1, 0.9], np.float32), 1000)
+    new = np.where(held < 0.5, np.float32(0.2), np.float32(0.8))
+    message, bound = dictionary.encode_given(
+        dictionary.value_table([new]), dictionary.value_table([held])
+    )
+    assert bound == 0.0
+    assert len(message) == 16
+    np.testing.assert_array_equal(
+        dictionary.decode_given(message, dictionary.value_table([held]), [(2000,)])[0],
+        new,
+    )
+
+
+def test_a_fair_coin_within_one_held_value_costs_a_bit_an_entry():
+    # Where 0.1 is held (8,000 entries) the new value is 0.2 or 0.3, 4,000
+    # each; where 0.9 is held it stays: 8,000 bits, 1,000 bytes of words.
+    held = np.repeat(np.array([0.1, 0.9], np.float32), 8000)
+    new = held.copy()
+    new[:8000] = np.repeat(np.array([0.2, 0.3], np.float32), 4000)
+    np.random.default_rng(2).shuffle(new[:8000])
+    table, held_table = dictionary.value_table([new]), dictionary.value_table([held])
+    message, bound = dictionary.encode_given(table, held_table)
+    assert bound == pytest.approx(8000)
+    assert dictionary.conditional_bits(table, held_table) == pytest.approx(8000)
+    header = 1 + 3 * 4 + 1 + 9 + 2 * 2  # counts 4000, 4000, 0 | 0, 0, 8000
+    assert 1000 + header <= len(message) <= 1000 + header + 8
+
+
+def test_a_message_for_other_held_values_is_refused():
+    held, new = _held_and_new(np.random.default_rng(3), [(40,)], 0.5)
+    message, _ = dictionary.encode_given(
+        dictionary.value_table(new), dictionary.value_table(held)
+    )
+    other = dictionary.value_table([np.full(40, 0.5, np.float32)])
+    with pytest.raises(PayloadError, match="held"):
+        dictionary.decode_given(message, other, [(40,)])
+    with pytest.raises(ValueError, match="entries"):
+        dictionary.encode_given(
+            dictionary.value_table(new), dictionary.value_table([held[0][:30]])
+        )

@@ -54,10 +54,15 @@ class ServerState:
         roles: The states of the round's roles, ``(distributor, client_work,
             aggregator, finalizer)`` (the server optimizer's moments are the
             finalizer's).
+        held_downloads: Per round, the download that clients sampled in it
+            still hold, where the algorithm codes a returning client's next
+            download against it (FedPM: the probabilities' value table,
+            `tffprune.compression.dictionary.ValueTable`); empty otherwise.
     """
 
     weights: list[np.ndarray]
     roles: tuple = ()
+    held_downloads: dict = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass
@@ -77,6 +82,9 @@ class ClientState:
             ``personal_models``; ``None`` before.
         upload_bytes: Bytes it uploaded over the run (aggregated uploads).
         download_bytes: Bytes it downloaded over the run (every time sampled).
+        downloaded_round: With FedPM, the last round it downloaded (was
+            sampled in): it holds that round's probabilities
+            (`ServerState.held_downloads`); None before its first.
     """
 
     mask: list[np.ndarray] | None = None
@@ -86,6 +94,7 @@ class ClientState:
     personal_model: CompactTensors | None = None
     upload_bytes: int = 0
     download_bytes: int = 0
+    downloaded_round: int | None = None
 
     def after_round(
         self,
@@ -96,19 +105,27 @@ class ClientState:
         personal_model: CompactTensors | None = None,
         upload_bytes: int = 0,
         download_bytes: int = 0,
+        downloaded_round: int | None = None,
     ) -> ClientState:
         """Its state after a round it was sampled in (a new one).
 
-        It always counts what it downloaded; only an aggregated upload changes
-        what it holds, as the server took it: its mask (None: keep the one it
-        has, a FedAvg client's), sparsity, rounds, residual and own model
-        (None: keep).
+        It always counts what it downloaded (and with ``downloaded_round``
+        holds that round's download); only an aggregated upload changes what
+        it holds, as the server took it: its mask (None: keep the one it has,
+        a FedAvg client's), sparsity, rounds, residual and own model (None:
+        keep).
         """
-        downloaded = self.download_bytes + download_bytes
-        if not aggregated:
-            return dataclasses.replace(self, download_bytes=downloaded)
-        return dataclasses.replace(
+        downloaded = dataclasses.replace(
             self,
+            download_bytes=self.download_bytes + download_bytes,
+            downloaded_round=self.downloaded_round
+            if downloaded_round is None
+            else downloaded_round,
+        )
+        if not aggregated:
+            return downloaded
+        return dataclasses.replace(
+            downloaded,
             mask=self.mask if mask is None else mask,
             sparsity=sparsity,
             rounds_participated=self.rounds_participated + 1,
@@ -117,7 +134,6 @@ class ClientState:
             if personal_model is None
             else personal_model,
             upload_bytes=self.upload_bytes + upload_bytes,
-            download_bytes=downloaded,
         )
 
 

@@ -16,7 +16,13 @@ What each message costs, exactly:
   with the posterior reset every round there are at most K + 1 values),
   decoded and compared like the uploads; its bound is ``n H(values)``.
   While the probabilities are still the seed's first ones the tag byte
-  alone says so: the client draws them from the seed, as the server did;
+  alone says so: the client draws them from the seed, as the server did.
+  A returning client holds the probabilities of the round it last
+  downloaded (`ClientState.downloaded_round`; the server keeps each such
+  round's value table, `ServerState.held_downloads`): it receives, when
+  smaller, the new values coded given the ones it holds
+  (`dictionary.encode_given`, bound ``n H(new | held)``), decoded and
+  compared too;
 * up: the client's sampled mask, range-coded under the probabilities it
   downloaded (`tffprune.compression.bernoulli`); every upload is decoded
   and compared with the mask (a mismatch fails the round); its bound is
@@ -47,19 +53,69 @@ def packed_bytes(shapes: Sequence[tuple[int, ...]], bits: int) -> int:
     return sum(-(-int(np.prod(s)) * bits // 8) for s in shapes)
 
 
-def download_costs(sent: Sequence[np.ndarray], bits: int) -> tuple[int, float]:
+# The most distinct values a kept download may have (its indices one byte
+# each): with the posterior reset every round at most K + 1, at b <= 8 bits at
+# most 2**b; float32 probabilities of a posterior never reset have more, and
+# are not kept.
+HELD_VALUES = 256
+
+
+def download_costs(
+    sent: Sequence[np.ndarray], bits: int, table: dictionary.ValueTable | None = None
+) -> tuple[int, float]:
     """The download's exact size (a tag byte and the smaller coding) and bound.
+
+    Args:
+        sent: The probabilities as sent.
+        bits: The bits they are sent at.
+        table: Their value table (default: computed).
 
     Raises:
         UploadVerificationError: If the coded table does not decode to
             ``sent`` (a bug, never expected).
     """
     shapes = [np.shape(p) for p in sent]
-    message, bound = dictionary.encode_with_bound(sent)
-    decoded = dictionary.decode_tensors(message, shapes)
+    message, bound = dictionary.encode_with_bound(
+        dictionary.value_table(sent) if table is None else table
+    )
+    _check(dictionary.decode_tensors(message, shapes), sent)
+    return 1 + min(len(message), packed_bytes(shapes, bits)), bound
+
+
+def returning_costs(
+    sent: Sequence[np.ndarray],
+    table: dictionary.ValueTable,
+    held: dictionary.ValueTable,
+    full: tuple[int, float],
+) -> tuple[int, float]:
+    """A returning client's download: the change, when smaller than ``full``.
+
+    Args:
+        sent: The probabilities as sent.
+        table: Their value table.
+        held: The value table of the probabilities the client holds.
+        full: `download_costs`' size and bound.
+
+    Returns:
+        ``full``, or a tag byte and `dictionary.encode_given`'s message with
+        its bound ``n H(new | held)``.
+
+    Raises:
+        UploadVerificationError: If the message does not decode to ``sent``.
+    """
+    # The message is never below its bound: code it only if that could win.
+    if dictionary.conditional_bits(table, held) >= 8 * (full[0] - 1):
+        return full
+    message, bound = dictionary.encode_given(table, held)
+    if 1 + len(message) >= full[0]:
+        return full
+    _check(dictionary.decode_given(message, held, [np.shape(p) for p in sent]), sent)
+    return 1 + len(message), bound
+
+
+def _check(decoded: Sequence[np.ndarray], sent: Sequence[np.ndarray]) -> None:
     if any(not np.array_equal(d, p) for d, p in zip(decoded, sent, strict=True)):
         raise UploadVerificationError("the coded download decodes to other values")
-    return 1 + min(len(message), packed_bytes(shapes, bits)), bound
 
 
 class FedPMAlgorithm:
@@ -119,36 +175,62 @@ class FedPMAlgorithm:
             list(datasets),
         )
         sent = [probabilistic.quantized(p, self.bits) for p in server.weights]
-        size, bound = (
-            (1, 0.0)
-            if self._seeds_own(server.weights)
-            else download_costs(sent, self.bits)
-        )
-        download = {
-            "download_bytes": size,
-            "download_bytes_csr": baselines.csr_bytes(
-                [np.ones(s, bool) for s in self.shapes]
-            ),
-            "download_bound_bits": bound,
-        }
+        table = dictionary.value_table(sent)
+        downloads = self._downloads(server, clients, sampled, sent, table)
         results, updated = [], list(clients)
         for client, report, arrived in zip(
             sampled, output.clients, delivered, strict=True
         ):
-            result = self._client_result(int(client), report, arrived, sent, download)
+            client = int(client)
+            result = self._client_result(
+                client, report, arrived, sent, downloads[client]
+            )
             results.append(result)
-            updated[int(client)] = clients[int(client)].after_round(
+            updated[client] = clients[client].after_round(
                 result.status == "aggregated",
                 None,
                 result.sparsity,
                 upload_bytes=result.upload_bytes,
                 download_bytes=result.download_bytes,
+                downloaded_round=round_number,
             )
         measurements = measurements_of(output.metrics)
         measurements["aggregator"] = {
             "covered_fraction": float(any(r.status == "aggregated" for r in results))
         }
-        return ServerState(*split_state(output.state)), updated, results, measurements
+        held = {c.downloaded_round for c in updated}
+        kept = {r: t for r, t in server.held_downloads.items() if r in held}
+        if table.values.size <= HELD_VALUES:
+            kept[round_number] = table
+        new_server = ServerState(*split_state(output.state), held_downloads=kept)
+        return new_server, updated, results, measurements
+
+    def _downloads(
+        self,
+        server: ServerState,
+        clients: Sequence[ClientState],
+        sampled: Sequence[int],
+        sent: Sequence[np.ndarray],
+        table: dictionary.ValueTable,
+    ) -> dict[int, dict[str, float]]:
+        """Per sampled client, what its download cost (`ClientResult` fields)."""
+        if self._seeds_own(server.weights):
+            full = (1, 0.0)
+        else:
+            full = download_costs(sent, self.bits, table)
+        csr = baselines.csr_bytes([np.ones(s, bool) for s in self.shapes])
+        downloads = {}
+        for client in (int(c) for c in sampled):
+            held = server.held_downloads.get(clients[client].downloaded_round)
+            size, bound = (
+                full if held is None else returning_costs(sent, table, held, full)
+            )
+            downloads[client] = {
+                "download_bytes": size,
+                "download_bytes_csr": csr,
+                "download_bound_bits": bound,
+            }
+        return downloads
 
     def _seeds_own(self, probabilities: Sequence[np.ndarray]) -> bool:
         """Whether the probabilities are still the seed's first ones.
