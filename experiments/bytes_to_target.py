@@ -123,7 +123,9 @@ def _fedpm(probability_bits: int, local_epochs: int) -> tuple:
 # FedPM (Isik et al., 2023): masks over a seeded network, Adam at 0.1 over the
 # scores as its code; the download is coded (`tffprune.fl.fedpm`).
 FEDPM = {
-    "fc_iid": dict(_fedpm(bits, epochs) for bits, epochs in ((32, 1), (2, 1), (32, 3))),
+    "fc_iid": dict(
+        _fedpm(bits, epochs) for bits, epochs in ((32, 1), (2, 1), (32, 3), (32, 5))
+    ),
 }
 
 # Under IID data a new client loses nothing by starting from the server's

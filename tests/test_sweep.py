@@ -5,8 +5,14 @@ import pytest
 from click.testing import CliRunner
 
 from tffprune.cli import cli
-from tffprune.config import load_toml
-from tffprune.sweep import SweepResult, best_result, bytes_to_target, sweep_points
+from tffprune.config import TrainConfig, load_toml
+from tffprune.sweep import (
+    SweepResult,
+    best_result,
+    bytes_to_target,
+    point_config,
+    sweep_points,
+)
 
 ROWS = [
     {"round": 1, "upload_bytes": 100, "central_accuracy": None},
@@ -62,6 +68,64 @@ def test_sweep_points_dense_first_sorted_and_validated():
         sweep_points(["magic"], [0.5])
     with pytest.raises(ValueError, match="sparsity must be in"):
         sweep_points(["weight"], [1.0])
+
+
+def test_fedpm_is_one_point_of_its_own_settings():
+    assert sweep_points(["fedpm", "unit", "fedpm"], [0.5, 0.8]) == [
+        ("none", 0.0),
+        ("fedpm", 0.0),
+        ("unit", 0.5),
+        ("unit", 0.8),
+    ]
+    base = TrainConfig(method="unit", sparsity=0.8, upload_values="int8")
+    fedpm = point_config(base, "fedpm", 0.37)
+    assert (fedpm.aggregation, fedpm.method, fedpm.sparsity) == ("fedpm", "none", 0)
+    assert point_config(base, "weight", 0.5).aggregation == base.aggregation
+
+
+@pytest.mark.slow
+def test_a_sweep_sets_fedpm_beside_the_dense_baseline(tmp_path):
+    output = tmp_path / "sweep"
+    arguments = [
+        "sweep",
+        "--target-accuracy",
+        "0.3",
+        "--methods",
+        "fedpm",
+        "--dataset",
+        "digits",
+        "--model",
+        "tfmot_cnn",
+        "--num-clients",
+        "4",
+        "--clients-per-round",
+        "3",
+        "--local-epochs",
+        "3",
+        "--rounds",
+        "6",
+        "--quiet",
+        "--output-dir",
+        str(output),
+    ]
+
+    result = CliRunner().invoke(cli, arguments)
+
+    assert result.exit_code == 0, result.output
+    with (output / "sweep.csv").open() as handle:
+        dense, fedpm = list(csv.DictReader(handle))
+    assert (dense["method"], fedpm["method"]) == ("none", "fedpm")
+    assert load_toml(output / fedpm["run_dir"] / "config.toml").aggregation == "fedpm"
+    with (output / fedpm["run_dir"] / "metrics.csv").open() as handle:
+        metrics = list(csv.DictReader(handle))
+    assert fedpm["reached_round"], result.output
+    reached = int(fedpm["reached_round"])
+    assert int(fedpm["bytes_to_target"]) == sum(
+        int(float(m["total_bytes"])) for m in metrics[:reached]
+    )
+    # Its sparsity is its learned mask's, at the round it reached the target.
+    assert float(fedpm["sparsity"]) == float(metrics[reached - 1]["global_sparsity"])
+    assert 0.0 < float(fedpm["sparsity"]) < 1.0
 
 
 @pytest.mark.slow

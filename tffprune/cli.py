@@ -512,7 +512,7 @@ def _float_list(option: str, text: str) -> list[float]:
     "--methods",
     default="weight,unit",
     show_default=True,
-    help="Pruning methods to try, separated by commas.",
+    help="Pruning methods to try, separated by commas; fedpm adds one FedPM point.",
 )
 @click.option(
     "--sparsities",
@@ -585,10 +585,15 @@ def sweep(
             f"{resolved.rounds} rounds; see {output_dir / 'sweep.csv'}"
         )
         return
+    point = (
+        f"fedpm (its learned mask {winner.sparsity:.0%} sparse)"
+        if winner.method == "fedpm"
+        else f"{winner.method} at sparsity {winner.sparsity:g}"
+    )
     click.echo(
         f"fewest bytes ({'upload only' if rank == 'upload' else 'both directions'}) "
-        f"to {metric} accuracy {target_accuracy:g}: {winner.method} at "
-        f"sparsity {winner.sparsity:g}, {winner.bytes_to_target / 1e6:.2f} MB in "
+        f"to {metric} accuracy {target_accuracy:g}: {point}, "
+        f"{winner.bytes_to_target / 1e6:.2f} MB in "
         f"{winner.reached_round} rounds; rerun with tffprune train --config "
         f"{output_dir / 'best.toml'}"
     )

@@ -19,6 +19,12 @@ The math (`bytes_to_target`, `best_result`) is pure Python over metric rows;
 
 A sweep interrupted by a crash or Ctrl-C continues with ``resume=True``:
 finished points are read back, an unfinished one resumes from its checkpoint.
+
+``fedpm`` among the methods adds one point: FedPM (``--aggregation fedpm``,
+its own settings: its clients learn their masks, so it has no sparsity to
+sweep). Its row's sparsity is that of the mask it learned, at the round it
+reached the target (or its last), and its bytes both ways are its coded
+messages, as for every point.
 """
 
 from __future__ import annotations
@@ -34,6 +40,8 @@ from tffprune.pruning.policy import METHODS
 from tffprune.stopping import resume_hint
 
 METRICS = ("central_accuracy", "personalized_accuracy")
+FEDPM = "fedpm"
+"""The sweep's name for a FedPM point (a method of its own, not a pruning one)."""
 RANKS = {"total": "total_bytes", "upload": "upload_bytes"}
 RANK_NAMES = {"total": "both directions", "upload": "upload only"}
 COLUMNS = (
@@ -53,8 +61,8 @@ class SweepResult:
     """One point of the sweep.
 
     Attributes:
-        method: Pruning method (``none`` for the dense baseline).
-        sparsity: Target sparsity.
+        method: Pruning method (``none`` for the dense baseline; `FEDPM`).
+        sparsity: Target sparsity (FedPM: its learned mask's).
         reached_round: First round whose accuracy reached the target, or None.
         bytes_to_target: Bytes (the sweep's rank: both directions, or upload
             only) of rounds 1..reached_round, or None.
@@ -112,7 +120,7 @@ def best_result(results: Iterable[SweepResult]) -> SweepResult | None:
 def sweep_points(
     methods: Sequence[str], sparsities: Sequence[float]
 ) -> list[tuple[str, float]]:
-    """The dense baseline, then every method at every sparsity.
+    """The dense baseline, then every method at every sparsity (`FEDPM` once).
 
     Raises:
         ValueError: On an unknown method, an invalid sparsity, or empty lists.
@@ -120,13 +128,23 @@ def sweep_points(
     if not methods or not sparsities:
         raise ValueError("a sweep needs at least one method and one sparsity")
     for method in methods:
-        if method not in METHODS or method == "none":
-            valid = ", ".join(m for m in METHODS if m != "none")
+        if method != FEDPM and (method not in METHODS or method == "none"):
+            valid = ", ".join([m for m in METHODS if m != "none"] + [FEDPM])
             raise ValueError(f"unknown method {method!r}; expected one of {valid}")
     values = sorted({check_sparsity(s) for s in sparsities})
     if values[0] == 0.0:
         values = values[1:]
-    return [("none", 0.0)] + [(m, s) for m in methods for s in values]
+    points = [("none", 0.0)]
+    for method in dict.fromkeys(methods):
+        points += [(FEDPM, 0.0)] if method == FEDPM else [(method, s) for s in values]
+    return points
+
+
+def point_config(base: TrainConfig, method: str, sparsity: float) -> TrainConfig:
+    """A point's configuration: ``base`` at the method and sparsity (FedPM's own)."""
+    if method == FEDPM:
+        return base.replace(aggregation=FEDPM, method="none", sparsity=0.0)
+    return base.replace(method=method, sparsity=sparsity)
 
 
 def _changed(run_dir: Path, config: TrainConfig) -> list[str]:
@@ -151,6 +169,9 @@ def _point_result(
     """A point's `SweepResult` from its run's metric rows."""
     reached = bytes_to_target(rows, target, metric, RANKS[rank])
     accuracies = [r[metric] for r in rows if r.get(metric) is not None]
+    if method == FEDPM and rows:
+        last = rows[-1] if reached is None else rows[reached[0] - 1]
+        sparsity = float(last["global_sparsity"])
     return SweepResult(
         method=method,
         sparsity=sparsity,
@@ -164,6 +185,8 @@ def _point_result(
 
 
 def _point_dir(output_dir: Path, method: str, sparsity: float) -> Path:
+    if method == FEDPM:
+        return output_dir / "runs" / FEDPM
     return output_dir / "runs" / f"{method}_{sparsity:g}"
 
 
@@ -188,7 +211,7 @@ def run_sweep(
             every round so the first round reaching the target is exact).
         target: Accuracy to reach, in (0, 1].
         output_dir: The sweep's directory.
-        methods: Pruning methods to try.
+        methods: Pruning methods to try (`FEDPM`: one FedPM point).
         sparsities: Sparsities to try for each method.
         metric: ``central_accuracy`` or ``personalized_accuracy``.
         resume: Continue a sweep in ``output_dir``.
@@ -214,11 +237,11 @@ def run_sweep(
         raise ValueError(f"unknown metric {metric!r}; expected one of {METRICS}")
     if rank not in RANKS:
         raise ValueError(f"unknown rank {rank!r}; expected one of {', '.join(RANKS)}")
-    if base.aggregation == "fedpm":
+    if base.aggregation == FEDPM:
         raise ValueError(
             "a sweep varies the pruning method and sparsity, which fedpm does not "
-            "use (its clients learn their masks): run tffprune train "
-            "--aggregation fedpm instead"
+            "use (its clients learn their masks): add fedpm to the methods "
+            "(--methods weight,unit,fedpm) to set it beside them"
         )
     points = sweep_points(methods, sparsities)
     base, _, _ = prepare_inputs(base)  # model and data paths as runs record them
@@ -227,8 +250,9 @@ def run_sweep(
     )
     results: list[SweepResult] = []
     for index, (method, sparsity) in enumerate(points, start=1):
-        label = f"[{index}/{len(points)}] {method} {sparsity:g}"
-        config = base.replace(method=method, sparsity=sparsity, eval_every=1)
+        label = f"[{index}/{len(points)}] {method}"
+        label += "" if method == FEDPM else f" {sparsity:g}"
+        config = point_config(base, method, sparsity).replace(eval_every=1)
         run_dir = _point_dir(output_dir, method, sparsity)
         # A point is finished once its summary.json is written: its run
         # writes that file last.
@@ -285,10 +309,8 @@ def run_sweep(
     ):
         plot_sweep(results, output_dir / "bytes_to_target.png", target, metric)
         if winner is not None:
-            best = base.replace(
-                method=winner.method,
-                sparsity=winner.sparsity,
-                rounds=winner.reached_round,
+            best = point_config(base, winner.method, winner.sparsity).replace(
+                rounds=winner.reached_round
             )
             write_text_atomic(
                 output_dir / "best.toml",
