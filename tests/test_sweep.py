@@ -86,28 +86,10 @@ def test_fedpm_is_one_point_of_its_own_settings():
 @pytest.mark.slow
 def test_a_sweep_sets_fedpm_beside_the_dense_baseline(tmp_path):
     output = tmp_path / "sweep"
-    arguments = [
-        "sweep",
-        "--target-accuracy",
-        "0.3",
-        "--methods",
-        "fedpm",
-        "--dataset",
-        "digits",
-        "--model",
-        "tfmot_cnn",
-        "--num-clients",
-        "4",
-        "--clients-per-round",
-        "3",
-        "--local-epochs",
-        "3",
-        "--rounds",
-        "6",
-        "--quiet",
-        "--output-dir",
-        str(output),
-    ]
+    arguments = _digits_sweep(
+        output, "0.3", "fedpm", "--num-clients", "4", "--local-epochs", "3"
+    )
+    arguments += ["--rounds", "6"]
 
     result = CliRunner().invoke(cli, arguments)
 
@@ -128,31 +110,32 @@ def test_a_sweep_sets_fedpm_beside_the_dense_baseline(tmp_path):
     assert 0.0 < float(fedpm["sparsity"]) < 1.0
 
 
-@pytest.mark.slow
-def test_sweep_command_writes_table_plot_and_rerunnable_best(tmp_path):
-    output = tmp_path / "sweep"
-    arguments = [
+def _digits_sweep(output, target: str, methods: str, *options: str) -> list[str]:
+    """``tffprune sweep`` arguments on digits' tfmot_cnn, 3 clients a round."""
+    return [
         "sweep",
         "--target-accuracy",
-        "0.2",
+        target,
         "--methods",
-        "weight,unit",
-        "--sparsities",
-        "0.5",
+        methods,
+        *options,
         "--dataset",
         "digits",
         "--model",
         "tfmot_cnn",
-        "--num-clients",
-        "6",
         "--clients-per-round",
         "3",
-        "--rounds",
-        "4",
         "--quiet",
         "--output-dir",
         str(output),
     ]
+
+
+@pytest.mark.slow
+def test_sweep_command_writes_table_plot_and_rerunnable_best(tmp_path):
+    output = tmp_path / "sweep"
+    arguments = _digits_sweep(output, "0.2", "weight,unit", "--sparsities", "0.5")
+    arguments += ["--num-clients", "6", "--rounds", "4"]
 
     result = CliRunner().invoke(cli, arguments)
 
