@@ -35,6 +35,20 @@ def _config(**changes):
     return TrainConfig(**{**settings, **changes})
 
 
+def _client_zero_next_round(trainer):
+    """Clients' states and client 0's `ClientResult` after it alone runs a round."""
+    round_number = trainer.state.round
+    _, clients, (result,), _ = trainer.algorithm.apply(
+        trainer.state.server,
+        trainer.state.clients,
+        [0],
+        round_number,
+        [trainer._client_dataset(0, round_number)],
+        [True],
+    )
+    return clients, result
+
+
 def test_a_fedpm_run_learns_with_every_message_counted_exactly(data):
     trainer = Trainer(_config(probability_bits=4), data)
     assert trainer.unpruned_layers == []  # every weight is masked, logits too
@@ -69,15 +83,7 @@ def test_the_upload_is_the_clients_mask_coded_under_what_it_downloaded(data):
     trainer = Trainer(_config(probability_bits=2, clients_per_round=1), data)
     trainer.run_round()  # past the seed's own probabilities
     sent = [probabilistic.quantized(p, 2) for p in trainer.state.server_weights]
-    _, _, results, _ = trainer.algorithm.apply(
-        trainer.state.server,
-        trainer.state.clients,
-        [0],
-        1,
-        [trainer._client_dataset(0, 1)],
-        [True],
-    )
-    (result,) = results
+    _, result = _client_zero_next_round(trainer)
     packed = sum(-(-s.size * 2 // 8) for s in sent)
     table = len(dictionary.encode_tensors(sent))
     assert result.download_bytes == 1 + min(packed, table)
@@ -96,15 +102,7 @@ def test_a_returning_client_downloads_only_what_changed_since_its_round(data):
     held = trainer.state.server.held_downloads[client.downloaded_round]
     sent = [probabilistic.quantized(p, 32) for p in trainer.state.server_weights]
     table = dictionary.value_table(sent)
-    _, clients, results, _ = trainer.algorithm.apply(
-        trainer.state.server,
-        trainer.state.clients,
-        [0],
-        3,
-        [trainer._client_dataset(0, 3)],
-        [True],
-    )
-    (result,) = results
+    clients, result = _client_zero_next_round(trainer)
     full = 1 + len(dictionary.encode_tensors(sent))  # fewer than packed floats
     change = 1 + len(dictionary.encode_given(table, held)[0])
     # Here the change costs about half of the whole message (about 130 of 240
