@@ -315,7 +315,8 @@ class TrainConfig:
         "Keep each client's own model after its last local training and "
         "pruning (its nonzeros) and report personal_accuracy, as the Sub-FedAvg "
         "reference code does (costs one more copy of each sampled client's "
-        "weights out of the round).",
+        "weights out of the round); fedpm: the seed's weights at the mask the "
+        "client uploaded.",
         flag="--personal-models/--no-personal-models",
     )
     client_test: str = option(

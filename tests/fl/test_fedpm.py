@@ -143,6 +143,18 @@ def test_a_resumed_fedpm_run_equals_one_that_never_stopped(data, tmp_path):
     assert finalizer["rounds"] == 3
 
 
+def test_a_client_keeps_the_seeds_network_at_the_mask_it_uploaded(data):
+    trainer = Trainer(_config(personal_models=True), data)
+    row = trainer.run_round()
+    assert 0.0 < row["personal_accuracy"] <= 1.0
+    assert row["clients_without_personal_model"] == 1  # 3 of 4 took part
+    clients, result = _client_zero_next_round(trainer)
+    frozen = trainer.algorithm.frozen_weights()
+    own = clients[0].personal_model.expand(trainer.shapes)
+    for weight, start, mask in zip(own, frozen, result.masks, strict=True):
+        np.testing.assert_array_equal(weight, np.where(mask, start, 0))
+
+
 def test_the_exported_model_is_the_seeds_network_at_its_likeliest_mask(data):
     trainer = Trainer(_config(rounds=1), data)
     trainer.run_round()

@@ -36,6 +36,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from tffprune.compression import baselines, bernoulli, dictionary
+from tffprune.compression.compact import CompactTensors, at_positions
 from tffprune.fl.algorithm import ClientResult, ClientState, ServerState
 from tffprune.fl.process import (
     algorithm_state,
@@ -125,10 +126,19 @@ class FedPMAlgorithm:
         process: The `tffprune.learning.fedpm.FedPMProcess`.
         residuals: Unused by FedPM (its clients keep nothing); kept for the
             driver's clean-up, which every algorithm shares.
+        personal_models: Keep each client's own network: the seed's weights
+            at the mask it sampled and uploaded in its last aggregated round
+            (`ClientState.personal_model`, evaluated as ``personal_accuracy``).
     """
 
-    def __init__(self, process, residuals: ResidualStore | None = None) -> None:
+    def __init__(
+        self,
+        process,
+        residuals: ResidualStore | None = None,
+        personal_models: bool = False,
+    ) -> None:
         self.process = process
+        self.personal_models = personal_models
         self.shapes = process.shapes
         self.bits = process.download_bits
         self.residuals = residuals or ResidualStore()
@@ -151,9 +161,13 @@ class FedPMAlgorithm:
 
     def model_weights(self, probabilities: Sequence[np.ndarray]) -> list[np.ndarray]:
         """The network the probabilities make most likely (frozen at the seed)."""
+        return probabilistic.most_likely(self.frozen_weights(), probabilities)
+
+    def frozen_weights(self) -> list[np.ndarray]:
+        """The seed's weights, every one (computed once)."""
         if self._frozen is None:
             self._frozen = self.process.frozen_weights()
-        return probabilistic.most_likely(self._frozen, probabilities)
+        return self._frozen
 
     def apply(
         self,
@@ -190,6 +204,7 @@ class FedPMAlgorithm:
                 result.status == "aggregated",
                 None,
                 result.sparsity,
+                personal_model=self._personal_model(result),
                 upload_bytes=result.upload_bytes,
                 download_bytes=result.download_bytes,
                 downloaded_round=round_number,
@@ -231,6 +246,15 @@ class FedPMAlgorithm:
                 "download_bound_bits": bound,
             }
         return downloads
+
+    def _personal_model(self, result: ClientResult) -> CompactTensors | None:
+        """The client's own network (with ``personal_models``), once aggregated."""
+        if not self.personal_models or result.masks is None:
+            return None
+        frozen = self.frozen_weights()
+        return at_positions(
+            result.masks, [w[m] for w, m in zip(frozen, result.masks, strict=True)]
+        )
 
     def _seeds_own(self, probabilities: Sequence[np.ndarray]) -> bool:
         """Whether the probabilities are still the seed's first ones.

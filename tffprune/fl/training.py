@@ -200,7 +200,7 @@ def _algorithm(
             download_bits=config.probability_bits,
             reset_every=config.prior_reset,
         )
-        return FedPMAlgorithm(process, residuals)
+        return FedPMAlgorithm(process, residuals, config.personal_models)
     return FederatedAlgorithm(
         RoundProcess(parts),
         plan,
