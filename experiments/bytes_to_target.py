@@ -104,7 +104,7 @@ def _ours(sparsity: float, download: str, upload: str, new_clients: str) -> tupl
     return label, (changes, "upload_bytes", "download_bytes")
 
 
-def _fedpm(probability_bits: int, local_epochs: int) -> tuple:
+def _fedpm(probability_bits: int, local_epochs: int, own: bool = False) -> tuple:
     down = "float32" if probability_bits == 32 else f"{probability_bits}-bit"
     label = (
         f"FedPM, {down} probabilities down (coded), masks up, "
@@ -117,15 +117,24 @@ def _fedpm(probability_bits: int, local_epochs: int) -> tuple:
         probability_bits=probability_bits,
         local_epochs=local_epochs,
     )
-    return label, (changes, "upload_bytes", "download_bytes")
+    if not own:
+        return label, (changes, "upload_bytes", "download_bytes")
+    changes["personal_models"] = True
+    label += ", own masks"
+    return label, (changes, "upload_bytes", "download_bytes", "personal_accuracy")
 
 
 # FedPM (Isik et al., 2023): masks over a seeded network, Adam at 0.1 over the
-# scores as its code; the download is coded (`tffprune.fl.fedpm`).
+# scores as its code; the download is coded (`tffprune.fl.fedpm`). On shards,
+# each client's own network (the seed's weights at the mask it last uploaded)
+# is measured on its own test data (``personal_accuracy``): FedPM's
+# counterpart of Sub-FedAvg's personalized accuracy (the server's weights at
+# the client's own mask).
 FEDPM = {
     "fc_iid": dict(
         _fedpm(bits, epochs) for bits, epochs in ((32, 1), (2, 1), (32, 3), (32, 5))
     ),
+    "lenet5_shards": dict([_fedpm(32, 5, own=True)]),
 }
 
 # Under IID data a new client loses nothing by starting from the server's
@@ -246,16 +255,18 @@ def compare(
     if quick:  # the reference and our smallest
         labels = [BASELINE, labels[-1]]
     for label in labels:
-        changes, up, down = rows[label]
+        # A row may name its own accuracy (FedPM's own masks on shards).
+        changes, up, down, *own_metric = rows[label]
+        row_metric = own_metric[0] if own_metric else metric
         config = configuration(*names, quick=quick, rounds=rounds, eval_every=1)
         config = config.replace(**changes)
         if quick:
             config = config.replace(rounds=2, eval_every=1)
         run_dir = output_dir / setting / _slug(label)
         run_training(config, run_dir, overwrite=True, progress=False)
-        row = measure(_read_rows(run_dir / "metrics.csv"), metric, target, up, down)
+        row = measure(_read_rows(run_dir / "metrics.csv"), row_metric, target, up, down)
         table.append(
-            dict(setting=setting, label=label, metric=metric, target=target, **row)
+            dict(setting=setting, label=label, metric=row_metric, target=target, **row)
         )
         table[-1]["run_dir"] = str(run_dir)
         print(f"{setting} {label}: {_summary(table[-1])}", flush=True)
