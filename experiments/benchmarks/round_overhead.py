@@ -21,7 +21,7 @@ of traces (`tffprune.fl.client.TRACES`) before and after them are checked.
 
 Usage:
     uv run python experiments/benchmarks/round_overhead.py [--models fc]
-        [--aggregations fedavg subfedavg] [--methods none weight unit]
+        [--aggregations fedavg subfedavg fedpm] [--methods none weight unit]
         [--uploads float32 int8 int4+ef] [--rounds 5] [--warmup 2]
         [--no-evaluate]
     uv run python experiments/benchmarks/round_overhead.py --main-job [--repeats 3]
@@ -236,24 +236,12 @@ def measure(arguments: argparse.Namespace, model: str, data: FederatedData) -> N
     )
     _report("plain TensorFlow loop (dense FedAvg)", plain, plain)
     ratios = []
-    for aggregation, method, upload in itertools.product(
-        arguments.aggregations, arguments.methods, arguments.uploads
-    ):
-        values, error_feedback = UPLOADS[upload]
-        config = TrainConfig(
-            **common,
-            aggregation=aggregation,
-            method=method,
-            sparsity=0.0 if method == "none" else 0.5,
-            upload_values=values,
-            error_feedback=error_feedback,
-        )
+    for name, config in _configurations(arguments, common):
         seconds = tffprune_round_seconds(
             config, data, arguments.rounds, arguments.warmup
         )
         ratios.append(seconds / plain)
-        sparsity = "" if method == "none" else " 50%"
-        _report(f"{aggregation} {method}{sparsity} {upload}", seconds, plain)
+        _report(name, seconds, plain)
     if ratios:
         print(
             f"ratios: median {statistics.median(ratios):.2f}x, largest "
@@ -261,6 +249,31 @@ def measure(arguments: argparse.Namespace, model: str, data: FederatedData) -> N
             f"{len(ratios)} at most 1.10x",
             flush=True,
         )
+
+
+def _configurations(arguments: argparse.Namespace, common: dict):
+    """Each row's ``(name, TrainConfig)``: FedPM once, the rest by method, upload."""
+    for aggregation in arguments.aggregations:
+        if aggregation == "fedpm":  # masks over a seeded network: no method
+            yield (
+                "fedpm (masks up, float32 probabilities down, Adam)",
+                TrainConfig(**common, aggregation="fedpm"),
+            )
+            continue
+        for method, upload in itertools.product(arguments.methods, arguments.uploads):
+            values, error_feedback = UPLOADS[upload]
+            sparsity = "" if method == "none" else " 50%"
+            yield (
+                f"{aggregation} {method}{sparsity} {upload}",
+                TrainConfig(
+                    **common,
+                    aggregation=aggregation,
+                    method=method,
+                    sparsity=0.0 if method == "none" else 0.5,
+                    upload_values=values,
+                    error_feedback=error_feedback,
+                ),
+            )
 
 
 def _report(name: str, seconds: float, plain: float) -> None:
