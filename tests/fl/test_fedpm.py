@@ -7,6 +7,7 @@ from tffprune.checkpoint import load_checkpoint, save_checkpoint
 from tffprune.compression import bernoulli, dictionary
 from tffprune.config import TrainConfig
 from tffprune.data import build_federated_data, load_dataset
+from tffprune.export.client_model import read_client_model
 from tffprune.export.pipeline import export_model
 from tffprune.fl.training import Trainer
 from tffprune.pruning import probabilistic
@@ -178,10 +179,17 @@ def test_a_fedpm_run_exports_to_two_bit_lookup_tables_losslessly(tmp_path):
             clients_per_round=2,
             max_examples=2000,
             rounds=2,
+            personal_models=True,
         ),
         run,
         progress=False,
     )
+    # A client's own network is the seed's: one magnitude a layer, or 0.
+    owned = [read_client_model(run, str(c))[0] for c in range(4)]
+    owned = [m for m in owned if m.kind == "own model"]
+    assert owned
+    for weight in owned[0].weights:
+        assert np.unique(np.abs(weight[weight != 0])).size == 1
     plain = export_model(run, tmp_path / "int8", "int8", eval_examples=500)
     lut = export_model(
         run, tmp_path / "lut", "int8", eval_examples=500, clusters=3, compress="lut"
