@@ -14,6 +14,20 @@ For each client's download (`download_costs`, given the entries the server
 decided to send it, `tffprune.fl.algorithm.FederatedAlgorithm.download_masks`):
 its exact size, its SciPy CSR size (``download_bytes_csr``) and its
 information bound.
+
+FedPM's messages (`tffprune.fl.fedpm`), each coded for real, decoded and
+compared with what was sent, its size and bound returned:
+
+* down (`probability_download`): the probabilities at their bits, a tag byte
+  then either each value at its bits (float32, or packed bin indices) or,
+  when smaller, the table of distinct values and their indices range-coded
+  (`dictionary`; with the posterior reset every round there are at most
+  K + 1 values); bound ``n H(values)``;
+* down to a returning client (`returning_download`): when smaller, the new
+  values coded given the ones it holds (`dictionary.encode_given`); bound
+  ``n H(new | held)``;
+* up (`mask_upload`): a sampled mask range-coded under the probabilities the
+  client downloaded (`bernoulli`); bound ``sum -log2 P(m_i)``.
 """
 
 from __future__ import annotations
@@ -22,7 +36,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from tffprune.compression import baselines, wire
+from tffprune.compression import baselines, bernoulli, dictionary, wire
 
 
 def upload_costs(
@@ -31,6 +45,7 @@ def upload_costs(
     shapes: Sequence[tuple[int, ...]],
     value_format: str,
     held: Sequence[Sequence[np.ndarray | None] | None] | None = None,
+    bounds: Sequence[float] | None = None,
 ) -> dict[str, float]:
     """The upload columns of a round's metrics row.
 
@@ -41,16 +56,24 @@ def upload_costs(
         value_format: The values' format (``float32``, ``float16``, ``int8``).
         held: Per aggregated client, the masks the server already held for
             it (the bound then counts only their change), or None.
+        bounds: Per aggregated client, its upload's information bound in
+            bits, where the message is not values at masks (FedPM's); by
+            default `baselines.information_bound_bits` of the masks.
 
     Returns:
         The five ``upload_*`` figures (the bound ratio is NaN without
         clients).
     """
-    ratios = []
-    held = [None] * len(sizes) if held is None else held
-    for client_masks, size, previous in zip(masks, sizes, held, strict=True):
-        bound = baselines.information_bound_bits(client_masks, value_format, previous)
-        ratios.append(8 * size / bound if bound else float("nan"))
+    if bounds is None:
+        held = [None] * len(sizes) if held is None else held
+        bounds = [
+            baselines.information_bound_bits(client_masks, value_format, previous)
+            for client_masks, previous in zip(masks, held, strict=True)
+        ]
+    ratios = [
+        8 * size / bound if bound else float("nan")
+        for size, bound in zip(sizes, bounds, strict=True)
+    ]
     clients = len(sizes)
     return {
         "upload_bytes": int(sum(sizes)),
@@ -88,3 +111,80 @@ def download_costs(
             masks, value_format, held
         ),
     }
+
+
+def packed_bytes(shapes: Sequence[tuple[int, ...]], bits: int) -> int:
+    """Values at ``bits`` bits each, each tensor packed to whole bytes."""
+    return sum(-(-int(np.prod(s)) * bits // 8) for s in shapes)
+
+
+def probability_download(
+    sent: Sequence[np.ndarray], bits: int, table: dictionary.ValueTable | None = None
+) -> tuple[int, float]:
+    """FedPM's download: its exact size (a tag byte, the smaller coding) and bound.
+
+    Args:
+        sent: The probabilities as sent.
+        bits: The bits they are sent at.
+        table: Their value table (default: computed).
+
+    Raises:
+        wire.CodecMismatchError: If the coded table does not decode to
+            ``sent`` (a bug, never expected).
+    """
+    shapes = [np.shape(p) for p in sent]
+    message, bound = dictionary.encode_with_bound(
+        dictionary.value_table(sent) if table is None else table
+    )
+    _check(dictionary.decode_tensors(message, shapes), sent, "download")
+    return 1 + min(len(message), packed_bytes(shapes, bits)), bound
+
+
+def returning_download(
+    sent: Sequence[np.ndarray],
+    table: dictionary.ValueTable,
+    held: dictionary.ValueTable,
+    full: tuple[int, float],
+) -> tuple[int, float]:
+    """A returning FedPM client's download: the change, when smaller than ``full``.
+
+    Args:
+        sent: The probabilities as sent.
+        table: Their value table.
+        held: The value table of the probabilities the client holds.
+        full: `probability_download`'s size and bound.
+
+    Returns:
+        ``full``, or a tag byte and `dictionary.encode_given`'s message with
+        its bound ``n H(new | held)``.
+
+    Raises:
+        wire.CodecMismatchError: If the message does not decode to ``sent``.
+    """
+    # The message is never below its bound: code it only if that could win.
+    if dictionary.conditional_bits(table, held) >= 8 * (full[0] - 1):
+        return full
+    message, bound = dictionary.encode_given(table, held)
+    if 1 + len(message) >= full[0]:
+        return full
+    shapes = [np.shape(p) for p in sent]
+    _check(dictionary.decode_given(message, held, shapes), sent, "download")
+    return 1 + len(message), bound
+
+
+def mask_upload(
+    masks: Sequence[np.ndarray], probabilities: Sequence[np.ndarray]
+) -> tuple[int, float]:
+    """A FedPM mask's upload: its exact size and bound (`bernoulli`).
+
+    Raises:
+        wire.CodecMismatchError: If the coded mask decodes to another.
+    """
+    message = bernoulli.encode_masks(masks, probabilities)
+    _check(bernoulli.decode_masks(message, probabilities), masks, "mask")
+    return len(message), bernoulli.model_bits(masks, probabilities)
+
+
+def _check(decoded: Sequence[np.ndarray], sent: Sequence[np.ndarray], what: str):
+    if any(not np.array_equal(d, s) for d, s in zip(decoded, sent, strict=True)):
+        raise wire.CodecMismatchError(f"the coded {what} decodes to another")

@@ -90,6 +90,14 @@ class PayloadError(ValueError):
     """A payload is truncated, corrupted, or does not match what was expected."""
 
 
+class CodecMismatchError(RuntimeError):
+    """A message decodes to other than what was sent, or is not the size counted.
+
+    Never expected: tffprune checks its codecs on the messages of a run, and
+    this error says a check failed (a bug, not bad input).
+    """
+
+
 def _varint(value: int) -> bytes:
     """``value`` (>= 0) as an unsigned LEB128 varint."""
     out = bytearray()

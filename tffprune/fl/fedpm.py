@@ -7,26 +7,19 @@ same ``init`` / ``apply`` over explicit state, so the driver
 any other. The server's weights are FedPM's probabilities; the model they
 stand for is `model_weights`'.
 
-What each message costs, exactly:
+What each message costs, exactly (`tffprune.compression.accounting`: each
+coded for real, decoded and compared with what was sent):
 
 * down: the probabilities at ``probability_bits`` bits each, the same
-  message for every client: a tag byte, then either each value at its bits
-  (float32, or packed bin indices) or, when smaller, the table of distinct
-  values and their indices range-coded (`tffprune.compression.dictionary`;
-  with the posterior reset every round there are at most K + 1 values),
-  decoded and compared like the uploads; its bound is ``n H(values)``.
-  While the probabilities are still the seed's first ones the tag byte
-  alone says so: the client draws them from the seed, as the server did.
-  A returning client holds the probabilities of the round it last
-  downloaded (`ClientState.downloaded_round`; the server keeps each such
-  round's value table, `ServerState.held_downloads`): it receives, when
-  smaller, the new values coded given the ones it holds
-  (`dictionary.encode_given`, bound ``n H(new | held)``), decoded and
-  compared too;
+  message for every client (`accounting.probability_download`). While the
+  probabilities are still the seed's first ones a tag byte alone says so:
+  the client draws them from the seed, as the server did. A returning client
+  holds the probabilities of the round it last downloaded
+  (`ClientState.downloaded_round`; the server keeps each such round's value
+  table, `ServerState.held_downloads`): it receives, when smaller, the new
+  values coded given the ones it holds (`accounting.returning_download`);
 * up: the client's sampled mask, range-coded under the probabilities it
-  downloaded (`tffprune.compression.bernoulli`); every upload is decoded
-  and compared with the mask (a mismatch fails the round); its bound is
-  ``sum -log2 P(m_i)``.
+  downloaded (`accounting.mask_upload`).
 """
 
 from __future__ import annotations
@@ -35,7 +28,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from tffprune.compression import baselines, bernoulli, dictionary
+from tffprune.compression import accounting, baselines, dictionary
 from tffprune.compression.compact import CompactTensors, at_positions
 from tffprune.fl.algorithm import ClientResult, ClientState, ServerState
 from tffprune.fl.process import (
@@ -45,78 +38,13 @@ from tffprune.fl.process import (
     split_state,
 )
 from tffprune.fl.residual_store import ResidualStore
-from tffprune.fl.verification import UploadVerificationError
 from tffprune.pruning import probabilistic
-
-
-def packed_bytes(shapes: Sequence[tuple[int, ...]], bits: int) -> int:
-    """The probabilities at ``bits`` bits, each tensor packed to whole bytes."""
-    return sum(-(-int(np.prod(s)) * bits // 8) for s in shapes)
-
 
 # The most distinct values a kept download may have (its indices one byte
 # each): with the posterior reset every round at most K + 1, at b <= 8 bits at
 # most 2**b; float32 probabilities of a posterior never reset have more, and
 # are not kept.
 HELD_VALUES = 256
-
-
-def download_costs(
-    sent: Sequence[np.ndarray], bits: int, table: dictionary.ValueTable | None = None
-) -> tuple[int, float]:
-    """The download's exact size (a tag byte and the smaller coding) and bound.
-
-    Args:
-        sent: The probabilities as sent.
-        bits: The bits they are sent at.
-        table: Their value table (default: computed).
-
-    Raises:
-        UploadVerificationError: If the coded table does not decode to
-            ``sent`` (a bug, never expected).
-    """
-    shapes = [np.shape(p) for p in sent]
-    message, bound = dictionary.encode_with_bound(
-        dictionary.value_table(sent) if table is None else table
-    )
-    _check(dictionary.decode_tensors(message, shapes), sent)
-    return 1 + min(len(message), packed_bytes(shapes, bits)), bound
-
-
-def returning_costs(
-    sent: Sequence[np.ndarray],
-    table: dictionary.ValueTable,
-    held: dictionary.ValueTable,
-    full: tuple[int, float],
-) -> tuple[int, float]:
-    """A returning client's download: the change, when smaller than ``full``.
-
-    Args:
-        sent: The probabilities as sent.
-        table: Their value table.
-        held: The value table of the probabilities the client holds.
-        full: `download_costs`' size and bound.
-
-    Returns:
-        ``full``, or a tag byte and `dictionary.encode_given`'s message with
-        its bound ``n H(new | held)``.
-
-    Raises:
-        UploadVerificationError: If the message does not decode to ``sent``.
-    """
-    # The message is never below its bound: code it only if that could win.
-    if dictionary.conditional_bits(table, held) >= 8 * (full[0] - 1):
-        return full
-    message, bound = dictionary.encode_given(table, held)
-    if 1 + len(message) >= full[0]:
-        return full
-    _check(dictionary.decode_given(message, held, [np.shape(p) for p in sent]), sent)
-    return 1 + len(message), bound
-
-
-def _check(decoded: Sequence[np.ndarray], sent: Sequence[np.ndarray]) -> None:
-    if any(not np.array_equal(d, p) for d, p in zip(decoded, sent, strict=True)):
-        raise UploadVerificationError("the coded download decodes to other values")
 
 
 class FedPMAlgorithm:
@@ -232,13 +160,15 @@ class FedPMAlgorithm:
         if self._seeds_own(server.weights):
             full = (1, 0.0)
         else:
-            full = download_costs(sent, self.bits, table)
+            full = accounting.probability_download(sent, self.bits, table)
         csr = baselines.csr_bytes([np.ones(s, bool) for s in self.shapes])
         downloads = {}
         for client in (int(c) for c in sampled):
             held = server.held_downloads.get(clients[client].downloaded_round)
             size, bound = (
-                full if held is None else returning_costs(sent, table, held, full)
+                full
+                if held is None
+                else accounting.returning_download(sent, table, held, full)
             )
             downloads[client] = {
                 "download_bytes": size,
@@ -278,38 +208,26 @@ class FedPMAlgorithm:
             reason = "update rejected: NaN or Inf scores"
             return ClientResult(client, "rejected", reason, **download)
         masks = [np.asarray(m, bool) for m in report.mask]
-        message = bernoulli.encode_masks(masks, sent)
-        decoded = bernoulli.decode_masks(message, sent)
-        if any(not np.array_equal(d, m) for d, m in zip(decoded, masks, strict=True)):
-            raise UploadVerificationError(
-                f"client {client}'s range-coded mask decodes to another mask"
-            )
+        size, bound = accounting.mask_upload(masks, sent)
         count = int(report.num_examples)
-        size = sum(m.size for m in masks)
+        entries = sum(m.size for m in masks)
         return ClientResult(
             client,
             "aggregated",
-            upload_bytes=len(message),
+            upload_bytes=size,
             masks=masks,
-            sparsity=1.0 - sum(int(np.count_nonzero(m)) for m in masks) / size,
+            sparsity=1.0 - sum(int(np.count_nonzero(m)) for m in masks) / entries,
             mean_loss=float(report.loss_sum) / count if count else float("nan"),
-            upload_bound_bits=bernoulli.model_bits(masks, sent),
+            upload_bound_bits=bound,
             **download,
         )
 
     def upload_costs(self, aggregated: Sequence[ClientResult]) -> dict[str, float]:
-        """The upload columns of the round's row (`accounting.upload_costs`')."""
-        clients = len(aggregated)
-        size = sum(int(np.prod(s)) for s in self.shapes)
-        ratios = [
-            8 * r.upload_bytes / r.upload_bound_bits
-            for r in aggregated
-            if r.upload_bound_bits
-        ]
-        return {
-            "upload_bytes": sum(r.upload_bytes for r in aggregated),
-            "upload_bytes_dense": 4 * size * clients,
-            "upload_bytes_csr": sum(baselines.csr_bytes(r.masks) for r in aggregated),
-            "upload_bytes_tff_8bit": baselines.tff_8bit_bytes(self.shapes) * clients,
-            "upload_bound_ratio": float(np.mean(ratios)) if ratios else float("nan"),
-        }
+        """The upload columns of the round's row (`accounting.upload_costs`)."""
+        return accounting.upload_costs(
+            [r.masks for r in aggregated],
+            [r.upload_bytes for r in aggregated],
+            self.shapes,
+            "float32",
+            bounds=[r.upload_bound_bits for r in aggregated],
+        )

@@ -26,7 +26,7 @@ from tffprune.compression import wire
 from tffprune.fl.aggregation import fedavg, sub_fedavg
 
 
-class UploadVerificationError(RuntimeError):
+class UploadVerificationError(wire.CodecMismatchError):
     """The real codec and the NumPy aggregation disagree with the round."""
 
 
