@@ -101,7 +101,7 @@ def save_checkpoint(
         arrays[f"role_{index}"] = np.asarray(value)
     for round_number, table in state.server.held_downloads.items():
         arrays[f"held_download_values_{round_number}"] = table.values
-        arrays[f"held_download_indices_{round_number}"] = table.indices
+        arrays[f"held_download_indices_{round_number}"] = table.packed_indices()
     num_trainable = None
     for client, client_state in enumerate(state.clients):
         for name in COMPACT_FIELDS:
@@ -309,10 +309,12 @@ def _state(
         if "role_leaves" in meta
         else None
     )
+    entries = sum(int(np.prod(s)) for s in shapes)
     held_downloads = {
-        round_number: ValueTable.from_indices(
+        round_number: ValueTable.from_packed(
             arrays[f"held_download_values_{round_number}"],
             arrays[f"held_download_indices_{round_number}"],
+            entries,
         )
         for round_number in meta.get("held_download_rounds", [])
     }

@@ -113,3 +113,15 @@ def test_a_message_for_other_held_values_is_refused():
         dictionary.encode_given(
             dictionary.value_table(new), dictionary.value_table([held[0][:30]])
         )
+
+
+def test_a_table_packs_eleven_values_at_four_bits_an_entry():
+    held, _ = _held_and_new(np.random.default_rng(4), [(101,)], 1.0)
+    table = dictionary.value_table(held)
+    packed = table.packed_indices()
+    assert packed.size == 51  # 101 entries, 2 a byte
+    again = dictionary.ValueTable.from_packed(table.values, packed, 101)
+    np.testing.assert_array_equal(again.indices, table.indices)
+    np.testing.assert_array_equal(again.counts, table.counts)
+    with pytest.raises(ValueError, match="byte"):
+        dictionary.value_table([np.arange(300, dtype=np.float32)]).packed_indices()
