@@ -134,7 +134,7 @@ FEDPM = {
     "fc_iid": dict(
         _fedpm(bits, epochs) for bits, epochs in ((32, 1), (2, 1), (32, 3), (32, 5))
     ),
-    "lenet5_shards": dict([_fedpm(32, 5, own=True)]),
+    "lenet5_shards": dict(_fedpm(bits, 5, own=True) for bits in (32, 2, 1)),
 }
 
 # Under IID data a new client loses nothing by starting from the server's
