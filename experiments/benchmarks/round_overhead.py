@@ -10,6 +10,10 @@ and tffprune's rounds (``Trainer.run_round``, evaluation included unless
 upload format, and prints the median seconds per round after warm-up and the
 ratio to the plain loop.
 
+FedPM (``--aggregations fedpm``) trains other parameters (mask scores over
+a frozen network, Adam): it is set beside a plain loop doing FedPM's
+training (`PlainFedPMLoop`), its ratio taken against that.
+
 With ``--main-job`` it times the README's main job as a whole instead: the
 wall time of ``tffprune train --sparsity 0.5`` (start-up, checkpoints and
 plots included) against that of the plain loop run as a program of its own
@@ -53,6 +57,7 @@ from tffprune.data.pipeline import batched_dataset  # noqa: E402
 from tffprune.fl.client import TRACES  # noqa: E402
 from tffprune.models.outputs import classification_loss  # noqa: E402
 from tffprune.models.source import resolve_model  # noqa: E402
+from tffprune.pruning import probabilistic  # noqa: E402
 from tffprune.pruning.methods import method_names  # noqa: E402
 
 METHODS = method_names()
@@ -175,11 +180,108 @@ class PlainLoop:
         return np.concatenate(hits), loss_sum / max(labels.size, 1)
 
 
+class PlainFedPMLoop(PlainLoop):
+    """FedPM in plain TensorFlow and NumPy: FedPM's training, evaluated alike.
+
+    Each client trains scores over the seed's frozen network (a Bernoulli
+    sample of the masks a step, the straight-through gradient, Keras Adam at
+    the run's rate, reset for each client) and samples one mask; the
+    probabilities are the mean of the round's smoothed masks (the posterior
+    reset every round); the evaluated model is their likeliest network. The
+    math is `tffprune.pruning.probabilistic`'s, without TFF or the driver.
+    """
+
+    def __init__(self, config: TrainConfig, data: FederatedData) -> None:
+        super().__init__(config, data)
+        variables = self.model.trainable_weights
+        shapes = [tuple(v.shape) for v in variables]
+        frozen = probabilistic.tf_signed_constants(shapes, config.seed)
+        self.frozen = [w.numpy() for w in frozen]
+        self.probabilities = [
+            p.numpy() for p in probabilistic.tf_initial_probabilities(shapes, 0)
+        ]
+        self.weights = probabilistic.most_likely(self.frozen, self.probabilities)
+        self.scores = [tf.Variable(tf.zeros(s)) for s in shapes]
+        self.adam = tf.keras.optimizers.Adam(config.resolved_client_learning_rate)
+        self.adam.build(self.scores)
+        loss, model, scores, adam = (
+            classification_loss(self.model),
+            self.model,
+            self.scores,
+            self.adam,
+        )
+
+        def sample(seed):
+            return [
+                tf.random.stateless_uniform(
+                    tf.shape(s), seed=tf.random.experimental.stateless_fold_in(seed, i)
+                )
+                < tf.sigmoid(s)
+                for i, s in enumerate(scores)
+            ]
+
+        @tf.function
+        def train_masks(dataset, seed):
+            step = tf.constant(0, tf.int64)
+            for inputs, labels in dataset:
+                masks = sample(tf.random.experimental.stateless_fold_in(seed, step))
+                for variable, weight, mask in zip(
+                    variables, frozen, masks, strict=True
+                ):
+                    variable.assign(weight * tf.cast(mask, tf.float32))
+                with tf.GradientTape() as tape:
+                    value = loss(labels, model(inputs, training=True))
+                gradients = tape.gradient(value, variables)
+                adam.apply_gradients(
+                    (probabilistic.tf_straight_through_gradient(g, w, s), s)
+                    for g, w, s in zip(gradients, frozen, scores, strict=True)
+                )
+                step += 1
+            return sample(tf.random.experimental.stateless_fold_in(seed, -1))
+
+        self._train_masks = train_masks
+
+    def run_round(self, round_number: int, evaluate: bool) -> None:
+        """One round: sample, train each client's scores, average the masks."""
+        config = self.config
+        sampled = np.sort(
+            self.rng.choice(config.num_clients, config.clients_per_round, False)
+        )
+        totals = [np.zeros_like(p) for p in self.probabilities]
+        for client in sampled:
+            for score, p in zip(self.scores, self.probabilities, strict=True):
+                score.assign(probabilistic.scores_from(p).astype(np.float32))
+            for variable in self.adam.variables:
+                variable.assign(tf.zeros_like(variable))
+            inputs, labels = self.data.client_train(int(client))
+            seed = [config.seed, round_number, int(client)]
+            masks = self._train_masks(
+                batched_dataset(
+                    inputs,
+                    labels,
+                    config.batch_size,
+                    shuffle_seed=int(np.random.SeedSequence(seed).generate_state(1)[0]),
+                    epochs=config.local_epochs,
+                ),
+                tf.constant(seed[1:], tf.int64),
+            )
+            for total, mask in zip(totals, masks, strict=True):
+                total += probabilistic.smoothed(mask.numpy())
+        self.probabilities = [
+            (total / sampled.size).astype(np.float32) for total in totals
+        ]
+        self.weights = probabilistic.most_likely(self.frozen, self.probabilities)
+        if evaluate:
+            self.evaluate()
+
+
 def plain_round_seconds(
     config: TrainConfig, data: FederatedData, rounds: int, warmup: int, evaluate: bool
 ) -> float:
     """Median seconds of the plain loop's rounds after ``warmup``."""
-    loop = PlainLoop(config, data)
+    loop = (PlainFedPMLoop if config.aggregation == "fedpm" else PlainLoop)(
+        config, data
+    )
     seconds = []
     for round_number in range(warmup + rounds):
         started = time.perf_counter()
@@ -237,11 +339,17 @@ def measure(arguments: argparse.Namespace, model: str, data: FederatedData) -> N
     _report("plain TensorFlow loop (dense FedAvg)", plain, plain)
     ratios = []
     for name, config in _configurations(arguments, common):
+        baseline = plain
+        if config.aggregation == "fedpm":  # its own training: its own plain loop
+            baseline = plain_round_seconds(
+                config, data, arguments.rounds, arguments.warmup, arguments.evaluate
+            )
+            _report("plain TensorFlow loop (FedPM)", baseline, baseline)
         seconds = tffprune_round_seconds(
             config, data, arguments.rounds, arguments.warmup
         )
-        ratios.append(seconds / plain)
-        _report(name, seconds, plain)
+        ratios.append(seconds / baseline)
+        _report(name, seconds, baseline)
     if ratios:
         print(
             f"ratios: median {statistics.median(ratios):.2f}x, largest "
