@@ -7,8 +7,8 @@ error-feedback residual's file (the files themselves are in the run's
 positions, exact), sparsity and bytes, the sampler's random state, the
 metrics so far, the rounds the schedule spans, FedPM's downloads that clients
 still hold (each round's value table, and per client the round it holds) and
-the configuration, so that
-a resumed run continues exactly where the checkpoint was taken. The file is
+the configuration, so that a resumed run continues exactly where the
+checkpoint was taken. The file is
 written to a temporary name and renamed, so a crash never leaves a torn
 checkpoint; the one it replaces is kept as ``checkpoint.previous.npz``. A
 checkpoint damaged later (truncated, corrupt, empty, deleted) is named as
