@@ -42,6 +42,7 @@ import numpy as np
 from tffprune.compression.wire import PayloadError, _pack, _Reader, _unpack, _varint
 
 __all__ = [
+    "BYTE_INDEXED_VALUES",
     "ValueTable",
     "conditional_bits",
     "decode_given",
@@ -52,6 +53,9 @@ __all__ = [
     "entropy_bits",
     "value_table",
 ]
+
+BYTE_INDEXED_VALUES = 256
+"""The most distinct values whose indices fit in a byte (`ValueTable.indices`)."""
 
 
 class ValueTable(NamedTuple):
@@ -94,7 +98,7 @@ class ValueTable(NamedTuple):
 
 def _index_bits(count: int) -> int:
     """The fewest of 1, 2, 4 or 8 bits that index ``count`` values."""
-    if count > 256:
+    if count > BYTE_INDEXED_VALUES:
         raise ValueError(f"{count} values do not index in a byte")
     return next(b for b in (1, 2, 4, 8) if count <= 2**b)
 
@@ -115,7 +119,7 @@ def value_table(tensors: Sequence[np.ndarray]) -> ValueTable:
     values, indices, counts = np.unique(
         _flat(tensors), return_inverse=True, return_counts=True
     )
-    dtype = np.uint8 if values.size <= 256 else np.int64
+    dtype = np.uint8 if values.size <= BYTE_INDEXED_VALUES else np.int64
     return ValueTable(values.astype(np.float32), indices.astype(dtype), counts)
 
 

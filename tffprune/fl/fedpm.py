@@ -40,12 +40,6 @@ from tffprune.fl.process import (
 from tffprune.fl.residual_store import ResidualStore
 from tffprune.pruning import probabilistic
 
-# The most distinct values a kept download may have (its indices one byte
-# each): with the posterior reset every round at most K + 1, at b <= 8 bits at
-# most 2**b; float32 probabilities of a posterior never reset have more, and
-# are not kept.
-HELD_VALUES = 256
-
 
 class FedPMAlgorithm:
     """One FedPM round over explicit state (`FederatedAlgorithm`'s interface).
@@ -143,7 +137,10 @@ class FedPMAlgorithm:
         }
         held = {c.downloaded_round for c in updated}
         kept = {r: t for r, t in server.held_downloads.items() if r in held}
-        if table.values.size <= HELD_VALUES:
+        # Kept while its indices fit in a byte: with the posterior reset every
+        # round it has at most K + 1 values, at b <= 8 bits at most 2**b;
+        # float32 probabilities of a posterior never reset have more.
+        if table.values.size <= dictionary.BYTE_INDEXED_VALUES:
             kept[round_number] = table
         new_server = ServerState(*split_state(output.state), held_downloads=kept)
         return new_server, updated, results, measurements
