@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from tffprune.compression import accounting, dictionary
+from tffprune.compression import accounting, bernoulli, dictionary
 
 
 def _levels(rng, shape):
@@ -50,7 +50,7 @@ def test_a_mask_upload_is_its_range_code_at_its_bound():
     rng = np.random.default_rng(2)
     probabilities = [np.full((400, 200), 0.5)]
     masks = [rng.random((400, 200)) < 0.5]
-    size, bound = accounting.mask_upload(masks, probabilities)
+    size, bound = accounting.mask_upload(masks, bernoulli.MaskCoder(probabilities))
     assert bound == pytest.approx(80_000)
     assert 10_000 <= size <= 10_008
 

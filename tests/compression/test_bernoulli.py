@@ -72,3 +72,61 @@ def test_bad_messages_and_shapes_are_refused():
         bernoulli.encode_masks([np.ones((2, 2), bool)], [np.full((4,), 0.5)])
     with pytest.raises(ValueError, match="words"):
         bernoulli.decode_masks(b"abc", [np.full(3, 0.5)])
+
+
+def test_few_probabilities_code_eight_entries_a_symbol_and_decode():
+    # FedPM's probabilities after a round: a few values. Groups of 1,001 and
+    # 13 entries leave tails of 1 and 5 entries; 0 and 1 are among the values,
+    # each with one entry that contradicts it.
+    rng = np.random.default_rng(3)
+    values = np.array([0.0, 0.1, 0.5, 0.9, 1.0])
+    probabilities = [rng.choice(values, (77, 13)), rng.choice(values, 13)]
+    masks = _masks(rng, [(77, 13), (13,)], probabilities)
+    masks[0][probabilities[0] == 0.0] = False
+    masks[0][probabilities[0] == 1.0] = True
+    masks[0].flat[np.flatnonzero(probabilities[0] == 0.0)[0]] = True
+    masks[1][probabilities[1] == 1.0] = False
+    coder = bernoulli.MaskCoder(probabilities)
+    assert coder.grouped
+    message = coder.encode(masks)
+    for decoded, mask in zip(coder.decode(message), masks, strict=True):
+        assert decoded.dtype == bool
+        np.testing.assert_array_equal(decoded, mask)
+
+
+def test_grouped_coding_is_at_the_same_bound():
+    # 100,000 entries at 11 values (FedPM's K + 1 for 10 clients).
+    rng = np.random.default_rng(4)
+    probabilities = [rng.choice(0.01 + 0.098 * np.arange(11), (500, 200))]
+    masks = _masks(rng, [(500, 200)], probabilities)
+    coder = bernoulli.MaskCoder(probabilities)
+    bound = coder.bits(masks)
+    assert bound == pytest.approx(bernoulli.model_bits(masks, probabilities))
+    assert bound <= 8 * len(coder.encode(masks)) <= 1.001 * bound + 64
+
+
+def test_bits_of_a_grouped_coder_by_hand():
+    # Two entries at 1/4 (one kept: 2 bits; one not: log2(4/3) bits) and one
+    # at 1/2 (1 bit).
+    coder = bernoulli.MaskCoder([np.array([0.25, 0.5, 0.25])])
+    bits = coder.bits([np.array([True, False, False])])
+    assert bits == pytest.approx(2 + np.log2(4 / 3) + 1)
+
+
+def test_sixteen_fair_coins_are_two_byte_symbols():
+    # Two symbols of probability 1/256 each: 16 bits, one 32-bit word.
+    rng = np.random.default_rng(5)
+    probabilities = [np.full(16, 0.5)]
+    message = bernoulli.MaskCoder(probabilities).encode(
+        _masks(rng, [(16,)], probabilities)
+    )
+    assert len(message) == 4
+
+
+def test_many_probabilities_are_coded_one_entry_at_a_time():
+    rng = np.random.default_rng(6)
+    probabilities = [rng.uniform(0.01, 0.99, 300)]
+    coder = bernoulli.MaskCoder(probabilities)
+    assert not coder.grouped
+    masks = _masks(rng, [(300,)], probabilities)
+    np.testing.assert_array_equal(coder.decode(coder.encode(masks))[0], masks[0])

@@ -173,16 +173,21 @@ def returning_download(
 
 
 def mask_upload(
-    masks: Sequence[np.ndarray], probabilities: Sequence[np.ndarray]
+    masks: Sequence[np.ndarray], coder: bernoulli.MaskCoder
 ) -> tuple[int, float]:
     """A FedPM mask's upload: its exact size and bound (`bernoulli`).
+
+    Args:
+        masks: The mask, one boolean array per weight.
+        coder: The round's `bernoulli.MaskCoder`, over the probabilities the
+            client downloaded.
 
     Raises:
         wire.CodecMismatchError: If the coded mask decodes to another.
     """
-    message = bernoulli.encode_masks(masks, probabilities)
-    _check(bernoulli.decode_masks(message, probabilities), masks, "mask")
-    return len(message), bernoulli.model_bits(masks, probabilities)
+    message = coder.encode(masks)
+    _check(coder.decode(message), masks, "mask")
+    return len(message), coder.bits(masks)
 
 
 def _check(decoded: Sequence[np.ndarray], sent: Sequence[np.ndarray], what: str):

@@ -28,7 +28,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from tffprune.compression import accounting, baselines, dictionary
+from tffprune.compression import accounting, baselines, bernoulli, dictionary
 from tffprune.compression.compact import CompactTensors, at_positions
 from tffprune.fl.algorithm import ClientResult, ClientState, ServerState
 from tffprune.fl.process import (
@@ -66,6 +66,7 @@ class FedPMAlgorithm:
         self.residuals = residuals or ResidualStore()
         self._frozen: list[np.ndarray] | None = None
         self._first: list[np.ndarray] | None = None
+        self._csr: int | None = None
 
     def initialize_roles(self) -> tuple:
         """The roles' initial states (`tffprune.fl.process.RoundProcess`'s)."""
@@ -113,13 +114,14 @@ class FedPMAlgorithm:
         sent = [probabilistic.quantized(p, self.bits) for p in server.weights]
         table = dictionary.value_table(sent)
         downloads = self._downloads(server, clients, sampled, sent, table)
+        coder = bernoulli.MaskCoder(sent, table)
         results, updated = [], list(clients)
         for client, report, arrived in zip(
             sampled, output.clients, delivered, strict=True
         ):
             client = int(client)
             result = self._client_result(
-                client, report, arrived, sent, downloads[client]
+                client, report, arrived, coder, downloads[client]
             )
             results.append(result)
             updated[client] = clients[client].after_round(
@@ -158,7 +160,8 @@ class FedPMAlgorithm:
             full = (1, 0.0)
         else:
             full = accounting.probability_download(sent, self.bits, table)
-        csr = baselines.csr_bytes([np.ones(s, bool) for s in self.shapes])
+        if self._csr is None:  # every entry sent, the same each round
+            self._csr = baselines.csr_bytes([np.ones(s, bool) for s in self.shapes])
         downloads = {}
         for client in (int(c) for c in sampled):
             held = server.held_downloads.get(clients[client].downloaded_round)
@@ -169,7 +172,7 @@ class FedPMAlgorithm:
             )
             downloads[client] = {
                 "download_bytes": size,
-                "download_bytes_csr": csr,
+                "download_bytes_csr": self._csr,
                 "download_bound_bits": bound,
             }
         return downloads
@@ -196,7 +199,12 @@ class FedPMAlgorithm:
         return all(np.array_equal(p, q) for p, q in first)
 
     def _client_result(
-        self, client: int, report, arrived: bool, sent, download: dict
+        self,
+        client: int,
+        report,
+        arrived: bool,
+        coder: bernoulli.MaskCoder,
+        download: dict,
     ) -> ClientResult:
         """One client's round: its upload coded, decoded and checked."""
         if not arrived:
@@ -205,7 +213,7 @@ class FedPMAlgorithm:
             reason = "update rejected: NaN or Inf scores"
             return ClientResult(client, "rejected", reason, **download)
         masks = [np.asarray(m, bool) for m in report.mask]
-        size, bound = accounting.mask_upload(masks, sent)
+        size, bound = accounting.mask_upload(masks, coder)
         count = int(report.num_examples)
         entries = sum(m.size for m in masks)
         return ClientResult(
