@@ -8,7 +8,9 @@ every client's own test split). This benchmark times, in one run, that loop
 and tffprune's rounds (``Trainer.run_round``, evaluation included unless
 ``--no-evaluate``) for FedAvg and Sub-FedAvg with every pruning method and
 upload format, and prints the median seconds per round after warm-up and the
-ratio to the plain loop.
+ratio to the plain loop. Each configuration's rounds alternate with a plain
+loop's of its own (plain, tffprune, plain, ...), so a machine's load that
+comes and goes weighs on both alike.
 
 FedPM (``--aggregations fedpm``) trains other parameters (mask scores over
 a frozen network, Adam): it is set beside a plain loop doing FedPM's
@@ -275,45 +277,43 @@ class PlainFedPMLoop(PlainLoop):
             self.evaluate()
 
 
-def plain_round_seconds(
+def paired_round_seconds(
     config: TrainConfig, data: FederatedData, rounds: int, warmup: int, evaluate: bool
-) -> float:
-    """Median seconds of the plain loop's rounds after ``warmup``."""
+) -> tuple[float, float]:
+    """Median seconds of the plain loop's rounds and of a `Trainer`'s.
+
+    The two run in turns, a plain round then one of tffprune's, so a load
+    that comes and goes on a shared machine falls on both alike; the first
+    ``warmup`` rounds of each are not counted. FedPM is set beside its own
+    plain loop (`PlainFedPMLoop`), every other configuration beside dense
+    FedAvg's (`PlainLoop`).
+    """
+    from tffprune.fl.training import Trainer
+
     loop = (PlainFedPMLoop if config.aggregation == "fedpm" else PlainLoop)(
         config, data
     )
-    seconds = []
-    for round_number in range(warmup + rounds):
-        started = time.perf_counter()
-        loop.run_round(round_number, evaluate)
-        if round_number >= warmup:
-            seconds.append(time.perf_counter() - started)
-    return statistics.median(seconds)
-
-
-def tffprune_round_seconds(
-    config: TrainConfig, data: FederatedData, rounds: int, warmup: int
-) -> float:
-    """Median seconds of a `Trainer`'s rounds after ``warmup``."""
-    from tffprune.fl.training import Trainer
-
     trainer = Trainer(config, data)
-    seconds = []
+    plain, ours = [], []
     for index in range(warmup + rounds):
         if index == warmup:
             traced = sum(TRACES.values())
         started = time.perf_counter()
+        loop.run_round(index, evaluate)
+        middle = time.perf_counter()
         trainer.run_round()
+        ended = time.perf_counter()
         if index >= warmup:
-            seconds.append(time.perf_counter() - started)
+            plain.append(middle - started)
+            ours.append(ended - middle)
     retraced = sum(TRACES.values()) - traced
     if retraced:
         raise SystemExit(f"client functions retraced {retraced} times after warm-up")
-    return statistics.median(seconds)
+    return statistics.median(plain), statistics.median(ours)
 
 
 def measure(arguments: argparse.Namespace, model: str, data: FederatedData) -> None:
-    """Prints the plain loop's round and every configuration's ratio to it."""
+    """Prints each configuration's round beside its plain loop's, and the ratio."""
     common = dict(
         model=model,
         num_clients=100,
@@ -325,31 +325,22 @@ def measure(arguments: argparse.Namespace, model: str, data: FederatedData) -> N
     evaluation = "with" if arguments.evaluate else "without"
     print(
         f"{model}, 10 clients x 480 examples, 1 epoch, batch 32, {evaluation} "
-        f"evaluation each round; median of {arguments.rounds} rounds after "
-        f"{arguments.warmup} warm-up",
+        f"evaluation each round; medians of {arguments.rounds} rounds after "
+        f"{arguments.warmup} warm-up, each configuration's rounds in turns with "
+        "its plain loop's",
         flush=True,
     )
-    plain = plain_round_seconds(
-        TrainConfig(**common),
-        data,
-        arguments.rounds,
-        arguments.warmup,
-        arguments.evaluate,
-    )
-    _report("plain TensorFlow loop (dense FedAvg)", plain, plain)
+    print(f"{'configuration':<52} {'plain':>8} {'tffprune':>9}  ratio", flush=True)
     ratios = []
     for name, config in _configurations(arguments, common):
-        baseline = plain
-        if config.aggregation == "fedpm":  # its own training: its own plain loop
-            baseline = plain_round_seconds(
-                config, data, arguments.rounds, arguments.warmup, arguments.evaluate
-            )
-            _report("plain TensorFlow loop (FedPM)", baseline, baseline)
-        seconds = tffprune_round_seconds(
-            config, data, arguments.rounds, arguments.warmup
+        plain, seconds = paired_round_seconds(
+            config, data, arguments.rounds, arguments.warmup, arguments.evaluate
         )
-        ratios.append(seconds / baseline)
-        _report(name, seconds, baseline)
+        ratios.append(seconds / plain)
+        print(
+            f"{name:<52} {plain:6.2f} s {seconds:7.2f} s  {seconds / plain:.2f}x",
+            flush=True,
+        )
     if ratios:
         print(
             f"ratios: median {statistics.median(ratios):.2f}x, largest "
@@ -382,10 +373,6 @@ def _configurations(arguments: argparse.Namespace, common: dict):
                     error_feedback=error_feedback,
                 ),
             )
-
-
-def _report(name: str, seconds: float, plain: float) -> None:
-    print(f"{name:<40} {seconds:6.2f} s/round  {seconds / plain:.2f}x", flush=True)
 
 
 def plain_job() -> None:

@@ -103,7 +103,7 @@ def build_client_train_fn(
     """
     model = model_fn()
     loss_fn = classification_loss(model)
-    steps = optimizer_steps(optimizer, model)
+    steps = optimizer_steps(optimizer, model.trainable_weights)
     load = build_loader(model)
 
     def snapshot():

@@ -38,6 +38,7 @@ from tffprune.learning.client_works import build_client_work
 from tffprune.learning.composers import compose_round
 from tffprune.learning.distributors import build_round_counter
 from tffprune.learning.finalizers import server_step
+from tffprune.learning.optimizers import in_place
 from tffprune.pruning import probabilistic
 
 __all__ = ["FedPMProcess", "build_fedpm"]
@@ -262,7 +263,7 @@ def build_fedpm(
 
     @tff.tensorflow.computation(probabilities_type, inputs_type, dataset_type)
     def client_round(probabilities, client, dataset):
-        run = build_mask_training_fn(model_fn, optimizer, seed)
+        run = build_mask_training_fn(model_fn, in_place(optimizer), seed)
         return run(list(probabilities), client, dataset)
 
     distributor = build_probability_distributor(

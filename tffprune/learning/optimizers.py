@@ -18,10 +18,10 @@ FedAvgM, ``adam`` and ``yogi`` FedAdam and FedYogi (Reddi et al., 2021,
 from __future__ import annotations
 
 import tensorflow_federated as tff
-from tensorflow_federated.python.learning.optimizers import sgdm
+from tensorflow_federated.python.learning.optimizers import adam, sgdm
 
 from tffprune.config import SERVER_OPTIMIZERS
-from tffprune.fl.optimizer_steps import MomentumSGD
+from tffprune.fl.optimizer_steps import Adam, MomentumSGD
 
 
 def build_optimizer(
@@ -72,14 +72,19 @@ def build_optimizer(
 def in_place(optimizer: tff.learning.optimizers.Optimizer):
     """The client optimizer as the training loop runs it.
 
-    TFF's SGD, with or without momentum, at a fixed learning rate becomes a
-    `tffprune.fl.optimizer_steps.MomentumSGD`: the same rule run by TensorFlow's fused
-    in-place kernels. Any other optimizer is returned as it is.
+    TFF's SGD, with or without momentum, and TFF's Adam, at fixed
+    hyperparameters, become a `tffprune.fl.optimizer_steps.MomentumSGD` or
+    `~tffprune.fl.optimizer_steps.Adam`: the same rule run by TensorFlow's
+    fused in-place kernels. Any other optimizer is returned as it is.
     """
-    if not isinstance(optimizer, sgdm._SGD):  # noqa: SLF001
+    if isinstance(optimizer, sgdm._SGD):  # noqa: SLF001
+        rule, keys = MomentumSGD, ("learning_rate", "momentum")
+    elif isinstance(optimizer, adam._Adam):  # noqa: SLF001
+        rule, keys = Adam, ("learning_rate", "beta_1", "beta_2", "epsilon")
+    else:
         return optimizer
     state = optimizer.initialize(())
-    hparams = [state["learning_rate"], state.get("momentum", 0.0)]
+    hparams = [state.get(key, 0.0) for key in keys]
     if not all(isinstance(value, int | float) for value in hparams):
         return optimizer
-    return MomentumSGD(float(hparams[0]), float(hparams[1]), optimizer)
+    return rule(*(float(value) for value in hparams), optimizer)
