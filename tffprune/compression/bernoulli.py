@@ -173,7 +173,7 @@ class MaskCoder:
                     grouped[start + whole : start + count] = tail[:width].astype(bool)
             flat = np.empty_like(grouped)
             flat[self._order] = grouped
-        return _split(flat, self.shapes)
+        return dictionary.split(flat, self.shapes)
 
     def bits(self, masks: Sequence[np.ndarray]) -> float:
         """``sum_i -log2 P(m_i)`` under the probabilities: the coder's bound."""
@@ -193,15 +193,6 @@ class MaskCoder:
     def _groups(self):
         """Per distinct probability: its value, first entry, count and model."""
         return zip(self._values, self._starts, self._counts, self._models, strict=True)
-
-
-def _split(flat: np.ndarray, shapes: Sequence[tuple[int, ...]]) -> list[np.ndarray]:
-    masks, start = [], 0
-    for shape in shapes:
-        size = int(np.prod(shape))
-        masks.append(flat[start : start + size].reshape(shape))
-        start += size
-    return masks
 
 
 def _bits(flat: np.ndarray, probabilities: np.ndarray) -> float:

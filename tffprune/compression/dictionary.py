@@ -51,6 +51,7 @@ __all__ = [
     "encode_tensors",
     "encode_with_bound",
     "entropy_bits",
+    "split",
     "value_table",
 ]
 
@@ -247,10 +248,11 @@ def decode_given(
         start += count
     indices = np.empty(size, np.int64)
     indices[np.argsort(held.indices, kind="stable")] = grouped
-    return _split(values[indices], shapes)
+    return split(values[indices], shapes)
 
 
-def _split(flat: np.ndarray, shapes: Sequence[tuple[int, ...]]) -> list[np.ndarray]:
+def split(flat: np.ndarray, shapes: Sequence[tuple[int, ...]]) -> list[np.ndarray]:
+    """``flat`` (the tensors' entries, concatenated) as tensors of ``shapes``."""
     tensors, start = [], 0
     for shape in shapes:
         number = int(np.prod(shape))
@@ -284,7 +286,7 @@ def decode_tensors(
             np.frombuffer(words, "<u4").astype(np.uint32)
         )
         flat = values[decoder.decode(_model(counts), size)]
-    return _split(flat, shapes)
+    return split(flat, shapes)
 
 
 def entropy_bits(tensors: Sequence[np.ndarray]) -> float:
