@@ -58,9 +58,8 @@ class Adam:
     Both compute, at step ``t``, ``a = a + (g - a)(1 - beta_1)``, ``p = p +
     (g^2 - p)(1 - beta_2)`` and ``w = w - lr sqrt(1 - beta_2^t) / (1 -
     beta_1^t) a / (sqrt(p) + epsilon)``. FedPM's clients train their scores
-    with it (2.4 million on fc): 0.49 s a client in place against 0.56 s for
-    a plain loop with Keras' Adam (medians of 11, `experiments/README.md`,
-    "FedPM's round time").
+    with it (2.4 million on fc; `experiments/README.md`, "FedPM's round
+    time").
 
     Attributes:
         learning_rate: The step size.
