@@ -125,3 +125,15 @@ def test_a_table_packs_eleven_values_at_four_bits_an_entry():
     np.testing.assert_array_equal(again.counts, table.counts)
     with pytest.raises(ValueError, match="byte"):
         dictionary.value_table([np.arange(300, dtype=np.float32)]).packed_indices()
+
+
+def test_a_value_no_sampled_entry_holds_is_in_the_table():
+    # Every 64th entry is 0.5; entries 1 and 3 hold a value between the
+    # sampled ones and one above them all: the table must still have both.
+    tensor = np.full(1000, 0.5, np.float32)
+    tensor[::128] = 0.25
+    tensor[1], tensor[3] = 0.375, 0.875
+    table = dictionary.value_table([tensor])
+    np.testing.assert_array_equal(table.values, [0.25, 0.375, 0.5, 0.875])
+    np.testing.assert_array_equal(table.counts, [8, 1, 990, 1])
+    np.testing.assert_array_equal(table.values[table.indices], tensor)
