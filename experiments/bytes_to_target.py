@@ -25,6 +25,7 @@ Usage:
     uv run python experiments/bytes_to_target.py                 # both, ~60 min
     uv run python experiments/bytes_to_target.py --setting fc_iid
     uv run python experiments/bytes_to_target.py --setting fc_iid --only FedPM
+    uv run python experiments/bytes_to_target.py --setting fc_iid --only "20 epochs"
     uv run python experiments/bytes_to_target.py --quick         # smoke test
     uv run python experiments/bytes_to_target.py --replot --setting fc_iid
     uv run python experiments/bytes_to_target.py --sweep [--with NAME]
@@ -132,7 +133,8 @@ def _fedpm(probability_bits: int, local_epochs: int, own: bool = False) -> tuple
 # the client's own mask).
 FEDPM = {
     "fc_iid": dict(
-        _fedpm(bits, epochs) for bits, epochs in ((32, 1), (2, 1), (32, 3), (32, 5))
+        _fedpm(bits, epochs)
+        for bits, epochs in ((32, 1), (2, 1), (32, 3), (32, 5), (32, 10), (32, 20))
     ),
     "lenet5_shards": dict(_fedpm(bits, 5, own=True) for bits in (32, 2, 1)),
 }
