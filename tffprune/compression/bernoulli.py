@@ -100,6 +100,11 @@ class MaskCoder:
             self._order = np.argsort(table.indices, kind="stable")
             self._starts = np.concatenate([[0], np.cumsum(self._counts)[:-1]])
             self._models = [_product_model(q, _SYMBOL_BITS) for q in self._values]
+            # A group's last count % 8 entries: one symbol of that many bits.
+            self._tail_models = [
+                _product_model(q, int(c) % _SYMBOL_BITS) if c % _SYMBOL_BITS else None
+                for q, c in zip(self._values, self._counts, strict=True)
+            ]
         else:
             self._probabilities = np.concatenate(
                 [np.asarray(p, np.float64).ravel() for p in probabilities]
@@ -128,7 +133,7 @@ class MaskCoder:
                 encoder.encode(flat.astype(np.int32), _BERNOULLI, self._probabilities)
         else:
             grouped = flat[self._order]
-            for value, start, count, model in self._groups():
+            for start, count, model, tail_model in self._groups():
                 whole = count - count % _SYMBOL_BITS
                 group = grouped[start : start + count]
                 if whole:
@@ -137,7 +142,7 @@ class MaskCoder:
                     tail = group[whole:]
                     width = tail.size
                     symbol = int(np.packbits(tail)[0]) >> (_SYMBOL_BITS - width)
-                    encoder.encode(symbol, _product_model(value, width))
+                    encoder.encode(symbol, tail_model)
         return encoder.get_compressed().astype("<u4").tobytes()
 
     def decode(self, message: bytes) -> list[np.ndarray]:
@@ -160,7 +165,7 @@ class MaskCoder:
             )
         else:
             grouped = np.zeros(self.size, bool)
-            for value, start, count, model in self._groups():
+            for start, count, model, tail_model in self._groups():
                 whole = count - count % _SYMBOL_BITS
                 if whole:
                     symbols = decoder.decode(model, whole // _SYMBOL_BITS)
@@ -169,7 +174,7 @@ class MaskCoder:
                     ).astype(bool)
                 if whole < count:
                     width = count - whole
-                    symbol = int(decoder.decode(_product_model(value, width)))
+                    symbol = int(decoder.decode(tail_model))
                     tail = np.unpackbits(np.uint8(symbol << (_SYMBOL_BITS - width)))
                     grouped[start + whole : start + count] = tail[:width].astype(bool)
             flat = np.empty_like(grouped)
@@ -192,8 +197,10 @@ class MaskCoder:
         return float(np.sum(ones * cost_one) + np.sum(zeros * cost_zero))
 
     def _groups(self):
-        """Per distinct probability: its value, first entry, count and model."""
-        return zip(self._values, self._starts, self._counts, self._models, strict=True)
+        """Per distinct probability: first entry, count, and its two models."""
+        return zip(
+            self._starts, self._counts, self._models, self._tail_models, strict=True
+        )
 
 
 def _bits(flat: np.ndarray, probabilities: np.ndarray) -> float:

@@ -115,14 +115,15 @@ class InPlaceSteps:
         self.rule, self.variables = rule, variables
         moments = 2 if isinstance(rule, Adam) else int(rule.momentum > 0)
         self.slots = [[_zeros_like(v) for v in variables] for _ in range(moments)]
-        self.step = tf.Variable(0.0, trainable=False)
+        self.step = tf.Variable(0.0, trainable=False) if moments == 2 else None
 
     @tf.autograph.experimental.do_not_convert
     def initialize(self):
         """Zero moments (the optimizer starts afresh each round)."""
         for slot in (s for moment in self.slots for s in moment):
             slot.assign(tf.zeros_like(slot))
-        self.step.assign(0.0)
+        if self.step is not None:
+            self.step.assign(0.0)
         return ()
 
     @tf.autograph.experimental.do_not_convert
