@@ -18,11 +18,16 @@ values as it was before low-bit updates) and ours (Sub-FedAvg, int8 or int4
 values down, 2- or 1-bit updates up with error feedback; on IID data new
 clients start from the server's subnetwork) and, on fc, FedPM (masks over a
 seeded random network: its probabilities down, value-table coded, sampled
-masks up, range-coded). Each row's bytes are the columns of its metrics.csv
-named in BASELINES, FEDPM and OURS.
+masks up, range-coded). FedPM rows with more local epochs than the
+setting's come with the setting's reference (dense float32 FedAvg on fc,
+Sub-FedAvg float32 on shards) trained for as many epochs: more local work
+takes the reference to the target in fewer rounds too, and
+``ratio_same_epochs`` compares at equal local work (``--only`` adds the
+reference rows of the chosen rows' epochs). Each row's bytes are the columns
+of its metrics.csv named in BASELINES, FEDPM and OURS.
 
 Usage:
-    uv run python experiments/bytes_to_target.py                 # both, ~60 min
+    uv run python experiments/bytes_to_target.py                 # both, ~3 h
     uv run python experiments/bytes_to_target.py --setting fc_iid
     uv run python experiments/bytes_to_target.py --setting fc_iid --only FedPM
     uv run python experiments/bytes_to_target.py --setting fc_iid --only "20 epochs"
@@ -91,6 +96,12 @@ BASELINES = {
 }
 
 
+BASELINE = "dense FedAvg, float32"
+BEFORE = "Sub-FedAvg 50%, float32 (before)"
+# The reference a setting's target is set against (its 20x or 32x).
+REFERENCE = {"fc_iid": BASELINE, "lenet5_shards": BEFORE}
+
+
 def _ours(sparsity: float, download: str, upload: str, new_clients: str) -> tuple:
     first = ", new clients get the subnetwork" if new_clients == "subnetwork" else ""
     label = f"Sub-FedAvg {sparsity:.0%}, {download} down, {upload} up + EF{first}"
@@ -125,6 +136,13 @@ def _fedpm(probability_bits: int, local_epochs: int, own: bool = False) -> tuple
     return label, (changes, "upload_bytes", "download_bytes", "personal_accuracy")
 
 
+def _same_epochs(reference: str, local_epochs: int) -> tuple:
+    """A reference row trained for ``local_epochs`` instead of the setting's."""
+    changes, up, down = BASELINES[reference]
+    label = f"{reference}, {local_epochs} epochs"
+    return label, ({**changes, "local_epochs": local_epochs}, up, down)
+
+
 # FedPM (Isik et al., 2023): masks over a seeded network, Adam at 0.1 over the
 # scores as its code; the download is coded (`tffprune.fl.fedpm`). On shards,
 # each client's own network (the seed's weights at the mask it last uploaded)
@@ -133,10 +151,30 @@ def _fedpm(probability_bits: int, local_epochs: int, own: bool = False) -> tuple
 # the client's own mask).
 FEDPM = {
     "fc_iid": dict(
-        _fedpm(bits, epochs)
-        for bits, epochs in ((32, 1), (2, 1), (32, 3), (32, 5), (32, 10), (32, 20))
+        [
+            *(
+                _fedpm(bits, epochs)
+                for bits, epochs in (
+                    (32, 1),
+                    (2, 1),
+                    (32, 3),
+                    (32, 5),
+                    (32, 10),
+                    (32, 20),
+                )
+            ),
+            # More local work helps dense FedAvg too: its rows with the
+            # epochs of FedPM's give the ratio at equal local work.
+            *(_same_epochs(BASELINE, epochs) for epochs in (5, 10, 20)),
+        ]
     ),
-    "lenet5_shards": dict(_fedpm(bits, 5, own=True) for bits in (32, 2, 1)),
+    "lenet5_shards": dict(
+        [
+            *(_fedpm(bits, 5, own=True) for bits in (32, 2, 1)),
+            *(_fedpm(bits, 10, own=True) for bits in (2, 1)),
+            _same_epochs(BEFORE, 10),
+        ]
+    ),
 }
 
 # Under IID data a new client loses nothing by starting from the server's
@@ -164,8 +202,6 @@ OURS = {
         )
     ),
 }
-BASELINE = "dense FedAvg, float32"
-BEFORE = "Sub-FedAvg 50%, float32 (before)"
 # setting: (config files, metric, target, rounds)
 SETTINGS = {
     "fc_iid": (("sweep_fc",), "central_accuracy", 0.80, 40),
@@ -182,6 +218,8 @@ COLUMNS = (
     "total_bytes_to_target",
     "ratio_to_dense_float32",
     "ratio_to_subfedavg_float32",
+    "local_epochs",
+    "ratio_same_epochs",
     "final_accuracy",
     "best_accuracy",
     "rounds_run",
@@ -234,6 +272,33 @@ def measure(rows: list[dict], metric: str, target: float, up: str, down: str) ->
     }
 
 
+def setting_rows(setting: str) -> dict[str, tuple]:
+    """Every row of ``setting``: label -> (changes, up column, down column, ...)."""
+    return {**BASELINES, **FEDPM.get(setting, {}), **OURS[setting]}
+
+
+def row_labels(setting: str, only: str | None = None) -> list[str]:
+    """The rows to train: all, or the two references and those holding ``only``.
+
+    With ``only``, the setting's reference rows trained for the local epochs
+    of the chosen rows come too, so that every ratio at equal local work has
+    its reference in the same run.
+    """
+    rows = setting_rows(setting)
+    if only is None:
+        return list(rows)
+    chosen = [label for label in rows if only in label]
+    epochs = {rows[label][0].get("local_epochs") for label in chosen}
+    chosen += [
+        label
+        for label, (changes, *_) in rows.items()
+        if label.startswith(f"{REFERENCE[setting]}, ")
+        and changes["local_epochs"] in epochs
+        and label not in chosen
+    ]
+    return [BASELINE, BEFORE, *chosen]
+
+
 def compare(
     setting: str,
     quick: bool,
@@ -250,10 +315,8 @@ def compare(
     if quick:
         target = 0.3
     table = []
-    rows = {**BASELINES, **FEDPM.get(setting, {}), **OURS[setting]}
-    labels = list(rows)
-    if only is not None:
-        labels = [BASELINE, BEFORE, *(label for label in labels if only in label)]
+    rows = setting_rows(setting)
+    labels = row_labels(setting, only)
     if quick:  # the reference and our smallest
         labels = [BASELINE, labels[-1]]
     for label in labels:
@@ -268,7 +331,14 @@ def compare(
         run_training(config, run_dir, overwrite=True, progress=False)
         row = measure(_read_rows(run_dir / "metrics.csv"), row_metric, target, up, down)
         table.append(
-            dict(setting=setting, label=label, metric=row_metric, target=target, **row)
+            dict(
+                setting=setting,
+                label=label,
+                metric=row_metric,
+                target=target,
+                local_epochs=config.local_epochs,
+                **row,
+            )
         )
         table[-1]["run_dir"] = str(run_dir)
         print(f"{setting} {label}: {_summary(table[-1])}", flush=True)
@@ -278,11 +348,15 @@ def compare(
     ):
         reference = next((r for r in table if r["label"] == baseline), {})
         for row in table:
-            both = (
-                row["total_bytes_to_target"],
-                reference.get("total_bytes_to_target"),
-            )
-            row[column] = round(both[1] / both[0], 2) if all(both) else ""
+            row[column] = _ratio(reference, row)
+    same = {
+        r["local_epochs"]: r
+        for r in table
+        if r["label"] == REFERENCE[setting]
+        or r["label"].startswith(f"{REFERENCE[setting]}, ")
+    }
+    for row in table:
+        row["ratio_same_epochs"] = _ratio(same.get(row["local_epochs"]), row)
     results.mkdir(parents=True, exist_ok=True)
     suffix = f"_{_slug(only)}" if only is not None else ""
     path = results / f"bytes_both_ways_{setting}{suffix}.csv"
@@ -294,6 +368,15 @@ def compare(
     print(f"wrote {bytes_both_ways(path, FIGURES if not quick else results)}")
     print(markdown(table))
     return path
+
+
+def _ratio(reference: dict | None, row: dict) -> float | str:
+    """How many times fewer bytes to the target ``row`` took than ``reference``."""
+    both = (
+        row["total_bytes_to_target"],
+        (reference or {}).get("total_bytes_to_target"),
+    )
+    return round(both[1] / both[0], 2) if all(both) else ""
 
 
 def _slug(label: str) -> str:
@@ -323,12 +406,13 @@ def markdown(table: list[dict]) -> str:
     """The README table of one setting."""
     lines = [
         "| method | round | up MB | down MB | total MB | x below dense f32 "
-        "| x below Sub-FedAvg f32 | final acc. | bound ratio up / down |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| x below Sub-FedAvg f32 | x below the reference, same epochs | final acc. "
+        "| bound ratio up / down |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in table:
         if row["reached_round"] == "":
-            cells = ["not reached", "", "", "", "", ""]
+            cells = ["not reached", "", "", "", "", "", ""]
         else:
             cells = [
                 str(row["reached_round"]),
@@ -337,6 +421,7 @@ def markdown(table: list[dict]) -> str:
                 f"{row['total_bytes_to_target'] / 1e6:.1f}",
                 _times(row["ratio_to_dense_float32"]),
                 _times(row["ratio_to_subfedavg_float32"]),
+                _times(row.get("ratio_same_epochs")),
             ]
         bounds = (
             f"{row['median_upload_bound_ratio']} / {row['median_download_bound_ratio']}"

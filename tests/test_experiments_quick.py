@@ -152,6 +152,32 @@ def test_bytes_both_ways_quick(tmp_path):
     assert (tmp_path / "results" / "bytes_both_ways_fc_iid.png").stat().st_size > 0
 
 
+def test_bytes_to_target_only_brings_the_reference_at_the_same_epochs():
+    sys.path.insert(0, str(ROOT / "experiments"))
+    try:
+        from bytes_to_target import row_labels, setting_rows
+    finally:
+        sys.path.pop(0)
+    fc = row_labels("fc_iid", "20 epochs")
+    assert fc == [
+        "dense FedAvg, float32",
+        "Sub-FedAvg 50%, float32 (before)",
+        "FedPM, float32 probabilities down (coded), masks up, 20 epochs",
+        "dense FedAvg, float32, 20 epochs",
+    ]
+    shards = row_labels("lenet5_shards", "1-bit")
+    # the 5- and 10-epoch 1-bit rows, Sub-FedAvg (the shards' reference) at
+    # 10 epochs; its 5-epoch row is the setting's own
+    assert shards[2:] == [
+        "FedPM, 1-bit probabilities down (coded), masks up, 5 epochs, own masks",
+        "FedPM, 1-bit probabilities down (coded), masks up, 10 epochs, own masks",
+        "Sub-FedAvg 50%, float32 (before), 10 epochs",
+    ]
+    changes = setting_rows("lenet5_shards")[shards[-1]][0]
+    assert changes["local_epochs"] == 10 and changes["aggregation"] == "subfedavg"
+    assert row_labels("fc_iid") == list(setting_rows("fc_iid"))
+
+
 def test_bytes_to_target_sweep_quick(tmp_path):
     output = _run(
         [
