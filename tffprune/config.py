@@ -299,6 +299,13 @@ class TrainConfig:
         flag="--verify-uploads/--no-verify-uploads",
     )
     eval_every: int = option(1, "run", "Evaluate every N rounds (and the last).")
+    unpruned_every: int = option(
+        10,
+        "run",
+        "When the central model is pruned, also score the server's weights "
+        "as they are (central_accuracy_unpruned, one more pass over the test "
+        "set) in the evaluated rounds that are multiples of N, and the last.",
+    )
     finetune_baseline: bool = option(
         False,
         "run",
@@ -356,6 +363,7 @@ class TrainConfig:
             "batch_size",
             "shards_per_client",
             "eval_every",
+            "unpruned_every",
             "checkpoint_every",
             "finetune_epochs",
         ):

@@ -611,7 +611,8 @@ def _finish_run(
     """
     metrics = trainer.state.metrics
     failure = _failure(trainer)
-    if metrics and "central_accuracy" not in metrics[-1] and failure is None:
+    # A run that stopped early ends with a full evaluation too.
+    if metrics and "central_accuracy_unpruned" not in metrics[-1] and failure is None:
         metrics[-1].update(trainer.evaluate())
         write_metrics_csv(output_dir / "metrics.csv", metrics, METRIC_COLUMNS)
     write_metrics_csv(

@@ -455,6 +455,29 @@ def test_central_model_is_pruned_to_the_run_sparsity():
     assert row["central_sparsity"] == pytest.approx(0.5, abs=0.01)
 
 
+def test_unpruned_accuracy_is_scored_every_n_rounds_and_last():
+    config = _digits_config(
+        method="weight", aggregation="subfedavg", rounds=3, unpruned_every=2
+    )
+    data = build_federated_data(load_dataset("digits"), 6, "shards", seed=5)
+    trainer = Trainer(config, data)
+    rows = [trainer.run_round() for _ in range(config.rounds)]
+
+    # Rounds 2 (a multiple of 2) and 3 (the last); round 1 skips the pass.
+    assert ["central_accuracy_unpruned" in row for row in rows] == [
+        False,
+        True,
+        True,
+    ]
+    assert all("central_accuracy" in row for row in rows)
+    # The figure is the server's weights, unpruned, on the central test set.
+    evaluator = trainer.evaluator.evaluator
+    evaluator.set_weights(trainer.state.server_weights)
+    expected, _ = evaluator.evaluate(data.dataset.x_test, data.dataset.y_test)
+    assert rows[-1]["central_accuracy_unpruned"] == expected
+    assert trainer.central_sparsity() == 0.5
+
+
 def test_central_model_without_pruning_is_the_server_model():
     trainer = _trainer_run("fedavg", "none", None)
 

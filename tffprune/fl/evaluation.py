@@ -277,11 +277,14 @@ class RunEvaluator:
         clients: Sequence[ClientState],
         rounds_done: int,
         finetune: bool = False,
+        unpruned: bool = True,
     ) -> dict[str, float]:
         """Central and personalized accuracy of a state.
 
         ``central_*`` measure the central model (`central_weights`), and
-        ``central_accuracy_unpruned`` the server's weights as they are.
+        ``central_accuracy_unpruned`` the server's weights as they are: a
+        second pass over the central test set when the central model is
+        pruned, left out (no such key) with ``unpruned`` False.
         """
         dataset = self.data.dataset
         num_trainable = len(self.plan.shapes)
@@ -291,7 +294,8 @@ class RunEvaluator:
             dataset.x_test, dataset.y_test
         )
         unpruned_accuracy = central_accuracy
-        if central_sparsity(self.plan, clients, rounds_done) > 0.0:
+        pruned = central_sparsity(self.plan, clients, rounds_done) > 0.0
+        if pruned and unpruned:
             self.evaluator.set_weights(weights)
             unpruned_accuracy, _ = self.evaluator.evaluate(
                 dataset.x_test, dataset.y_test
@@ -307,12 +311,13 @@ class RunEvaluator:
             "central_sparsity": sparsity_report(
                 central[:num_trainable], self.plan.targets
             ).prunable_sparsity,
-            "central_accuracy_unpruned": unpruned_accuracy,
             # NaN when no client holds test examples (client_test_fraction 0).
             "personalized_accuracy": float(np.mean(accuracies))
             if accuracies
             else float("nan"),
         }
+        if unpruned or not pruned:
+            result["central_accuracy_unpruned"] = unpruned_accuracy
         if self.personal_models:
             result.update(self.personal_accuracy(weights, clients))
         if finetune:

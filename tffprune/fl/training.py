@@ -398,7 +398,11 @@ class Trainer:
         row["total_bytes_cumulative"] = before + row["total_bytes"]
         is_last = self.state.round == config.rounds
         if self.state.round % config.eval_every == 0 or is_last:
-            row.update(self.evaluate())
+            row.update(
+                self.evaluate(
+                    unpruned=is_last or self.state.round % config.unpruned_every == 0
+                )
+            )
         row["round_seconds"] = time.perf_counter() - started
         self.state.metrics.append(row)
         return row
@@ -476,13 +480,19 @@ class Trainer:
         """The model the server's state stands for (FedPM: its likeliest network)."""
         return self.algorithm.model_weights(self.state.server_weights)
 
-    def evaluate(self) -> dict[str, float]:
-        """Central and personalized accuracy of the current state."""
+    def evaluate(self, unpruned: bool = True) -> dict[str, float]:
+        """Central and personalized accuracy of the current state.
+
+        Args:
+            unpruned: Also score the server's weights unpruned
+                (`evaluation.RunEvaluator.evaluate`).
+        """
         return self.evaluator.evaluate(
             self.model_weights(),
             self.state.clients,
             self.state.round,
             finetune=self.config.finetune_baseline,
+            unpruned=unpruned,
         )
 
     def central_sparsity(self) -> float:
