@@ -27,7 +27,7 @@ reference rows of the chosen rows' epochs). Each row's bytes are the columns
 of its metrics.csv named in BASELINES, FEDPM and OURS.
 
 Usage:
-    uv run python experiments/bytes_to_target.py                 # both, about 5 h (estimate)
+    uv run python experiments/bytes_to_target.py            # both, about 5 h (estimate)
     uv run python experiments/bytes_to_target.py --setting fc_iid
     uv run python experiments/bytes_to_target.py --setting fc_iid --only FedPM
     uv run python experiments/bytes_to_target.py --setting fc_iid --only "20 epochs"

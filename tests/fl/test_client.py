@@ -14,6 +14,7 @@ from tffprune.fl.client_steps import ClientWorkConfig
 from tffprune.fl.messages import ClientInput, Download, PruningStep
 from tffprune.pruning import PruningPolicy, build_masks, mask_distance
 from tffprune.pruning.counts import pruning_counts
+from tffprune.pruning.packed_masks import pack_all, unpack_all
 
 EXAMPLES, BATCH, EPOCHS = 40, 10, 3
 
@@ -81,14 +82,15 @@ def _client_round(setting, learning_rate, threshold):
     _, output = work(
         Download(received=received, server=received),
         ClientInput(
-            mask=[tf.ones(s, tf.bool) for s in shapes],
+            mask=pack_all([np.ones(s, bool) for s in shapes]),
             counts=PruningStep(*(tf.constant(c) for c in counts)),
             delivered=tf.constant(True),
             residual_files=(),
         ),
         _dataset(inputs, labels),
     )
-    return [m.numpy() for m in output.mask], float(output.mask_distance)
+    masks = unpack_all([m.numpy() for m in output.mask], shapes)
+    return masks, float(output.mask_distance)
 
 
 def test_identical_candidate_masks_do_not_prune(setting):

@@ -16,6 +16,7 @@ from tffprune.fl.process import RoundParts, RoundProcess
 from tffprune.fl.training import Trainer
 from tffprune.fl.verification import UploadVerificationError
 from tffprune.pruning.counts import no_pruning
+from tffprune.pruning.packed_masks import pack_all
 
 from .reference_round import reference_round
 
@@ -31,7 +32,7 @@ pytestmark = pytest.mark.slow
 def _input(masks):
     """A client that trains under ``masks``, prunes nothing and delivers."""
     return ClientInput(
-        mask=[np.asarray(m, bool) for m in masks],
+        mask=pack_all(masks),
         counts=no_pruning(len(masks)).as_tensors(),
         delivered=np.bool_(True),
         residual_files=(),

@@ -13,6 +13,7 @@ from tffprune.data.pipeline import batched_dataset
 from tffprune.fl.messages import ClientInput, PruningStep
 from tffprune.learning import build_fedavg, build_sub_fedavg
 from tffprune.pruning.counts import no_pruning, pruning_counts
+from tffprune.pruning.packed_masks import pack_all, unpack_all
 from tffprune.pruning.policy import PruningPolicy
 
 pytestmark = pytest.mark.slow
@@ -37,7 +38,7 @@ def _inputs(sampled, masks, shapes, step):
     """
     return [
         ClientInput(
-            mask=masks.get(c, [np.ones(s, bool) for s in shapes]),
+            mask=pack_all(masks.get(c, [np.ones(s, bool) for s in shapes])),
             counts=PruningStep(
                 *(no_pruning(len(shapes)).as_tensors() if c in masks else step)
             ),
@@ -182,7 +183,7 @@ def test_build_sub_fedavg_keeps_each_clients_mask_by_id(clients):
         )
         state = output.state
         for client, result in zip(sampled, output.clients, strict=True):
-            masks[client] = [np.asarray(m) for m in result.mask]
+            masks[client] = unpack_all(result.mask, shapes)
         history.append({c: masks[c] for c in sampled})
 
     kernel = targets[0].index
@@ -244,7 +245,7 @@ def test_tffprune_train_is_the_public_process_driven_by_hand():
         )
         state = output.state
         for client, result in zip(sampled, output.clients, strict=True):
-            masks[int(client)] = [np.asarray(m) for m in result.mask]
+            masks[int(client)] = unpack_all(result.mask, shapes[: len(result.mask)])
 
     for ours, theirs in zip(
         trainer.state.server_weights, state.global_model_weights, strict=True

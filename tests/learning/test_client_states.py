@@ -10,6 +10,7 @@ import tiny_cnn
 from tffprune.data.pipeline import batched_dataset
 from tffprune.fl.messages import ClientOutput
 from tffprune.learning import ClientStates, build_sub_fedavg
+from tffprune.pruning.packed_masks import pack_all, unpack, unpack_all
 
 
 def _dense_model():
@@ -33,7 +34,7 @@ def process():
 
 def _output(masks, finite=True, residual_written=False):
     return ClientOutput(
-        mask=masks,
+        mask=pack_all(masks),
         num_examples=np.int64(10),
         loss_sum=np.float32(1.0),
         finite=np.bool_(finite),
@@ -54,8 +55,10 @@ def _half_pruned():
 def test_a_new_client_trains_everything_and_takes_the_schedules_first_step(process):
     clients = ClientStates(process, sparsity=0.5)
     (first,) = clients.inputs(["alice"], round_number=0)
-    assert [m.shape for m in first.mask] == [(4, 10), (10,), (10, 3), (3,)]
-    assert all(m.all() for m in first.mask)
+    # Packed, eight entries a byte: 40, 10, 30 and 3 entries.
+    assert [m.shape for m in first.mask] == [(5,), (2,), (4,), (1,)]
+    masks = unpack_all(first.mask, [(4, 10), (10,), (10, 3), (3,)])
+    assert all(m.all() for m in masks)
     # The iterative schedule's first step: 10% of the hidden kernel's 40.
     assert list(first.counts.entries) == [4, 0, 0, 0]
     assert first.residual_files == ()
@@ -68,7 +71,7 @@ def test_an_aggregated_clients_mask_is_kept_and_its_schedule_steps_from_it(proce
     assert clients.update(["alice"], [_output(_half_pruned())]) == [True]
     assert clients.sparsity("alice") == 0.5
     (again,) = clients.inputs(["alice"], 1)
-    np.testing.assert_array_equal(again.mask[0], _half_pruned()[0])
+    np.testing.assert_array_equal(unpack(again.mask[0], (4, 10)), _half_pruned()[0])
     # 1 - 0.5 * 0.9 = 0.55 of 40: 22 entries pruned in all.
     assert list(again.counts.entries) == [22, 0, 0, 0]
 

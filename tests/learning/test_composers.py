@@ -29,6 +29,7 @@ from tffprune.learning import (
     compose_round,
 )
 from tffprune.models import build_model
+from tffprune.pruning.packed_masks import pack_all
 
 pytestmark = pytest.mark.slow
 
@@ -216,7 +217,7 @@ def _run_composed(process, shapes, datasets, rounds=2):
     state = process.initialize()._replace(global_model_weights=_initial_weights())
     inputs = [
         ClientInput(
-            mask=[np.ones(s, bool) for s in shapes],
+            mask=pack_all([np.ones(s, bool) for s in shapes]),
             counts=PruningStep(
                 np.zeros(len(shapes), np.int32),
                 np.zeros(len(shapes), np.int32),

@@ -41,6 +41,7 @@ from tffprune.fl.messages import ClientInput
 from tffprune.fl.residual_store import ResidualStore
 from tffprune.fl.verification import SentUpload, verify_round
 from tffprune.pruning.counts import PruningCounts, no_pruning, pruning_counts
+from tffprune.pruning.packed_masks import pack_all
 from tffprune.pruning.policy import PrunableWeight, build_masks, sparsity_report
 from tffprune.pruning.schedules import IterativeSchedule, Schedule
 
@@ -304,6 +305,8 @@ class PruningPlan:
     ) -> list[ClientInput]:
         """The sampled clients' `ClientInput`s: mask, this round's step, files.
 
+        The masks go packed, eight entries a byte (`pruning.packed_masks`).
+
         Args:
             round_number: The round, from 0.
             clients: The sampled clients' states.
@@ -328,7 +331,7 @@ class PruningPlan:
             epoch_examples = [0] * len(clients)
         return [
             ClientInput(
-                mask=[np.asarray(m, np.bool_) for m in mask],
+                mask=pack_all(mask),
                 counts=self.counts(round_number, client, int(examples)).as_tensors(),
                 delivered=np.bool_(arrived),
                 residual_files=tuple(files),

@@ -62,6 +62,7 @@ from tffprune.fl.client_steps import ClientWorkConfig, Trial
 from tffprune.fl.messages import ClientOutput
 from tffprune.fl.optimizer_steps import Optimizer, optimizer_steps
 from tffprune.models.outputs import classification_loss
+from tffprune.pruning.packed_masks import pack_tf, unpack_tf
 
 # How many times each client function's Python body ran, i.e. was traced into
 # a graph (benchmarks check that rounds do not retrace).
@@ -216,7 +217,12 @@ def build_client_work_fn(
     @tf.function
     def client_work(download, client, dataset):
         TRACES["client_work"] += 1
-        received, masks = list(download.received), list(client.mask)
+        received = list(download.received)
+        packed = list(client.mask)
+        masks = [
+            unpack_tf(bits, weight.shape)
+            for bits, weight in zip(packed, received[: len(packed)], strict=True)
+        ]
         trained = train(
             received[: len(masks)],
             received[len(masks) :],
@@ -298,7 +304,7 @@ def _client_output(work, new_masks, weights, facts, measured) -> ClientOutput:
         facts,
     )
     return ClientOutput(
-        mask=new_masks,
+        mask=[pack_tf(mask) for mask in new_masks],
         num_examples=num_examples,
         loss_sum=loss_sum,
         finite=finite,

@@ -28,8 +28,9 @@ class ClientInput(NamedTuple):
     """A sampled client's own state and instructions for one round.
 
     Attributes:
-        mask: One boolean tensor per trainable weight: the subnetwork the
-            client trains (all True for a FedAvg client or a new one).
+        mask: The subnetwork the client trains (all kept for a FedAvg client
+            or a new one), packed: per trainable weight, a uint8 vector of
+            its mask eight entries a byte (`tffprune.pruning.packed_masks`).
         counts: Its `PruningStep` this round (all 0: the mask stays).
         delivered: bool, False if its upload is lost on the way (simulated).
         residual_files: With error feedback, ``(read, write)``: the file
@@ -65,7 +66,8 @@ class ClientOutput(NamedTuple):
     """What a round returns per sampled client (its new own state and costs).
 
     Attributes:
-        mask: Its new boolean masks (trainable weights).
+        mask: Its new masks (trainable weights), packed as
+            `ClientInput.mask`.
         num_examples: int64, examples seen in training over all epochs.
         loss_sum: float32, training loss summed over those examples.
         finite: bool, False if training produced NaN or Inf (upload dropped).

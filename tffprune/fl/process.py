@@ -33,6 +33,7 @@ from tffprune.fl.messages import ClientInput
 from tffprune.fl.runtime import ensure_runtime
 from tffprune.learning.algorithms import build_round
 from tffprune.learning.composers import RoundOutput as ComposedOutput
+from tffprune.pruning.packed_masks import unpack_all
 
 
 @dataclasses.dataclass
@@ -214,9 +215,9 @@ class RoundProcess:
         signature = self.iterative_process.next.type_signature
         weights_type = signature.parameter[0].member.global_model_weights
         self.num_trainable = len(signature.parameter[1].member.mask)
-        self.non_trainable_shapes = [
-            tuple(t.shape) for t in list(weights_type)[self.num_trainable :]
-        ]
+        shapes = [tuple(t.shape) for t in weights_type]
+        self.trainable_shapes = shapes[: self.num_trainable]
+        self.non_trainable_shapes = shapes[self.num_trainable :]
 
     def initialize_roles(self) -> tuple:
         """The roles' initial states, ``(distributor, client_work, ...)``."""
@@ -266,7 +267,7 @@ class RoundProcess:
     def _report(self, output, buffers: list[np.ndarray]) -> ClientReport:
         """A client's `ClientOutput` as NumPy."""
         count = int(output.num_examples)
-        masks = [np.asarray(m, bool) for m in output.mask]
+        masks = unpack_all(output.mask, self.trainable_shapes)
         return ClientReport(
             masks=masks,
             num_examples=count,

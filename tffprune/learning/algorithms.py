@@ -27,7 +27,9 @@ four roles (`tffprune.learning.composers.compose_round`):
   non-trainable weights. A loop keeps each client's ``ClientOutput.mask`` by
   client id and passes it back as ``ClientInput.mask`` the next time the
   client is sampled (all True the first time), with the pruning step its
-  schedule and sparsity give (`ClientStates.inputs`).
+  schedule and sparsity give (`ClientStates.inputs`). Masks cross packed,
+  eight entries a byte (`tffprune.pruning.packed_masks`: ``pack`` and
+  ``unpack``).
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ from tffprune.learning.composers import compose_round
 from tffprune.learning.distributors import build_download_distributor
 from tffprune.learning.finalizers import build_masked_optimizer_finalizer
 from tffprune.pruning.counts import pruning_counts
+from tffprune.pruning.packed_masks import pack, packed_size
 from tffprune.pruning.policy import PruningPolicy
 from tffprune.pruning.schedules import IterativeSchedule, build_schedule
 
@@ -63,10 +66,14 @@ CLIENT_WEIGHTINGS = ("uniform", "num_examples")
 def client_input_type(
     trainable_shapes: list[tuple[int, ...]], error_feedback: bool
 ) -> tff.StructWithPythonType:
-    """The TFF type of a `ClientInput` for a model's trainable weights."""
+    """The TFF type of a `ClientInput` for a model's trainable weights.
+
+    Its masks are packed (`tffprune.pruning.packed_masks`): one uint8 vector
+    of ``packed_size(shape)`` bytes per trainable weight.
+    """
     count = len(trainable_shapes)
     masks = tff.StructWithPythonType(
-        [tff.TensorType(np.bool_, s) for s in trainable_shapes], list
+        [tff.TensorType(np.uint8, [packed_size(s)]) for s in trainable_shapes], list
     )
     step = tff.StructWithPythonType(
         [
@@ -107,9 +114,9 @@ class SubFedAvgProcess(tff.templates.IterativeProcess):
         super().__init__(composed.initialize, composed.next)
         self.client_work = client_work
         signature = composed.next.type_signature
-        self.trainable_shapes = tuple(
-            tuple(t.shape) for t in signature.parameter[1].member.mask
-        )
+        weights = signature.parameter[0].member.global_model_weights
+        count = len(signature.parameter[1].member.mask)
+        self.trainable_shapes = tuple(tuple(t.shape) for t in list(weights)[:count])
 
 
 def build_round(
@@ -410,7 +417,7 @@ def _as_learning_process(
     def client_input(rounds_done):
         row = tf.minimum(rounds_done, len(steps) - 1)
         return ClientInput(
-            mask=[tf.ones(s, tf.bool) for s in trainable],
+            mask=[tf.constant(pack(np.ones(s, bool))) for s in trainable],
             counts=PruningStep(
                 tf.gather(entries, row),
                 tf.gather(slices, row),

@@ -34,6 +34,7 @@ from tffprune.fl.algorithm import ClientState, PruningPlan
 from tffprune.fl.messages import ClientInput, ClientOutput
 from tffprune.fl.residual_store import ResidualStore
 from tffprune.learning.algorithms import SubFedAvgProcess
+from tffprune.pruning.packed_masks import unpack_all
 from tffprune.pruning.policy import sparsity_report
 from tffprune.pruning.schedules import build_schedule
 
@@ -210,7 +211,7 @@ class ClientStates:
                 residual = pending
                 if old.residual:
                     Path(self.residuals.path(old.residual)).unlink(missing_ok=True)
-            masks = [np.asarray(m, bool) for m in output.mask]
+            masks = unpack_all(output.mask, self.plan.shapes)
             self._states[client_id] = old.after_round(
                 True,
                 masks,

@@ -26,6 +26,7 @@ import tensorflow_federated as tff
 from tffprune.compression.tf_values import transmitted
 from tffprune.compression.wire import VALUE_FORMATS
 from tffprune.fl.messages import Download
+from tffprune.pruning.packed_masks import unpack_tf
 
 
 def build_download_distributor(
@@ -63,9 +64,12 @@ def build_download_distributor(
     def download(weights, client):
         weights = list(weights)
         trainable = weights[:num_trainable]
-        positions = (list(client.mask) if personal else [w != 0 for w in trainable]) + [
-            tf.ones_like(w, tf.bool) for w in weights[num_trainable:]
-        ]
+        kept = (
+            [unpack_tf(m, w.shape) for m, w in zip(client.mask, trainable, strict=True)]
+            if personal
+            else [w != 0 for w in trainable]
+        )
+        positions = kept + [tf.ones_like(w, tf.bool) for w in weights[num_trainable:]]
         received = [
             transmitted(w, p, download_values)
             for w, p in zip(weights, positions, strict=True)
