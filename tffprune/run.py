@@ -611,9 +611,13 @@ def _finish_run(
     """
     metrics = trainer.state.metrics
     failure = _failure(trainer)
-    # A run that stopped early ends with a full evaluation too.
-    if metrics and "central_accuracy_unpruned" not in metrics[-1] and failure is None:
-        metrics[-1].update(trainer.evaluate())
+    last = metrics[-1] if metrics else {}
+    if failure is None and "central_accuracy_unpruned" not in last and metrics:
+        # A run that stopped early ends evaluated, the unpruned weights too.
+        if "central_accuracy" in last:
+            last["central_accuracy_unpruned"] = trainer.unpruned_accuracy()
+        else:
+            last.update(trainer.evaluate())
         write_metrics_csv(output_dir / "metrics.csv", metrics, METRIC_COLUMNS)
     write_metrics_csv(
         output_dir / "rejections.csv",

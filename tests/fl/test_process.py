@@ -476,6 +476,8 @@ def test_unpruned_accuracy_is_scored_every_n_rounds_and_last():
     evaluator.set_weights(trainer.state.server_weights)
     expected, _ = evaluator.evaluate(data.dataset.x_test, data.dataset.y_test)
     assert rows[-1]["central_accuracy_unpruned"] == expected
+    # What a run that stopped early adds to its last row, alone.
+    assert trainer.unpruned_accuracy() == expected
     assert trainer.central_sparsity() == 0.5
 
 

@@ -296,10 +296,7 @@ class RunEvaluator:
         unpruned_accuracy = central_accuracy
         pruned = central_sparsity(self.plan, clients, rounds_done) > 0.0
         if pruned and unpruned:
-            self.evaluator.set_weights(weights)
-            unpruned_accuracy, _ = self.evaluator.evaluate(
-                dataset.x_test, dataset.y_test
-            )
+            unpruned_accuracy = self.unpruned_accuracy(weights)
         accuracies = self.evaluator.subnetwork_accuracies(
             weights,
             [c.mask if self.plan.personal else None for c in clients],
@@ -329,6 +326,12 @@ class RunEvaluator:
                     weights, clients, own_models=True
                 )
         return result
+
+    def unpruned_accuracy(self, weights: Sequence[np.ndarray]) -> float:
+        """The server's weights as they are, on the central test set."""
+        self.evaluator.set_weights(weights)
+        dataset = self.data.dataset
+        return self.evaluator.evaluate(dataset.x_test, dataset.y_test)[0]
 
     def personal_accuracy(
         self, weights: Sequence[np.ndarray], clients: Sequence[ClientState]

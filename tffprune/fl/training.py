@@ -495,6 +495,10 @@ class Trainer:
             unpruned=unpruned,
         )
 
+    def unpruned_accuracy(self) -> float:
+        """``central_accuracy_unpruned`` of the current state alone."""
+        return self.evaluator.unpruned_accuracy(self.model_weights())
+
     def central_sparsity(self) -> float:
         """The sparsity of the central model at the current round."""
         return evaluation.central_sparsity(
