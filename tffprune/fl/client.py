@@ -218,11 +218,7 @@ def build_client_work_fn(
     def client_work(download, client, dataset):
         TRACES["client_work"] += 1
         received = list(download.received)
-        packed = list(client.mask)
-        masks = [
-            unpack_tf(bits, weight.shape)
-            for bits, weight in zip(packed, received[: len(packed)], strict=True)
-        ]
+        masks = _unpacked_masks(client.mask, received)
         trained = train(
             received[: len(masks)],
             received[len(masks) :],
@@ -247,18 +243,9 @@ def build_client_work_fn(
         )
         new_masks, measured = _guarded_masks(work.guards, trial, finite)
         kept = new_masks + [tf.ones_like(w, tf.bool) for w in buffers]
-        updates = [
-            tf.where(mask, w - w0, tf.zeros_like(w))
-            for w, w0, mask in zip(weights + buffers, received, kept, strict=True)
-        ]
-        decoded, encoded, residual_written = work.encoding.encode(
-            updates, kept, client.residual_files
+        values, encoded, residual_written = _reconstructed(
+            work.encoding, download, weights + buffers, kept, client.residual_files
         )
-        server = list(download.server) or received
-        values = [
-            tf.where(mask, w + s, tf.zeros_like(s))
-            for w, s, mask in zip(server, decoded, kept, strict=True)
-        ]
         upload = work.upload.build(
             values, kept, num_examples, tf.logical_and(finite, client.delivered)
         )
@@ -272,6 +259,44 @@ def build_client_work_fn(
         return upload, output
 
     return client_work
+
+
+def _unpacked_masks(packed, received: list) -> list[tf.Tensor]:
+    """The client's packed masks as booleans, shaped like the weights they cover."""
+    packed = list(packed)
+    return [
+        unpack_tf(bits, weight.shape)
+        for bits, weight in zip(packed, received[: len(packed)], strict=True)
+    ]
+
+
+def _reconstructed(encoding, download, trained: list, kept: list, residual_files):
+    """What the server will reconstruct from the client's upload.
+
+    Args:
+        encoding: The upload's value format (`tffprune.fl.client_steps`).
+        download: The client's `Download`.
+        trained: The client's trained weights, then its buffers.
+        kept: Their new masks (all-true for the buffers).
+        residual_files: The client's error-feedback residual files.
+
+    Returns:
+        ``(values, encoded, residual_written)``: per weight, the server's
+        float32 copy plus the decoded update at ``kept`` (0 elsewhere), then
+        ``encoding.encode``'s other two results.
+    """
+    received = list(download.received)
+    updates = [
+        tf.where(mask, w - w0, tf.zeros_like(w))
+        for w, w0, mask in zip(trained, received, kept, strict=True)
+    ]
+    decoded, encoded, residual_written = encoding.encode(updates, kept, residual_files)
+    server = list(download.server) or received
+    values = [
+        tf.where(mask, w + s, tf.zeros_like(s))
+        for w, s, mask in zip(server, decoded, kept, strict=True)
+    ]
+    return values, encoded, residual_written
 
 
 @tf.autograph.experimental.do_not_convert
