@@ -299,12 +299,12 @@ def test_readme_python_example_runs(tmp_path):
 
 
 def test_readme_tff_examples_run(tmp_path):
-    """The FedAvg block, then the Sub-FedAvg and FedPM blocks that continue it."""
+    """The FedAvg block, then the Sub-FedAvg, FedPM and client-file blocks."""
     from pathlib import Path
 
     readme = (Path(__file__).parents[1] / "README.md").read_text()
     section = readme.split("## Inside your own TFF code")[1]
-    blocks = [b.split("```")[0] for b in section.split("```python\n")[1:4]]
+    blocks = [b.split("```")[0] for b in section.split("```python\n")[1:5]]
     assert all("range(5)" in block for block in blocks)
     # Two rounds instead of five keeps the suite short; nothing else changes.
     code = "".join(blocks).replace("range(5)", "range(2)")
@@ -319,7 +319,7 @@ def test_readme_tff_examples_run(tmp_path):
 
     assert completed.returncode == 0, completed.stderr[-3000:]
     lines = completed.stdout.strip().splitlines()
-    assert len(lines) == 9, lines
+    assert len(lines) == 10, lines
     assert [line.split()[0] for line in lines[:2]] == ["0", "1"]
     losses = [float(line.split()[1]) for line in lines[:2]]
     assert losses[1] < losses[0]
@@ -337,6 +337,9 @@ def test_readme_tff_examples_run(tmp_path):
     assert [line.split()[0] for line in lines[6:8]] == ["0", "1"]
     assert all(0.3 < float(line.split()[1]) < 0.7 for line in lines[6:8])
     assert 0.3 < float(lines[8]) <= 1.0
+    # Client files: one per client sampled in two rounds of 10 of 20.
+    count, rest = lines[9].split(maxsplit=1)
+    assert rest == "client files" and 10 <= int(count) <= 20
 
 
 def test_importing_tffprune_first_keeps_tensorflows_cpp_logs_quiet():

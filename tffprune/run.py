@@ -490,6 +490,8 @@ def _run(
             model_fn=model.model_fn,
             initial_weights=model.initial_weights,
             residual_dir=output_dir / RESIDUAL_DIRECTORY,
+            # Remote workers may not see this machine's files: ship datasets.
+            client_files=not workers,
         )
         if announce is not None and trainer.unpruned_layers:
             announce(f"not pruned: {', '.join(trainer.unpruned_layers)}")

@@ -87,7 +87,7 @@ def reference_round(trainer):
             [tf.constant(w) for w in received[:num_trainable]],
             [tf.constant(w) for w in received[num_trainable:]],
             [tf.constant(m, tf.float32) for m in start],
-            trainer._client_dataset(client, trainer.state.round),
+            trainer.client_dataset(client, trainer.state.round),
         )
         trained = [w.numpy() for w in trained]
         buffers = [w.numpy() for w in buffers]

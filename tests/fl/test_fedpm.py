@@ -44,7 +44,7 @@ def _client_zero_next_round(trainer):
         trainer.state.clients,
         [0],
         round_number,
-        [trainer._client_dataset(0, round_number)],
+        [trainer.client_data(0, round_number)],
         [True],
     )
     return clients, result

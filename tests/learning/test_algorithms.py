@@ -220,7 +220,7 @@ def test_tffprune_train_is_the_public_process_driven_by_hand():
     trainer = Trainer(config, data)
     initial = [w.copy() for w in trainer.state.server_weights]
     datasets = {
-        (r, c): trainer._client_dataset(c, r) for r in range(2) for c in range(6)
+        (r, c): trainer.client_dataset(c, r) for r in range(2) for c in range(6)
     }
     for _ in range(2):
         trainer.run_round()

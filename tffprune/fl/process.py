@@ -32,6 +32,7 @@ from tffprune.fl.mergeable import (
 from tffprune.fl.messages import ClientInput
 from tffprune.fl.runtime import ensure_runtime
 from tffprune.learning.algorithms import build_round
+from tffprune.learning.client_data import with_client_files
 from tffprune.learning.composers import RoundOutput as ComposedOutput
 from tffprune.pruning.packed_masks import unpack_all
 
@@ -96,6 +97,10 @@ class RoundParts:
         download_values: The download's value format.
         model_aggregator: A TFF aggregation factory (default: the round's own
             mean, `tffprune.learning.aggregators.build_round_aggregator`).
+        batch_size: With a batch size, each client's data in a round is a
+            file reference read where the client runs, in batches of it
+            (`tffprune.learning.client_data.with_client_files`); None: its
+            batched dataset.
     """
 
     model_fn: Callable[[], tf.keras.Model]
@@ -105,6 +110,7 @@ class RoundParts:
     server_optimizer: object = None
     download_values: str = "float32"
     model_aggregator: object = None
+    batch_size: int | None = None
 
 
 _FILE_FAILURE = re.compile(
@@ -115,10 +121,11 @@ _FILE_FAILURE = re.compile(
 
 
 def _file_error(error: grpc.RpcError) -> OSError | None:
-    """A residual file the round could not read or write, as an `OSError`.
+    """A file the round could not read or write, as an `OSError`.
 
-    A full disk, a missing directory, or a remote worker that does not see
-    the run directory fail the round inside the TFF worker; the driver gets
+    A residual or client-data file: a full disk, a missing directory, or a
+    remote worker that does not see the run directory fail the round inside
+    the TFF worker; the driver gets
     them as a gRPC error. None for any other failure.
     """
     details = error.details() if callable(getattr(error, "details", None)) else ""
@@ -211,6 +218,10 @@ class RoundProcess:
             model_aggregator=parts.model_aggregator,
             download_values=parts.download_values,
         )
+        if parts.batch_size is not None:
+            self.iterative_process = with_client_files(
+                self.iterative_process, parts.element_spec, parts.batch_size
+            )
         # Shapes from the process's own types: no further model is built.
         signature = self.iterative_process.next.type_signature
         weights_type = signature.parameter[0].member.global_model_weights
@@ -238,7 +249,9 @@ class RoundProcess:
             inputs: Per sampled client, its `ClientInput` (mask, pruning
                 step, whether its upload arrives, and with error feedback
                 its residual's two files).
-            datasets: Per client, its batched training data for this round.
+            datasets: Per client, its batched training data for this round,
+                or with ``parts.batch_size`` its ``(path, order)`` reference
+                (`tffprune.data.client_files.ClientFiles.reference`).
 
         Returns:
             The new weights and role states, the roles' measurements and one

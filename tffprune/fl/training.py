@@ -2,7 +2,9 @@
 
 A `Trainer` holds what persists between rounds (`TrainerState`: the
 algorithm's server and client states, the sampler's random state and the
-metrics so far). Each round it samples clients, builds their datasets,
+metrics so far). Each round it samples clients, names their data (a
+reference to a file of each client's examples the workers read,
+`tffprune.data.client_files`, or with ``client_files=False`` their datasets),
 simulates lost uploads, lets the algorithm (`tffprune.fl.algorithm`) run the
 round's single TFF computation, and writes a metrics row; every
 ``eval_every`` rounds it evaluates (`tffprune.fl.evaluation`).
@@ -19,6 +21,7 @@ import numpy as np
 import tensorflow as tf
 
 from tffprune.config import TrainConfig
+from tffprune.data.client_files import ClientFiles
 from tffprune.data.partition import FederatedData
 from tffprune.data.pipeline import batched_dataset
 from tffprune.fl import evaluation
@@ -33,7 +36,8 @@ from tffprune.fl.client_steps import ClientWorkConfig
 from tffprune.fl.fedpm import FedPMAlgorithm
 from tffprune.fl.process import RoundParts, RoundProcess
 from tffprune.fl.residual_store import ResidualStore
-from tffprune.learning.fedpm import build_fedpm
+from tffprune.learning.client_data import with_client_files
+from tffprune.learning.fedpm import FedPMProcess, build_fedpm
 from tffprune.learning.optimizers import build_optimizer, in_place
 from tffprune.models.source import resolve_model
 from tffprune.pruning.policy import PruningPolicy, sparsity_report
@@ -156,18 +160,24 @@ def _client_work(config: TrainConfig, targets: tuple) -> ClientWorkConfig:
     )
 
 
+def _element_spec(input_shape: tuple[int, ...]) -> tuple[tf.TensorSpec, ...]:
+    """The clients' batches: float32 inputs, int32 labels."""
+    return (
+        tf.TensorSpec([None, *input_shape], tf.float32),
+        tf.TensorSpec([None], tf.int32),
+    )
+
+
 def _round_parts(
     config: TrainConfig,
     model_fn: Callable[[], tf.keras.Model],
     input_shape: tuple[int, ...],
     work: ClientWorkConfig,
     client_optimizer,
+    client_files: bool,
 ) -> RoundParts:
     """The round's parts for a run: its client work and both optimizers."""
-    element_spec = (
-        tf.TensorSpec([None, *input_shape], tf.float32),
-        tf.TensorSpec([None], tf.int32),
-    )
+    element_spec = _element_spec(input_shape)
     return RoundParts(
         model_fn,
         element_spec,
@@ -180,6 +190,7 @@ def _round_parts(
             epsilon=config.server_epsilon,
         ),
         download_values=config.download_values,
+        batch_size=config.batch_size if client_files else None,
     )
 
 
@@ -200,6 +211,13 @@ def _algorithm(
             download_bits=config.probability_bits,
             reset_every=config.prior_reset,
         )
+        if parts.batch_size is not None:
+            process = FedPMProcess(
+                with_client_files(process, parts.element_spec, parts.batch_size),
+                process.seed,
+                process.shapes,
+                process.download_bits,
+            )
         return FedPMAlgorithm(process, residuals, config.personal_models)
     return FederatedAlgorithm(
         RoundProcess(parts),
@@ -228,6 +246,10 @@ class Trainer:
         residual_dir: Where clients keep their error-feedback residuals
             (`tffprune.fl.residual_store`; default: a temporary directory).
             A checkpointed state's residual files must be there.
+        client_files: Send each sampled client a reference to a file of its
+            examples, written once (`tffprune.data.client_files`, in a
+            temporary directory the workers must see, as local workers do),
+            instead of its dataset every round.
 
     Raises:
         ValueError: If ``state`` names residual files ``residual_dir`` lacks.
@@ -241,6 +263,7 @@ class Trainer:
         model_fn: Callable[[], tf.keras.Model] | None = None,
         initial_weights: list[np.ndarray] | None = None,
         residual_dir: str | Path | None = None,
+        client_files: bool = True,
     ) -> None:
         self.config = config
         self.data = data
@@ -287,10 +310,15 @@ class Trainer:
             config,
             self.plan,
             self.shapes,
-            _round_parts(config, model_fn, input_shape, work, optimizer),
+            _round_parts(config, model_fn, input_shape, work, optimizer, client_files),
             ResidualStore(residual_dir),
         )
         self.residuals = self.algorithm.residuals
+        self.files = (
+            ClientFiles(data.client_train, _element_spec(input_shape))
+            if client_files
+            else None
+        )
         self.evaluator = evaluation.RunEvaluator(
             model_fn,
             data,
@@ -351,20 +379,34 @@ class Trainer:
             else tf.nest.pack_sequence_as(initial_roles, state.server.roles)
         )
 
-    def _client_dataset(self, client: int, round_number: int) -> tf.data.Dataset:
-        inputs, labels = self.data.client_train(client)
-        seed = int(
+    def _shuffle_seed(self, client: int, round_number: int) -> int:
+        return int(
             np.random.SeedSequence(
                 [self.config.seed, round_number, client]
             ).generate_state(1)[0]
         )
+
+    def client_dataset(self, client: int, round_number: int) -> tf.data.Dataset:
+        """The client's batched training data in a round, as the round reads it."""
+        inputs, labels = self.data.client_train(client)
         return batched_dataset(
             inputs,
             labels,
             self.config.batch_size,
-            shuffle_seed=seed,
+            shuffle_seed=self._shuffle_seed(client, round_number),
             epochs=self.config.local_epochs,
         )
+
+    def client_data(self, client: int, round_number: int):
+        """What a round sends as the client's data.
+
+        Its file reference (`tffprune.data.client_files.ClientFiles.reference`),
+        or without client files its `client_dataset`.
+        """
+        if self.files is None:
+            return self.client_dataset(client, round_number)
+        seed = self._shuffle_seed(client, round_number)
+        return self.files.reference(client, seed, self.config.local_epochs)
 
     def run_round(self) -> dict[str, float]:
         """Runs one round and returns its metrics row."""
@@ -374,7 +416,7 @@ class Trainer:
         sampled = np.sort(
             self.rng.choice(config.num_clients, config.clients_per_round, replace=False)
         )
-        datasets = [self._client_dataset(int(c), round_number) for c in sampled]
+        datasets = [self.client_data(int(c), round_number) for c in sampled]
         delivered = ~(self.rng.random(len(sampled)) < config.dropout_rate)
         server, clients, results, measurements = self.algorithm.apply(
             self.state.server,
@@ -383,7 +425,9 @@ class Trainer:
             round_number,
             datasets,
             delivered,
-            epoch_examples=[self.data.client_train(int(c))[1].size for c in sampled],
+            epoch_examples=[
+                len(self.data.clients[int(c)].train_indices) for c in sampled
+            ],
         )
         self.state.server, self.state.clients = server, clients
         self._collect_residuals()

@@ -19,6 +19,11 @@ from tffprune.learning.algorithms import (
     build_sub_fedavg,
     client_input_type,
 )
+from tffprune.learning.client_data import (
+    CLIENT_FILE,
+    client_file_dataset,
+    with_client_files,
+)
 from tffprune.learning.client_states import ClientStates
 from tffprune.learning.client_works import (
     build_client_work,
@@ -31,6 +36,7 @@ from tffprune.learning.finalizers import build_masked_optimizer_finalizer
 from tffprune.learning.optimizers import build_optimizer
 
 __all__ = [
+    "CLIENT_FILE",
     "ClientInput",
     "ClientOutput",
     "ClientStates",
@@ -50,6 +56,8 @@ __all__ = [
     "build_round",
     "build_round_aggregator",
     "build_sub_fedavg",
+    "client_file_dataset",
     "client_input_type",
     "compose_round",
+    "with_client_files",
 ]

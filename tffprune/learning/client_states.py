@@ -23,7 +23,6 @@ server took it.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Hashable, Sequence
 from pathlib import Path
 
@@ -37,6 +36,7 @@ from tffprune.learning.algorithms import SubFedAvgProcess
 from tffprune.pruning.packed_masks import unpack_all
 from tffprune.pruning.policy import sparsity_report
 from tffprune.pruning.schedules import build_schedule
+from tffprune.reporting.files import file_stem
 
 __all__ = ["ClientStates"]
 
@@ -158,7 +158,7 @@ class ClientStates:
         new = {}
         if self.plan.work.encoding.error_feedback:
             new = {
-                c: f"{_file_stem(c)}_r{int(round_number)}.residual" for c in client_ids
+                c: f"{file_stem(c)}_r{int(round_number)}.residual" for c in client_ids
             }
         inputs = self.plan.client_inputs(
             round_number,
@@ -219,11 +219,3 @@ class ClientStates:
                 residual,
             )
         return aggregated
-
-
-def _file_stem(client_id: Hashable) -> str:
-    """A file-name-safe, collision-free stem for a client id."""
-    text = str(client_id)
-    safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in text)[:40]
-    digest = hashlib.sha1(f"{type(client_id).__name__}:{text}".encode()).hexdigest()
-    return f"c{safe}_{digest[:10]}"

@@ -9,10 +9,11 @@ overwrites on purpose.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Hashable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,14 @@ from tffprune.reporting.lock import LOCK_NAME
 TEMPORARY_MARK = ".tffprune-tmp-"
 """In the name of every temporary file tffprune writes; what a killed write
 leaves behind is removed on the next start (`remove_stale_temporaries`)."""
+
+
+def file_stem(client_id: Hashable) -> str:
+    """A file-name-safe, collision-free stem for a client id (``7``, ``"ann"``)."""
+    text = str(client_id)
+    safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in text)[:40]
+    digest = hashlib.sha1(f"{type(client_id).__name__}:{text}".encode()).hexdigest()
+    return f"c{safe}_{digest[:10]}"
 
 
 class OutputDirectoryError(ValueError):
