@@ -199,26 +199,10 @@ def test_an_internal_error_shows_its_traceback_and_says_it_is_a_bug(
 def test_a_write_the_file_system_refuses_is_one_line_and_keeps_the_checkpoint(
     tmp_path,
 ):
-    import os
-    import resource
-    import signal
-    import subprocess
-    import sys
-
-    def small_disk():  # in the child: writes past 20 KB fail (EFBIG), as on
-        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a full disk
-        resource.setrlimit(resource.RLIMIT_FSIZE, (20_000, 20_000))
 
     output = tmp_path / "run"
-    completed = subprocess.run(
-        [sys.executable, "-m", "tffprune.cli", "train", *QUICK, "--rounds", "2"]
-        + ["--output-dir", str(output)],
-        preexec_fn=small_disk,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},  # no cut .pyc files
-    )
+    # 30 clients: each one's file of examples (48 digits, 12.5 KB) fits.
+    completed = _train_on_small_disk(output, "--num-clients", "30", "--rounds", "2")
 
     assert completed.returncode == 1, completed.stderr[-2000:]
     assert "Traceback" not in completed.stderr
@@ -230,6 +214,43 @@ def test_a_write_the_file_system_refuses_is_one_line_and_keeps_the_checkpoint(
     assert not list(output.glob(".*tffprune-tmp-*"))
     # The checkpoints of both rounds are intact (about 10 KB each).
     assert _checkpoint_round(output / "checkpoint.npz") == 2
+
+
+def test_a_client_file_the_file_system_refuses_is_one_line():
+    # 4 clients: a client's file of examples (360 digits, 93 KB) does not fit.
+    completed = _train_on_small_disk(None)
+
+    assert completed.returncode == 1, completed.stderr[-2000:]
+    assert "Traceback" not in completed.stderr
+    last = completed.stderr.strip().splitlines()[-1]
+    assert last.startswith("Error: file system error: ")
+    assert last.endswith(".examples: File too large")
+    assert "tffprune-clients-" in last
+
+
+def _train_on_small_disk(output, *extra):
+    """`tffprune train` (QUICK) where a write past 20 KB fails, as on a full disk."""
+    import os
+    import resource
+    import signal
+    import subprocess
+    import sys
+    import tempfile
+
+    def small_disk():  # in the child: writes past 20 KB fail (EFBIG)
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (20_000, 20_000))
+
+    with tempfile.TemporaryDirectory() as scratch:
+        return subprocess.run(
+            [sys.executable, "-m", "tffprune.cli", "train", *QUICK, *extra]
+            + ["--output-dir", str(output or os.path.join(scratch, "run"))],
+            preexec_fn=small_disk,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},  # no cut .pyc files
+        )
 
 
 def _checkpoint_round(path):
