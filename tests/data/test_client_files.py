@@ -87,3 +87,33 @@ def test_a_clients_file_is_written_once(tmp_path):
         [Path(first).name, Path(other).name]
     )
     assert sorted(order.tolist()) == [0, 1, 2, 3]
+
+
+def test_a_killed_runs_directory_is_removed_by_the_next(tmp_path, monkeypatch):
+    import os
+    import subprocess
+    import sys
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    ended = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    dead = int(ended.stdout)
+    stale = tmp_path / f"tffprune-clients-{dead}-abc"
+    stale.mkdir()
+    (stale / "c0.examples").write_bytes(b"left by a killed run")
+    running = tmp_path / f"tffprune-clients-{os.getpid()}-def"
+    running.mkdir()
+    other = tmp_path / "tffprune-clients-notapid"
+    other.mkdir()
+
+    files = ClientFiles(lambda client: _examples(3), SPEC)
+
+    assert not stale.exists()
+    assert running.is_dir() and other.is_dir()
+    assert files.directory.parent == tmp_path
+    assert files.directory.name.startswith(f"tffprune-clients-{os.getpid()}-")
