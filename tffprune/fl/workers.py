@@ -15,6 +15,7 @@ import ctypes
 import dataclasses
 import importlib.util
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -60,9 +61,27 @@ def worker_binary_path() -> Path:
 
 
 def _die_with_parent() -> None:  # pragma: no cover - runs in the child
-    """Asks the kernel to SIGKILL this process when its parent dies."""
+    """Asks the kernel to SIGKILL this process when its parent dies.
+
+    Only where ``setpriv`` is missing: Python code between ``fork`` and
+    ``exec`` in a process with TensorFlow's and gRPC's threads can crash the
+    child (a segfault in ``_execute_child`` was seen once in CI).
+    """
     libc = ctypes.CDLL("libc.so.6", use_errno=True)
     libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def _with_parent_death_signal(arguments: list[str]) -> tuple[list[str], object]:
+    """``(arguments, preexec_fn)`` for a child the kernel kills with its parent.
+
+    util-linux's ``setpriv --pdeathsig KILL`` sets ``PR_SET_PDEATHSIG`` and
+    execs the command in place (same process id), so no Python code runs in
+    the forked child; without ``setpriv``, `_die_with_parent` does it.
+    """
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        return arguments, _die_with_parent
+    return [setpriv, "--pdeathsig", "KILL", "--", *arguments], None
 
 
 @dataclasses.dataclass
@@ -118,6 +137,9 @@ def start_worker(
         f"--port={port}",
         f"--max_concurrent_computation_calls={max_concurrent_computation_calls}",
     ]
+    preexec = None
+    if die_with_parent:
+        arguments, preexec = _with_parent_death_signal(arguments)
     if inherit_output:
         output = None
     elif log_path is None:
@@ -137,7 +159,7 @@ def start_worker(
             stdin=subprocess.DEVNULL,
             stdout=output,
             stderr=None if inherit_output else subprocess.STDOUT,
-            preexec_fn=_die_with_parent if die_with_parent else None,
+            preexec_fn=preexec,
             close_fds=True,
             # Its own session: a Ctrl-C in the terminal reaches the run, which
             # finishes its round, not the worker in the middle of it.
