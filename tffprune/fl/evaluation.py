@@ -35,6 +35,38 @@ from tffprune.pruning.policy import apply_masks, sparsity_report
 from tffprune.pruning.schedules import IterativeSchedule
 
 
+class _TracedOnce:
+    """A ``tf.function`` of ``function`` traced once, for any leading dimension.
+
+    Its signature is the first call's arguments with their first axis (the
+    examples', the clients') of any length: the calls that follow, with
+    other numbers of examples or clients, reuse the one graph. (With
+    ``reduce_retracing`` a second shape traces again, and the evaluators of
+    a sweep's runs add up to TensorFlow's warning about frequent tracing.)
+    """
+
+    def __init__(self, function: Callable[..., tf.Tensor]) -> None:
+        self._function = function
+        self._traced = None
+
+    def __call__(self, *arguments):
+        if self._traced is None:
+            signature = tf.nest.map_structure(
+                lambda t: tf.TensorSpec(
+                    [None, *t.shape[1:]] if t.shape.rank else [], t.dtype
+                ),
+                list(arguments),
+            )
+            self._traced = tf.function(self._function, input_signature=signature)
+        return self._traced(*arguments)
+
+    def tracing_count(self) -> int:
+        """How many times the function was traced (0 or 1)."""
+        return (
+            0 if self._traced is None else self._traced.experimental_get_tracing_count()
+        )
+
+
 class Evaluator:
     """Evaluates weight lists with one compiled Keras model (plain TF).
 
@@ -43,6 +75,8 @@ class Evaluator:
     in one ``tf.function`` call per chunk of clients (`client_chunk`): the
     subnetwork is loaded and its examples scored inside the graph, so a
     round's evaluation makes no Python call and no NumPy pass per client.
+    Clients without a mask share one network: their examples are pooled in
+    full batches and the hits summed per client.
 
     Args:
         model_fn: Builds the model.
@@ -68,24 +102,21 @@ class Evaluator:
             predicted = tf.argmax(outputs, axis=-1, output_type=tf.int64)
             return tf.math.count_nonzero(tf.equal(predicted, labels)), outputs
 
-        @tf.function(reduce_retracing=True)
+        @_TracedOnce
         def scores(inputs, labels):
             correct, outputs = hits(inputs, labels)
             return correct, loss(labels, outputs)
 
-        @tf.function(reduce_retracing=True)
+        @_TracedOnce
         def client_hits(weights, masks, inputs, labels, starts):
             clients = tf.size(starts) - 1
             correct = tf.TensorArray(tf.int64, size=clients)
-            if not masks:
-                load(weights[:num_trainable], weights[num_trainable:])
             for client in tf.range(clients):
-                if masks:
-                    load(
-                        weights[:num_trainable],
-                        weights[num_trainable:],
-                        [tf.cast(m[client], tf.float32) for m in masks],
-                    )
+                load(
+                    weights[:num_trainable],
+                    weights[num_trainable:],
+                    [tf.cast(m[client], tf.float32) for m in masks],
+                )
                 count = tf.constant(0, tf.int64)
                 end = starts[client + 1]
                 for start in tf.range(starts[client], end, batch_size):
@@ -94,8 +125,27 @@ class Evaluator:
                 correct = correct.write(client, count)
             return correct.stack()
 
+        @_TracedOnce
+        def pooled_hits(weights, inputs, labels, segments, clients):
+            load(weights[:num_trainable], weights[num_trainable:])
+            correct = tf.zeros([clients], tf.int64)
+            size = tf.size(labels)
+            for start in tf.range(0, size, batch_size):
+                stop = tf.minimum(start + batch_size, size)
+                outputs = model(inputs[start:stop], training=False)
+                predicted = tf.argmax(outputs, axis=-1, output_type=tf.int64)
+                right = tf.cast(tf.equal(predicted, labels[start:stop]), tf.int64)
+                correct += tf.math.unsorted_segment_sum(
+                    right, segments[start:stop], clients
+                )
+            return correct
+
         self._scores = scores
         self._client_hits = client_hits
+        self._pooled_hits = pooled_hits
+        # Reused between calls: a fresh stack of a chunk's masks would be
+        # new pages to fault in every evaluation (fc: 38 MB a chunk).
+        self._mask_buffers: list[np.ndarray] = []
 
     def set_weights(self, weights: Sequence[np.ndarray]) -> None:
         """Loads trainable then non-trainable weights."""
@@ -126,9 +176,11 @@ class Evaluator:
     ) -> list[float]:
         """Accuracy of each subnetwork of ``weights`` on its own examples.
 
-        Each client's examples are scored in batches of their own, as
-        `evaluate` scores them, so the figures are those of evaluating each
-        subnetwork by itself.
+        A subnetwork's examples are scored in batches of their own; those of
+        the clients without a mask, which share the whole network, in
+        batches across clients. An example's answer does not depend on the
+        batch it is in, so the figures are those of evaluating each
+        subnetwork by itself (`evaluate`).
 
         Args:
             weights: Trainable then non-trainable weights.
@@ -142,39 +194,66 @@ class Evaluator:
         """
         tensors = [tf.constant(w) for w in weights]
         present = [i for i, (_, labels) in enumerate(tests) if labels.size]
+        sizes = {i: tests[i][1].size for i in present}
         accuracies = {}
         whole = [i for i in present if masks[i] is None]
         pruned = [i for i in present if masks[i] is not None]
-        sizes = {i: tests[i][1].size for i in present}
-        for group, masked in ((whole, False), (pruned, True)):
-            for chunk in self._chunks(group, [sizes[i] for i in group]):
-                stacked = (
-                    [
-                        tf.constant(np.stack([masks[i][w] for i in chunk]))
-                        for w in range(len(masks[chunk[0]]))
-                    ]
-                    if masked
-                    else []
-                )
-                counts = [sizes[i] for i in chunk]
-                correct = self._client_hits(
-                    tensors,
-                    stacked,
-                    tf.constant(np.concatenate([tests[i][0] for i in chunk])),
-                    tf.constant(np.concatenate([tests[i][1] for i in chunk]), tf.int64),
-                    tf.constant(np.cumsum([0, *counts]), tf.int32),
-                )
-                for client, hits, size in zip(
-                    chunk, correct.numpy(), counts, strict=True
-                ):
-                    accuracies[client] = int(hits) / size
+        for chunk in self._chunks(whole, [sizes[i] for i in whole], len(whole)):
+            correct = self._pooled_hits(
+                tensors,
+                *self._examples(chunk, tests),
+                tf.constant(
+                    np.repeat(np.arange(len(chunk)), [sizes[i] for i in chunk]),
+                    tf.int32,
+                ),
+                tf.constant(len(chunk), tf.int32),
+            )
+            for client, hits in zip(chunk, correct.numpy(), strict=True):
+                accuracies[client] = int(hits) / sizes[client]
+        for chunk in self._chunks(
+            pruned, [sizes[i] for i in pruned], self.client_chunk
+        ):
+            counts = [sizes[i] for i in chunk]
+            correct = self._client_hits(
+                tensors,
+                self._stacked_masks([masks[i] for i in chunk]),
+                *self._examples(chunk, tests),
+                tf.constant(np.cumsum([0, *counts]), tf.int32),
+            )
+            for client, hits, size in zip(chunk, correct.numpy(), counts, strict=True):
+                accuracies[client] = int(hits) / size
         return [accuracies[i] for i in present]
 
-    def _chunks(self, clients: list[int], sizes: list[int]) -> list[list[int]]:
-        """Consecutive clients, at most ``client_chunk`` and 16 batches a call."""
+    @staticmethod
+    def _examples(
+        chunk: list[int], tests: Sequence[tuple[np.ndarray, np.ndarray]]
+    ) -> tuple[tf.Tensor, tf.Tensor]:
+        """The chunk's clients' examples, one after another."""
+        return (
+            tf.constant(np.concatenate([tests[i][0] for i in chunk])),
+            tf.constant(np.concatenate([tests[i][1] for i in chunk]), tf.int64),
+        )
+
+    def _stacked_masks(self, masks: list[Sequence[np.ndarray]]) -> list[tf.Tensor]:
+        """Per trainable weight, the masks of a chunk's clients stacked."""
+        if not self._mask_buffers:
+            self._mask_buffers = [
+                np.empty((self.client_chunk, *m.shape), bool) for m in masks[0]
+            ]
+        stacked = []
+        for index, buffer in enumerate(self._mask_buffers):
+            view = buffer[: len(masks)]
+            np.stack([m[index] for m in masks], out=view)
+            stacked.append(tf.constant(view))
+        return stacked
+
+    def _chunks(
+        self, clients: list[int], sizes: list[int], limit: int
+    ) -> list[list[int]]:
+        """Consecutive clients, at most ``limit`` and 16 batches a call."""
         chunks, current, examples = [], [], 0
         for client, size in zip(clients, sizes, strict=True):
-            full = len(current) == self.client_chunk
+            full = len(current) == limit
             if current and (full or examples + size > 16 * self.batch_size):
                 chunks.append(current)
                 current, examples = [], 0
