@@ -37,7 +37,7 @@ from tffprune.fl.fedpm import FedPMAlgorithm
 from tffprune.fl.process import RoundParts, RoundProcess
 from tffprune.fl.residual_store import ResidualStore
 from tffprune.learning.client_data import with_client_files
-from tffprune.learning.fedpm import FedPMProcess, build_fedpm
+from tffprune.learning.fedpm import build_fedpm
 from tffprune.learning.optimizers import build_optimizer, in_place
 from tffprune.models.source import resolve_model
 from tffprune.pruning.policy import PruningPolicy, sparsity_report
@@ -212,12 +212,7 @@ def _algorithm(
             reset_every=config.prior_reset,
         )
         if parts.batch_size is not None:
-            process = FedPMProcess(
-                with_client_files(process, parts.element_spec, parts.batch_size),
-                process.seed,
-                process.shapes,
-                process.download_bits,
-            )
+            process = with_client_files(process, parts.element_spec, parts.batch_size)
         return FedPMAlgorithm(process, residuals, config.personal_models)
     return FederatedAlgorithm(
         RoundProcess(parts),
