@@ -177,10 +177,9 @@ def _round_parts(
     client_files: bool,
 ) -> RoundParts:
     """The round's parts for a run: its client work and both optimizers."""
-    element_spec = _element_spec(input_shape)
     return RoundParts(
         model_fn,
-        element_spec,
+        _element_spec(input_shape),
         client_optimizer,
         work,
         server_optimizer=build_optimizer(
@@ -301,18 +300,15 @@ class Trainer:
         self.plan = _pruning_plan(
             pruning, work, self.shapes[: self.num_trainable], schedule_rounds
         )
+        parts = _round_parts(
+            config, model_fn, input_shape, work, optimizer, client_files
+        )
         self.algorithm = _algorithm(
-            config,
-            self.plan,
-            self.shapes,
-            _round_parts(config, model_fn, input_shape, work, optimizer, client_files),
-            ResidualStore(residual_dir),
+            config, self.plan, self.shapes, parts, ResidualStore(residual_dir)
         )
         self.residuals = self.algorithm.residuals
         self.files = (
-            ClientFiles(data.client_train, _element_spec(input_shape))
-            if client_files
-            else None
+            ClientFiles(data.client_train, parts.element_spec) if client_files else None
         )
         self.evaluator = evaluation.RunEvaluator(
             model_fn,
