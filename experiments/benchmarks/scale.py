@@ -5,7 +5,10 @@ each), the README's main job otherwise (fc, Sub-FedAvg, weight pruning 50%).
 In one process:
 
 * the median round time, after 2 warm-up rounds, with 10, 50 and 100 clients
-  per round, and seconds per client (linear: the same per client);
+  per round; read two ways: seconds per client (proportional: the same per
+  client), and the least-squares line through the round times (linear: a
+  fixed part a round plus the same per client) with the largest deviation of
+  a measured round from it;
 * then 100 rounds at 100 clients per round, evaluating every 10, with the
   resident memory (VmRSS) of the driver and the TFF worker after each round:
   growth from round 20 to round 100. A Sub-FedAvg client keeps its mask on
@@ -18,6 +21,7 @@ clients per round: about 11 GiB by extrapolation; experiments/README.md).
 Usage:
     uv run python experiments/benchmarks/scale.py [--rounds 100]
         [--per-round 10 50 100] [--output experiments/results/scale.csv]
+        [--no-memory]
 
 Targets (#32): round time linear in clients per round within 15%; memory at
 most 5% growth from round 20 to round 100.
@@ -32,6 +36,7 @@ import statistics
 import time
 from pathlib import Path
 
+import numpy as np
 from memory import resident_mib  # same directory
 
 from tffprune.config import TrainConfig
@@ -71,6 +76,17 @@ def linearity(data, per_round: list[int], rounds: int = 3, warmup: int = 2) -> N
         )
     spread = max(per_client) / min(per_client) - 1
     print(f"seconds per client: largest {spread:+.1%} over the smallest", flush=True)
+    rounds_seconds = [s * c for s, c in zip(per_client, per_round, strict=True)]
+    slope, intercept = np.polyfit(per_round, rounds_seconds, 1)
+    deviation = max(
+        abs(intercept + slope * c - s) / s
+        for c, s in zip(per_round, rounds_seconds, strict=True)
+    )
+    print(
+        f"least-squares line: {intercept:.2f} s + {1000 * slope:.1f} ms a client; "
+        f"largest deviation of a round from it {deviation:.1%}",
+        flush=True,
+    )
 
 
 def memory(data, rounds: int, worker: int, output: Path) -> None:
@@ -113,12 +129,19 @@ def main() -> None:
     parser.add_argument(
         "--output", type=Path, default=Path("experiments/results/scale.csv")
     )
+    parser.add_argument(
+        "--no-memory",
+        dest="memory",
+        action="store_false",
+        help="Only the round times (about 4 minutes), not the 100 rounds.",
+    )
     arguments = parser.parse_args()
     data = build_federated_data(load_dataset("fashion_mnist"), CLIENTS, "iid", seed=0)
     with LocalRuntime() as runtime:
         (worker,) = runtime.worker_pids
         linearity(data, arguments.per_round)
-        memory(data, arguments.rounds, worker, arguments.output)
+        if arguments.memory:
+            memory(data, arguments.rounds, worker, arguments.output)
 
 
 if __name__ == "__main__":
