@@ -1,6 +1,12 @@
-"""Suite-wide guard: no test may leave a TFF worker process behind."""
+"""Suite-wide guard: no test may leave a TFF worker process behind.
+
+Also the fixtures about processes: the TFF workers alive, a process id that
+has ended.
+"""
 
 import os
+import subprocess
+import sys
 import time
 
 import pytest
@@ -53,6 +59,18 @@ def _worker_pids():
 def worker_pids():
     """Returns a function listing live TFF workers started by this test session."""
     return _worker_pids
+
+
+@pytest.fixture
+def ended_pid() -> int:
+    """The process id of a process that has ended (as if it had been killed)."""
+    ended = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return int(ended.stdout)
 
 
 @pytest.fixture(scope="session", autouse=True)

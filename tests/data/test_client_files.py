@@ -89,21 +89,14 @@ def test_a_clients_file_is_written_once(tmp_path):
     assert sorted(order.tolist()) == [0, 1, 2, 3]
 
 
-def test_a_killed_runs_directory_is_removed_by_the_next(tmp_path, monkeypatch):
+def test_a_killed_runs_directory_is_removed_by_the_next(
+    tmp_path, monkeypatch, ended_pid
+):
     import os
-    import subprocess
-    import sys
     import tempfile
 
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
-    ended = subprocess.run(
-        [sys.executable, "-c", "import os; print(os.getpid())"],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    dead = int(ended.stdout)
-    stale = tmp_path / f"tffprune-clients-{dead}-abc"
+    stale = tmp_path / f"tffprune-clients-{ended_pid}-abc"
     stale.mkdir()
     (stale / "c0.examples").write_bytes(b"left by a killed run")
     running = tmp_path / f"tffprune-clients-{os.getpid()}-def"

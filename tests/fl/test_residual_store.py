@@ -243,3 +243,28 @@ def test_a_run_without_error_feedback_makes_no_residual_directory(data, tmp_path
     assert not trainer.config.uses_error_feedback
     assert not (tmp_path / "residuals").exists()
     assert trainer.residual_names() == set()
+
+
+def test_a_killed_runs_residual_directory_is_removed_by_the_next(
+    tmp_path, monkeypatch, ended_pid
+):
+    import os
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    stale = tmp_path / f"tffprune-residuals-{ended_pid}-abc"
+    stale.mkdir()
+    (stale / ResidualStore.name(0, 1)).write_bytes(b"left by a killed run")
+    running = tmp_path / f"tffprune-residuals-{os.getpid()}-def"
+    running.mkdir()
+    clients = tmp_path / f"tffprune-clients-{ended_pid}-ghi"  # another kind
+    clients.mkdir()
+
+    store = ResidualStore()
+    assert stale.is_dir()  # a store without error feedback makes no directory
+    store.write(ResidualStore.name(3, 0), ARRAYS)
+
+    assert not stale.exists()
+    assert running.is_dir() and clients.is_dir()
+    assert store.directory.parent == tmp_path
+    assert store.directory.name.startswith(f"tffprune-residuals-{os.getpid()}-")

@@ -25,16 +25,13 @@ so a run on ``--workers`` ships datasets instead).
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 from collections.abc import Callable, Hashable
 from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
 
-from tffprune.reporting.files import file_stem, write_bytes_atomic
+from tffprune.reporting.files import file_stem, process_directory, write_bytes_atomic
 
 SUFFIX = ".examples"
 
@@ -108,40 +105,6 @@ def ordered_dataset(
     return tf.data.Dataset.from_tensors((path, order)).map(read).flat_map(batches)
 
 
-PREFIX = "tffprune-clients-"
-"""Temporary directories are ``PREFIX{pid}-...``: the process that owns them."""
-
-
-def remove_stale_directories(root: str | Path | None = None) -> list[Path]:
-    """Removes the temporary client directories of processes that have ended.
-
-    A process killed outright (SIGKILL, a power cut) cannot remove its own.
-
-    Args:
-        root: Where to look (default: the system's temporary directory).
-
-    Returns:
-        The directories removed.
-    """
-    removed = []
-    for path in Path(root or tempfile.gettempdir()).glob(f"{PREFIX}*-*"):
-        pid = path.name[len(PREFIX) :].split("-", 1)[0]
-        if pid.isdigit() and not _alive(int(pid)):
-            shutil.rmtree(path, ignore_errors=True)
-            removed.append(path)
-    return removed
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process
-        return True
-    return True
-
-
 class ClientFiles:
     """The directory of client files, each written the first time it is asked for.
 
@@ -151,8 +114,8 @@ class ClientFiles:
         spec: The batches' element spec (`ElementSpec`).
         directory: Where the files go; None: a temporary directory, removed
             when the object is garbage-collected or the interpreter exits
-            (and, if the process is killed before, by the next one's
-            `remove_stale_directories`).
+            (and, if the process is killed before, by the next one:
+            `tffprune.reporting.files.process_directory`).
     """
 
     def __init__(
@@ -164,10 +127,7 @@ class ClientFiles:
         self._examples, self._spec = examples, spec
         self._temporary = None
         if directory is None:
-            remove_stale_directories()
-            self._temporary = tempfile.TemporaryDirectory(
-                prefix=f"{PREFIX}{os.getpid()}-"
-            )
+            self._temporary = process_directory("clients")
             directory = self._temporary.name
         self.directory = Path(directory).resolve()
         self._files: dict[Hashable, tuple[str, int]] = {}

@@ -26,7 +26,6 @@ The directory must be reachable under the same path from every TFF worker
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -34,7 +33,7 @@ import numpy as np
 import tensorflow as tf
 
 from tffprune.compression.error_feedback import RESIDUAL_DTYPE
-from tffprune.reporting.files import write_bytes_atomic
+from tffprune.reporting.files import process_directory, write_bytes_atomic
 
 SUFFIX = ".residual"
 
@@ -84,7 +83,8 @@ class ResidualStore:
         directory: Where the files go, created when the first one is (so a
             run without error feedback has none); None: a temporary
             directory, removed when the store is garbage-collected or the
-            interpreter exits.
+            interpreter exits (and, if the process is killed before, by the
+            next one: `tffprune.reporting.files.process_directory`).
     """
 
     def __init__(self, directory: str | Path | None = None) -> None:
@@ -95,7 +95,7 @@ class ResidualStore:
     def directory(self) -> Path:
         """The directory of the files."""
         if self._directory is None:
-            self._temporary = tempfile.TemporaryDirectory(prefix="tffprune-residuals-")
+            self._temporary = process_directory("residuals")
             self._directory = Path(self._temporary.name)
         return self._directory
 

@@ -12,6 +12,7 @@ import contextlib
 import hashlib
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Hashable, Iterator
 from pathlib import Path
@@ -24,6 +25,52 @@ from tffprune.reporting.lock import LOCK_NAME
 TEMPORARY_MARK = ".tffprune-tmp-"
 """In the name of every temporary file tffprune writes; what a killed write
 leaves behind is removed on the next start (`remove_stale_temporaries`)."""
+
+
+def process_directory(kind: str) -> tempfile.TemporaryDirectory:
+    """A new temporary directory named after this process: ``tffprune-{kind}-{pid}-…``.
+
+    It is removed when the returned object is garbage-collected or the
+    interpreter exits. A process killed outright (SIGKILL, a power cut)
+    cannot remove its own: the next call for the same ``kind``, in any
+    process, first removes those of processes that have ended
+    (`remove_stale_directories`).
+
+    Args:
+        kind: What the directory holds (``clients``, ``residuals``).
+    """
+    remove_stale_directories(kind)
+    return tempfile.TemporaryDirectory(prefix=f"tffprune-{kind}-{os.getpid()}-")
+
+
+def remove_stale_directories(kind: str, root: str | Path | None = None) -> list[Path]:
+    """Removes the `process_directory` directories of processes that have ended.
+
+    Args:
+        kind: Their kind.
+        root: Where to look (default: the system's temporary directory).
+
+    Returns:
+        The directories removed.
+    """
+    prefix = f"tffprune-{kind}-"
+    removed = []
+    for path in Path(root or tempfile.gettempdir()).glob(f"{prefix}*-*"):
+        pid = path.name[len(prefix) :].split("-", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def file_stem(client_id: Hashable) -> str:
