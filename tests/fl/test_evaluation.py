@@ -151,3 +151,24 @@ def test_subnetworks_in_chunks_are_each_scored_by_itself(setting):
     # The masks change the answers: a subnetwork scored with another's mask
     # would be seen.
     assert len(set(expected)) == len(expected)
+
+
+def test_each_evaluation_function_is_traced_once(setting):
+    """Other numbers of examples and clients reuse the first call's graphs."""
+    data, weights, plan = setting
+    evaluator = Evaluator(model_fn, batch_size=40, client_chunk=2)
+    rng = np.random.default_rng(2)
+    for clients in (1, 3, 4):
+        masks = [[rng.random(s) < 0.7 for s in plan.shapes] for _ in range(clients)]
+        tests = [data.client_test(i) for i in range(clients)]
+        evaluator.subnetwork_accuracies(weights, masks, tests)
+        evaluator.subnetwork_accuracies(weights, [None] * clients, tests)
+    evaluator.set_weights(weights)
+    for size in (7, 40, 95):
+        evaluator.evaluate(data.dataset.x_test[:size], data.dataset.y_test[:size])
+    traced = [
+        evaluator._scores.tracing_count(),
+        evaluator._client_hits.tracing_count(),
+        evaluator._pooled_hits.tracing_count(),
+    ]
+    assert traced == [1, 1, 1]
