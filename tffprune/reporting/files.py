@@ -1,9 +1,11 @@
-"""Output directories and atomic file writes.
+"""Output directories, atomic file writes and a run's temporary directories.
 
 Results are never half-written: every file is written to a temporary name in
 the same directory and renamed into place (``os.replace`` is atomic on POSIX).
 An existing, non-empty output directory is refused unless the caller resumes or
-overwrites on purpose.
+overwrites on purpose. A run's temporary directories (clients' files,
+error-feedback residuals) carry its process id, so that the next run removes
+those a killed one left (`process_directory`).
 """
 
 from __future__ import annotations
