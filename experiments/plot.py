@@ -356,7 +356,7 @@ def jeurkar_resnet12_curves(
                 [float(r["central_accuracy"]) for r in group],
                 color=color,
                 lw=1.2,
-                label=f"{label}, ours",
+                label=label,
             )
             theirs = [
                 r
@@ -369,7 +369,6 @@ def jeurkar_resnet12_curves(
                 color=color,
                 ls="--",
                 lw=1,
-                label=f"{label}, paper",
             )
         axes.set_title(
             f"ResNet12 {pruning}: ours (Fashion-MNIST) solid,\n"
@@ -378,9 +377,22 @@ def jeurkar_resnet12_curves(
         )
         axes.set_xlabel("round")
         axes.grid(alpha=0.3)
-        axes.legend(fontsize=7)
     panels[0].set_ylabel("central test accuracy")
-    figure.tight_layout()
+    # One key for both panels, below them: inside, it hid the curves.
+    rates = {}
+    for axes in panels:
+        for handle, label in zip(*axes.get_legend_handles_labels(), strict=True):
+            rates.setdefault(label, handle)
+    figure.legend(
+        list(rates.values()),
+        list(rates.keys()),
+        loc="lower center",
+        ncol=len(rates),
+        fontsize=7,
+        title="pruning rate",
+        title_fontsize=7,
+    )
+    figure.tight_layout(rect=(0, 0.12, 1, 1))
     return save(figure, "jeurkar_resnet12_curves", figures)
 
 
