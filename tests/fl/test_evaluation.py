@@ -166,9 +166,8 @@ def test_each_evaluation_function_is_traced_once(setting):
     evaluator.set_weights(weights)
     for size in (7, 40, 95):
         evaluator.evaluate(data.dataset.x_test[:size], data.dataset.y_test[:size])
-    traced = [
-        evaluator._scores.tracing_count(),
-        evaluator._client_hits.tracing_count(),
-        evaluator._pooled_hits.tracing_count(),
-    ]
-    assert traced == [1, 1, 1]
+    assert evaluator.tracing_counts() == {
+        "scores": 1,
+        "client_hits": 1,
+        "pooled_hits": 1,
+    }

@@ -147,6 +147,14 @@ class Evaluator:
         # new pages to fault in every evaluation (fc: 38 MB a chunk).
         self._mask_buffers: list[np.ndarray] = []
 
+    def tracing_counts(self) -> dict[str, int]:
+        """How many times each evaluation function was traced (0 or 1 each)."""
+        return {
+            "scores": self._scores.tracing_count(),
+            "client_hits": self._client_hits.tracing_count(),
+            "pooled_hits": self._pooled_hits.tracing_count(),
+        }
+
     def set_weights(self, weights: Sequence[np.ndarray]) -> None:
         """Loads trainable then non-trainable weights."""
         variables = self.model.trainable_weights + self.model.non_trainable_weights
