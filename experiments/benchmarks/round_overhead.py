@@ -268,9 +268,12 @@ class PlainFedPMLoop(PlainLoop):
                 tf.constant(seed[1:], tf.int64),
             )
             for total, mask in zip(totals, masks, strict=True):
-                total += probabilistic.smoothed(mask.numpy())
+                total += mask.numpy()
         self.probabilities = [
-            (total / sampled.size).astype(np.float32) for total in totals
+            (probabilistic.smoothed_sum(total, sampled.size) / sampled.size).astype(
+                np.float32
+            )
+            for total in totals
         ]
         self.weights = probabilistic.most_likely(self.frozen, self.probabilities)
         if evaluate:

@@ -81,6 +81,26 @@ def test_new_probabilities_are_the_mean_of_the_smoothed_masks_that_arrived(fashi
     assert 0.3 < density < 0.7
 
 
+def test_probabilities_are_one_float_per_count_of_masks_that_kept_a_weight(fashion):
+    # Ten masks arrive: p = (0.01 * 10 + 0.98 * k) / 10 for the k that kept a
+    # weight, 11 floats at most, whatever order TFF adds the masks in.
+    process = build_fedpm(model_fn, ELEMENT_SPEC, seed=5)
+    state = process.initialize()
+    output = process.next(
+        state,
+        process.inputs(list(range(10)), 0),
+        [client_data(fashion, c, 0, size=128) for c in range(10)],
+    )
+    probabilities = np.concatenate(
+        [np.ravel(p) for p in output.state.global_model_weights]
+    )
+    kept = np.sum(
+        [np.concatenate([np.ravel(m) for m in c.mask]) for c in output.clients], axis=0
+    )
+    np.testing.assert_allclose(probabilities, (0.1 + 0.98 * kept) / 10, rtol=1e-6)
+    assert np.unique(probabilities).size <= 11
+
+
 def test_a_round_is_reproducible_from_its_seeds(fashion):
     process = build_fedpm(model_fn, ELEMENT_SPEC, seed=5)
     state = process.initialize()

@@ -64,12 +64,20 @@ def test_scores_invert_the_sigmoid():
     assert np.isfinite(probabilistic.scores_from(np.array([0.0, 1.0]))).all()
 
 
-def test_posterior_with_a_reset_is_the_mean_of_the_smoothed_masks():
+def test_smoothed_sum_is_the_sum_of_the_smoothed_masks():
     # Masks [1, 0] and [1, 1] smoothed: [0.99, 0.01] and [0.99, 0.99].
     sums = probabilistic.smoothed([1, 0]) + probabilistic.smoothed([1, 1])
     np.testing.assert_allclose(sums, [1.98, 1.0])
+    np.testing.assert_allclose(probabilistic.smoothed_sum([2, 1], 2), sums)
+    np.testing.assert_allclose(
+        probabilistic.tf_smoothed_sum(tf.constant([2.0, 1.0]), 2.0).numpy(), sums
+    )
+
+
+def test_posterior_with_a_reset_is_the_mean_of_the_smoothed_masks():
+    # Masks [1, 0] and [1, 1]: counts [2, 1]; smoothed sums [1.98, 1.0].
     alpha, beta, mode = probabilistic.posterior_update(
-        np.full(2, 7.0), np.full(2, 7.0), np.array([0.3, 0.3]), sums, 2, reset=True
+        np.full(2, 7.0), np.full(2, 7.0), np.array([0.3, 0.3]), [2, 1], 2, reset=True
     )
     np.testing.assert_allclose(alpha, [2.98, 2.0])
     np.testing.assert_allclose(beta, [1.02, 2.0])
@@ -80,12 +88,10 @@ def test_posterior_without_a_reset_counts_every_round():
     # Round 1: one mask [1]; round 2: one mask [0]. alpha = 1 + .99 + .01,
     # beta = 1 + .01 + .99: the mode is 1/2.
     alpha, beta, mode = probabilistic.posterior_update(
-        np.ones(1), np.ones(1), np.array([0.2]), probabilistic.smoothed([1]), 1, True
+        np.ones(1), np.ones(1), np.array([0.2]), [1], 1, True
     )
     assert mode == pytest.approx([0.99])
-    alpha, beta, mode = probabilistic.posterior_update(
-        alpha, beta, mode, probabilistic.smoothed([0]), 1, False
-    )
+    alpha, beta, mode = probabilistic.posterior_update(alpha, beta, mode, [0], 1, False)
     np.testing.assert_allclose([alpha[0], beta[0], mode[0]], [2.0, 2.0, 0.5])
 
 
@@ -102,10 +108,10 @@ def test_posterior_twin(reset):
     alpha = 1 + rng.uniform(0, 5, 6).astype(np.float32)
     beta = 1 + rng.uniform(0, 5, 6).astype(np.float32)
     p = rng.uniform(0, 1, 6).astype(np.float32)
-    sums = np.float32(3) * rng.uniform(0, 1, 6).astype(np.float32)
-    expected = probabilistic.posterior_update(alpha, beta, p, sums, 3.0, reset)
+    kept = rng.integers(0, 4, 6).astype(np.float32)
+    expected = probabilistic.posterior_update(alpha, beta, p, kept, 3.0, reset)
     got = probabilistic.tf_posterior_update(
-        alpha, beta, p, sums, tf.constant(3.0), tf.constant(reset)
+        alpha, beta, p, kept, tf.constant(3.0), tf.constant(reset)
     )
     for want, have in zip(expected, got, strict=True):
         np.testing.assert_allclose(have.numpy(), want, rtol=1e-5)

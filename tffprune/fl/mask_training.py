@@ -9,7 +9,7 @@ The client's work in FedPM (Isik et al., 2023; math in
       m     ~ Bernoulli(sigmoid(s))        stateless, from its SampleInput.seed
       L     = loss(model at w0 * m)
       s     = opt(s, dL/ds)                straight through the sample
-    upload  m' ~ Bernoulli(sigmoid(s))     its vote (`MaskVote`), smoothed
+    upload  m' ~ Bernoulli(sigmoid(s))     its vote (`MaskVote`)
 
 The optimizer is a ``tff.learning.optimizers`` optimizer (FedPM's code: Adam
 at 0.1), started afresh each round, over the scores, which live in variables
@@ -117,7 +117,7 @@ def build_mask_training_fn(
         )
         masks = _samples(trained, upload_seed)
         count = tf.cast(tf.logical_and(finite, client.delivered), tf.float32)
-        vote = MaskVote([probabilistic.tf_smoothed(m) * count for m in masks], count)
+        vote = MaskVote([tf.cast(m, tf.float32) * count for m in masks], count)
         return vote, SampledMask(masks, num_examples, loss_sum, finite)
 
     return client_round

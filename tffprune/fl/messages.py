@@ -110,9 +110,10 @@ class MaskVote(NamedTuple):
     """A FedPM client's upload as the server's posterior counts it.
 
     Attributes:
-        masks: Per trainable weight, its sampled mask smoothed away from 0
-            and 1 (`tffprune.pruning.probabilistic.smoothed`), float32, times
-            ``count``.
+        masks: Per trainable weight, its sampled mask as float32 (1 kept, 0
+            not), times ``count``. Summed over the clients they count the
+            masks that kept each weight; the server smooths the count
+            (`tffprune.pruning.probabilistic.smoothed_sum`).
         count: float32, 1 for an upload that arrived, else 0.
     """
 

@@ -8,7 +8,7 @@ FedPM's own and the aggregator TFF's::
     distributor   p at `download_bits` (`probabilistic.tf_quantized`)  -> CLIENTS
     client work   train scores from logit(p), upload a sampled mask
                   (`tffprune.fl.mask_training`)                        -> MaskVote
-    aggregator    TFF's SumFactory: sum of smoothed masks, count
+    aggregator    TFF's SumFactory: sum of the masks, count
     finalizer     Beta posterior per weight, reset every `reset_every`
                   rounds; p' = its mode (`probabilistic.tf_posterior_update`)
 

@@ -20,6 +20,11 @@ smoothed to ``eps = 0.01`` from 0 and 1, and sends the posterior's mode::
     p = (alpha - 1) / (alpha + beta - 2)
 
 (with a reset every round, ``p`` is the mean of the smoothed masks). The
+server sums the masks themselves and smooths the sum (`smoothed_sum`): each
+weight's ``p`` is then a function of how many masks kept it, the same float
+for the same count, in whatever order the clients' masks were added. (Summed
+already smoothed, 10 masks gave up to 16 floats for 11 counts, and the
+download coded them all: 0.11 bits a weight more on fc.) The
 model that is exported and evaluated centrally is the posterior's most likely
 network, ``w0 * (p > 0.5)``.
 
@@ -134,11 +139,25 @@ def tf_smoothed(mask) -> tf.Tensor:
     return SMOOTHING + (1.0 - 2.0 * SMOOTHING) * tf.cast(mask, tf.float32)
 
 
+def smoothed_sum(kept: np.ndarray, clients: float) -> np.ndarray:
+    """The sum of ``clients`` smoothed masks, ``kept`` of which kept the weight.
+
+    ``eps * clients + (1 - 2 eps) * kept``: the sum of `smoothed` over the
+    masks, computed from the count.
+    """
+    return SMOOTHING * clients + (1.0 - 2.0 * SMOOTHING) * np.asarray(kept, np.float64)
+
+
+def tf_smoothed_sum(kept, clients) -> tf.Tensor:
+    """TensorFlow twin of `smoothed_sum` (float32)."""
+    return SMOOTHING * clients + (1.0 - 2.0 * SMOOTHING) * kept
+
+
 def posterior_update(
     alpha: np.ndarray,
     beta: np.ndarray,
     probabilities: np.ndarray,
-    mask_sum: np.ndarray,
+    kept: np.ndarray,
     clients: float,
     reset: bool,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -149,10 +168,12 @@ def posterior_update(
         beta: Its beta.
         probabilities: The probabilities before the round (kept where the
             posterior has seen no mask since its reset).
-        mask_sum: The sum over the round's clients of their smoothed masks.
+        kept: Per weight, how many of the round's masks kept it (the sum of
+            the masks, smoothed here: `smoothed_sum`).
         clients: How many masks were summed.
         reset: Start from the uniform prior (1, 1) this round.
     """
+    mask_sum = smoothed_sum(kept, clients)
     if reset:
         alpha = np.full_like(np.asarray(alpha, np.float64), PRIOR)
         beta = np.full_like(alpha, PRIOR)
@@ -164,8 +185,9 @@ def posterior_update(
     return alpha, beta, mode
 
 
-def tf_posterior_update(alpha, beta, probabilities, mask_sum, clients, reset):
+def tf_posterior_update(alpha, beta, probabilities, kept, clients, reset):
     """TensorFlow twin of `posterior_update` (``reset`` a bool tensor)."""
+    mask_sum = tf_smoothed_sum(kept, clients)
     alpha = tf.where(reset, tf.fill(tf.shape(alpha), PRIOR), alpha)
     beta = tf.where(reset, tf.fill(tf.shape(beta), PRIOR), beta)
     alpha = alpha + mask_sum
