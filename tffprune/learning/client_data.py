@@ -24,7 +24,6 @@ import numpy as np
 import tensorflow_federated as tff
 
 from tffprune.data.client_files import ElementSpec, ordered_dataset
-from tffprune.learning.fedpm import FedPMProcess
 
 __all__ = ["CLIENT_FILE", "client_file_dataset", "with_client_files"]
 
@@ -62,14 +61,13 @@ def with_client_files(
 
     Returns:
         The same process; its ``next`` takes ``CLIENT_FILE@CLIENTS`` where
-        ``process.next`` took the datasets. A `FedPMProcess` stays one (its
+        ``process.next`` took the datasets. A process with helpers of its own
+        keeps them if it has a ``with_computations(composed)`` that returns
+        itself around ``composed``'s computations (a `FedPMProcess` does: its
         ``inputs`` and ``model_weights`` serve the composed process alike).
     """
     composed = tff.simulation.compose_dataset_computation_with_iterative_process(
         client_file_dataset(input_spec, batch_size), process
     )
-    if isinstance(process, FedPMProcess):
-        return FedPMProcess(
-            composed, process.seed, process.shapes, process.download_bits
-        )
-    return composed
+    rewrap = getattr(process, "with_computations", None)
+    return composed if rewrap is None else rewrap(composed)

@@ -65,6 +65,16 @@ class FedPMProcess(tff.templates.IterativeProcess):
         self.shapes = [tuple(s) for s in shapes]
         self.download_bits = download_bits
 
+    def with_computations(
+        self, composed: tff.templates.IterativeProcess
+    ) -> FedPMProcess:
+        """This process's helpers around ``composed``'s ``initialize`` and ``next``.
+
+        For a process composed from this one (`with_client_files`): the same
+        seed, shapes and download bits.
+        """
+        return FedPMProcess(composed, self.seed, self.shapes, self.download_bits)
+
     def frozen_weights(self) -> list[np.ndarray]:
         """The network's frozen weights (from the seed)."""
         return [
