@@ -95,11 +95,13 @@ def test_a_killed_runs_directory_is_removed_by_the_next(
     import os
     import tempfile
 
+    from tffprune.reporting.files import pid_namespace
+
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
-    stale = tmp_path / f"tffprune-clients-{ended_pid}-abc"
+    stale = tmp_path / f"tffprune-clients-{ended_pid}.{pid_namespace()}-abc"
     stale.mkdir()
     (stale / "c0.examples").write_bytes(b"left by a killed run")
-    running = tmp_path / f"tffprune-clients-{os.getpid()}-def"
+    running = tmp_path / f"tffprune-clients-{os.getpid()}.{pid_namespace()}-def"
     running.mkdir()
     other = tmp_path / "tffprune-clients-notapid"
     other.mkdir()
@@ -109,4 +111,6 @@ def test_a_killed_runs_directory_is_removed_by_the_next(
     assert not stale.exists()
     assert running.is_dir() and other.is_dir()
     assert files.directory.parent == tmp_path
-    assert files.directory.name.startswith(f"tffprune-clients-{os.getpid()}-")
+    assert files.directory.name.startswith(
+        f"tffprune-clients-{os.getpid()}.{pid_namespace()}-"
+    )

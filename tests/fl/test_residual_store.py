@@ -251,13 +251,17 @@ def test_a_killed_runs_residual_directory_is_removed_by_the_next(
     import os
     import tempfile
 
+    from tffprune.reporting.files import pid_namespace
+
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
-    stale = tmp_path / f"tffprune-residuals-{ended_pid}-abc"
+    stale = tmp_path / f"tffprune-residuals-{ended_pid}.{pid_namespace()}-abc"
     stale.mkdir()
     (stale / ResidualStore.name(0, 1)).write_bytes(b"left by a killed run")
-    running = tmp_path / f"tffprune-residuals-{os.getpid()}-def"
+    running = tmp_path / f"tffprune-residuals-{os.getpid()}.{pid_namespace()}-def"
     running.mkdir()
-    clients = tmp_path / f"tffprune-clients-{ended_pid}-ghi"  # another kind
+    clients = (
+        tmp_path / f"tffprune-clients-{ended_pid}.{pid_namespace()}-ghi"
+    )  # another kind
     clients.mkdir()
 
     store = ResidualStore()
@@ -267,4 +271,6 @@ def test_a_killed_runs_residual_directory_is_removed_by_the_next(
     assert not stale.exists()
     assert running.is_dir() and clients.is_dir()
     assert store.directory.parent == tmp_path
-    assert store.directory.name.startswith(f"tffprune-residuals-{os.getpid()}-")
+    assert store.directory.name.startswith(
+        f"tffprune-residuals-{os.getpid()}.{pid_namespace()}-"
+    )

@@ -4,8 +4,9 @@ Results are never half-written: every file is written to a temporary name in
 the same directory and renamed into place (``os.replace`` is atomic on POSIX).
 An existing, non-empty output directory is refused unless the caller resumes or
 overwrites on purpose. A run's temporary directories (clients' files,
-error-feedback residuals) carry its process id, so that the next run removes
-those a killed one left (`process_directory`).
+error-feedback residuals) carry its process id and its process-id namespace,
+so that the next run removes those a killed one left (`process_directory`),
+and never a live one of another container that shares the same /tmp.
 """
 
 from __future__ import annotations
@@ -30,23 +31,41 @@ leaves behind is removed on the next start (`remove_stale_temporaries`)."""
 
 
 def process_directory(kind: str) -> tempfile.TemporaryDirectory:
-    """A new temporary directory named after this process: ``tffprune-{kind}-{pid}-…``.
+    """A new temporary directory named after this process.
 
-    It is removed when the returned object is garbage-collected or the
-    interpreter exits. A process killed outright (SIGKILL, a power cut)
-    cannot remove its own: the next call for the same ``kind``, in any
-    process, first removes those of processes that have ended
+    ``tffprune-{kind}-{pid}.{namespace}-…``, ``namespace`` naming the
+    process-id namespace the ``pid`` belongs to (`pid_namespace`). It is
+    removed when the returned object is garbage-collected or the interpreter
+    exits. A process killed outright (SIGKILL, a power cut) cannot remove its
+    own: the next call for the same ``kind``, in any process of the same
+    namespace, first removes those of processes that have ended
     (`remove_stale_directories`).
 
     Args:
         kind: What the directory holds (``clients``, ``residuals``).
     """
     remove_stale_directories(kind)
-    return tempfile.TemporaryDirectory(prefix=f"tffprune-{kind}-{os.getpid()}-")
+    owner = f"{os.getpid()}.{pid_namespace()}"
+    return tempfile.TemporaryDirectory(prefix=f"tffprune-{kind}-{owner}-")
+
+
+def pid_namespace() -> str:
+    """A name for this process's process-id namespace, for a file name.
+
+    Two containers that share a /tmp may each run a process 42. On Linux the
+    namespace is the inode of ``/proc/self/ns/pid``; elsewhere the host name.
+    """
+    try:
+        return f"ns{os.stat('/proc/self/ns/pid').st_ino}"
+    except OSError:
+        return "".join(ch if ch.isalnum() else "_" for ch in os.uname().nodename)
 
 
 def remove_stale_directories(kind: str, root: str | Path | None = None) -> list[Path]:
     """Removes the `process_directory` directories of processes that have ended.
+
+    Only those of this process-id namespace: whether a process of another
+    one has ended cannot be told from here, so its directories stay.
 
     Args:
         kind: Their kind.
@@ -56,10 +75,14 @@ def remove_stale_directories(kind: str, root: str | Path | None = None) -> list[
         The directories removed.
     """
     prefix = f"tffprune-{kind}-"
+    namespace = pid_namespace()
     removed = []
     for path in Path(root or tempfile.gettempdir()).glob(f"{prefix}*-*"):
-        pid = path.name[len(prefix) :].split("-", 1)[0]
-        if pid.isdigit() and not _alive(int(pid)):
+        pid, _, owner_namespace = (
+            path.name[len(prefix) :].split("-", 1)[0].partition(".")
+        )
+        ours = owner_namespace == namespace
+        if ours and pid.isdigit() and not _alive(int(pid)):
             shutil.rmtree(path, ignore_errors=True)
             removed.append(path)
     return removed
