@@ -71,6 +71,39 @@ def test_the_client_optimizer_defaults_by_aggregation(tmp_path):
     )
 
 
+def test_adam_on_weights_starts_at_keras_default_rate():
+    adam = TrainConfig(client_optimizer="adam")
+    assert adam.resolved_client_learning_rate == 0.001
+    assert TrainConfig(client_optimizer="sgd").resolved_client_learning_rate == 0.05
+    given = TrainConfig(client_optimizer="adam", client_learning_rate=0.01)
+    assert given.resolved_client_learning_rate == 0.01
+
+
+@pytest.mark.parametrize(
+    "changes,unused",
+    [
+        (dict(), []),
+        (dict(aggregation="fedpm"), []),
+        (
+            dict(aggregation="fedpm", sparsity=0.8, upload_values="int8"),
+            ["--sparsity 0.8", "--upload-values int8"],
+        ),
+        (dict(aggregation="fedpm", server_learning_rate=0.5), ["--server-learning"]),
+        (dict(probability_bits=4, prior_reset=0), ["--probability-bits 4", "--prior"]),
+        (dict(client_optimizer="adam", client_momentum=0.9), ["--client-momentum 0.9"]),
+        (dict(client_optimizer="sgdm", client_momentum=0.9), []),
+        (dict(server_optimizer="adam", server_momentum=0.5), ["--server-momentum"]),
+        (dict(server_optimizer="sgd", server_epsilon=0.01), ["--server-epsilon"]),
+        (dict(server_optimizer="yogi", server_epsilon=0.01), []),
+    ],
+)
+def test_a_setting_the_run_does_not_use_is_named(changes, unused):
+    notes = TrainConfig(**changes).unused_settings
+    assert len(notes) == len(unused), notes
+    for note, start in zip(notes, unused, strict=True):
+        assert note.startswith(start) and " is not used: " in note
+
+
 @pytest.mark.parametrize(
     "changes,message",
     [

@@ -205,7 +205,9 @@ class TrainConfig:
         CLIENT_OPTIMIZERS,
     )
     client_learning_rate: float | None = option(
-        None, "federated", "Client learning rate (default: 0.05; 0.1 for fedpm)."
+        None,
+        "federated",
+        "Client learning rate (default: 0.05; adam 0.001, Keras's; 0.1 for fedpm).",
     )
     client_momentum: float = option(
         0.5, "federated", "Client momentum (--client-optimizer sgdm)."
@@ -491,10 +493,38 @@ class TrainConfig:
 
     @property
     def resolved_client_learning_rate(self) -> float:
-        """The clients' learning rate in effect (0.05; 0.1 for fedpm)."""
+        """The clients' learning rate in effect.
+
+        0.05; with ``adam`` 0.001, Keras's default (Adam at 0.05 throws fc's
+        weights off at the first step); 0.1 for fedpm's mask scores (its
+        code's).
+        """
         if self.client_learning_rate is not None:
             return self.client_learning_rate
-        return 0.1 if self.aggregation == "fedpm" else 0.05
+        if self.aggregation == "fedpm":
+            return 0.1
+        return 0.001 if self.resolved_client_optimizer == "adam" else 0.05
+
+    @property
+    def unused_settings(self) -> list[str]:
+        """Settings moved from their defaults that this run does not use.
+
+        One line each, for the run to say (an option given is never dropped
+        in silence): the pruning and value-format options under fedpm, its
+        probability options elsewhere, a momentum without its optimizer.
+        """
+        unused = {
+            name: reason
+            for names, reason, applies in _SETTING_SCOPES
+            if not applies(self)
+            for name in names
+        }
+        defaults = {f.name: f.default for f in dataclasses.fields(self)}
+        return [
+            f"--{name.replace('_', '-')} {getattr(self, name)} is not used: {reason}"
+            for name, reason in unused.items()
+            if getattr(self, name) != defaults[name]
+        ]
 
     @property
     def uses_error_feedback(self) -> bool:
@@ -515,6 +545,60 @@ class TrainConfig:
     def replace(self, **changes: Any) -> TrainConfig:
         """A copy with some fields changed (validated)."""
         return dataclasses.replace(self, **changes)
+
+
+_SETTING_SCOPES = (
+    # (settings, why a run may not use them, whether this run does)
+    (
+        (
+            "method",
+            "sparsity",
+            "schedule",
+            "structured_share",
+            "step_fraction",
+            "accuracy_threshold",
+            "prune_logits",
+            "prune_biases",
+            "upload_values",
+            "download_values",
+            "positions",
+            "error_feedback",
+            "client_weighting",
+        ),
+        "fedpm's clients learn which weights to keep and upload masks",
+        lambda config: config.aggregation != "fedpm",
+    ),
+    (
+        ("server_optimizer", "server_learning_rate"),
+        "fedpm's server keeps a Beta posterior, not an optimizer",
+        lambda config: config.aggregation != "fedpm",
+    ),
+    (
+        ("probability_bits", "prior_reset"),
+        "only --aggregation fedpm sends probabilities",
+        lambda config: config.aggregation == "fedpm",
+    ),
+    (
+        ("client_momentum",),
+        "only --client-optimizer sgdm has a momentum",
+        lambda config: config.resolved_client_optimizer == "sgdm",
+    ),
+    (
+        ("server_momentum",),
+        "only --server-optimizer sgdm has a momentum",
+        lambda config: (
+            config.aggregation != "fedpm" and config.server_optimizer == "sgdm"
+        ),
+    ),
+    (
+        ("server_epsilon",),
+        "only --server-optimizer adam and yogi have an epsilon",
+        lambda config: (
+            config.aggregation != "fedpm"
+            and config.server_optimizer in ("adam", "yogi")
+        ),
+    ),
+)
 
 
 def _choice(name: str, value: object, choices: tuple[str, ...]) -> None:

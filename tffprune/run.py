@@ -473,7 +473,7 @@ def _run(
     if resume:
         state = load_checkpoint(output_dir / CHECKPOINT_NAME, identity, announce)
     if announce is not None:
-        for note in data.dataset.notes:
+        for note in (*data.dataset.notes, *config.unused_settings):
             announce(note)
     output_dir = prepare_output_dir(output_dir, resume=resume, overwrite=overwrite)
     _copy_python_data(config, data, output_dir, resume)
