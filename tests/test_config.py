@@ -84,6 +84,7 @@ def test_adam_on_weights_starts_at_keras_default_rate():
     [
         (dict(), []),
         (dict(aggregation="fedpm"), []),
+        (dict(aggregation="fedpm", method="none", sparsity=0.0), []),
         (
             dict(aggregation="fedpm", sparsity=0.8, upload_values="int8"),
             ["--sparsity 0.8", "--upload-values int8"],

@@ -523,7 +523,7 @@ class TrainConfig:
         return [
             f"--{name.replace('_', '-')} {getattr(self, name)} is not used: {reason}"
             for name, reason in unused.items()
-            if getattr(self, name) != defaults[name]
+            if getattr(self, name) not in (defaults[name], _NO_PRUNING.get(name))
         ]
 
     @property
@@ -546,6 +546,9 @@ class TrainConfig:
         """A copy with some fields changed (validated)."""
         return dataclasses.replace(self, **changes)
 
+
+# What says "no pruning" as well as the default does (a sweep's fedpm point).
+_NO_PRUNING = {"method": "none", "sparsity": 0.0}
 
 _SETTING_SCOPES = (
     # (settings, why a run may not use them, whether this run does)
