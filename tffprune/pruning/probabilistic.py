@@ -134,11 +134,6 @@ def smoothed(mask: np.ndarray) -> np.ndarray:
     return SMOOTHING + (1.0 - 2.0 * SMOOTHING) * np.asarray(mask, np.float64)
 
 
-def tf_smoothed(mask) -> tf.Tensor:
-    """TensorFlow twin of `smoothed` (float32)."""
-    return SMOOTHING + (1.0 - 2.0 * SMOOTHING) * tf.cast(mask, tf.float32)
-
-
 def smoothed_sum(kept: np.ndarray, clients: float) -> np.ndarray:
     """The sum of ``clients`` smoothed masks, ``kept`` of which kept the weight.
 
