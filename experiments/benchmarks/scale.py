@@ -12,8 +12,9 @@ In one process:
 * then 100 rounds at 100 clients per round, evaluating every 10, with the
   resident memory (VmRSS) of the driver and the TFF worker after each round:
   growth from round 20 to round 100. A Sub-FedAvg client keeps its mask on
-  the driver once sampled (one byte per weight, 2.4 MB for fc), so the
-  driver grows with the clients seen; the clients seen are printed beside it.
+  the driver once sampled (one bit per weight since 2026-12-07, 0.3 MB for
+  fc; one byte before), so the driver grows with the clients seen; the
+  clients seen are printed beside it.
 
 Memory: the TFF worker holds about 100 MB a client of a round for fc (100
 clients per round: about 11 GiB by extrapolation; experiments/README.md).

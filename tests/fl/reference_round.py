@@ -60,6 +60,7 @@ def reference_round(trainer):
         server, trainer.state.clients, [int(c) for c in sampled], trainer.state.round
     )
     for client, arrived, start in zip(sampled, delivered, starts, strict=True):
+        start = list(start)  # a returning client's masks are kept packed
         client = int(client)
         state = trainer.state.clients[client]
         # Download: a Sub-FedAvg client's own subnetwork (it holds the

@@ -10,6 +10,7 @@ from tffprune.fl.algorithm import (
     PruningPlan,
 )
 from tffprune.fl.client_steps import ClientWorkConfig
+from tffprune.pruning.packed_masks import PackedMasks
 from tffprune.pruning.policy import PrunableWeight
 from tffprune.pruning.schedules import ConstantSparsity
 
@@ -69,6 +70,20 @@ def test_a_client_decodes_the_server_weights_times_its_mask(
     assert len(payload) < value_bytes[download_values] * (mask.sum() + 30) + 64
 
 
+def test_a_client_keeps_its_mask_packed_between_rounds():
+    mask = [np.random.default_rng(2).random((40, 30)) < 0.5, np.ones(30, bool)]
+
+    state = ClientState().after_round(True, mask, 0.5)
+    dropped = state.after_round(False, [~m for m in mask], 0.9)
+
+    # 1,200 + 30 entries: 150 + 4 bytes, not 1,230 booleans.
+    assert isinstance(state.mask, PackedMasks)
+    assert state.mask.nbytes == 150 + 4
+    for ours, theirs in zip(state.mask, mask, strict=True):
+        np.testing.assert_array_equal(ours, theirs)
+    assert dropped.mask is state.mask  # an upload not aggregated keeps it
+
+
 def test_a_new_client_starts_from_the_server_subnetwork_when_asked():
     rng = np.random.default_rng(1)
     # Kernel |w| = 1..1200 shuffled: at 50% exactly the 600 largest are kept.
@@ -88,7 +103,9 @@ def test_a_new_client_starts_from_the_server_subnetwork_when_asked():
     assert not np.any(new[0] & ~own[0])
     smallest_kept = kernel[new[0]].min()
     assert np.all(kernel[own[0] & ~new[0]] < smallest_kept)
-    assert returning is own
+    assert returning is clients[1].mask  # its own masks, as it holds them
+    for ours, theirs in zip(returning, own, strict=True):
+        np.testing.assert_array_equal(ours, theirs)
     # A new client receives positions and values; the server knows them when
     # its upload comes back.
     first = subnetwork.download_costs(weights, new, clients[0])["download_bytes"]

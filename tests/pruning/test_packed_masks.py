@@ -3,6 +3,7 @@ import pytest
 import tensorflow as tf
 
 from tffprune.pruning.packed_masks import (
+    PackedMasks,
     pack,
     pack_all,
     pack_tf,
@@ -44,3 +45,37 @@ def test_a_list_round_trips_and_a_wrong_size_is_refused():
         np.testing.assert_array_equal(ours, theirs)
     with pytest.raises(ValueError, match="do not hold a mask of shape"):
         unpack(np.zeros(4, np.uint8), (4, 10))
+
+
+def test_packed_masks_hold_an_eighth_and_read_back_the_masks():
+    rng = np.random.default_rng(3)
+    masks = [rng.random((784, 30)) < 0.5, rng.random(30) < 0.5, np.ones((3, 3), bool)]
+
+    kept = PackedMasks.of(masks)
+
+    # 23,520 + 30 + 9 entries: 2,940 + 4 + 2 bytes, against 23,559 as booleans.
+    assert kept.nbytes == 2940 + 4 + 2
+    assert len(kept) == 3
+    for ours, theirs in zip(kept, masks, strict=True):
+        np.testing.assert_array_equal(ours, theirs)
+        assert ours.dtype == bool
+    np.testing.assert_array_equal(kept[-1], masks[-1])
+    assert [m.shape for m in kept[1:]] == [(30,), (3, 3)]
+    assert PackedMasks.of(kept) is kept
+    assert kept == PackedMasks.of([m.copy() for m in masks])
+    assert kept != PackedMasks.of([~masks[0], masks[1], masks[2]])
+
+
+def test_a_mask_read_from_packed_masks_cannot_be_changed_in_place():
+    kept = PackedMasks.of([np.ones(10, bool)])
+
+    with pytest.raises(ValueError, match="read-only"):
+        kept[0][3] = False
+    assert kept[0].all()
+
+
+def test_packed_masks_refuse_bytes_that_do_not_fit_their_shape():
+    with pytest.raises(ValueError, match="do not hold a mask of shape"):
+        PackedMasks([np.zeros(2, np.uint8)], [(4, 10)])
+    with pytest.raises(ValueError, match="1 packed masks for 2 shapes"):
+        PackedMasks([np.zeros(5, np.uint8)], [(4, 10), (3,)])

@@ -41,7 +41,7 @@ from tffprune.fl.messages import ClientInput
 from tffprune.fl.residual_store import ResidualStore
 from tffprune.fl.verification import SentUpload, verify_round
 from tffprune.pruning.counts import PruningCounts, no_pruning, pruning_counts
-from tffprune.pruning.packed_masks import pack_all
+from tffprune.pruning.packed_masks import PackedMasks, pack_all
 from tffprune.pruning.policy import PrunableWeight, build_masks, sparsity_report
 from tffprune.pruning.schedules import IterativeSchedule, Schedule
 
@@ -71,8 +71,9 @@ class ClientState:
     """What a client keeps between rounds (Sub-FedAvg's personal state).
 
     Attributes:
-        mask: One boolean mask per trainable weight; ``None`` until the client
-            first prunes (all kept).
+        mask: One boolean mask per trainable weight, kept packed (a
+            `PackedMasks`; a list given is packed); ``None`` until the
+            client first prunes (all kept).
         sparsity: Sparsity of its prunable kernels in its last upload.
         rounds_participated: Rounds whose upload the server aggregated.
         residual: With error feedback, the name of the file (in the
@@ -88,7 +89,7 @@ class ClientState:
             (`ServerState.held_downloads`); None before its first.
     """
 
-    mask: list[np.ndarray] | None = None
+    mask: PackedMasks | None = None
     sparsity: float = 0.0
     rounds_participated: int = 0
     residual: str | None = None
@@ -97,10 +98,14 @@ class ClientState:
     download_bytes: int = 0
     downloaded_round: int | None = None
 
+    def __post_init__(self) -> None:
+        if self.mask is not None:
+            self.mask = PackedMasks.of(self.mask)
+
     def after_round(
         self,
         aggregated: bool,
-        mask: list[np.ndarray] | None,
+        mask: Sequence[np.ndarray] | None,
         sparsity: float,
         residual: str | None = None,
         personal_model: CompactTensors | None = None,
@@ -398,13 +403,14 @@ class FederatedAlgorithm:
         clients: Sequence[ClientState],
         sampled: Sequence[int],
         round_number: int,
-    ) -> list[list[np.ndarray]]:
+    ) -> list[Sequence[np.ndarray]]:
         """The masks the sampled clients train under (`distribute`).
 
-        A Sub-FedAvg client that holds a mask trains under it; one seen for
-        the first time under all-ones masks, or with ``new_clients=
-        "subnetwork"`` under the server's subnetwork at the round's target
-        (computed once a round). FedAvg clients: all kept.
+        A Sub-FedAvg client that holds a mask trains under it (its
+        `PackedMasks`, as kept); one seen for the first time under all-ones
+        masks, or with ``new_clients="subnetwork"`` under the server's
+        subnetwork at the round's target (computed once a round). FedAvg
+        clients: all kept.
         """
         ones = [np.ones(s, bool) for s in self.plan.shapes]
         subnetwork = None

@@ -6,11 +6,14 @@ one bit an entry, in flat (C) order, entry ``i`` in bit ``i % 8`` of byte
 An ``fc`` client's masks are 2.4 million entries: 2.4 MB as booleans, 0.3 MB
 packed, in and out of every round. `pack` and `unpack` are the reference;
 `pack_tf` and `unpack_tf` are their TensorFlow twins (tests hold them equal).
+
+A client's masks are also kept packed between rounds (`PackedMasks`): at
+1,000 ``fc`` clients, 0.3 GB on the driver instead of 2.4 GB.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -49,7 +52,9 @@ def unpack(packed: np.ndarray, shape: Sequence[int]) -> np.ndarray:
 
 
 def pack_all(masks: Sequence[np.ndarray]) -> list[np.ndarray]:
-    """`pack` of each mask."""
+    """`pack` of each mask (a `PackedMasks`' bytes as they are)."""
+    if isinstance(masks, PackedMasks):
+        return list(masks.packed)
     return [pack(mask) for mask in masks]
 
 
@@ -58,6 +63,75 @@ def unpack_all(
 ) -> list[np.ndarray]:
     """`unpack` of each packed mask, with its shape."""
     return [unpack(p, s) for p, s in zip(packed, shapes, strict=True)]
+
+
+class PackedMasks(Sequence[np.ndarray]):
+    """Boolean masks kept packed (`pack`), unpacked one at a time on access.
+
+    A sequence of boolean arrays, one per weight, that holds an eighth of
+    their bytes: ``masks[i]`` unpacks mask ``i`` afresh (0.1 ms for a
+    million entries), read-only, so a change to it cannot pass for a change
+    to the masks kept.
+
+    Args:
+        packed: Per mask, its `pack` bytes.
+        shapes: Per mask, its shape.
+
+    Raises:
+        ValueError: If a mask's bytes do not fit its shape.
+    """
+
+    __slots__ = ("packed", "shapes")
+
+    def __init__(
+        self, packed: Sequence[np.ndarray], shapes: Sequence[Sequence[int]]
+    ) -> None:
+        if len(packed) != len(shapes):
+            raise ValueError(f"{len(packed)} packed masks for {len(shapes)} shapes")
+        self.shapes = tuple(tuple(int(d) for d in s) for s in shapes)
+        self.packed = tuple(np.asarray(p, np.uint8) for p in packed)
+        for bytes_, shape in zip(self.packed, self.shapes, strict=True):
+            if bytes_.shape != (packed_size(shape),):
+                raise ValueError(
+                    f"{bytes_.shape} packed bytes do not hold a mask of shape {shape}"
+                )
+
+    @classmethod
+    def of(cls, masks: Sequence[np.ndarray]) -> PackedMasks:
+        """The masks packed (a `PackedMasks` as it is)."""
+        if isinstance(masks, PackedMasks):
+            return masks
+        return cls(pack_all(masks), [np.shape(m) for m in masks])
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes the packed masks hold."""
+        return sum(p.nbytes for p in self.packed)
+
+    def __len__(self) -> int:
+        return len(self.packed)
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        mask = unpack(self.packed[index], self.shapes[index])
+        mask.flags.writeable = False
+        return mask
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        return (self[i] for i in range(len(self)))
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, PackedMasks):
+            return NotImplemented
+        return self.shapes == other.shapes and all(
+            np.array_equal(a, b) for a, b in zip(self.packed, other.packed, strict=True)
+        )
+
+    __hash__ = None
+
+    def __repr__(self) -> str:
+        return f"PackedMasks(shapes={list(self.shapes)})"
 
 
 def pack_tf(mask: tf.Tensor) -> tf.Tensor:
