@@ -653,7 +653,8 @@ class FederatedAlgorithm:
         if not report.finite:
             reason = "update rejected: NaN or Inf values"
             return ClientResult(client, "rejected", reason, **download)
-        all_masks = report.masks + [
+        trainable = list(report.masks)  # unpacked once
+        all_masks = trainable + [
             np.ones(s, bool) for s in self.shapes[self.num_trainable :]
         ]
         return ClientResult(
@@ -669,7 +670,7 @@ class FederatedAlgorithm:
             **download,
             masks=all_masks,
             held=held,
-            sparsity=sparsity_report(report.masks, self.plan.targets).prunable_sparsity,
+            sparsity=sparsity_report(trainable, self.plan.targets).prunable_sparsity,
             mean_loss=report.mean_loss,
             mask_distance=report.mask_distance,
         )

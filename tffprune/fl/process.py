@@ -34,7 +34,7 @@ from tffprune.fl.runtime import ensure_runtime
 from tffprune.learning.algorithms import build_round
 from tffprune.learning.client_data import with_client_files
 from tffprune.learning.composers import RoundOutput as ComposedOutput
-from tffprune.pruning.packed_masks import unpack_all
+from tffprune.pruning.packed_masks import PackedMasks
 
 
 @dataclasses.dataclass
@@ -42,7 +42,8 @@ class ClientReport:
     """What the driver learns from one client in a round.
 
     Attributes:
-        masks: The client's new boolean masks (trainable weights).
+        masks: The client's new boolean masks (trainable weights), packed
+            as they came from the round (`PackedMasks`).
         num_examples: Examples seen in training (over all epochs).
         mean_loss: Mean training loss over those examples.
         finite: False if training produced NaN or Inf (the upload was dropped).
@@ -55,7 +56,7 @@ class ClientReport:
             value format (all weights), for the real codec to check.
     """
 
-    masks: list[np.ndarray]
+    masks: PackedMasks
     num_examples: int
     mean_loss: float
     finite: bool
@@ -280,14 +281,14 @@ class RoundProcess:
     def _report(self, output, buffers: list[np.ndarray]) -> ClientReport:
         """A client's `ClientOutput` as NumPy."""
         count = int(output.num_examples)
-        masks = unpack_all(output.mask, self.trainable_shapes)
+        masks = PackedMasks(output.mask, self.trainable_shapes)
         return ClientReport(
             masks=masks,
             num_examples=count,
             mean_loss=float(output.loss_sum) / count if count else float("nan"),
             finite=bool(output.finite),
             zero_kept=[bool(z) for z in output.zero_kept],
-            personal=at_positions(masks + buffers, output.personal)
+            personal=at_positions([*masks, *buffers], output.personal)
             if self.personal_models
             else None,
             mask_distance=float(output.mask_distance)

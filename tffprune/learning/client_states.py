@@ -33,7 +33,7 @@ from tffprune.fl.algorithm import ClientState, PruningPlan
 from tffprune.fl.messages import ClientInput, ClientOutput
 from tffprune.fl.residual_store import ResidualStore
 from tffprune.learning.algorithms import SubFedAvgProcess
-from tffprune.pruning.packed_masks import unpack_all
+from tffprune.pruning.packed_masks import PackedMasks
 from tffprune.pruning.policy import sparsity_report
 from tffprune.pruning.schedules import build_schedule
 from tffprune.reporting.files import file_stem
@@ -98,8 +98,12 @@ class ClientStates:
         """The client's state (a new one, all kept, if never seen)."""
         return self._states.get(client_id, ClientState())
 
-    def mask(self, client_id: Hashable) -> list[np.ndarray]:
-        """The client's masks, one per trainable weight (all True if new)."""
+    def mask(self, client_id: Hashable) -> Sequence[np.ndarray]:
+        """The client's masks, one per trainable weight (all True if new).
+
+        A client's masks are kept packed (`PackedMasks`): each is unpacked,
+        read-only, when read.
+        """
         held = self.state(client_id).mask
         return (
             held if held is not None else [np.ones(s, bool) for s in self.plan.shapes]
@@ -211,7 +215,7 @@ class ClientStates:
                 residual = pending
                 if old.residual:
                     Path(self.residuals.path(old.residual)).unlink(missing_ok=True)
-            masks = unpack_all(output.mask, self.plan.shapes)
+            masks = PackedMasks(output.mask, self.plan.shapes)  # kept packed
             self._states[client_id] = old.after_round(
                 True,
                 masks,
