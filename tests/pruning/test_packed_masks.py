@@ -8,6 +8,7 @@ from tffprune.pruning.packed_masks import (
     pack_all,
     pack_tf,
     packed_size,
+    union,
     unpack,
     unpack_all,
     unpack_tf,
@@ -79,3 +80,16 @@ def test_packed_masks_refuse_bytes_that_do_not_fit_their_shape():
         PackedMasks([np.zeros(2, np.uint8)], [(4, 10)])
     with pytest.raises(ValueError, match="1 packed masks for 2 shapes"):
         PackedMasks([np.zeros(5, np.uint8)], [(4, 10), (3,)])
+
+
+def test_the_union_keeps_what_any_mask_keeps():
+    first = PackedMasks.of([np.array([1, 0, 0, 1, 0], bool), np.eye(3, dtype=bool)])
+    second = PackedMasks.of([np.array([0, 0, 1, 1, 0], bool), np.zeros((3, 3), bool)])
+
+    vector, matrix = union([first, second])
+
+    np.testing.assert_array_equal(vector, [True, False, True, True, False])
+    np.testing.assert_array_equal(matrix, np.eye(3, dtype=bool))
+    assert vector.flags.writeable  # a new array, not a kept mask
+    with pytest.raises(ValueError, match="different shapes"):
+        union([first, PackedMasks.of([np.ones(4, bool), np.eye(3, dtype=bool)])])

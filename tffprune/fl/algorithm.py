@@ -41,7 +41,7 @@ from tffprune.fl.messages import ClientInput
 from tffprune.fl.residual_store import ResidualStore
 from tffprune.fl.verification import SentUpload, verify_round
 from tffprune.pruning.counts import PruningCounts, no_pruning, pruning_counts
-from tffprune.pruning.packed_masks import PackedMasks, pack_all
+from tffprune.pruning.packed_masks import PackedMasks, pack_all, union
 from tffprune.pruning.policy import PrunableWeight, build_masks, sparsity_report
 from tffprune.pruning.schedules import IterativeSchedule, Schedule
 
@@ -251,22 +251,17 @@ class PruningPlan:
         trainable = list(weights[: len(self.shapes)])
         if sparsity == 0.0:
             return [np.ones(s, bool) for s in self.shapes]
-        union = None
-        if self.personal:
-            for client in clients:
-                if client.mask is None:
-                    continue
-                if union is None:
-                    union = [m.copy() for m in client.mask]
-                    continue
-                for kept, mask in zip(union, client.mask, strict=True):
-                    np.logical_or(kept, mask, out=kept)
+        held = [
+            PackedMasks.of(c.mask)
+            for c in (clients if self.personal else ())
+            if c.mask is not None
+        ]
         return build_masks(
             trainable,
             self.targets,
             self.method,
             sparsity,
-            masks=union,
+            masks=union(held) if held else None,
             structured_share=self.structured_share,
         )
 

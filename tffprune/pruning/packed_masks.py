@@ -134,6 +134,27 @@ class PackedMasks(Sequence[np.ndarray]):
         return f"PackedMasks(shapes={list(self.shapes)})"
 
 
+def union(masks: Sequence[PackedMasks]) -> list[np.ndarray]:
+    """Per weight, the entries any of ``masks`` keeps (boolean arrays).
+
+    Taken on the packed bytes, an eighth of the entries' (a packed mask's
+    unused last bits are 0 in all, so they stay 0), and unpacked once.
+
+    Raises:
+        ValueError: If ``masks`` is empty or their shapes differ.
+    """
+    if not masks:
+        raise ValueError("the union of no masks has no shape")
+    shapes = masks[0].shapes
+    if any(m.shapes != shapes for m in masks):
+        raise ValueError("masks of different shapes have no union")
+    kept = [p.copy() for p in masks[0].packed]
+    for other in masks[1:]:
+        for into, packed in zip(kept, other.packed, strict=True):
+            np.bitwise_or(into, packed, out=into)
+    return unpack_all(kept, shapes)
+
+
 def pack_tf(mask: tf.Tensor) -> tf.Tensor:
     """The TensorFlow twin of `pack` (the mask's shape must be static)."""
     size = int(np.prod(mask.shape.as_list(), dtype=np.int64))
