@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from older_checkpoints import masks_as_version_5, read_archive, write_archive
 
 from tffprune.checkpoint import load_checkpoint, previous_path, save_checkpoint
 from tffprune.config import TrainConfig
@@ -266,24 +267,48 @@ def test_a_format_3_checkpoint_resumes_with_fresh_role_states(data, tmp_path):
     path = tmp_path / "checkpoint.npz"
     save_checkpoint(path, trainer.state, {"identity": 1}, trainer.shapes)
     # What format 3 wrote: the aggregator's state alone (no leaves).
-    with np.load(path) as archive:
-        arrays = {k: archive[k] for k in archive.files}
-    import json
-
-    meta = json.loads(arrays.pop("meta").tobytes())
+    arrays, meta = read_archive(path)
     for key in [k for k in arrays if k.startswith("role_")]:
         del arrays[key]
     meta["format_version"] = 3
     del meta["role_leaves"]
     meta["aggregator_leaves"] = 0
-    arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), np.uint8)
-    np.savez(path, **arrays)
+    masks_as_version_5(arrays, meta)
+    write_archive(path, arrays, meta)
 
     resumed = Trainer(_config(), data, load_checkpoint(path, {"identity": 1}))
     resumed.run_round()
 
     assert resumed.state.round == 2
     assert resumed.state.server.roles[3]["learning_rate"] == 1.0
+
+
+def test_masks_are_kept_as_the_clients_hold_them_and_version_5_masks_still_read(
+    data, tmp_path
+):
+    trainer = Trainer(_config(), data)
+    trainer.run_round()
+    path = tmp_path / "checkpoint.npz"
+    save_checkpoint(path, trainer.state, {"identity": 1}, trainer.shapes)
+    held = {c: s.mask for c, s in enumerate(trainer.state.clients) if s.mask}
+    assert len(held) == 2  # the round's two clients
+
+    # Version 6: each client's packed masks, byte for byte.
+    arrays, meta = read_archive(path)
+    for client, masks in held.items():
+        np.testing.assert_array_equal(
+            arrays[f"mask_{client}"], np.concatenate(masks.packed)
+        )
+    assert [c.mask for c in load_checkpoint(path, {"identity": 1}).clients] == [
+        held.get(c) for c in range(len(trainer.state.clients))
+    ]
+    # Version 5 wrote one flat bit array: read, it gives the same masks.
+    meta["format_version"] = 5
+    masks_as_version_5(arrays, meta)
+    write_archive(path, arrays, meta)
+    assert [c.mask for c in load_checkpoint(path, {"identity": 1}).clients] == [
+        held.get(c) for c in range(len(trainer.state.clients))
+    ]
 
 
 def test_a_checkpoint_from_before_an_option_existed_resumes_at_its_default(

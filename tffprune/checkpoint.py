@@ -34,6 +34,7 @@ from tffprune.config import TrainConfig
 from tffprune.fl.algorithm import ClientState, ServerState
 from tffprune.fl.residual_store import ResidualStore
 from tffprune.fl.training import TrainerState
+from tffprune.pruning.packed_masks import PackedMasks, packed_size
 from tffprune.reporting.files import TEMPORARY_MARK, atomic_path
 
 CHECKPOINT_NAME = "checkpoint.npz"
@@ -41,12 +42,15 @@ RESIDUAL_DIRECTORY = "residuals"
 """The run directory's folder of residual files (`tffprune.fl.residual_store`)."""
 # Per-client tensors kept as positions and values (`CompactTensors`).
 COMPACT_FIELDS = ("personal_model",)
-FORMAT_VERSION = 5
+FORMAT_VERSION = 6
 # Version 2 kept residuals in the checkpoint (as positions and values); they
 # are moved to residual files when such a checkpoint is read. Versions 2 and 3
 # kept the aggregator's state alone; 4 keeps every role's (the server
-# optimizer's moments too); 5 the downloads FedPM's clients hold.
-READABLE_VERSIONS = (2, 3, 4, 5)
+# optimizer's moments too); 5 the downloads FedPM's clients hold. Up to 5 a
+# client's masks were one flat bit array (NumPy's big-endian `packbits`); 6
+# keeps each weight's `PackedMasks` bytes, as the client holds them.
+READABLE_VERSIONS = (2, 3, 4, 5, 6)
+_PER_WEIGHT_MASKS = 6
 _OPTION_DEFAULTS = {
     field.name: field.default for field in dataclasses.fields(TrainConfig)
 }
@@ -111,9 +115,10 @@ def save_checkpoint(
                 arrays[f"{name}_values_{client}"] = stored.values
         if client_state.mask is None:
             continue
-        num_trainable = len(client_state.mask)
-        flat = np.concatenate([m.ravel() for m in client_state.mask])
-        arrays[f"mask_{client}"] = np.packbits(flat)
+        # Its masks as it keeps them: each weight's packed bytes, in turn.
+        packed = PackedMasks.of(client_state.mask).packed
+        num_trainable = len(packed)
+        arrays[f"mask_{client}"] = np.concatenate(packed)
     meta = {
         "format_version": FORMAT_VERSION,
         "round": state.round,
@@ -247,6 +252,19 @@ def _read_checkpoint(path: Path, config: dict) -> TrainerState:
         ) from None
 
 
+def _masks(stored: np.ndarray, shapes: list[tuple], per_weight: bool) -> PackedMasks:
+    """A client's masks from its checkpoint array (`FORMAT_VERSION`'s note)."""
+    if per_weight:
+        sizes = [packed_size(s) for s in shapes]
+        if stored.size != sum(sizes):
+            raise ValueError(f"{stored.size} mask bytes for {sum(sizes)}")
+        return PackedMasks(np.split(stored, np.cumsum(sizes)[:-1]), shapes)
+    sizes = [int(np.prod(s)) for s in shapes]
+    flat = np.unpackbits(stored, count=sum(sizes)).astype(bool)
+    parts = np.split(flat, np.cumsum(sizes)[:-1])
+    return PackedMasks.of([p.reshape(s) for p, s in zip(parts, shapes, strict=True)])
+
+
 def _state(
     arrays: dict[str, np.ndarray], meta: dict, residual_dir: Path
 ) -> TrainerState:
@@ -260,14 +278,11 @@ def _state(
     for client, sparsity in enumerate(meta["sparsity"]):
         mask = None
         if f"mask_{client}" in arrays:
-            sizes = [int(np.prod(s)) for s in shapes[:num_trainable]]
-            flat = np.unpackbits(arrays[f"mask_{client}"], count=sum(sizes)).astype(
-                bool
+            mask = _masks(
+                arrays[f"mask_{client}"],
+                shapes[:num_trainable],
+                meta["format_version"] >= _PER_WEIGHT_MASKS,
             )
-            parts = np.split(flat, np.cumsum(sizes)[:-1])
-            mask = [
-                p.reshape(s) for p, s in zip(parts, shapes[:num_trainable], strict=True)
-            ]
         stored = {}
         for name in COMPACT_FIELDS:
             if f"{name}_values_{client}" in arrays:

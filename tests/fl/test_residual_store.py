@@ -1,10 +1,9 @@
 """Residual files: what the round writes is what the driver reads, by hand."""
 
-import json
-
 import numpy as np
 import pytest
 import tensorflow as tf
+from older_checkpoints import masks_as_version_5, read_archive, write_archive
 
 from tffprune.checkpoint import (
     RESIDUAL_DIRECTORY,
@@ -149,10 +148,9 @@ def test_a_version_2_checkpoint_moves_its_residuals_to_files(data, tmp_path):
     trainer.run_round()
     save_checkpoint(tmp_path / "checkpoint.npz", trainer.state, {}, trainer.shapes)
     # Rewrite it as version 2 wrote it: residuals inside, as positions and values.
-    with np.load(tmp_path / "checkpoint.npz") as archive:
-        arrays = {key: archive[key] for key in archive.files}
-    meta = json.loads(arrays.pop("meta").tobytes())
+    arrays, meta = read_archive(tmp_path / "checkpoint.npz")
     meta["format_version"] = 2
+    masks_as_version_5(arrays, meta)
     del meta["residual_files"]
     expected = {}
     for client, state in enumerate(trainer.state.clients):
@@ -164,9 +162,7 @@ def test_a_version_2_checkpoint_moves_its_residuals_to_files(data, tmp_path):
         )
         arrays[f"residual_positions_{client}"] = stored.positions
         arrays[f"residual_values_{client}"] = stored.values
-    arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), np.uint8)
-    with open(tmp_path / "checkpoint.npz", "wb") as handle:
-        np.savez(handle, **arrays)
+    write_archive(tmp_path / "checkpoint.npz", arrays, meta)
 
     state = load_checkpoint(tmp_path / "checkpoint.npz", {})
 
