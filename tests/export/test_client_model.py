@@ -43,11 +43,20 @@ def _checkpoint(run):
 
 
 def _mask(arrays, meta, client):
-    shapes = [tuple(s) for s in meta["shapes"][: meta["num_trainable"]]]
-    sizes = [int(np.prod(s)) for s in shapes]
-    flat = np.unpackbits(arrays[f"mask_{client}"], count=sum(sizes)).astype(bool)
-    parts = np.split(flat, np.cumsum(sizes)[:-1])
-    return [p.reshape(s) for p, s in zip(parts, shapes, strict=True)]
+    """A client's masks as checkpoint format 6 stores them: per weight, its
+    entries packed eight a byte, lowest bit first, rounded up to a byte."""
+    assert meta["format_version"] == 6
+    stored, offset, masks = arrays[f"mask_{client}"], 0, []
+    for shape in meta["shapes"][: meta["num_trainable"]]:
+        size = int(np.prod(shape))
+        nbytes = -(-size // 8)
+        bits = np.unpackbits(
+            stored[offset : offset + nbytes], count=size, bitorder="little"
+        )
+        masks.append(bits.astype(bool).reshape(shape))
+        offset += nbytes
+    assert offset == stored.size
+    return masks
 
 
 def _export(run, client, output):
