@@ -13,7 +13,7 @@ A client's masks are also kept packed between rounds (`PackedMasks`): at
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -117,9 +117,6 @@ class PackedMasks(Sequence[np.ndarray]):
         mask = unpack(self.packed[index], self.shapes[index])
         mask.flags.writeable = False
         return mask
-
-    def __iter__(self) -> Iterator[np.ndarray]:
-        return (self[i] for i in range(len(self)))
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, PackedMasks):
