@@ -67,6 +67,14 @@ def test_packed_masks_hold_an_eighth_and_read_back_the_masks():
     assert kept != PackedMasks.of([~masks[0], masks[1], masks[2]])
 
 
+def test_kept_entries_are_counted_on_the_packed_bytes():
+    # 11 entries, 7 kept: bytes 0b01101101 and 0b011 (the unused bits 0).
+    mask = np.array([1, 0, 1, 1, 0, 1, 1, 0, 1, 1, 0], bool)
+    kept = PackedMasks.of([mask, np.zeros((2, 3), bool), np.ones((3, 3), bool)])
+
+    assert kept.kept() == [7, 0, 9]
+
+
 def test_a_mask_read_from_packed_masks_cannot_be_changed_in_place():
     kept = PackedMasks.of([np.ones(10, bool)])
 

@@ -29,6 +29,8 @@ from collections.abc import Sequence
 import numpy as np
 import scipy.sparse
 
+from tffprune.compression import mask_facts
+from tffprune.compression.mask_facts import MaskFacts
 from tffprune.compression.wire import VALUE_BITS
 
 TFF_QUANTIZATION_THRESHOLD = 20_000
@@ -47,25 +49,26 @@ def _as_matrix(values: np.ndarray, mask: np.ndarray) -> scipy.sparse.csr_matrix:
     )
 
 
-def _rows_and_kept(mask: np.ndarray) -> tuple[int, int]:
-    mask = np.asarray(mask, bool)
-    columns = mask.shape[-1] if mask.ndim else 1
-    rows = mask.size // columns if columns else 0
-    return rows, int(np.count_nonzero(mask))
-
-
 def csr_bytes(masks: Sequence[np.ndarray]) -> int:
     """Bytes of the update as SciPy CSR matrices (data + indices + indptr).
 
-    Computed from the counts, without building the matrices (this runs for
-    every client every round): float32 data and int32 indices per kept entry,
-    one int32 pointer per row plus one; `as_scipy_csr` builds the real thing
-    and a test checks the two agree.
+    Computed from the counts, without building the matrices (`csr_bytes_of`);
+    `as_scipy_csr` builds the real thing and a test checks the two agree.
+    """
+    return csr_bytes_of([mask_facts.counted(mask) for mask in masks])
+
+
+def csr_bytes_of(facts: Sequence[MaskFacts]) -> int:
+    """`csr_bytes` from each mask's facts (shape and kept entries).
+
+    float32 data and int32 indices per kept entry, one int32 pointer per row
+    of ``(-1, last_dim)`` plus one.
     """
     total = 0
-    for mask in masks:
-        rows, kept = _rows_and_kept(mask)
-        total += 4 * kept + 4 * kept + 4 * (rows + 1)
+    for fact in facts:
+        columns = fact.shape[-1] if fact.shape else 1
+        rows = fact.size // columns if columns else 0
+        total += 4 * fact.kept + 4 * fact.kept + 4 * (rows + 1)
     return total
 
 
@@ -138,7 +141,7 @@ def jeurkar_message_bytes(
 
 def coo_bytes(masks: Sequence[np.ndarray]) -> int:
     """Bytes of the update as SciPy COO matrices (float32 data, int32 row + col)."""
-    return sum(12 * _rows_and_kept(mask)[1] for mask in masks)
+    return sum(12 * int(np.count_nonzero(mask)) for mask in masks)
 
 
 def as_scipy_csr(
@@ -176,20 +179,25 @@ def information_bound_bits(
 
     ``p`` is the density ``d`` of the mask, or, where the receiver already
     holds an earlier mask (``held``), the fraction of entries that changed:
-    positions then carry only the change.
+    positions then carry only the change (`information_bound_bits_of`).
     """
-    bits = VALUE_BITS[value_format]
     held = [None] * len(masks) if held is None else list(held)
+    return information_bound_bits_of(
+        [mask_facts.counted(m, h) for m, h in zip(masks, held, strict=True)],
+        value_format,
+    )
+
+
+def information_bound_bits_of(
+    facts: Sequence[MaskFacts], value_format: str = "float32"
+) -> float:
+    """`information_bound_bits` from each mask's facts (kept entries, flips)."""
+    bits = VALUE_BITS[value_format]
     total = 0.0
-    for mask, previous in zip(masks, held, strict=True):
-        size = int(np.size(mask))
-        if size == 0:
+    for fact in facts:
+        if fact.size == 0:
             continue
-        density = int(np.count_nonzero(mask)) / size
-        change = (
-            density
-            if previous is None
-            else int(np.count_nonzero(np.asarray(previous) != np.asarray(mask))) / size
-        )
-        total += size * binary_entropy(change) + density * size * bits
+        density = fact.kept / fact.size
+        change = density if fact.flips is None else fact.flips / fact.size
+        total += fact.size * binary_entropy(change) + density * fact.size * bits
     return total

@@ -48,7 +48,8 @@ def best_parameter(gaps: np.ndarray) -> int:
     """The Rice parameter k that codes ``gaps`` in the fewest bits."""
     if gaps.size == 0:
         return 0
-    center = int(np.log2(max(float(gaps.mean()), 1.0)))
+    # floor(log2(mean gap)), in integers (the TensorFlow twin counts the same).
+    center = max(int(gaps.sum()) // gaps.size, 1).bit_length() - 1
     candidates = range(max(0, center - 2), min(center + 3, 32))
     return min(candidates, key=lambda k: _total_bits(gaps, k))
 

@@ -69,7 +69,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from tffprune.compression import rice
+from tffprune.compression import mask_facts, rice
+from tffprune.compression.mask_facts import MaskFacts
 
 MAGIC = b"TFP"
 VERSION = 2
@@ -232,15 +233,13 @@ def round_trip(values: np.ndarray, value_format: str) -> np.ndarray:
     return decoded.reshape(values.shape)
 
 
-def _positions_length(mask: np.ndarray, coding: str) -> int:
+def _positions_length(facts: MaskFacts, coding: str) -> int:
     """``len()`` of the positions `_encode_positions` would choose."""
-    flat = mask.ravel()
     candidates = []
     if coding in ("auto", "bitmap"):
-        candidates.append((flat.size + 7) // 8)
+        candidates.append((facts.size + 7) // 8)
     if coding in ("auto", "gaps"):
-        rarer = flat if np.count_nonzero(flat) <= flat.size // 2 else ~flat
-        candidates.append(rice.encoded_length(np.flatnonzero(rarer)))
+        candidates.append(facts.gaps_length)
     return min(candidates)
 
 
@@ -414,34 +413,54 @@ def encoded_size(
     Returns:
         The payload size in bytes.
     """
+    return encoded_size_of(
+        mask_facts.of_all(masks, held), value_format, positions, zero_kept
+    )
+
+
+def encoded_size_of(
+    facts: Sequence[MaskFacts],
+    value_format: str = "float32",
+    positions: str = "auto",
+    zero_kept: Sequence[bool] | None = None,
+) -> int:
+    """`encoded_size` from each mask's `MaskFacts` (no pass over a mask).
+
+    Args:
+        facts: Per tensor, its mask's facts (`tffprune.compression.
+            mask_facts`), flips against the mask the receiver holds.
+        value_format: ``float32``, ``float16`` or ``int8``.
+        positions: ``auto``, ``bitmap`` or ``gaps``.
+        zero_kept: Per tensor, whether a kept value is exactly 0 (default: no).
+
+    Returns:
+        The payload size in bytes.
+    """
     if value_format not in VALUE_FORMATS:
         raise ValueError(f"unknown value format {value_format!r}")
     if positions not in POSITION_CODINGS:
         raise ValueError(f"unknown position coding {positions!r}")
-    zero_kept = [False] * len(masks) if zero_kept is None else list(zero_kept)
-    held = [None] * len(masks) if held is None else list(held)
-    total = len(MAGIC) + 2 + _varint_size(len(masks)) + 4
-    for mask, has_zero, previous in zip(masks, zero_kept, held, strict=True):
-        mask = np.asarray(mask, bool)
-        total += 1 + sum(_varint_size(d) for d in mask.shape) + 1
-        kept = int(np.count_nonzero(mask))
-        if kept == mask.size:
-            total += _values_size(mask.size, value_format)
+    zero_kept = [False] * len(facts) if zero_kept is None else list(zero_kept)
+    total = len(MAGIC) + 2 + _varint_size(len(facts)) + 4
+    for fact, has_zero in zip(facts, zero_kept, strict=True):
+        total += 1 + sum(_varint_size(d) for d in fact.shape) + 1
+        kept = fact.kept
+        if kept == fact.size:
+            total += _values_size(fact.size, value_format)
             continue
-        if previous is not None and np.array_equal(previous, mask):
+        if fact.flips == 0:
             total += _varint_size(kept) + _values_size(kept, value_format)
             continue
-        position_length = _positions_length(mask, positions)
+        position_length = _positions_length(fact, positions)
         sparse_header = _sparse_header_size(kept, position_length)
-        if previous is not None:
-            flipped = np.flatnonzero(np.asarray(previous, bool).ravel() != mask.ravel())
-            change = rice.encoded_length(flipped)
-            changed_header = _changed_header_size(kept, flipped.size, change)
+        if fact.flips is not None:
+            change = fact.change_length
+            changed_header = _changed_header_size(kept, fact.flips, change)
             if changed_header + change < sparse_header + position_length:
                 total += changed_header + change + _values_size(kept, value_format)
                 continue
         sparse = sparse_header + position_length + _values_size(kept, value_format)
-        dense = _values_size(mask.size, value_format)
+        dense = _values_size(fact.size, value_format)
         implicit = value_format == "float32" and not has_zero
         total += dense if implicit and dense <= sparse else sparse
     return total

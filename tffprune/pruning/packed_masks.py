@@ -23,6 +23,8 @@ _SHIFTS = tuple(range(8))
 _BYTE_BITS = np.unpackbits(
     np.arange(256, dtype=np.uint8)[:, None], axis=1, bitorder="little"
 ).astype(bool)
+# Entry b: how many bits byte value b has set.
+_BYTE_COUNTS = _BYTE_BITS.sum(axis=1)
 
 
 def packed_size(shape: Sequence[int]) -> int:
@@ -107,6 +109,10 @@ class PackedMasks(Sequence[np.ndarray]):
     def nbytes(self) -> int:
         """Bytes the packed masks hold."""
         return sum(p.nbytes for p in self.packed)
+
+    def kept(self) -> list[int]:
+        """Per mask, its entries kept, counted on the packed bytes."""
+        return [int(_BYTE_COUNTS[p].sum()) for p in self.packed]
 
     def __len__(self) -> int:
         return len(self.packed)
