@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from tffprune.compression import accounting, bernoulli, dictionary
+from tffprune.compression import accounting, bernoulli, dictionary, mask_facts
 
 
 def _levels(rng, shape):
@@ -56,9 +56,9 @@ def test_a_mask_upload_is_its_range_code_at_its_bound():
 
 
 def test_upload_columns_take_a_messages_own_bound():
-    masks = [[np.ones((10, 10), bool)], [np.zeros((10, 10), bool)]]
+    facts = [[mask_facts.whole((10, 10))], [mask_facts.counted(np.zeros((10, 10)))]]
     columns = accounting.upload_costs(
-        masks, [50, 30], [(10, 10)], "float32", bounds=[400.0, 120.0]
+        facts, [50, 30], [(10, 10)], "float32", bounds=[400.0, 120.0]
     )
     assert columns["upload_bytes"] == 80
     assert columns["upload_bytes_dense"] == 2 * 400

@@ -9,6 +9,8 @@ from tffprune.config import TrainConfig
 from tffprune.data import build_federated_data, load_dataset
 from tffprune.export.client_model import read_client_model
 from tffprune.export.pipeline import export_model
+from tffprune.fl import fedpm
+from tffprune.fl.process import run_on_runtime
 from tffprune.fl.training import Trainer
 from tffprune.pruning import probabilistic
 from tffprune.run import run_training
@@ -36,8 +38,16 @@ def _config(**changes):
     return TrainConfig(**{**settings, **changes})
 
 
-def _client_zero_next_round(trainer):
-    """Clients' states and client 0's `ClientResult` after it alone runs a round."""
+def _client_zero_next_round(trainer, monkeypatch):
+    """Clients' states, client 0's `ClientResult` and the masks it uploaded,
+    after it alone runs a round (the masks as the round returned them)."""
+    outputs = []
+
+    def run_and_keep(*arguments):
+        outputs.append(run_on_runtime(*arguments))
+        return outputs[-1]
+
+    monkeypatch.setattr(fedpm, "run_on_runtime", run_and_keep)
     round_number = trainer.state.round
     _, clients, (result,), _ = trainer.algorithm.apply(
         trainer.state.server,
@@ -47,7 +57,8 @@ def _client_zero_next_round(trainer):
         [trainer.client_data(0, round_number)],
         [True],
     )
-    return clients, result
+    masks = [np.asarray(m, bool) for m in outputs[-1].clients[0].mask]
+    return clients, result, masks
 
 
 def test_a_fedpm_run_learns_with_every_message_counted_exactly(data):
@@ -80,22 +91,28 @@ def test_the_seeds_probabilities_cost_a_tag_byte_for_a_large_model_too(data):
     assert row["download_bytes"] == 3
 
 
-def test_the_upload_is_the_clients_mask_coded_under_what_it_downloaded(data):
+def test_the_upload_is_the_clients_mask_coded_under_what_it_downloaded(
+    data, monkeypatch
+):
     trainer = Trainer(_config(probability_bits=2, clients_per_round=1), data)
     trainer.run_round()  # past the seed's own probabilities
     sent = [probabilistic.quantized(p, 2) for p in trainer.state.server_weights]
-    _, result = _client_zero_next_round(trainer)
+    _, result, masks = _client_zero_next_round(trainer, monkeypatch)
     packed = sum(-(-s.size * 2 // 8) for s in sent)
     table = len(dictionary.encode_tensors(sent))
     assert result.download_bytes == 1 + min(packed, table)
     assert result.download_bound_bits == pytest.approx(dictionary.entropy_bits(sent))
-    assert result.upload_bytes == len(bernoulli.encode_masks(result.masks, sent))
-    bound = bernoulli.model_bits(result.masks, sent)
+    assert result.upload_bytes == len(bernoulli.encode_masks(masks, sent))
+    kept = sum(int(m.sum()) for m in masks)
+    assert result.sparsity == pytest.approx(1 - kept / sum(m.size for m in masks))
+    bound = bernoulli.model_bits(masks, sent)
     assert result.upload_bound_bits == pytest.approx(bound)
     assert bound <= 8 * result.upload_bytes <= bound + 64
 
 
-def test_a_returning_client_downloads_only_what_changed_since_its_round(data):
+def test_a_returning_client_downloads_only_what_changed_since_its_round(
+    data, monkeypatch
+):
     trainer = Trainer(_config(), data)
     for _ in range(3):
         trainer.run_round()
@@ -103,7 +120,7 @@ def test_a_returning_client_downloads_only_what_changed_since_its_round(data):
     held = trainer.state.server.held_downloads[client.downloaded_round]
     sent = [probabilistic.quantized(p, 32) for p in trainer.state.server_weights]
     table = dictionary.value_table(sent)
-    clients, result = _client_zero_next_round(trainer)
+    clients, result, _ = _client_zero_next_round(trainer, monkeypatch)
     full = 1 + len(dictionary.encode_tensors(sent))  # fewer than packed floats
     change = 1 + len(dictionary.encode_given(table, held)[0])
     # Here the change costs about half of the whole message (about 130 of 240
@@ -144,15 +161,17 @@ def test_a_resumed_fedpm_run_equals_one_that_never_stopped(data, tmp_path):
     assert finalizer["rounds"] == 3
 
 
-def test_a_client_keeps_the_seeds_network_at_the_mask_it_uploaded(data):
+def test_a_client_keeps_the_seeds_network_at_the_mask_it_uploaded(
+    data, monkeypatch
+):
     trainer = Trainer(_config(personal_models=True), data)
     row = trainer.run_round()
     assert 0.0 < row["personal_accuracy"] <= 1.0
     assert row["clients_without_personal_model"] == 1  # 3 of 4 took part
-    clients, result = _client_zero_next_round(trainer)
+    clients, _, masks = _client_zero_next_round(trainer, monkeypatch)
     frozen = trainer.algorithm.frozen_weights()
     own = clients[0].personal_model.expand(trainer.shapes)
-    for weight, start, mask in zip(own, frozen, result.masks, strict=True):
+    for weight, start, mask in zip(own, frozen, masks, strict=True):
         np.testing.assert_array_equal(weight, np.where(mask, start, 0))
 
 

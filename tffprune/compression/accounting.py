@@ -1,7 +1,8 @@
 """What a round's messages cost: our bytes beside the baselines and the bound.
 
-For the uploads the server aggregated in a round (each given by its masks and
-exact encoded size, `tffprune.compression.wire.encoded_size`):
+For the uploads the server aggregated in a round (each given by its masks'
+facts, `tffprune.compression.mask_facts`, and its exact encoded size,
+`tffprune.compression.wire.encoded_size_of`):
 
 * ``upload_bytes``: what our codec sends;
 * ``upload_bytes_dense``: dense float32 (FedAvg without compression);
@@ -37,38 +38,38 @@ from collections.abc import Sequence
 import numpy as np
 
 from tffprune.compression import baselines, bernoulli, dictionary, wire
+from tffprune.compression.mask_facts import MaskFacts
 
 
 def upload_costs(
-    masks: Sequence[Sequence[np.ndarray]],
+    facts: Sequence[Sequence[MaskFacts]],
     sizes: Sequence[int],
     shapes: Sequence[tuple[int, ...]],
     value_format: str,
-    held: Sequence[Sequence[np.ndarray | None] | None] | None = None,
     bounds: Sequence[float] | None = None,
 ) -> dict[str, float]:
     """The upload columns of a round's metrics row.
 
     Args:
-        masks: Per aggregated client, one mask per weight it uploaded.
+        facts: Per aggregated client, its masks' facts, one per weight it
+            uploaded, flips against the masks the server already held
+            (`tffprune.compression.mask_facts`; the bound then counts only
+            their change).
         sizes: Per aggregated client, its encoded size in bytes.
         shapes: Shapes of all the model's weights.
         value_format: The values' format (``float32``, ``float16``, ``int8``).
-        held: Per aggregated client, the masks the server already held for
-            it (the bound then counts only their change), or None.
         bounds: Per aggregated client, its upload's information bound in
             bits, where the message is not values at masks (FedPM's); by
-            default `baselines.information_bound_bits` of the masks.
+            default `baselines.information_bound_bits_of` the facts.
 
     Returns:
         The five ``upload_*`` figures (the bound ratio is NaN without
         clients).
     """
     if bounds is None:
-        held = [None] * len(sizes) if held is None else held
         bounds = [
-            baselines.information_bound_bits(client_masks, value_format, previous)
-            for client_masks, previous in zip(masks, held, strict=True)
+            baselines.information_bound_bits_of(client, value_format)
+            for client in facts
         ]
     ratios = [
         8 * size / bound if bound else float("nan")
@@ -78,38 +79,34 @@ def upload_costs(
     return {
         "upload_bytes": int(sum(sizes)),
         "upload_bytes_dense": 4 * sum(int(np.prod(s)) for s in shapes) * clients,
-        "upload_bytes_csr": sum(baselines.csr_bytes(m) for m in masks),
+        "upload_bytes_csr": sum(baselines.csr_bytes_of(f) for f in facts),
         "upload_bytes_tff_8bit": baselines.tff_8bit_bytes(shapes) * clients,
         "upload_bound_ratio": float(np.mean(ratios)) if ratios else float("nan"),
     }
 
 
 def download_costs(
-    masks: Sequence[np.ndarray],
-    value_format: str,
-    positions: str = "auto",
-    held: Sequence[np.ndarray | None] | None = None,
+    facts: Sequence[MaskFacts], value_format: str, positions: str = "auto"
 ) -> dict[str, float]:
     """What one client's download costs, three ways.
 
     Args:
-        masks: One mask per weight (all): the entries the server sends.
+        facts: Per weight (all), the facts of the mask of the entries the
+            server sends, flips against the mask the client already holds
+            (its positions then cost only what changed; `mask_facts`).
         value_format: The download's value format.
         positions: ``auto``, ``bitmap`` or ``gaps`` (`wire.encoded_size`).
-        held: Per weight, the mask the client already holds (its positions
-            then cost only what changed), or None.
 
     Returns:
-        ``download_bytes`` (exact, `wire.encoded_size`), ``download_bytes_csr``
-        (the same message as SciPy CSR) and ``download_bound_bits`` (its
-        information bound, `baselines.information_bound_bits`).
+        ``download_bytes`` (exact, `wire.encoded_size_of`),
+        ``download_bytes_csr`` (the same message as SciPy CSR) and
+        ``download_bound_bits`` (its information bound,
+        `baselines.information_bound_bits_of`).
     """
     return {
-        "download_bytes": wire.encoded_size(masks, value_format, positions, held=held),
-        "download_bytes_csr": baselines.csr_bytes(masks),
-        "download_bound_bits": baselines.information_bound_bits(
-            masks, value_format, held
-        ),
+        "download_bytes": wire.encoded_size_of(facts, value_format, positions),
+        "download_bytes_csr": baselines.csr_bytes_of(facts),
+        "download_bound_bits": baselines.information_bound_bits_of(facts, value_format),
     }
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import tensorflow as tf
 
 # Rice parameters are at most 31 (`rice.best_parameter`): 2**62 bounds a gap.
-_POWERS = tf.constant([2**c for c in range(1, 63)], tf.int64)
+_POWERS = tuple(2**c for c in range(1, 63))
 
 
 @tf.autograph.experimental.do_not_convert
@@ -31,7 +31,7 @@ def rice_length(positions: tf.Tensor) -> tf.Tensor:
     count = tf.size(positions, out_type=tf.int64)
     gaps = positions - tf.concat([[-1], positions[:-1]], axis=0) - 1
     mean = tf.reduce_sum(gaps) // tf.maximum(count, 1)
-    center = tf.reduce_sum(tf.cast(_POWERS <= mean, tf.int64))
+    center = tf.reduce_sum(tf.cast(mean >= tf.constant(_POWERS, tf.int64), tf.int64))
     low = tf.maximum(center - 2, 0)
     high = tf.minimum(center + 3, 32)
     best_bits = tf.constant(-1, tf.int64)
@@ -81,7 +81,5 @@ def facts_vector(mask: tf.Tensor, held: tf.Tensor | None = None) -> tf.Tensor:
         )
     rarer = tf.where(kept <= size // 2, flat, tf.logical_not(flat))
     needed = tf.logical_and(kept < size, held is None or flips > 0)
-    gaps_length = tf.cond(
-        needed, lambda: rice_length(_positions(rarer)), lambda: zero
-    )
+    gaps_length = tf.cond(needed, lambda: rice_length(_positions(rarer)), lambda: zero)
     return tf.stack([kept, flips, gaps_length, change_length])

@@ -34,15 +34,16 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from tffprune.compression import accounting, wire
+from tffprune.compression import accounting, mask_facts, wire
 from tffprune.compression.compact import CompactTensors
+from tffprune.compression.mask_facts import MaskFacts
 from tffprune.fl.client_steps import ClientWorkConfig
 from tffprune.fl.messages import ClientInput
 from tffprune.fl.residual_store import ResidualStore
 from tffprune.fl.verification import SentUpload, verify_round
 from tffprune.pruning.counts import PruningCounts, no_pruning, pruning_counts
 from tffprune.pruning.packed_masks import PackedMasks, pack_all, union
-from tffprune.pruning.policy import PrunableWeight, build_masks, sparsity_report
+from tffprune.pruning.policy import PrunableWeight, build_masks, sparsity_report_of
 from tffprune.pruning.schedules import IterativeSchedule, Schedule
 
 
@@ -159,9 +160,10 @@ class ClientResult:
         download_bound_bits: The information bound of what it received
             (`tffprune.compression.baselines.information_bound_bits`).
         upload_bound_bits: The information bound of its upload (FedPM's;
-            the others' is computed from ``masks`` and ``held``).
-        masks: Masks of every weight it uploaded (unless not aggregated).
-        held: The masks the server already held for it (None where none).
+            the others' is computed from ``facts``).
+        facts: Per weight it uploaded, its mask's facts, flips against the
+            mask the server held (`tffprune.compression.mask_facts`; None
+            unless aggregated).
         sparsity: Sparsity of its prunable kernels after the round.
         mean_loss: Its mean training loss.
         mask_distance: The mask-distance rule's distance between its early
@@ -176,8 +178,7 @@ class ClientResult:
     download_bytes_csr: int = 0
     download_bound_bits: float = 0.0
     upload_bound_bits: float = 0.0
-    masks: list[np.ndarray] | None = None
-    held: list[np.ndarray | None] | None = None
+    facts: list[MaskFacts] | None = None
     sparsity: float = 0.0
     mean_loss: float = float("nan")
     mask_distance: float | None = None
@@ -377,6 +378,7 @@ class FederatedAlgorithm:
         self.shapes = [tuple(s) for s in shapes]
         self.num_trainable = len(plan.shapes)
         self.residuals = residuals or ResidualStore()
+        self._all_kept: PackedMasks | None = None
 
     def initialize_roles(self) -> tuple:
         """The roles' initial states (a checkpoint's are packed into them)."""
@@ -405,9 +407,12 @@ class FederatedAlgorithm:
         `PackedMasks`, as kept); one seen for the first time under all-ones
         masks, or with ``new_clients="subnetwork"`` under the server's
         subnetwork at the round's target (computed once a round). FedAvg
-        clients: all kept.
+        clients: all kept (one `PackedMasks`, packed once a run).
         """
-        ones = [np.ones(s, bool) for s in self.plan.shapes]
+        if self._all_kept is None:
+            shapes = self.plan.shapes
+            self._all_kept = PackedMasks.of([np.ones(s, bool) for s in shapes])
+        ones = self._all_kept
         subnetwork = None
         masks = []
         for index in sampled:
@@ -453,13 +458,23 @@ class FederatedAlgorithm:
         """What the server sends a client (`accounting.download_costs`).
 
         The values of `download_masks`, positions costing nothing where the
-        client already holds them (a Sub-FedAvg client's own mask).
+        client already holds them (a Sub-FedAvg client's own mask: then only
+        its kept entries are counted, on its packed bytes).
         """
+        buffers = [mask_facts.whole(s) for s in self.shapes[self.num_trainable :]]
+        if self.plan.personal and client.mask is not None and start is client.mask:
+            held = client.mask
+            trainable = [
+                MaskFacts(shape, kept, flips=0)
+                for shape, kept in zip(held.shapes, held.kept(), strict=True)
+            ]
+        else:
+            trainable = mask_facts.of_all(
+                self.download_masks(weights, start)[: self.num_trainable],
+                self.held_masks(client)[: self.num_trainable],
+            )
         return accounting.download_costs(
-            self.download_masks(weights, start),
-            self.download_values,
-            self.positions,
-            self.held_masks(client),
+            trainable + buffers, self.download_values, self.positions
         )
 
     def sent(
@@ -511,6 +526,37 @@ class FederatedAlgorithm:
             return list(start) + [None] * (len(self.shapes) - self.num_trainable)
         return self.held_masks(client)
 
+    def holds_upload_masks(self, client: ClientState) -> bool:
+        """Whether `upload_held` is the masks the client started from.
+
+        Else the server holds none for it (FedAvg, or a new Sub-FedAvg
+        client that started from the whole model).
+        """
+        return self.plan.personal and (
+            client.mask is not None or self.plan.new_clients == "subnetwork"
+        )
+
+    def upload_facts(
+        self, report, client: ClientState, start: Sequence[np.ndarray]
+    ) -> list[MaskFacts]:
+        """Per weight, the facts of a client's upload's masks (`mask_facts`).
+
+        As the client counted them in its work, flips against the masks it
+        started from where the server holds those; counted here from its
+        masks if its client work did not.
+        """
+        buffers = [mask_facts.whole(s) for s in self.shapes[self.num_trainable :]]
+        if report.mask_facts is None:
+            held = self.upload_held(client, start)[: self.num_trainable]
+            return mask_facts.of_all(list(report.masks), held) + buffers
+        holds = self.holds_upload_masks(client)
+        return [
+            mask_facts.from_vector(shape, vector, holds)
+            for shape, vector in zip(
+                self.shapes[: self.num_trainable], report.mask_facts, strict=True
+            )
+        ] + buffers
+
     def apply(
         self,
         server: ServerState,
@@ -554,20 +600,24 @@ class FederatedAlgorithm:
             sent = {c: self.sent(server.weights, starts[c]) for c in starts}
         output = self.process.next(server.weights, server.roles, inputs, datasets)
         downloads = self._download_costs(server.weights, clients, starts)
-        results, helds, updated = [], {}, list(clients)
+        results, updated = [], list(clients)
         for client, report, arrived in zip(
             sampled, output.reports, delivered, strict=True
         ):
             client = int(client)
-            helds[client] = self.upload_held(clients[client], starts[client])
             result = self._client_result(
-                client, report, arrived, downloads[client], helds[client]
+                client,
+                report,
+                arrived,
+                downloads[client],
+                (clients[client], starts[client]),
             )
             results.append(result)
             updated[client] = self._updated_client(
                 clients[client], result, report, new_residuals[client]
             )
         if self.work.return_values:
+            helds = {c: self.upload_held(clients[c], starts[c]) for c in starts}
             self._verify(server.weights, output, results, helds, sent)
         return (
             ServerState(output.weights, output.roles),
@@ -579,11 +629,10 @@ class FederatedAlgorithm:
     def upload_costs(self, aggregated: Sequence[ClientResult]) -> dict[str, float]:
         """The upload columns of a round's row (`accounting.upload_costs`)."""
         return accounting.upload_costs(
-            [r.masks for r in aggregated],
+            [r.facts for r in aggregated],
             [r.upload_bytes for r in aggregated],
             self.shapes,
             self.work.encoding.value_format,
-            [r.held for r in aggregated],
         )
 
     def _client_inputs(
@@ -640,32 +689,31 @@ class FederatedAlgorithm:
         report,
         arrived: bool,
         download: dict[str, float],
-        held: list[np.ndarray | None],
+        state: tuple[ClientState, Sequence[np.ndarray]],
     ) -> ClientResult:
-        """What one sampled client did, with the exact size of its upload."""
+        """What one sampled client did, with the exact size of its upload.
+
+        ``state`` is the client's state and the masks it started from.
+        """
         if not arrived:
             return ClientResult(client, "dropped", **download)
         if not report.finite:
             reason = "update rejected: NaN or Inf values"
             return ClientResult(client, "rejected", reason, **download)
-        trainable = list(report.masks)  # unpacked once
-        all_masks = trainable + [
-            np.ones(s, bool) for s in self.shapes[self.num_trainable :]
-        ]
+        facts = self.upload_facts(report, *state)
+        counts = [(f.size, f.kept) for f in facts[: self.num_trainable]]
         return ClientResult(
             client,
             "aggregated",
-            upload_bytes=wire.encoded_size(
-                all_masks,
+            upload_bytes=wire.encoded_size_of(
+                facts,
                 self.work.encoding.value_format,
                 self.positions,
                 report.zero_kept,
-                held=held,
             ),
             **download,
-            masks=all_masks,
-            held=held,
-            sparsity=sparsity_report(trainable, self.plan.targets).prunable_sparsity,
+            facts=facts,
+            sparsity=sparsity_report_of(counts, self.plan.targets).prunable_sparsity,
             mean_loss=report.mean_loss,
             mask_distance=report.mask_distance,
         )
@@ -694,11 +742,12 @@ class FederatedAlgorithm:
         it sent that client (`tffprune.fl.verification`).
         """
         by_examples = self.work.upload.weight_by_examples
+        buffers = [np.ones(s, bool) for s in self.shapes[self.num_trainable :]]
         uploads = [
             SentUpload(
                 result.client,
                 report.values,
-                result.masks,
+                [*report.masks, *buffers],
                 helds[result.client],
                 result.upload_bytes,
                 sent[result.client],

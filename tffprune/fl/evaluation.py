@@ -31,6 +31,7 @@ from tffprune.fl.algorithm import ClientState, PruningPlan
 from tffprune.fl.client import build_client_train_fn, build_loader
 from tffprune.fl.optimizer_steps import Optimizer
 from tffprune.models.outputs import classification_loss
+from tffprune.pruning.packed_masks import pack_all, unpack_tf
 from tffprune.pruning.policy import apply_masks, sparsity_report
 from tffprune.pruning.schedules import IterativeSchedule
 
@@ -96,6 +97,7 @@ class Evaluator:
         loss = classification_loss(model)
         load = build_loader(model)
         num_trainable = len(model.trainable_weights)
+        shapes = [w.shape.as_list() for w in model.trainable_weights]
 
         def hits(inputs, labels):
             outputs = model(inputs, training=False)
@@ -115,7 +117,10 @@ class Evaluator:
                 load(
                     weights[:num_trainable],
                     weights[num_trainable:],
-                    [tf.cast(m[client], tf.float32) for m in masks],
+                    [
+                        tf.cast(unpack_tf(m[client], shape), tf.float32)
+                        for m, shape in zip(masks, shapes, strict=True)
+                    ],
                 )
                 count = tf.constant(0, tf.int64)
                 end = starts[client + 1]
@@ -243,15 +248,20 @@ class Evaluator:
         )
 
     def _stacked_masks(self, masks: list[Sequence[np.ndarray]]) -> list[tf.Tensor]:
-        """Per trainable weight, the masks of a chunk's clients stacked."""
+        """Per trainable weight, the packed masks of a chunk's clients stacked.
+
+        A client's `PackedMasks` go as their bytes (no pass over the
+        entries); the graph unpacks each subnetwork's as it loads it.
+        """
+        packed = [pack_all(m) for m in masks]
         if not self._mask_buffers:
             self._mask_buffers = [
-                np.empty((self.client_chunk, *m.shape), bool) for m in masks[0]
+                np.empty((self.client_chunk, p.size), np.uint8) for p in packed[0]
             ]
         stacked = []
         for index, buffer in enumerate(self._mask_buffers):
             view = buffer[: len(masks)]
-            np.stack([m[index] for m in masks], out=view)
+            np.stack([p[index] for p in packed], out=view)
             stacked.append(tf.constant(view))
         return stacked
 

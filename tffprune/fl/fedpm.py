@@ -28,7 +28,13 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from tffprune.compression import accounting, baselines, bernoulli, dictionary
+from tffprune.compression import (
+    accounting,
+    baselines,
+    bernoulli,
+    dictionary,
+    mask_facts,
+)
 from tffprune.compression.compact import CompactTensors, at_positions
 from tffprune.fl.algorithm import ClientResult, ClientState, ServerState
 from tffprune.fl.process import (
@@ -128,7 +134,7 @@ class FedPMAlgorithm:
                 result.status == "aggregated",
                 None,
                 result.sparsity,
-                personal_model=self._personal_model(result),
+                personal_model=self._personal_model(result, report),
                 upload_bytes=result.upload_bytes,
                 download_bytes=result.download_bytes,
                 downloaded_round=round_number,
@@ -177,14 +183,13 @@ class FedPMAlgorithm:
             }
         return downloads
 
-    def _personal_model(self, result: ClientResult) -> CompactTensors | None:
+    def _personal_model(self, result: ClientResult, report) -> CompactTensors | None:
         """The client's own network (with ``personal_models``), once aggregated."""
-        if not self.personal_models or result.masks is None:
+        if not self.personal_models or result.status != "aggregated":
             return None
+        masks = [np.asarray(m, bool) for m in report.mask]
         frozen = self.frozen_weights()
-        return at_positions(
-            result.masks, [w[m] for w, m in zip(frozen, result.masks, strict=True)]
-        )
+        return at_positions(masks, [w[m] for w, m in zip(frozen, masks, strict=True)])
 
     def _seeds_own(self, probabilities: Sequence[np.ndarray]) -> bool:
         """Whether the probabilities are still the seed's first ones.
@@ -215,13 +220,13 @@ class FedPMAlgorithm:
         masks = [np.asarray(m, bool) for m in report.mask]
         size, bound = accounting.mask_upload(masks, coder)
         count = int(report.num_examples)
-        entries = sum(m.size for m in masks)
+        facts = [mask_facts.counted(m) for m in masks]
         return ClientResult(
             client,
             "aggregated",
             upload_bytes=size,
-            masks=masks,
-            sparsity=1.0 - sum(int(np.count_nonzero(m)) for m in masks) / entries,
+            facts=facts,
+            sparsity=1.0 - sum(f.kept for f in facts) / sum(f.size for f in facts),
             mean_loss=float(report.loss_sum) / count if count else float("nan"),
             upload_bound_bits=bound,
             **download,
@@ -230,7 +235,7 @@ class FedPMAlgorithm:
     def upload_costs(self, aggregated: Sequence[ClientResult]) -> dict[str, float]:
         """The upload columns of the round's row (`accounting.upload_costs`)."""
         return accounting.upload_costs(
-            [r.masks for r in aggregated],
+            [r.facts for r in aggregated],
             [r.upload_bytes for r in aggregated],
             self.shapes,
             "float32",

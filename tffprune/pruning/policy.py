@@ -544,19 +544,28 @@ def sparsity_report(
     Returns:
         The report.
     """
+    counts = [(int(np.size(w)), int(np.count_nonzero(w))) for w in weights]
+    return sparsity_report_of(counts, targets, names)
+
+
+def sparsity_report_of(
+    counts: Sequence[tuple[int, int]],
+    targets: Sequence[PrunableWeight],
+    names: Sequence[str] | None = None,
+) -> SparsityReport:
+    """`sparsity_report` from each weight's ``(entries, nonzero)`` counts."""
     prunable = {t.index for t in targets}
-    layers = []
-    for index, tensor in enumerate(weights):
-        array = np.asarray(tensor)
-        layers.append(
+    return SparsityReport(
+        tuple(
             LayerSparsity(
                 name=names[index] if names is not None else f"weight_{index}",
-                size=int(array.size),
-                nonzero=int(np.count_nonzero(array)),
+                size=size,
+                nonzero=nonzero,
                 prunable=index in prunable,
             )
+            for index, (size, nonzero) in enumerate(counts)
         )
-    return SparsityReport(tuple(layers))
+    )
 
 
 def model_sparsity(model, policy: PruningPolicy | None = None) -> SparsityReport:
