@@ -73,7 +73,7 @@ from tffprune.config import TrainConfig
 from tffprune.data import from_client_arrays, load_dataset
 from tffprune.reporting.metrics import read_metrics_csv, write_metrics_csv
 from tffprune.run import run_training
-from tffprune.stopping import Interrupted
+from tffprune.stopping import Interrupted, signal_name
 
 # The paper's Table 1, MNIST rows, rates 0.0 .. 0.9: SimpleCNN, then ResNet12.
 PAPER_SIMPLE_CNN = {
@@ -552,5 +552,6 @@ if __name__ == "__main__":
     try:
         main()
     except Interrupted as stop:
-        print(f"{stop}: run the same command again to continue", file=sys.stderr)
+        what = str(stop) or f"{signal_name(stop.signal_number)}: stopped"
+        print(f"{what}; run the same command again to continue", file=sys.stderr)
         sys.exit(128 + stop.signal_number)
