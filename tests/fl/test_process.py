@@ -415,6 +415,34 @@ def test_verified_uploads_agree_with_the_round(method, values, download):
     assert row["clients_participating"] == 3
 
 
+@pytest.mark.parametrize("new_clients", ["dense", "subnetwork"])
+def test_returning_clients_uploads_are_counted_in_their_work_to_the_byte(
+    new_clients,
+):
+    # Every client in every round; iterative pruning changes each client's
+    # mask every round, so its upload codes positions against the mask the
+    # server holds for it. The counts come from the client work
+    # (`tf_mask_facts`); the verification encodes each upload with the real
+    # codec and raises if its length differs from the count.
+    data = build_federated_data(load_dataset("digits"), 3, "iid", seed=5)
+    config = _digits_config(
+        num_clients=3,
+        clients_per_round=3,
+        rounds=3,
+        schedule="iterative",
+        new_clients=new_clients,
+        verify_uploads=True,
+    )
+    trainer = Trainer(config, data)
+
+    rows = [trainer.run_round() for _ in range(3)]
+
+    sparsities = [c.sparsity for c in trainer.state.clients]
+    assert all(0.0 < s < 0.5 for s in sparsities)  # pruned, not yet at 50%
+    assert [r["clients_participating"] for r in rows] == [3, 3, 3]
+    assert all(r["upload_bytes"] > 0 for r in rows)
+
+
 def test_verification_catches_a_corrupted_upload(monkeypatch):
     from tffprune.fl import verification
 
