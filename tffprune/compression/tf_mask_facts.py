@@ -26,27 +26,26 @@ def rice_length(positions: tf.Tensor) -> tf.Tensor:
     Returns:
         The same parameter choice and length as the NumPy coder: ``k`` from
         ``center - 2 .. center + 2`` (clipped to 0..31), the first of the
-        fewest bits, ``center = floor(log2(mean gap))``.
+        fewest bits, ``center = floor(log2(mean gap))``. The five candidates
+        are counted in one pass (a few ops: the round's graph stays small).
     """
     count = tf.size(positions, out_type=tf.int64)
     gaps = positions - tf.concat([[-1], positions[:-1]], axis=0) - 1
     mean = tf.reduce_sum(gaps) // tf.maximum(count, 1)
     center = tf.reduce_sum(tf.cast(mean >= tf.constant(_POWERS, tf.int64), tf.int64))
-    low = tf.maximum(center - 2, 0)
-    high = tf.minimum(center + 3, 32)
-    best_bits = tf.constant(-1, tf.int64)
-    best_unary = best_k = tf.constant(0, tf.int64)
-    for offset in range(5):
-        k = low + offset
-        unary = tf.reduce_sum(tf.bitwise.right_shift(gaps, k)) + count
-        bits = unary + count * k
-        better = tf.logical_and(
-            k < high, tf.logical_or(best_bits < 0, bits < best_bits)
+    candidates = tf.maximum(center - 2, 0) + tf.range(5, dtype=tf.int64)
+    unary = (
+        tf.reduce_sum(
+            tf.bitwise.right_shift(gaps[:, None], candidates[None, :]), axis=0
         )
-        best_bits = tf.where(better, bits, best_bits)
-        best_unary = tf.where(better, unary, best_unary)
-        best_k = tf.where(better, k, best_k)
-    return 1 + (best_unary + 7) // 8 + (count * best_k + 7) // 8
+        + count
+    )
+    bits = unary + count * candidates
+    bits = tf.where(candidates < tf.minimum(center + 3, 32), bits, 2**56)
+    # The first of the fewest, as Python's min() takes it: keys are unique.
+    first = tf.argmin(bits * 8 + tf.range(5, dtype=tf.int64))
+    k = tf.gather(candidates, first)
+    return 1 + (tf.gather(unary, first) + 7) // 8 + (count * k + 7) // 8
 
 
 def _positions(flat: tf.Tensor) -> tf.Tensor:
@@ -63,23 +62,18 @@ def facts_vector(mask: tf.Tensor, held: tf.Tensor | None = None) -> tf.Tensor:
             None: flips and the change's length are then 0.
 
     Returns:
-        The vector `mask_facts.from_vector` reads. The code lengths are
-        counted only where a message can use them (0 otherwise): the gaps'
-        unless every entry is kept or nothing flipped, the change's when
-        something flipped.
+        The vector `mask_facts.from_vector` reads (it keeps the code lengths
+        only where a message can use them; both are counted regardless, so
+        the round's graph has no branches).
     """
     flat = tf.reshape(mask, [-1])
     size = tf.size(flat, out_type=tf.int64)
     kept = tf.math.count_nonzero(flat, dtype=tf.int64)
-    zero = tf.constant(0, tf.int64)
-    flips = change_length = zero
+    flips = change_length = tf.constant(0, tf.int64)
     if held is not None:
         flipped = tf.not_equal(flat, tf.reshape(held, [-1]))
         flips = tf.math.count_nonzero(flipped, dtype=tf.int64)
-        change_length = tf.cond(
-            flips > 0, lambda: rice_length(_positions(flipped)), lambda: zero
-        )
+        change_length = rice_length(_positions(flipped))
     rarer = tf.where(kept <= size // 2, flat, tf.logical_not(flat))
-    needed = tf.logical_and(kept < size, held is None or flips > 0)
-    gaps_length = tf.cond(needed, lambda: rice_length(_positions(rarer)), lambda: zero)
+    gaps_length = rice_length(_positions(rarer))
     return tf.stack([kept, flips, gaps_length, change_length])

@@ -536,19 +536,14 @@ class FederatedAlgorithm:
             client.mask is not None or self.plan.new_clients == "subnetwork"
         )
 
-    def upload_facts(
-        self, report, client: ClientState, start: Sequence[np.ndarray]
-    ) -> list[MaskFacts]:
+    def upload_facts(self, report, client: ClientState) -> list[MaskFacts]:
         """Per weight, the facts of a client's upload's masks (`mask_facts`).
 
-        As the client counted them in its work, flips against the masks it
-        started from where the server holds those; counted here from its
-        masks if its client work did not.
+        As the client counted them in its work (`ClientOutput.mask_facts`),
+        flips against the masks it started from where the server holds
+        those (`upload_held`).
         """
         buffers = [mask_facts.whole(s) for s in self.shapes[self.num_trainable :]]
-        if report.mask_facts is None:
-            held = self.upload_held(client, start)[: self.num_trainable]
-            return mask_facts.of_all(list(report.masks), held) + buffers
         holds = self.holds_upload_masks(client)
         return [
             mask_facts.from_vector(shape, vector, holds)
@@ -606,11 +601,7 @@ class FederatedAlgorithm:
         ):
             client = int(client)
             result = self._client_result(
-                client,
-                report,
-                arrived,
-                downloads[client],
-                (clients[client], starts[client]),
+                client, report, arrived, downloads[client], clients[client]
             )
             results.append(result)
             updated[client] = self._updated_client(
@@ -689,18 +680,15 @@ class FederatedAlgorithm:
         report,
         arrived: bool,
         download: dict[str, float],
-        state: tuple[ClientState, Sequence[np.ndarray]],
+        state: ClientState,
     ) -> ClientResult:
-        """What one sampled client did, with the exact size of its upload.
-
-        ``state`` is the client's state and the masks it started from.
-        """
+        """What one sampled client did, with the exact size of its upload."""
         if not arrived:
             return ClientResult(client, "dropped", **download)
         if not report.finite:
             reason = "update rejected: NaN or Inf values"
             return ClientResult(client, "rejected", reason, **download)
-        facts = self.upload_facts(report, *state)
+        facts = self.upload_facts(report, state)
         counts = [(f.size, f.kept) for f in facts[: self.num_trainable]]
         return ClientResult(
             client,

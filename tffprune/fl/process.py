@@ -56,7 +56,7 @@ class ClientReport:
             value format (all weights), for the real codec to check.
         mask_facts: Per trainable weight, ``[kept, flips, gaps_length,
             change_length]`` of its new mask as the client counted them
-            (`ClientOutput.mask_facts`); None if its client work did not.
+            (`ClientOutput.mask_facts`).
     """
 
     masks: PackedMasks
@@ -301,7 +301,5 @@ class RoundProcess:
             values=[np.asarray(v) for v in output.values]
             if self.return_values
             else None,
-            mask_facts=np.asarray(output.mask_facts, np.int64).reshape(-1, 4)
-            if len(output.mask_facts)
-            else None,
+            mask_facts=np.asarray(output.mask_facts, np.int64).reshape(-1, 4),
         )
