@@ -1,7 +1,5 @@
 import numpy as np
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from tffprune.compression import baselines, encode, mask_facts, wire
 from tffprune.compression.mask_facts import MaskFacts
@@ -41,42 +39,3 @@ def test_the_sizes_from_facts_are_the_sizes_from_masks():
     assert baselines.information_bound_bits_of(facts, "int8") == pytest.approx(
         baselines.information_bound_bits(masks, "int8", held)
     )
-
-
-@given(
-    size=st.integers(1, 3000),
-    density=st.floats(0.0, 1.0),
-    flip=st.sampled_from([0.0, 0.001, 0.05, 0.5]),
-    seed=st.integers(0, 2**16),
-)
-@settings(max_examples=80, deadline=None)
-def test_tensorflow_twin_counts_what_numpy_counts(size, density, flip, seed):
-    import tensorflow as tf
-
-    from tffprune.compression.tf_mask_facts import facts_vector
-
-    rng = np.random.default_rng(seed)
-    mask = rng.random((size,)) < density
-    held = mask ^ (rng.random(size) < flip)
-
-    for receiver_holds in (False, True):
-        vector = facts_vector(
-            tf.constant(mask), tf.constant(held) if receiver_holds else None
-        )
-        facts = mask_facts.from_vector(mask.shape, vector.numpy(), receiver_holds)
-        assert facts == mask_facts.of(mask, held if receiver_holds else None)
-
-
-@pytest.mark.parametrize("gap", [1, 2, 3, 4, 7, 8, 15, 16, 1000, 2**20])
-def test_tensorflow_rice_length_at_gaps_near_powers_of_two(gap):
-    import tensorflow as tf
-
-    from tffprune.compression import rice
-    from tffprune.compression.tf_mask_facts import rice_length
-
-    positions = np.arange(0, 50 * (gap + 1), gap + 1, dtype=np.int64)
-    positions[::7] += 1  # gaps of gap - 1, gap and gap + 1
-    positions = np.unique(positions)
-
-    assert int(rice_length(tf.constant(positions))) == rice.encoded_length(positions)
-    assert int(rice_length(tf.constant([], tf.int64))) == rice.encoded_length([])

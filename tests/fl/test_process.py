@@ -421,8 +421,8 @@ def test_returning_clients_uploads_are_counted_in_their_work_to_the_byte(
 ):
     # Every client in every round; iterative pruning changes each client's
     # mask every round, so its upload codes positions against the mask the
-    # server holds for it. The counts come from the client work
-    # (`tf_mask_facts`); the verification encodes each upload with the real
+    # server holds for it. The sizes come from the masks' facts
+    # (`mask_facts`); the verification encodes each upload with the real
     # codec and raises if its length differs from the count.
     data = build_federated_data(load_dataset("digits"), 3, "iid", seed=5)
     config = _digits_config(

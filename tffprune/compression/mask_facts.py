@@ -12,10 +12,9 @@ depend on a mask only through:
   (``gaps_length``: kept entries if at most half are kept, else pruned ones;
   `tffprune.compression.rice.encoded_length`).
 
-So they can be counted where the mask is made (a client's TensorFlow work,
-`tffprune.compression.tf_mask_facts`, whose vector `from_vector` reads) and
-only these numbers need to reach the driver. `of` counts them in NumPy; a
-test holds the two equal.
+`of` counts them once a mask; the sizes, CSR bytes and bounds are then
+read from them (a Sub-FedAvg client's download, whose positions the client
+holds, needs only its kept entries: `counted` on its packed bytes).
 """
 
 from __future__ import annotations
@@ -102,26 +101,3 @@ def whole(shape: Sequence[int]) -> MaskFacts:
     """The facts of a weight sent whole (every entry kept, nothing held)."""
     shape = tuple(int(d) for d in shape)
     return MaskFacts(shape, int(np.prod(shape, dtype=np.int64)))
-
-
-def from_vector(shape: Sequence[int], vector, held: bool) -> MaskFacts:
-    """The facts counted in TensorFlow (`tf_mask_facts.facts_vector`).
-
-    Args:
-        shape: The weight's shape.
-        vector: ``[kept, flips, gaps_length, change_length]``, flips and
-            the change against the mask the client started from.
-        held: Whether the receiver holds that mask; if not, the flips are
-            dropped.
-
-    Returns:
-        The facts, with the lengths kept only where `of` keeps them.
-    """
-    kept, flips, gaps_length, change_length = (int(v) for v in vector)
-    shape = tuple(int(d) for d in shape)
-    facts = MaskFacts(shape, kept, flips if held else None)
-    if kept == facts.size or facts.flips == 0:
-        return facts
-    return facts._replace(
-        gaps_length=gaps_length, change_length=change_length if facts.flips else None
-    )

@@ -58,7 +58,6 @@ from collections.abc import Callable
 
 import tensorflow as tf
 
-from tffprune.compression.tf_mask_facts import facts_vector
 from tffprune.fl.client_steps import ClientWorkConfig, Trial
 from tffprune.fl.messages import ClientOutput
 from tffprune.fl.optimizer_steps import Optimizer, optimizer_steps
@@ -252,7 +251,7 @@ def build_client_work_fn(
         )
         output = _client_output(
             work,
-            (masks, new_masks),
+            new_masks,
             (weights + buffers, kept, encoded),
             (num_examples, loss_sum, finite, residual_written),
             measured,
@@ -314,13 +313,12 @@ def _finite_or_zeros(*parts: list) -> tuple:
 
 
 @tf.autograph.experimental.do_not_convert
-def _client_output(work, masks, weights, facts, measured) -> ClientOutput:
+def _client_output(work, new_masks, weights, facts, measured) -> ClientOutput:
     """The client's `ClientOutput`: its new state and what it cost.
 
     Args:
         work: The client work's record.
-        masks: ``(start, new)``: the masks it started from and its new masks
-            (trainable weights).
+        new_masks: Its new masks (trainable weights).
         weights: ``(trained, kept, encoded)``: every trained weight, its mask
             and what was encoded of its update.
         facts: ``(num_examples, loss_sum, finite, residual_written)``.
@@ -330,7 +328,6 @@ def _client_output(work, masks, weights, facts, measured) -> ClientOutput:
         weights,
         facts,
     )
-    start, new_masks = masks
     return ClientOutput(
         mask=[pack_tf(mask) for mask in new_masks],
         num_examples=num_examples,
@@ -339,11 +336,6 @@ def _client_output(work, masks, weights, facts, measured) -> ClientOutput:
         zero_kept=[
             tf.reduce_any(tf.logical_and(mask, tf.equal(u, 0.0)))
             for u, mask in zip(encoded, kept, strict=True)
-        ],
-        # A Sub-FedAvg server holds the mask a client started from.
-        mask_facts=[
-            facts_vector(new, old if work.upload.masked else None)
-            for new, old in zip(new_masks, start, strict=True)
         ],
         residual_written=written,
         personal=[_values_at(w, m) for w, m in zip(trained, kept, strict=True)]

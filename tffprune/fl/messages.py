@@ -72,7 +72,7 @@ class ClientOutput(NamedTuple):
         loss_sum: float32, training loss summed over those examples.
         finite: bool, False if training produced NaN or Inf (upload dropped).
         zero_kept: Per weight, whether a value it sends is exactly 0 (for
-            `tffprune.compression.wire.encoded_size_of`).
+            `tffprune.compression.wire.encoded_size`).
         residual_written: bool, True once its new residual is in its file.
         personal: With personal models, per weight, its own model's values at
             the True entries of its new mask (all entries of a non-trainable
@@ -81,11 +81,6 @@ class ClientOutput(NamedTuple):
             early and final candidate masks; -1 when the rule did not apply.
         values: With ``return_values``, per weight, the update it encoded
             (before the value format); else ``[]``.
-        mask_facts: Per trainable weight, int64 ``[kept, flips,
-            gaps_length, change_length]`` of its new mask, flips against the
-            mask it started from (`tffprune.compression.tf_mask_facts`): its
-            upload's size without a pass over the mask on the driver. ``()``
-            (a client work that does not count them): the driver counts.
     """
 
     mask: Any
@@ -97,7 +92,6 @@ class ClientOutput(NamedTuple):
     personal: Any
     mask_distance: Any
     values: Any
-    mask_facts: Any = ()
 
 
 class SampleInput(NamedTuple):

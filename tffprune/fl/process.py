@@ -54,9 +54,6 @@ class ClientReport:
             and final candidate masks; None when the rule did not apply.
         values: With ``return_values``: the update as encoded, before the
             value format (all weights), for the real codec to check.
-        mask_facts: Per trainable weight, ``[kept, flips, gaps_length,
-            change_length]`` of its new mask as the client counted them
-            (`ClientOutput.mask_facts`).
     """
 
     masks: PackedMasks
@@ -67,7 +64,6 @@ class ClientReport:
     personal: CompactTensors | None = None
     mask_distance: float | None = None
     values: list[np.ndarray] | None = None
-    mask_facts: np.ndarray | None = None
 
 
 @dataclasses.dataclass
@@ -301,5 +297,4 @@ class RoundProcess:
             values=[np.asarray(v) for v in output.values]
             if self.return_values
             else None,
-            mask_facts=np.asarray(output.mask_facts, np.int64).reshape(-1, 4),
         )
