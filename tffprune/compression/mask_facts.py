@@ -13,8 +13,9 @@ depend on a mask only through:
   `tffprune.compression.rice.encoded_length`).
 
 `of` counts them once a mask; the sizes, CSR bytes and bounds are then
-read from them (a Sub-FedAvg client's download, whose positions the client
-holds, needs only its kept entries: `counted` on its packed bytes).
+read from them. A Sub-FedAvg client's download, whose positions the client
+holds, needs only its kept entries (`tffprune.pruning.packed_masks.
+PackedMasks.kept`, on its packed bytes).
 """
 
 from __future__ import annotations
