@@ -131,37 +131,42 @@ class PlainLoop:
         self.client_starts = np.cumsum([0] + [labels.size for _, labels in tests])
         self.rng = np.random.default_rng(config.seed)
 
+    def sampled(self) -> list[int]:
+        """The round's clients, drawn as the run draws them (sorted)."""
+        config = self.config
+        chosen = self.rng.choice(config.num_clients, config.clients_per_round, False)
+        return [int(client) for client in np.sort(chosen)]
+
+    def client_dataset(
+        self, client: int, round_number: int
+    ) -> tuple[tf.data.Dataset, int]:
+        """A client's shuffled training batches this round, and its examples."""
+        config = self.config
+        inputs, labels = self.data.client_train(client)
+        seed = np.random.SeedSequence([config.seed, round_number, client])
+        dataset = batched_dataset(
+            inputs,
+            labels,
+            config.batch_size,
+            shuffle_seed=int(seed.generate_state(1)[0]),
+            epochs=config.local_epochs,
+        )
+        return dataset, labels.size
+
     def run_round(self, round_number: int, evaluate: bool) -> None:
         """One round: sample, train each client, average; then evaluate."""
-        config = self.config
-        sampled = np.sort(
-            self.rng.choice(config.num_clients, config.clients_per_round, False)
-        )
         totals = [np.zeros_like(w) for w in self.weights]
         examples = 0
-        for client in sampled:
+        for client in self.sampled():
             for variable, value in zip(self.variables, self.weights, strict=True):
                 variable.assign(value)
             for variable in self.optimizer.variables:
                 variable.assign(tf.zeros_like(variable))
-            inputs, labels = self.data.client_train(int(client))
-            seed = int(
-                np.random.SeedSequence(
-                    [config.seed, round_number, int(client)]
-                ).generate_state(1)[0]
-            )
-            self._train(
-                batched_dataset(
-                    inputs,
-                    labels,
-                    config.batch_size,
-                    shuffle_seed=seed,
-                    epochs=config.local_epochs,
-                )
-            )
+            dataset, size = self.client_dataset(client, round_number)
+            self._train(dataset)
             for total, variable in zip(totals, self.variables, strict=True):
-                total += labels.size * variable.numpy()
-            examples += labels.size
+                total += size * variable.numpy()
+            examples += size
         self.weights = [total / examples for total in totals]
         if evaluate:
             self.evaluate()
@@ -263,38 +268,22 @@ class PlainPrunedLoop(PlainLoop):
 
     def run_round(self, round_number: int, evaluate: bool) -> None:
         """One round: sample, train and prune each client, aggregate."""
-        config = self.config
-        sampled = np.sort(
-            self.rng.choice(config.num_clients, config.clients_per_round, False)
-        )
         num_trainable = len(self.shapes)
         totals = [np.zeros_like(w) for w in self.weights]
         covered = [np.zeros_like(w) for w in self.weights]
-        for client in sampled:
-            start = self._start(int(client))
+        for client in self.sampled():
+            start = self._start(client)
             self._assign([w * m for w, m in zip(self.weights, start, strict=False)])
             for variable in self.optimizer.variables:
                 variable.assign(tf.zeros_like(variable))
-            inputs, labels = self.data.client_train(int(client))
-            seed = int(
-                np.random.SeedSequence(
-                    [config.seed, round_number, int(client)]
-                ).generate_state(1)[0]
-            )
+            dataset, size = self.client_dataset(client, round_number)
             kept = self._train_pruned(
-                batched_dataset(
-                    inputs,
-                    labels,
-                    config.batch_size,
-                    shuffle_seed=seed,
-                    epochs=config.local_epochs,
-                ),
-                [tf.constant(m, tf.float32) for m in start],
+                dataset, [tf.constant(m, tf.float32) for m in start]
             )
             kept = [k.numpy() for k in kept]
             if self.personal:
-                self.client_masks[int(client)] = kept
-            share = 1.0 if self.personal else float(labels.size)
+                self.client_masks[client] = kept
+            share = 1.0 if self.personal else float(size)
             for index, variable in enumerate(self.variables):
                 value = variable.numpy()
                 if index < num_trainable:
@@ -433,32 +422,21 @@ class PlainFedPMLoop(PlainLoop):
 
     def run_round(self, round_number: int, evaluate: bool) -> None:
         """One round: sample, train each client's scores, average the masks."""
-        config = self.config
-        sampled = np.sort(
-            self.rng.choice(config.num_clients, config.clients_per_round, False)
-        )
+        sampled = self.sampled()
         totals = [np.zeros_like(p) for p in self.probabilities]
         for client in sampled:
             for score, p in zip(self.scores, self.probabilities, strict=True):
                 score.assign(probabilistic.scores_from(p).astype(np.float32))
             for variable in self.adam.variables:
                 variable.assign(tf.zeros_like(variable))
-            inputs, labels = self.data.client_train(int(client))
-            seed = [config.seed, round_number, int(client)]
+            dataset, _ = self.client_dataset(client, round_number)
             masks = self._train_masks(
-                batched_dataset(
-                    inputs,
-                    labels,
-                    config.batch_size,
-                    shuffle_seed=int(np.random.SeedSequence(seed).generate_state(1)[0]),
-                    epochs=config.local_epochs,
-                ),
-                tf.constant(seed[1:], tf.int64),
+                dataset, tf.constant([round_number, client], tf.int64)
             )
             for total, mask in zip(totals, masks, strict=True):
                 total += mask.numpy()
         self.probabilities = [
-            (probabilistic.smoothed_sum(total, sampled.size) / sampled.size).astype(
+            (probabilistic.smoothed_sum(total, len(sampled)) / len(sampled)).astype(
                 np.float32
             )
             for total in totals
