@@ -214,8 +214,9 @@ class PlainPrunedLoop(PlainLoop):
     that kept it (Sub-FedAvg, uniform). The evaluation scores the central
     model (the server weights pruned to the sparsity by the method's NumPy
     masks over the union of the clients' masks) on the central test set, and
-    each client's own subnetwork (the server weights times its mask; the
-    server weights for a client without one, pooled) on its own test split.
+    each client's own subnetwork (the server weights times its mask, loaded
+    in the same ``tf.function`` that scores it; the server weights for a
+    client without one, pooled) on its own test split.
     Uploads stay float32 whatever the row's format.
     """
 
@@ -239,28 +240,38 @@ class PlainPrunedLoop(PlainLoop):
 
         @tf.function
         def train(dataset, masks):
+            kept = [tf.cast(mask, tf.float32) for mask in masks]
             for inputs, labels in dataset:
                 with tf.GradientTape() as tape:
                     value = loss(labels, model(inputs, training=True))
                 gradients = tape.gradient(value, model.trainable_weights)
                 optimizer.apply_gradients(
                     zip(
-                        [g * m for g, m in zip(gradients, masks, strict=True)],
+                        [g * m for g, m in zip(gradients, kept, strict=True)],
                         model.trainable_weights,
                         strict=True,
                     )
                 )
             weights = [tf.identity(w) for w in model.trainable_weights]
-            kept = tf_masks.build_masks(
-                method,
-                targets,
-                weights,
-                [m > 0 for m in masks],
-                self.counts,
-            )
-            return kept
+            return tf_masks.build_masks(method, targets, weights, masks, self.counts)
+
+        # The server's trainable weights, on the TensorFlow side once an
+        # evaluation: each client's subnetwork is loaded from them in-graph.
+        self.server = [tf.Variable(v) for v in model.trainable_weights]
+        server = self.server
+
+        @tf.function(reduce_retracing=True)
+        def subnetwork_hits(masks, inputs, labels):
+            for variable, weight, mask in zip(
+                model.trainable_weights, server, masks, strict=True
+            ):
+                variable.assign(weight * tf.cast(mask, tf.float32))
+            outputs = model(inputs, training=False)
+            predicted = tf.argmax(outputs, axis=-1, output_type=tf.int64)
+            return tf.math.count_nonzero(tf.equal(predicted, labels))
 
         self._train_pruned = train
+        self._subnetwork_hits = subnetwork_hits
 
     def _start(self, client: int) -> list[np.ndarray]:
         held = self.client_masks.get(client) if self.personal else None
@@ -277,10 +288,7 @@ class PlainPrunedLoop(PlainLoop):
             for variable in self.optimizer.variables:
                 variable.assign(tf.zeros_like(variable))
             dataset, size = self.client_dataset(client, round_number)
-            kept = self._train_pruned(
-                dataset, [tf.constant(m, tf.float32) for m in start]
-            )
-            kept = [k.numpy() for k in kept]
+            kept = [k.numpy() for k in self._train_pruned(dataset, start)]
             if self.personal:
                 self.client_masks[client] = kept
             share = 1.0 if self.personal else float(size)
@@ -342,15 +350,18 @@ class PlainPrunedLoop(PlainLoop):
         for _, start, end in pooled:
             per_client.append(right[offset : offset + end - start].mean())
             offset += end - start
+        for variable, value in zip(self.server, trainable, strict=True):
+            variable.assign(value)
         for client, start, end in spans:
             mask = self.client_masks.get(client)
             if mask is None:
                 continue
-            self._assign([w * m for w, m in zip(trainable, mask, strict=True)])
-            right, _ = self._correct(
-                self.client_inputs[start:end], self.client_labels[start:end]
+            hits_of_client = self._subnetwork_hits(
+                mask,
+                tf.constant(self.client_inputs[start:end]),
+                tf.constant(self.client_labels[start:end], tf.int64),
             )
-            per_client.append(right.mean())
+            per_client.append(int(hits_of_client) / (end - start))
         return float(hits.mean()), loss, float(np.mean(per_client))
 
     def _assign(self, trainable: list[np.ndarray]) -> None:
