@@ -158,8 +158,7 @@ class PlainLoop:
         totals = [np.zeros_like(w) for w in self.weights]
         examples = 0
         for client in self.sampled():
-            for variable, value in zip(self.variables, self.weights, strict=True):
-                variable.assign(value)
+            self._load(self.weights)
             for variable in self.optimizer.variables:
                 variable.assign(tf.zeros_like(variable))
             dataset, size = self.client_dataset(client, round_number)
@@ -173,8 +172,7 @@ class PlainLoop:
 
     def evaluate(self) -> tuple[float, float, float]:
         """Central accuracy and loss, and the mean of the clients' accuracies."""
-        for variable, value in zip(self.variables, self.weights, strict=True):
-            variable.assign(value)
+        self._load(self.weights)
         dataset = self.data.dataset
         hits, loss = self._correct(dataset.x_test, dataset.y_test)
         client_hits, _ = self._correct(self.client_inputs, self.client_labels)
@@ -184,6 +182,11 @@ class PlainLoop:
             if end > start
         ]
         return float(hits.mean()), loss, float(np.mean(per_client))
+
+    def _load(self, values: list[np.ndarray]) -> None:
+        """Sets the model's weights (trainable, then non-trainable)."""
+        for variable, value in zip(self.variables, values, strict=True):
+            variable.assign(value)
 
     def _correct(
         self, inputs: np.ndarray, labels: np.ndarray, batch_size: int = 2048
@@ -291,6 +294,9 @@ class PlainPrunedLoop(PlainLoop):
             kept = [k.numpy() for k in self._train_pruned(dataset, start)]
             if self.personal:
                 self.client_masks[client] = kept
+            # `tffprune.fl.aggregation.sub_fedavg`'s mean (FedAvg's with all
+            # kept), summed in float32 as each client ends: the reference
+            # keeps float64 copies, slower than a plain loop would be.
             share = 1.0 if self.personal else float(size)
             for index, variable in enumerate(self.variables):
                 value = variable.numpy()
@@ -365,9 +371,7 @@ class PlainPrunedLoop(PlainLoop):
         return float(hits.mean()), loss, float(np.mean(per_client))
 
     def _assign(self, trainable: list[np.ndarray]) -> None:
-        values = trainable + self.weights[len(self.shapes) :]
-        for variable, value in zip(self.variables, values, strict=True):
-            variable.assign(value)
+        self._load(trainable + self.weights[len(self.shapes) :])
 
 
 class PlainFedPMLoop(PlainLoop):
