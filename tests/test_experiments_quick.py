@@ -268,26 +268,36 @@ def test_jeurkar_table1_quick(tmp_path):
 
 def test_jeurkar_resnet12_rows_resume_and_skip_finished_ones(tmp_path):
     results = tmp_path / "results"
-    arguments = [
-        "experiments/jeurkar_table1.py",
-        "--quick",
-        "--model",
-        "jeurkar_resnet12",
-        "--setups",
-        "as-run",
-        "--output-dir",
-        str(tmp_path / "runs"),
-        "--results",
-        str(results),
-    ]
-    first = _run([*arguments, "--max-runs", "1"])
-    second = _run([*arguments, "--rows", "unstructured:0.8", "none:0"])
+    results.mkdir()
+    # A table whose dense row finished earlier (the values are this test's own,
+    # so a rerun of that row would show).
+    header = (
+        "dataset,setup,pruning,scope,rate,rounds,best_accuracy,best_round,"
+        "paper_megabytes\n"
+    )
+    (results / "jeurkar_resnet12.csv").write_text(
+        header + "fashion_mnist,as-run,none,paper,0.0,15,0.1234,7,155.74\n"
+    )
+    output = _run(
+        [
+            "experiments/jeurkar_table1.py",
+            "--quick",
+            "--model",
+            "jeurkar_resnet12",
+            "--setups",
+            "as-run",
+            "--output-dir",
+            str(tmp_path / "runs"),
+            "--results",
+            str(results),
+            "--max-runs",
+            "1",
+        ]
+    )
 
-    # The abstract's rows first; a finished row is not run again.
-    assert re.findall(r"^== (\S+)", first, re.M) == [
-        "jeurkar_resnet12_as-run_none_paper_0"
-    ]
-    assert re.findall(r"^== (\S+)", second, re.M) == [
+    # The abstract's rows first (dense, 80% unstructured, 30% structured); the
+    # finished dense row is not run again, so 80% unstructured is next.
+    assert re.findall(r"^== (\S+)", output, re.M) == [
         "jeurkar_resnet12_as-run_unstructured_paper_0.8"
     ]
     with (results / "jeurkar_resnet12.csv").open(newline="") as handle:
@@ -296,8 +306,9 @@ def test_jeurkar_resnet12_rows_resume_and_skip_finished_ones(tmp_path):
         ("none", "0.0"),
         ("unstructured", "0.8"),
     ]
+    assert (rows[0]["best_accuracy"], rows[0]["best_round"]) == ("0.1234", "7")
     assert float(rows[1]["measured_sparsity"]) == pytest.approx(0.8, abs=0.01)
-    assert rows[0]["paper_megabytes"] == "155.74"
+    assert rows[1]["paper_megabytes"] == "49.35"
 
 
 def test_seed_noise_quick(tmp_path):
