@@ -29,7 +29,13 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import grpc
+import tensorflow as tf
 import tensorflow_federated as tff
+from tensorflow_federated.python.core.environments.tensorflow_backend import (
+    tensorflow_tree_transformations,
+)
+from tensorflow_federated.python.core.impl.computation import computation_impl
+from tensorflow_federated.python.core.impl.context_stack import context_stack_impl
 
 from tffprune.fl.mergeable import OrderedMergeableContext
 from tffprune.fl.workers import (
@@ -75,10 +81,36 @@ def _executor_factory(channel: grpc.Channel) -> tff.framework.ExecutorFactory:
     return tff.framework.ResourceManagingExecutorFactory(executor_fn)
 
 
+def to_native(
+    computation: computation_impl.ConcreteComputation,
+) -> computation_impl.ConcreteComputation:
+    """TFF's ``desugar_and_transform_to_native``, without its Grappler pass on CPU.
+
+    TFF's compiler runs Grappler in Python (aggressive constant folding,
+    arithmetic, loop and memory rewrites) over every TensorFlow computation
+    before sending it, so that dataset ops are inlined where a GPU would
+    otherwise receive them. The worker's TensorFlow runtime optimizes each
+    graph again when it first runs it. Without a GPU the first pass only
+    costs start-up: compiling a round's ``next`` took 1.7-2.1 s against
+    0.8-0.9 s for LeNet-5, 13.5-16.2 s against 5.6-6.0 s for ResNet-12.
+    """
+    if tf.config.list_physical_devices("GPU"):
+        return tff.backends.native.desugar_and_transform_to_native(computation)
+    desugared, _ = tensorflow_tree_transformations.replace_intrinsics_with_bodies(
+        computation.to_building_block()
+    )
+    return tff.backends.native.transform_to_native_form(
+        computation_impl.ConcreteComputation(
+            computation_proto=desugared.proto,
+            context_stack=context_stack_impl.context_stack,
+        )
+    )
+
+
 def _sync_context(channel: grpc.Channel):
     return tff.framework.SyncExecutionContext(
         executor_fn=_executor_factory(channel),
-        compiler_fn=tff.backends.native.desugar_and_transform_to_native,
+        compiler_fn=to_native,
         transform_args=tff.tensorflow.transform_args,
         transform_result=tff.tensorflow.transform_result,
     )
@@ -87,7 +119,7 @@ def _sync_context(channel: grpc.Channel):
 def _async_context(channel: grpc.Channel):
     return tff.framework.AsyncExecutionContext(
         executor_fn=_executor_factory(channel),
-        compiler_fn=tff.backends.native.desugar_and_transform_to_native,
+        compiler_fn=to_native,
         transform_args=tff.tensorflow.transform_args,
         transform_result=tff.tensorflow.transform_result,
     )
