@@ -1,5 +1,6 @@
 """The one-computation round against TFF's own FedAvg and the NumPy reference."""
 
+import grpc
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -12,7 +13,7 @@ from tffprune.data import build_federated_data, load_dataset
 from tffprune.data.pipeline import batched_dataset
 from tffprune.fl.client_steps import ClientWorkConfig
 from tffprune.fl.messages import ClientInput
-from tffprune.fl.process import RoundParts, RoundProcess
+from tffprune.fl.process import RoundParts, RoundProcess, _file_error
 from tffprune.fl.training import Trainer
 from tffprune.fl.verification import UploadVerificationError
 from tffprune.pruning.counts import no_pruning
@@ -517,3 +518,29 @@ def test_central_model_without_pruning_is_the_server_model():
         trainer.central_weights(), trainer.state.server_weights, strict=True
     ):
         np.testing.assert_array_equal(a, b)
+
+
+class _WorkerError(grpc.RpcError):
+    def __init__(self, details: str) -> None:
+        self._details = details
+
+    def details(self) -> str:
+        return self._details
+
+
+@pytest.mark.parametrize(
+    "prefix",
+    ["", "{{function_node __inference_client_work_7}} " * 2],
+    ids=["plain", "inside-functions"],
+)
+def test_a_file_the_worker_could_not_read_is_an_os_error_naming_it(prefix):
+    error = _file_error(
+        _WorkerError(
+            f"Failed to run computation: {prefix}/run/residuals/c0_r0.residual; "
+            "No such file or directory\n\t [[{{node ReadFile}}]]"
+        )
+    )
+
+    assert error.filename == "/run/residuals/c0_r0.residual"
+    assert error.strerror == "No such file or directory"
+    assert _file_error(_WorkerError("Failed to run computation: out of memory")) is None

@@ -114,8 +114,11 @@ class RoundParts:
     batch_size: int | None = None
 
 
+# The path may follow the names of the functions it failed in
+# ("{{function_node __inference_client_work_12}} /run/residuals/c0_r0.residual").
 _FILE_FAILURE = re.compile(
-    r"Failed to run computation: (?P<path>[^;\n]+); (?P<reason>[^\n]+)"
+    r"Failed to run computation: (?:\{\{function_node [^}]*\}\}\s*)*"
+    r"(?P<path>[^;\n]+); (?P<reason>[^\n]+)"
     r".*\{\{node (?:ReadFile|WriteFile)\}\}",
     re.DOTALL,
 )
