@@ -27,9 +27,10 @@ def _counted(limits):
 
 
 def test_the_first_share_finishing_last_still_comes_first():
-    # Two workers, two shares: [2e6, 2e6] (seconds of looping) and [1, 2]
-    # (instant). TFF's own mergeable context returned [1, 2, 2e6, 2e6].
-    limits = [2_000_000, 2_000_001, 1, 2]
+    # Two workers, two shares: [3e5, 3e5] (2-3 s of looping a worker at about
+    # 9 us an iteration) and [1, 2] (instant). TFF's own mergeable context
+    # returned [1, 2, 3e5, 3e5].
+    limits = [300_000, 300_001, 1, 2]
     workers = [start_worker(), start_worker()]
     try:
         with LocalRuntime([w.address for w in workers]):
