@@ -105,9 +105,11 @@ def test_a_second_train_on_a_directory_being_written_is_refused(tmp_path):
 def test_a_failed_start_leaves_no_directory_behind(tmp_path):
     output = tmp_path / "run"
 
-    # The seed is checked when the model is built, after the inputs.
+    # A worker that never answers fails the start after the output directory
+    # was made (and its lock taken).
+    unreachable = ["--workers", "127.0.0.1:1", "--worker-timeout", "2"]
     result = CliRunner().invoke(
-        cli, ["train", *QUICK, "--workers", "127.0.0.1:1", "--output-dir", str(output)]
+        cli, ["train", *QUICK, *unreachable, "--output-dir", str(output)]
     )
 
     assert result.exit_code != 0
