@@ -152,6 +152,7 @@ TABLE = (
     "pruning",
     "scope",
     "rate",
+    "width",
     "rounds",
     "best_accuracy",
     "best_round",
@@ -170,8 +171,19 @@ TABLE = (
     "paper_megabytes",
     "paper_round",
 )
-CURVES = ("dataset", "setup", "pruning", "scope", "rate", "round", "central_accuracy")
-KEY = ("dataset", "setup", "pruning", "scope", "rate")
+CURVES = (
+    "dataset",
+    "setup",
+    "pruning",
+    "scope",
+    "rate",
+    "width",
+    "round",
+    "central_accuracy",
+)
+# ``width``: the ResNet's width multiplier (1.0 for SimpleCNN, and for rows
+# written before the column existed).
+KEY = ("dataset", "setup", "pruning", "scope", "rate", "width")
 
 
 def federated_data(dataset_name: str, setup: str, seed: int, quick: bool):
@@ -277,8 +289,16 @@ def plan(setups, quick: bool, model: str) -> list[tuple[str, str, str, float]]:
     return runs
 
 
+def width(row: dict) -> float:
+    """A row's width multiplier (1.0 where the row has none)."""
+    return float(row.get("width") or 1.0)
+
+
 def _row_key(row: dict) -> tuple:
-    return tuple(str(row[k]) if k != "rate" else float(row[k]) for k in KEY)
+    return tuple(
+        float(row[k]) if k == "rate" else width(row) if k == "width" else str(row[k])
+        for k in KEY
+    )
 
 
 def _order(row: dict) -> tuple:
@@ -288,6 +308,7 @@ def _order(row: dict) -> tuple:
         ("none", "structured", "unstructured").index(row["pruning"]),
         row["scope"],
         float(row["rate"]),
+        -width(row),
         int(row.get("round", 0)),
     )
 
@@ -359,20 +380,23 @@ def markdown(rows: list[dict], setup: str, model: str = "simple_cnn") -> list[st
     """Table 1 beside ours for one set-up: the README's table."""
 
     def find(pruning: str, scope: str, rate: float) -> dict | None:
-        for row in rows:
-            if (row["setup"], float(row["rate"])) != (setup, rate):
-                continue
-            if row["pruning"] == "none" or (row["pruning"], row["scope"]) == (
-                pruning,
-                scope,
-            ):
-                return row
-        return None
+        """The row at full width, else the widest one run."""
+        found = [
+            row
+            for row in rows
+            if (row["setup"], float(row["rate"])) == (setup, rate)
+            and (
+                row["pruning"] == "none"
+                or (row["pruning"], row["scope"]) == (pruning, scope)
+            )
+        ]
+        return max(found, key=width, default=None)
 
     def accuracy(row: dict | None) -> str:
         if row is None:
             return "-"
-        return f"{float(row['best_accuracy']):.2f} ({row['best_round']})"
+        text = f"{float(row['best_accuracy']):.2f} ({row['best_round']})"
+        return text if width(row) == 1.0 else f"{text} at width {width(row):g}"
 
     def megabytes(row: dict | None, column: str, unit: float = 1e6) -> str:
         return "-" if row is None else f"{int(row[column]) / unit:.3f}"
@@ -480,7 +504,11 @@ def main() -> None:
     )
     arguments = parser.parse_args()
     model = arguments.model
-    width = arguments.width_multiplier or (0.125 if arguments.quick else 1.0)
+    if model == "simple_cnn" and arguments.width_multiplier:
+        parser.error("--width-multiplier is the ResNet's; SimpleCNN has one width")
+    multiplier = 1.0
+    if model != "simple_cnn":
+        multiplier = arguments.width_multiplier or (0.125 if arguments.quick else 1.0)
     table_path, curves_path = result_paths(arguments.results, model)
     if arguments.markdown:
         committed = _kept_rows(table_path, set())
@@ -491,7 +519,9 @@ def main() -> None:
     done = {_row_key(row) for row in _kept_rows(table_path, set())}
     if not arguments.rerun:
         runs = [
-            run for run in runs if (arguments.dataset, *run[:3], run[3]) not in done
+            run
+            for run in runs
+            if (arguments.dataset, *run[:3], run[3], multiplier) not in done
         ]
     if arguments.rows:
         wanted = {_parse_row(text) for text in arguments.rows}
@@ -512,10 +542,12 @@ def main() -> None:
             2 if arguments.quick else rounds,
             arguments.seed,
             model,
-            width,
+            multiplier,
         )
         prefix = "" if model == "simple_cnn" else f"{model}_"
         name = f"{prefix}{setup}_{pruning}_{scope.replace(' ', '_')}_{rate:g}"
+        if multiplier != 1.0:
+            name += f"_width_{multiplier:g}"
         print(f"== {name}", flush=True)
         _train(config, arguments.output_dir / name, data[setup])
         rows = read_metrics_csv(arguments.output_dir / name / "metrics.csv")
@@ -525,6 +557,7 @@ def main() -> None:
             pruning=pruning,
             scope=scope,
             rate=rate,
+            width=multiplier,
         )
         row = summarize(rows, key, 2, model_tensors(config, data[setup]), model)
         curves = [

@@ -339,25 +339,34 @@ def jeurkar_resnet12_curves(
 ) -> Path:
     """Our ResNet12 rows' accuracy by round beside the paper's own logs.
 
-    Solid: ours (Fashion-MNIST, as-run); dashed, the same colour: the paper's
-    notebooks' logged central accuracy (MNIST), for the rates we have run.
+    Solid: ours (Fashion-MNIST, as-run); dotted: ours at a smaller width
+    multiplier (the rows run at less than full width to fit the machine);
+    dashed, the same colour: the paper's notebooks' logged central accuracy
+    (MNIST), for the rates we have run.
     """
     rows = [r for r in read(path) if r["setup"] == "as-run" and r["scope"] == "paper"]
     paper = read(paper_path)
     colors = plt.cm.viridis([i / 10 for i in range(10)])
     figure, panels = plt.subplots(1, 2, figsize=(9, 4), sharey=True)
     for axes, pruning in zip(panels, ("unstructured", "structured"), strict=True):
-        for group in _group_by_rate(_jeurkar_rows(rows, "as-run", pruning, "paper")):
-            rate = float(group[0]["rate"])
+        chosen = _jeurkar_rows(rows, "as-run", pruning, "paper")
+        for multiplier in sorted({_width(r) for r in chosen}, reverse=True):
+            for group in _group_by_rate([r for r in chosen if _width(r) == multiplier]):
+                rate = float(group[0]["rate"])
+                color = "k" if rate == 0 else colors[round(rate * 10)]
+                label = "0% (dense)" if rate == 0 else f"{rate:.0%}"
+                axes.plot(
+                    [int(r["round"]) for r in group],
+                    [float(r["central_accuracy"]) for r in group],
+                    color=color,
+                    lw=1.2,
+                    ls="-" if multiplier == 1.0 else ":",
+                    label=label
+                    if multiplier == 1.0
+                    else f"{label}, width {multiplier:g}",
+                )
+        for rate in sorted({float(r["rate"]) for r in chosen}):
             color = "k" if rate == 0 else colors[round(rate * 10)]
-            label = "0% (dense)" if rate == 0 else f"{rate:.0%}"
-            axes.plot(
-                [int(r["round"]) for r in group],
-                [float(r["central_accuracy"]) for r in group],
-                color=color,
-                lw=1.2,
-                label=label,
-            )
             theirs = [
                 r
                 for r in paper
@@ -370,9 +379,11 @@ def jeurkar_resnet12_curves(
                 ls="--",
                 lw=1,
             )
+        narrower = any(_width(r) != 1.0 for r in chosen)
         axes.set_title(
-            f"ResNet12 {pruning}: ours (Fashion-MNIST) solid,\n"
-            "the paper's logs (MNIST) dashed",
+            f"ResNet12 {pruning}: ours (Fashion-MNIST) solid"
+            + (" (dotted: narrower)" if narrower else "")
+            + ",\nthe paper's logs (MNIST) dashed",
             fontsize=9,
         )
         axes.set_xlabel("round")
@@ -394,6 +405,11 @@ def jeurkar_resnet12_curves(
     )
     figure.tight_layout(rect=(0, 0.12, 1, 1))
     return save(figure, "jeurkar_resnet12_curves", figures)
+
+
+def _width(row: dict) -> float:
+    """A row's width multiplier (1.0 where the results have no such column)."""
+    return float(row.get("width") or 1.0)
 
 
 def _group_by_rate(rows: list[dict]) -> list[list[dict]]:

@@ -278,14 +278,17 @@ def test_jeurkar_table1_quick(tmp_path):
 def test_jeurkar_resnet12_rows_resume_and_skip_finished_ones(tmp_path):
     results = tmp_path / "results"
     results.mkdir()
-    # A table whose dense row finished earlier (the values are this test's own,
-    # so a rerun of that row would show).
+    # A table whose dense row finished earlier at --quick's width, and whose
+    # 80% row ran at another width (the values are this test's own, so a rerun
+    # of either row would show).
     header = (
-        "dataset,setup,pruning,scope,rate,rounds,best_accuracy,best_round,"
+        "dataset,setup,pruning,scope,rate,width,rounds,best_accuracy,best_round,"
         "paper_megabytes\n"
     )
     (results / "jeurkar_resnet12.csv").write_text(
-        header + "fashion_mnist,as-run,none,paper,0.0,15,0.1234,7,155.74\n"
+        header
+        + "fashion_mnist,as-run,none,paper,0.0,0.125,15,0.1234,7,155.74\n"
+        + "fashion_mnist,as-run,unstructured,paper,0.8,1.0,15,0.5678,9,49.35\n"
     )
     output = _run(
         [
@@ -305,19 +308,58 @@ def test_jeurkar_resnet12_rows_resume_and_skip_finished_ones(tmp_path):
     )
 
     # The abstract's rows first (dense, 80% unstructured, 30% structured); the
-    # finished dense row is not run again, so 80% unstructured is next.
+    # finished dense row is not run again, so 80% unstructured at this width
+    # is next (the full-width one is another row).
     assert re.findall(r"^== (\S+)", output, re.M) == [
-        "jeurkar_resnet12_as-run_unstructured_paper_0.8"
+        "jeurkar_resnet12_as-run_unstructured_paper_0.8_width_0.125"
     ]
     with (results / "jeurkar_resnet12.csv").open(newline="") as handle:
         rows = list(csv.DictReader(handle))
-    assert [(r["pruning"], r["rate"]) for r in rows] == [
-        ("none", "0.0"),
-        ("unstructured", "0.8"),
+    assert [(r["pruning"], r["rate"], r["width"]) for r in rows] == [
+        ("none", "0.0", "0.125"),
+        ("unstructured", "0.8", "1.0"),
+        ("unstructured", "0.8", "0.125"),
     ]
     assert (rows[0]["best_accuracy"], rows[0]["best_round"]) == ("0.1234", "7")
-    assert float(rows[1]["measured_sparsity"]) == pytest.approx(0.8, abs=0.01)
-    assert rows[1]["paper_megabytes"] == "49.35"
+    assert (rows[1]["best_accuracy"], rows[1]["best_round"]) == ("0.5678", "9")
+    assert float(rows[2]["measured_sparsity"]) == pytest.approx(0.8, abs=0.01)
+    assert rows[2]["paper_megabytes"] == "49.35"
+
+
+def test_jeurkar_markdown_shows_a_narrower_row_as_such_and_prefers_full_width():
+    sys.path.insert(0, str(ROOT / "experiments"))
+    try:
+        from jeurkar_table1 import markdown
+    finally:
+        sys.path.pop(0)
+
+    def row(pruning, rate, width, accuracy, best_round):
+        return dict(
+            setup="as-run",
+            pruning=pruning,
+            scope="paper",
+            rate=str(rate),
+            width=str(width),
+            best_accuracy=str(accuracy),
+            best_round=str(best_round),
+            upload_bytes_npz="0",
+            upload_bytes="0",
+            download_bytes_npz="0",
+            download_bytes="0",
+        )
+
+    rows = [
+        row("structured", 0.3, 0.5, 0.61, 44),
+        row("structured", 0.3, 1.0, 0.60, 40),
+        row("structured", 0.4, 0.5, 0.55, 38),
+        row("unstructured", 0.4, 1.0, 0.83, 14),
+    ]
+    lines = markdown(rows, "as-run", "jeurkar_resnet12")
+    by_rate = {line.split(" | ")[0]: line.split(" | ") for line in lines[2:]}
+    # columns: rate, unstructured paper, ours, structured paper, ours, ...
+    assert by_rate["| 30%"][4] == "0.60 (40)"
+    assert by_rate["| 40%"][4] == "0.55 (38) at width 0.5"
+    assert by_rate["| 40%"][2] == "0.83 (14)"
 
 
 def test_seed_noise_quick(tmp_path):
