@@ -146,13 +146,11 @@ VARIANTS = {
 # The paper's 85% (SimpleCNN) and 95% (ResNet12) are for MNIST; see the
 # README for the choice on Fashion-MNIST.
 TARGET = {"simple_cnn": 0.70, "jeurkar_resnet12": 0.80}
+# ``width``: the ResNet's width multiplier (1.0 for SimpleCNN, and for rows
+# written before the column existed).
+KEY = ("dataset", "setup", "pruning", "scope", "rate", "width")
 TABLE = (
-    "dataset",
-    "setup",
-    "pruning",
-    "scope",
-    "rate",
-    "width",
+    *KEY,
     "rounds",
     "best_accuracy",
     "best_round",
@@ -171,19 +169,7 @@ TABLE = (
     "paper_megabytes",
     "paper_round",
 )
-CURVES = (
-    "dataset",
-    "setup",
-    "pruning",
-    "scope",
-    "rate",
-    "width",
-    "round",
-    "central_accuracy",
-)
-# ``width``: the ResNet's width multiplier (1.0 for SimpleCNN, and for rows
-# written before the column existed).
-KEY = ("dataset", "setup", "pruning", "scope", "rate", "width")
+CURVES = (*KEY, "round", "central_accuracy")
 
 
 def federated_data(dataset_name: str, setup: str, seed: int, quick: bool):
